@@ -1,0 +1,78 @@
+-- The tool's own schema in the source database. `__SCHEMA__` is replaced by the quoted schema name
+-- from the configuration before this file runs. Forward-only: never edit once released.
+
+-- Captured tables. Triggers refer to a table by `id`, so the outbox stores 4 bytes, not a name.
+create table __SCHEMA__.tables (
+  id            integer generated always as identity primary key,
+  relid         oid not null unique,
+  source_schema text not null,
+  source_table  text not null,
+  key_columns   text[] not null check (cardinality(key_columns) > 0),
+  key_origin    text not null check (key_origin in ('primary key', 'config')),
+  target_schema text not null,
+  target_table  text not null,
+  added_at      timestamptz not null default now(),
+  unique (source_schema, source_table)
+);
+
+-- Ids come from a sequence with CACHE 1: the drainer's window bounds rely on a nextval() that
+-- happens after a read of last_value returning a larger value. Do not alter its cache.
+create sequence __SCHEMA__.outbox_id_seq as bigint cache 1;
+
+-- One row per change (or per truncate). `op`: I insert, U update, D delete (data = key), T truncate.
+-- `xid` is the writing transaction's top-level id; the drainer consumes by snapshot visibility of it.
+create table __SCHEMA__.outbox (
+  id       bigint not null default nextval('__SCHEMA__.outbox_id_seq') primary key,
+  xid      xid8 not null default pg_current_xact_id(),
+  table_id integer not null,
+  op       "char" not null,
+  data     jsonb
+);
+alter sequence __SCHEMA__.outbox_id_seq owned by __SCHEMA__.outbox.id;
+
+-- Where a stream stands. A window is the set of events whose transaction is visible in
+-- cur_snapshot and not in prev_snapshot; ids of the window lie in (low_id, cur_upper].
+-- after_id is the position of the last applied page inside the current window.
+create table __SCHEMA__.checkpoint (
+  stream         text primary key,
+  prev_snapshot  pg_snapshot,
+  cur_snapshot   pg_snapshot,
+  cur_upper      bigint,
+  after_id       bigint not null default 0,
+  low_id         bigint not null default 0,
+  applied_events bigint not null default 0,
+  windows        bigint not null default 0,
+  last_applied_at timestamptz,
+  updated_at     timestamptz not null default now()
+);
+
+-- For each window snapshot: the sequence's last_value read just before it was taken. A transaction
+-- whose xid is >= that snapshot's xmax started after it, so all its ids are > seq_before.
+create table __SCHEMA__.window_marks (
+  stream     text not null,
+  snap_xmax  xid8 not null,
+  seq_before bigint not null,
+  primary key (stream, snap_xmax)
+);
+
+-- One row the capture triggers read: they send a NOTIFY only while the drainer says it is idle,
+-- because notifying transactions serialise their commits on a global lock.
+create table __SCHEMA__.state (
+  singleton boolean primary key default true check (singleton),
+  idle      boolean not null default false
+);
+insert into __SCHEMA__.state default values;
+
+-- Changes the target refused after retries, kept with the target's message, never counted as applied.
+create table __SCHEMA__.dead_letters (
+  id          bigint generated always as identity primary key,
+  stream      text not null,
+  event_id    bigint not null,
+  table_id    integer not null,
+  op          "char" not null,
+  data        jsonb,
+  error_code  text,
+  error       text not null,
+  attempts    integer not null,
+  created_at  timestamptz not null default now()
+);

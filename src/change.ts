@@ -1,0 +1,88 @@
+// The change model shared by both capture modes, the drainer and the sinks.
+import { LosslessNumber, isSafeNumber, parse as losslessParse } from 'lossless-json';
+
+/** I insert, U update, D delete (row holds the key), T truncate (no row). */
+export type Op = 'I' | 'U' | 'D' | 'T';
+
+/**
+ * A JSON value as it arrived. Numbers that a double cannot hold exactly (bigint past 2^53,
+ * numeric(38,10) …) are kept as LosslessNumber with their exact text.
+ */
+export type JsonValue = null | boolean | number | string | LosslessNumber | JsonValue[] | { [k: string]: JsonValue };
+export type Row = Record<string, JsonValue>;
+export { LosslessNumber };
+
+export interface Change {
+  /** position in the stream (outbox id); increasing, and in commit order for any one key */
+  id: number;
+  tableId: number;
+  op: Op;
+  /** canonical text of the key values; '' for truncate */
+  key: string;
+  /** new row image (I/U), key columns (D), null (T) */
+  row: Row | null;
+  /** the exact JSON text of `row`, passed through untouched where a sink can use it */
+  raw: string | null;
+}
+
+export interface ColumnInfo {
+  name: string;
+  /** format_type() of the column, e.g. `numeric(38,10)`, `timestamp with time zone`, `text[]` */
+  type: string;
+  /** the element type's name (domains resolved to their base), e.g. int8, numeric, jsonb, text */
+  baseType: string;
+  /** format_type() of the element type with the column's modifier, e.g. `numeric(38,10)`, `character varying(20)` */
+  baseFormatted: string;
+  /** 0 for scalars, the number of dimensions for arrays (1 when the catalog does not say) */
+  dims: number;
+  /** pg_type.typtype of the element: b base, e enum, c composite, r range, m multirange, d domain resolved */
+  typtype: string;
+  notNull: boolean;
+}
+
+export interface TableInfo {
+  id: number;
+  relid: number;
+  sourceSchema: string;
+  sourceTable: string;
+  targetSchema: string;
+  targetTable: string;
+  keyColumns: string[];
+  columns: ColumnInfo[];
+}
+
+/** Looks tables up in the source catalog; the drainer re-reads a table when rows carry new columns. */
+export interface SourceCatalog {
+  describe(tableId: number): Promise<TableInfo>;
+}
+
+// A run of 16+ digits (with dots) may be a number a double cannot hold; only then parse losslessly.
+const MAYBE_UNSAFE_NUMBER = /\d[\d.]{15,}/;
+
+function parseNumber(text: string): number | LosslessNumber {
+  return isSafeNumber(text) ? Number(text) : new LosslessNumber(text);
+}
+
+/** Parses a row's JSON text without rounding any number. */
+export function parseRow(text: string): Row {
+  const value = MAYBE_UNSAFE_NUMBER.test(text) ? losslessParse(text, null, parseNumber) : JSON.parse(text);
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new TypeError('a change row must be a JSON object');
+  }
+  return value as Row;
+}
+
+/** The canonical key text of a row: its key values in key order, numbers in their exact text. */
+export function keyOf(row: Row, keyColumns: readonly string[]): string {
+  const parts = keyColumns.map((c) => {
+    const v = row[c];
+    if (v === undefined || v === null) return null;
+    if (typeof v === 'number' || v instanceof LosslessNumber) return { n: String(v) };
+    return v;
+  });
+  return JSON.stringify(parts);
+}
+
+export function isLosslessNumber(v: unknown): v is LosslessNumber {
+  return v instanceof LosslessNumber;
+}

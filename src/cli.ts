@@ -1,0 +1,142 @@
+// The command line: argv → config → runner. The only place that reads process.env, installs signal
+// handlers or calls process.exit.
+import { loadConfig, parseQualifiedName, readConfigFile, type Config } from './config.js';
+import { ConfigError, StreamBusyError, TableError, SchemaVersionError, describe } from './errors.js';
+import { createLogger, type Logger } from './logger.js';
+import { Runner } from './runner.js';
+import { displayName } from './identifiers.js';
+
+const USAGE = `usage: pg2crate <command> [options]
+
+commands:
+  migrate                      create or upgrade the pg2crate schema, capture configured tables
+  start                        run the replicator (long-running)
+  catch-up                     apply everything committed so far, then exit (for cron)
+  tables add <schema.table>…   capture tables (installs triggers)
+  tables remove <schema.table>…
+  tables list
+
+options:
+  --config <file.json>         configuration file (also PG2CRATE_CONFIG)
+  --key <col,col>              with "tables add": key columns for a table without a primary key
+  --json                       machine-readable output where supported
+  --help
+`;
+
+interface Args {
+  command: string[];
+  flags: Map<string, string | true>;
+}
+
+function parseArgs(argv: string[]): Args {
+  const command: string[] = [];
+  const flags = new Map<string, string | true>();
+  const withValue = new Set(['--config', '--key']);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      if (eq > 0) flags.set(a.slice(0, eq), a.slice(eq + 1));
+      else if (withValue.has(a)) {
+        if (i + 1 >= argv.length) throw new ConfigError(a, 'expects a value');
+        flags.set(a, argv[++i]);
+      } else flags.set(a, true);
+    } else command.push(a);
+  }
+  return { command, flags };
+}
+
+function loadFromProcess(flags: Map<string, string | true>): Config {
+  const path = flags.get('--config') ?? process.env.PG2CRATE_CONFIG;
+  const file = typeof path === 'string' && path !== '' ? readConfigFile(path) : {};
+  return loadConfig(process.env, file);
+}
+
+function installSignals(logger: Logger, stop: () => Promise<void>): void {
+  let signalled = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (signalled) {
+      logger.warn({ signal: sig }, 'second signal: exiting now; the page in flight will be replayed on the next start');
+      process.exit(130);
+    }
+    signalled = true;
+    logger.info({ signal: sig }, 'stopping gracefully after the page in flight; send the signal again to exit at once');
+    stop().catch((err) => logger.error({ err }, 'graceful stop failed'));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  if (args.flags.has('--help') || args.command.length === 0) {
+    process.stdout.write(USAGE);
+    return args.command.length === 0 && !args.flags.has('--help') ? 2 : 0;
+  }
+  const config = loadFromProcess(args.flags);
+  const logger = createLogger(config.logLevel);
+  const runner = new Runner(config, logger);
+  const json = args.flags.has('--json');
+  try {
+    const [cmd, sub, ...rest] = args.command;
+    switch (cmd) {
+      case 'migrate': {
+        const { ran, tables } = await runner.migrate();
+        process.stdout.write(`migrated schema ${config.schema}${ran.length ? ` (ran ${ran.join(', ')})` : ' (already current)'}; ${tables.length} configured table(s) captured\n`);
+        return 0;
+      }
+      case 'start': {
+        installSignals(logger, () => runner.stop());
+        await runner.run();
+        return 0;
+      }
+      case 'catch-up': {
+        installSignals(logger, () => runner.stop());
+        await runner.run({ untilCaughtUp: true });
+        const s = runner.drainer?.stats;
+        process.stdout.write(`caught up: ${s?.appliedEvents ?? 0} event(s) applied\n`);
+        return 0;
+      }
+      case 'tables': {
+        if (sub === 'list') {
+          const tables = await runner.listTables();
+          if (json) process.stdout.write(JSON.stringify(tables, null, 2) + '\n');
+          else for (const t of tables) process.stdout.write(`${displayName(t.sourceSchema, t.sourceTable)} → ${displayName(t.targetSchema, t.targetTable)}  key (${t.keyColumns.join(', ')}, ${t.keyOrigin})\n`);
+          return 0;
+        }
+        if (sub !== 'add' && sub !== 'remove') throw new ConfigError('tables', 'expected "tables add|remove|list"');
+        if (rest.length === 0) throw new ConfigError(`tables ${sub}`, 'name at least one table as schema.table');
+        const key = args.flags.get('--key');
+        const specs = rest.map((r) => ({ ...parseQualifiedName(r, `tables ${sub}`), ...(typeof key === 'string' ? { keyColumns: key.split(',').map((k) => k.trim()) } : {}) }));
+        if (sub === 'add') {
+          for (const t of await runner.addTables(specs)) {
+            const mapped = t.targetSchema !== t.sourceSchema || t.targetTable !== t.sourceTable;
+            process.stdout.write(`capturing ${displayName(t.sourceSchema, t.sourceTable)} → ${displayName(t.targetSchema, t.targetTable)}${mapped ? ' (name mapped for the target)' : ''}\n`);
+          }
+        } else {
+          const removed = await runner.removeTables(specs);
+          specs.forEach((s, i) => process.stdout.write(`${removed[i] ? 'released' : 'was not captured:'} ${displayName(s.schema, s.table)}\n`));
+        }
+        return 0;
+      }
+      default:
+        throw new ConfigError('command', `unknown command ${JSON.stringify(cmd)}; see pg2crate --help`);
+    }
+  } finally {
+    await runner.close();
+    await new Promise<void>((r) => logger.flush(() => r()));
+  }
+}
+
+const EXPECTED = [ConfigError, TableError, SchemaVersionError, StreamBusyError];
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    // One line that names the problem; the stack only when it is not one of ours.
+    const known = EXPECTED.some((E) => err instanceof E);
+    process.stderr.write(`pg2crate: ${describe(err)}\n`);
+    if (!known && process.env.LOG_LEVEL === 'debug') process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
+    process.exit(known ? 2 : 1);
+  },
+);

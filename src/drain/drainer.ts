@@ -1,0 +1,241 @@
+// The drainer: reads pages from a change source, applies them to a sink, then saves the checkpoint.
+//
+// States: stopped → acquiring (a standby waits here while another instance holds the stream) →
+// draining ⇄ idle (waiting for a wake-up or the poll timer) → stopping → stopped. On a retryable
+// error it drops its source connection, waits with jittered backoff and acquires again; on a fatal
+// one it stops and reports.
+//
+// Order of a page: read → coalesce per key → make sure target tables have every column the rows
+// carry → apply → handle rejections (retry, then park or halt) → confirm. The checkpoint moves only
+// after the sink confirmed, so a crash anywhere replays the page (the sink is idempotent).
+//
+// Wake-ups: the triggers NOTIFY only while the state row says idle. Before sleeping the drainer sets
+// idle and reads once more, so a change committed before that flag flipped is not left waiting; a
+// change whose trigger ran just before the flip waits at most one poll interval.
+import type { Change, TableInfo } from '../change.js';
+import { backoffDelay, classify, describe } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { ChangeSource, DeadLetter, Page } from '../source/change-source.js';
+import type { Sink, SinkTableBatch } from '../sink/sink.js';
+import { coalesce } from './coalesce.js';
+
+export interface DrainerOptions {
+  pageSize: number;
+  pollIntervalMs: number;
+  deadLetterPolicy: 'park' | 'halt';
+  rejectAttempts: number;
+  stopTimeoutMs: number;
+  /** catch-up: return once everything committed before start is applied */
+  untilCaughtUp?: boolean;
+}
+
+export interface DrainerStats {
+  state: 'stopped' | 'acquiring' | 'draining' | 'idle' | 'stopping';
+  appliedEvents: number;
+  appliedRows: number;
+  pages: number;
+  windows: number;
+  deadLetters: number;
+  errors: Record<string, number>;
+  lastAppliedAt: Date | null;
+}
+
+export class HaltError extends Error {
+  override name = 'HaltError';
+}
+
+export class Drainer {
+  readonly #source: ChangeSource;
+  readonly #sink: Sink;
+  readonly #opts: DrainerOptions;
+  readonly #log: Logger;
+  readonly #tables = new Map<number, { info: TableInfo; columns: Set<string> }>();
+  readonly stats: DrainerStats = {
+    state: 'stopped', appliedEvents: 0, appliedRows: 0, pages: 0, windows: 0, deadLetters: 0, errors: {}, lastAppliedAt: null,
+  };
+  #abort = new AbortController();
+  #loop: Promise<void> | null = null;
+  #wakeRequested = false;
+  #wake: (() => void) | null = null;
+  #idle: boolean | undefined;
+  #windowEvents = 0;
+
+  constructor(source: ChangeSource, sink: Sink, opts: DrainerOptions, logger: Logger) {
+    this.#source = source;
+    this.#sink = sink;
+    this.#opts = opts;
+    this.#log = logger.child({ component: 'drainer' });
+  }
+
+  /** Starts the loop; the returned promise settles when the loop ends (stop, catch-up done, fatal error). */
+  start(): Promise<void> {
+    if (!this.#loop) {
+      this.#abort = new AbortController();
+      this.#loop = this.#run();
+    }
+    return this.#loop;
+  }
+
+  /** A hint that changes may be waiting (NOTIFY, reconnect). */
+  wake(): void {
+    this.#wakeRequested = true;
+    this.#wake?.();
+  }
+
+  /** Finishes the page in flight (within stopTimeoutMs), saves its checkpoint, and stops. Safe to call twice. */
+  async stop(): Promise<void> {
+    const loop = this.#loop;
+    if (!loop) return;
+    if (this.stats.state !== 'stopped') this.stats.state = 'stopping';
+    this.#abort.abort();
+    this.#wake?.();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), this.#opts.stopTimeoutMs); });
+    const outcome = await Promise.race([loop.then(() => 'done' as const, () => 'done' as const), timeout]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') this.#log.warn({ timeoutMs: this.#opts.stopTimeoutMs }, 'page in flight did not finish in time; it will be replayed on the next start');
+    await this.#source.close().catch(() => {});
+  }
+
+  get #stopping(): boolean {
+    return this.#abort.signal.aborted;
+  }
+
+  async #run(): Promise<void> {
+    let attempt = 0;
+    let windowsDone = 0;
+    try {
+      while (!this.#stopping) {
+        try {
+          this.stats.state = 'acquiring';
+          await this.#source.acquire(this.#abort.signal);
+          if (this.#stopping) break;
+          this.stats.state = this.#idle ? 'idle' : 'draining';
+          const page = await this.#source.readPage(this.#opts.pageSize);
+          if (page.changes.length > 0) {
+            if (this.#idle !== false) { await this.#source.setIdle(false); this.#idle = false; this.stats.state = 'draining'; }
+            await this.#apply(page);
+          }
+          await this.#source.confirm(page);
+          attempt = 0;
+          this.#count(page);
+          if (!page.windowDone) continue;
+          windowsDone++;
+          this.stats.windows++;
+          const windowEvents = this.#windowEvents;
+          this.#windowEvents = 0;
+          if (this.#opts.untilCaughtUp && windowsDone >= 2) break;
+          if (windowEvents > 0 || this.#opts.untilCaughtUp) continue;
+          if (this.#idle !== true) {
+            // Declare idle, then read once more before sleeping.
+            await this.#source.setIdle(true);
+            this.#idle = true;
+            continue;
+          }
+          this.stats.state = 'idle';
+          await this.#sleep();
+        } catch (err) {
+          if (err instanceof HaltError) throw err;
+          const kind = classify(err);
+          this.stats.errors[kind] = (this.stats.errors[kind] ?? 0) + 1;
+          if (kind === 'fatal' || this.#stopping) {
+            if (this.#stopping) break;
+            throw err;
+          }
+          const delay = backoffDelay(attempt++, 200, 30_000);
+          this.#log.warn({ err, kind, attempt, retryInMs: delay }, `page failed (${describe(err)}); retrying`);
+          await this.#source.reset();
+          this.#idle = undefined;
+          await this.#sleep(delay);
+        }
+      }
+    } finally {
+      this.stats.state = 'stopped';
+      this.#loop = null;
+    }
+  }
+
+  #count(page: Page): void {
+    const n = page.changes.length;
+    this.#windowEvents += n;
+    if (n === 0) return;
+    this.stats.appliedEvents += n;
+    this.stats.pages++;
+    this.stats.lastAppliedAt = new Date();
+  }
+
+  #sleep(ms = this.#opts.pollIntervalMs): Promise<void> {
+    if (this.#wakeRequested) {
+      this.#wakeRequested = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#wake = null;
+        this.#wakeRequested = false;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#wake = done;
+      if (this.#stopping) done();
+    });
+  }
+
+  async #tableFor(tableId: number, upserts: Change[]): Promise<TableInfo> {
+    let entry = this.#tables.get(tableId);
+    const unknownColumn = (cols: Set<string>) => upserts.some((c) => c.row !== null && Object.keys(c.row).some((k) => !cols.has(k)));
+    if (!entry || unknownColumn(entry.columns)) {
+      const info = await this.#source.catalog.describe(tableId);
+      entry = { info, columns: new Set(info.columns.map((c) => c.name)) };
+      await this.#sink.prepare(info);
+      this.#tables.set(tableId, entry);
+    }
+    return entry.info;
+  }
+
+  async #apply(page: Page): Promise<void> {
+    const batches: SinkTableBatch[] = [];
+    const letters: DeadLetter[] = [];
+    for (const b of coalesce(page.changes)) {
+      let table: TableInfo;
+      try {
+        table = await this.#tableFor(b.tableId, b.upserts);
+      } catch (err) {
+        if (classify(err) !== 'fatal') throw err;
+        // The table cannot be described (dropped, unregistered): its changes cannot be applied.
+        for (const change of [...b.deletes, ...b.upserts]) letters.push({ change, code: undefined, message: describe(err), attempts: 1 });
+        continue;
+      }
+      batches.push({ table, truncate: b.truncate, deletes: b.deletes, upserts: b.upserts });
+    }
+    let rejected = (await this.#sink.apply(batches)).rejected;
+    for (let attempt = 2; rejected.length > 0 && attempt <= this.#opts.rejectAttempts; attempt++) {
+      this.#log.warn({ rows: rejected.length, attempt }, 'target rejected rows; retrying them');
+      await new Promise((r) => setTimeout(r, backoffDelay(attempt - 2, 100, 2000)));
+      const byTable = new Map<number, SinkTableBatch>();
+      for (const r of rejected) {
+        const table = this.#tables.get(r.change.tableId)!.info;
+        let b = byTable.get(table.id);
+        if (!b) byTable.set(table.id, (b = { table, truncate: false, deletes: [], upserts: [] }));
+        (r.change.op === 'D' ? b.deletes : b.upserts).push(r.change);
+      }
+      rejected = (await this.#sink.apply([...byTable.values()])).rejected;
+    }
+    for (const r of rejected) letters.push({ change: r.change, code: r.code, message: r.message, attempts: this.#opts.rejectAttempts });
+    if (letters.length > 0) {
+      const sample = letters[0];
+      const tableId = sample.change.tableId;
+      if (this.#opts.deadLetterPolicy === 'halt') {
+        throw new HaltError(
+          `the target rejected ${letters.length} change(s) (first: event ${sample.change.id} of table id ${tableId}: ${sample.message}); ` +
+            'halting as PG2CRATE_DEAD_LETTERS=halt says. Fix the target or the value, or set PG2CRATE_DEAD_LETTERS=park',
+        );
+      }
+      await this.#source.park(letters);
+      this.stats.deadLetters += letters.length;
+      this.#log.error({ rows: letters.length, tableId, eventId: sample.change.id, code: sample.code, reason: sample.message }, 'parked rejected changes as dead letters');
+    }
+    this.stats.appliedRows += batches.reduce((n, b) => n + b.deletes.length + b.upserts.length, 0) - letters.length;
+  }
+}

@@ -1,0 +1,145 @@
+// The composition root: builds the source, sink, drainer and listener from the configuration,
+// starts them in order and stops them in reverse order.
+import pg from 'pg';
+import type { Config, TableSpec } from './config.js';
+import { Drainer } from './drain/drainer.js';
+import type { Logger } from './logger.js';
+import { assertSchemaCurrent, migrate } from './source/migrate.js';
+import { Listener } from './source/listener.js';
+import { wakeupChannel } from './source/names.js';
+import { OutboxSource } from './source/outbox.js';
+import { addTable, listTables, removeTable, type RegisteredTable } from './source/registry.js';
+import { PostgresSink } from './sink/postgres/postgres-sink.js';
+import type { Sink } from './sink/sink.js';
+import { crateTargetName, CrateSink } from './sink/cratedb/cratedb-sink.js';
+
+export function sourceConnection(config: Config): pg.ClientConfig {
+  return config.sourceUrl ? { connectionString: config.sourceUrl } : {};
+}
+
+export function createSink(config: Config, logger: Logger): Sink {
+  const t = config.target;
+  return t.kind === 'postgres' ? new PostgresSink(t.connectionString, logger) : new CrateSink(t, config.crate, logger);
+}
+
+/** Where a source table lands; CrateDB has stricter rules for names than Postgres. */
+export function targetNameFor(config: Config): (spec: TableSpec) => { schema: string; table: string } {
+  return (spec) => {
+    const schema = spec.targetSchema ?? config.targetSchema ?? spec.schema;
+    const table = spec.targetTable ?? spec.table;
+    return config.target.kind === 'cratedb' ? crateTargetName(schema, table) : { schema, table };
+  };
+}
+
+export interface RunnerOptions {
+  /** a seam for tests: wraps the sink (to fail the Nth page, count calls …) */
+  wrapSink?: (sink: Sink) => Sink;
+}
+
+export class Runner {
+  readonly #config: Config;
+  readonly #log: Logger;
+  readonly #opts: RunnerOptions;
+  #pool: pg.Pool | null = null;
+  #drainer: Drainer | null = null;
+  #listener: Listener | null = null;
+  #sink: Sink | null = null;
+
+  constructor(config: Config, logger: Logger, opts: RunnerOptions = {}) {
+    this.#config = config;
+    this.#opts = opts;
+    this.#log = logger.child({ component: 'runner' });
+  }
+
+  get drainer(): Drainer | null {
+    return this.#drainer;
+  }
+
+  get pool(): pg.Pool {
+    if (!this.#pool) {
+      this.#pool = new pg.Pool({ ...sourceConnection(this.#config), max: 4, application_name: 'pg2crate' });
+      this.#pool.on('error', (err) => this.#log.warn({ err }, 'idle source connection failed'));
+    }
+    return this.#pool;
+  }
+
+  /** Creates or upgrades the tool's schema, then captures the tables the configuration lists. */
+  async migrate(): Promise<{ ran: string[]; tables: RegisteredTable[] }> {
+    const ran = await migrate(this.pool, this.#config.schema);
+    const tables: RegisteredTable[] = [];
+    for (const spec of this.#config.tables) tables.push(await addTable(this.pool, this.#config.schema, spec, targetNameFor(this.#config)));
+    return { ran, tables };
+  }
+
+  async addTables(specs: TableSpec[]): Promise<RegisteredTable[]> {
+    await assertSchemaCurrent(this.pool, this.#config.schema);
+    const out: RegisteredTable[] = [];
+    for (const spec of specs) {
+      const configured = this.#config.tables.find((t) => t.schema === spec.schema && t.table === spec.table);
+      out.push(await addTable(this.pool, this.#config.schema, { ...configured, ...spec, keyColumns: spec.keyColumns ?? configured?.keyColumns }, targetNameFor(this.#config)));
+    }
+    return out;
+  }
+
+  async removeTables(specs: TableSpec[]): Promise<boolean[]> {
+    await assertSchemaCurrent(this.pool, this.#config.schema);
+    const out: boolean[] = [];
+    for (const spec of specs) out.push(await removeTable(this.pool, this.#config.schema, spec));
+    return out;
+  }
+
+  async listTables(): Promise<RegisteredTable[]> {
+    await assertSchemaCurrent(this.pool, this.#config.schema);
+    return listTables(this.pool, this.#config.schema);
+  }
+
+  /**
+   * Runs the replicator until stop() (or, with untilCaughtUp, until everything committed before
+   * the call is applied). Rejects on a fatal error.
+   */
+  async run(opts: { untilCaughtUp?: boolean; listen?: boolean } = {}): Promise<void> {
+    const c = this.#config;
+    await assertSchemaCurrent(this.pool, c.schema);
+    const base = createSink(c, this.#log);
+    const sink = this.#opts.wrapSink ? this.#opts.wrapSink(base) : base;
+    this.#sink = sink;
+    await sink.start();
+    const source = new OutboxSource({ connection: sourceConnection(c), schema: c.schema, stream: c.stream, standbyRetryMs: c.standbyRetryMs, logger: this.#log });
+    const drainer = new Drainer(source, sink, {
+      pageSize: c.pageSize, pollIntervalMs: c.pollIntervalMs, deadLetterPolicy: c.deadLetterPolicy, rejectAttempts: c.rejectAttempts,
+      stopTimeoutMs: c.stopTimeoutMs, untilCaughtUp: opts.untilCaughtUp,
+    }, this.#log);
+    this.#drainer = drainer;
+    const done = drainer.start();
+    if (opts.listen !== false && !opts.untilCaughtUp) {
+      this.#listener = new Listener(sourceConnection(c), wakeupChannel(c.schema), () => drainer.wake(), this.#log);
+      await this.#listener.start();
+    }
+    this.#log.info({ target: sink.name, schema: c.schema, stream: c.stream, pageSize: c.pageSize }, 'replicator started');
+    try {
+      await done;
+    } finally {
+      await this.stop();
+    }
+  }
+
+  /** Stops in reverse order of start. Safe to call twice. */
+  async stop(): Promise<void> {
+    const listener = this.#listener;
+    this.#listener = null;
+    await listener?.stop();
+    const drainer = this.#drainer;
+    await drainer?.stop();
+    const sink = this.#sink;
+    this.#sink = null;
+    await sink?.stop();
+  }
+
+  /** Releases the source pool; call once the runner is done. */
+  async close(): Promise<void> {
+    await this.stop();
+    const pool = this.#pool;
+    this.#pool = null;
+    await pool?.end().catch(() => {});
+  }
+}

@@ -1,0 +1,131 @@
+// The PostgreSQL sink: Postgres → Postgres without replication rights.
+//
+// A page is applied in one target transaction (truncate, deletes, upserts per table), so the
+// target moves from one page boundary to the next. When a statement fails on a row's value
+// (SQLSTATE class 22/23), the page is rolled back and applied again with a savepoint around each
+// statement, halving the rows of a failing statement until the rows at fault are isolated; those
+// are returned as rejected and everything else is applied.
+import pg from 'pg';
+import type { Change, TableInfo } from '../../change.js';
+import { classify, describe } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import type { ApplyResult, Rejection, Sink, SinkTableBatch } from '../sink.js';
+import { addColumnSql, createSchemaSql, createTableSql, deleteSql, truncateSql, upsertSql } from './sql.js';
+
+function rowsParam(changes: Change[]): string {
+  return `[${changes.map((c) => c.raw ?? 'null').join(',')}]`;
+}
+
+export class PostgresSink implements Sink {
+  readonly name = 'postgres';
+  readonly #pool: pg.Pool;
+  readonly #log: Logger;
+  /** target columns per target table, as last read */
+  readonly #known = new Map<string, Set<string>>();
+
+  constructor(connectionString: string, logger: Logger) {
+    this.#pool = new pg.Pool({ connectionString, max: 2, application_name: 'pg2crate sink', keepAlive: true });
+    this.#pool.on('error', (err) => this.#log.warn({ err }, 'idle target connection failed'));
+    this.#log = logger.child({ component: 'sink-postgres' });
+  }
+
+  async start(): Promise<void> {
+    const c = await this.#pool.connect();
+    c.release();
+  }
+
+  async prepare(t: TableInfo): Promise<void> {
+    const id = `${t.targetSchema}\u0000${t.targetTable}`;
+    let cols = this.#known.get(id);
+    if (!cols || t.columns.some((c) => !cols!.has(c.name))) {
+      cols = await this.#targetColumns(t);
+      if (cols.size === 0) {
+        await this.#pool.query(createSchemaSql(t));
+        await this.#pool.query(createTableSql(t));
+        this.#log.info({ table: `${t.targetSchema}.${t.targetTable}` }, 'created target table');
+        cols = await this.#targetColumns(t);
+      }
+      for (const c of t.columns) {
+        if (!cols.has(c.name)) {
+          await this.#pool.query(addColumnSql(t, c));
+          this.#log.info({ table: `${t.targetSchema}.${t.targetTable}`, column: c.name }, 'added target column');
+          cols.add(c.name);
+        }
+      }
+      this.#known.set(id, cols);
+    }
+  }
+
+  async #targetColumns(t: TableInfo): Promise<Set<string>> {
+    const res = await this.#pool.query<{ name: string }>(
+      `select a.attname as name from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = $1 and c.relname = $2 and a.attnum > 0 and not a.attisdropped`,
+      [t.targetSchema, t.targetTable],
+    );
+    return new Set(res.rows.map((r) => r.name));
+  }
+
+  async apply(batches: SinkTableBatch[]): Promise<ApplyResult> {
+    const client = await this.#pool.connect();
+    let broken = false;
+    try {
+      try {
+        await client.query('begin');
+        for (const b of batches) await this.#applyTable(client, b, null);
+        await client.query('commit');
+        return { rejected: [] };
+      } catch (err) {
+        await client.query('rollback').catch(() => {});
+        if (classify(err) !== 'data') throw err;
+        this.#log.warn({ code: (err as { code?: string }).code }, 'a value failed; isolating the rows at fault');
+      }
+      const rejected: Rejection[] = [];
+      await client.query('begin');
+      for (const b of batches) await this.#applyTable(client, b, rejected);
+      await client.query('commit');
+      return { rejected };
+    } catch (err) {
+      broken = classify(err) === 'retryable';
+      await client.query('rollback').catch(() => {});
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async #applyTable(client: pg.PoolClient, b: SinkTableBatch, rejected: Rejection[] | null): Promise<void> {
+    const t = b.table;
+    if (b.truncate) await client.query(truncateSql(t));
+    const nullableKey = t.keyColumns.some((k) => !t.columns.find((c) => c.name === k)?.notNull);
+    if (b.deletes.length > 0) await this.#run(client, deleteSql(t, nullableKey), b.deletes, rejected);
+    if (b.upserts.length > 0) await this.#run(client, upsertSql(t), b.upserts, rejected);
+  }
+
+  /** Runs one statement; in careful mode (rejected given) isolates failing rows by halving. */
+  async #run(client: pg.PoolClient, sql: string, rows: Change[], rejected: Rejection[] | null): Promise<void> {
+    if (rejected === null) {
+      await client.query(sql, [rowsParam(rows)]);
+      return;
+    }
+    await client.query('savepoint pg2crate_rows');
+    try {
+      await client.query(sql, [rowsParam(rows)]);
+      await client.query('release savepoint pg2crate_rows');
+    } catch (err) {
+      await client.query('rollback to savepoint pg2crate_rows');
+      await client.query('release savepoint pg2crate_rows');
+      if (classify(err) !== 'data') throw err;
+      if (rows.length === 1) {
+        rejected.push({ change: rows[0], code: (err as { code?: string }).code, message: describe(err) });
+        return;
+      }
+      const mid = rows.length >> 1;
+      await this.#run(client, sql, rows.slice(0, mid), rejected);
+      await this.#run(client, sql, rows.slice(mid), rejected);
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.#pool.end().catch(() => {});
+  }
+}

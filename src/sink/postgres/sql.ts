@@ -1,0 +1,50 @@
+// SQL builders for the PostgreSQL target (pure). Rows travel as one jsonb array per statement,
+// expanded by jsonb_populate_recordset against the target's own row type: the values are converted
+// by Postgres from their exact text, never through JavaScript numbers.
+import type { ColumnInfo, TableInfo } from '../../change.js';
+import { qualify, quoteIdent } from '../../identifiers.js';
+
+/** The target column type: the source type where the target surely has it, text otherwise. */
+export function pgColumnType(c: ColumnInfo): string {
+  const builtin = c.baseType !== 'other' && c.typtype !== 'e' && c.typtype !== 'c' && c.typtype !== 'p';
+  const base = builtin ? c.baseFormatted : 'text';
+  return c.dims > 0 ? `${base}[]` : base;
+}
+
+export function createSchemaSql(t: TableInfo): string {
+  return `create schema if not exists ${quoteIdent(t.targetSchema)}`;
+}
+
+export function createTableSql(t: TableInfo): string {
+  const cols = t.columns.map((c) => `${quoteIdent(c.name)} ${pgColumnType(c)}`);
+  cols.push(`primary key (${t.keyColumns.map(quoteIdent).join(', ')})`);
+  return `create table if not exists ${qualify(t.targetSchema, t.targetTable)} (\n  ${cols.join(',\n  ')}\n)`;
+}
+
+export function addColumnSql(t: TableInfo, c: ColumnInfo): string {
+  return `alter table ${qualify(t.targetSchema, t.targetTable)} add column if not exists ${quoteIdent(c.name)} ${pgColumnType(c)}`;
+}
+
+/** $1: a JSON array of row images. Columns that left the source are not touched on update. */
+export function upsertSql(t: TableInfo): string {
+  const target = qualify(t.targetSchema, t.targetTable);
+  const names = t.columns.map((c) => quoteIdent(c.name));
+  const keys = new Set(t.keyColumns);
+  const rest = t.columns.filter((c) => !keys.has(c.name)).map((c) => `${quoteIdent(c.name)} = excluded.${quoteIdent(c.name)}`);
+  const action = rest.length > 0 ? `do update set ${rest.join(', ')}` : 'do nothing';
+  return `insert into ${target} as t (${names.join(', ')})
+select ${names.join(', ')} from jsonb_populate_recordset(null::${target}, $1::jsonb)
+on conflict (${t.keyColumns.map(quoteIdent).join(', ')}) ${action}`;
+}
+
+/** $1: a JSON array of key objects. Configured keys may hold NULL and match it. */
+export function deleteSql(t: TableInfo, nullableKey: boolean): string {
+  const target = qualify(t.targetSchema, t.targetTable);
+  const eq = nullableKey ? 'is not distinct from' : '=';
+  const match = t.keyColumns.map((c) => `t.${quoteIdent(c)} ${eq} k.${quoteIdent(c)}`).join(' and ');
+  return `delete from ${target} as t using jsonb_populate_recordset(null::${target}, $1::jsonb) as k where ${match}`;
+}
+
+export function truncateSql(t: TableInfo): string {
+  return `truncate ${qualify(t.targetSchema, t.targetTable)}`;
+}

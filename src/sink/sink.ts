@@ -1,0 +1,39 @@
+// The sink contract.
+//
+// At-least-once and idempotent: the drainer may hand the same batch (or any prefix of the stream
+// already applied) again after a crash, and applying it again must leave the same final state. A
+// sink confirms a batch by returning normally; from then on the drainer may save its checkpoint.
+// It must never report a change as applied that the target did not confirm: a change the target
+// refuses is returned in `rejected` with the target's code and message, and everything else in the
+// batch is applied. Errors it throws are classified by errors.ts (retryable → the page is retried
+// with backoff; fatal → the replicator stops).
+import type { Change, TableInfo } from '../change.js';
+
+export interface SinkTableBatch {
+  table: TableInfo;
+  truncate: boolean;
+  /** changes whose final state is "gone"; row holds the key */
+  deletes: Change[];
+  /** changes whose final state is this row image */
+  upserts: Change[];
+}
+
+export interface Rejection {
+  change: Change;
+  code: string | undefined;
+  message: string;
+}
+
+export interface ApplyResult {
+  rejected: Rejection[];
+}
+
+export interface Sink {
+  readonly name: string;
+  start(): Promise<void>;
+  /** Makes sure the target table exists with every column of `table` (creates or adds columns). */
+  prepare(table: TableInfo): Promise<void>;
+  /** Applies one page, table by table: truncate, then deletes, then upserts. */
+  apply(batches: SinkTableBatch[]): Promise<ApplyResult>;
+  stop(): Promise<void>;
+}

@@ -1,0 +1,34 @@
+// What the drainer needs from a capture mode. The trigger outbox implements it; pgoutput will too.
+import type { Change, SourceCatalog } from '../change.js';
+
+export interface Page {
+  changes: Change[];
+  /** the stream position to save once the sink confirmed this page */
+  position: string;
+  /** true when this page ends the current window (the next read starts a new one) */
+  windowDone: boolean;
+}
+
+export interface DeadLetter {
+  change: Change;
+  code: string | undefined;
+  message: string;
+  attempts: number;
+}
+
+export interface ChangeSource {
+  readonly catalog: SourceCatalog;
+  /** Connects and takes the stream, waiting as a standby while another instance holds it. */
+  acquire(signal: AbortSignal): Promise<void>;
+  /** The next page of at most `limit` changes, in stream order. */
+  readPage(limit: number): Promise<Page>;
+  /** Saves the checkpoint: the page is applied. Only called after the sink confirmed it. */
+  confirm(page: Page): Promise<void>;
+  /** Parks changes the target refused, so that they are never counted as applied without a trace. */
+  park(letters: DeadLetter[]): Promise<void>;
+  /** Tells the capture side whether to send wake-ups (only while idle; they are costly under load). */
+  setIdle(idle: boolean): Promise<void>;
+  /** Drops the connection (after an error); the next acquire() reconnects. */
+  reset(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,276 @@
+// Reads the trigger outbox in windows between two transaction snapshots.
+//
+// States of a stream's checkpoint: no window (cur_snapshot null) → window open (cur_snapshot set,
+// after_id = position of the last applied page) → window done (prev := cur, cur := null).
+//
+// Ids come from a sequence when the trigger fires, not at commit, so "everything after the last id"
+// loses a transaction that took its ids first and committed last. A window instead holds every
+// event whose transaction is visible in `cur` and not in `prev`; each committed transaction falls
+// into exactly one window, and in-progress ones wait for a later window. Inside a window, pages
+// follow id order, which for any one row is commit order (a second writer waits on the row lock
+// before its trigger runs). The page position is saved after each applied page, so a restart
+// resumes inside the window; replaying a page is harmless because sinks are idempotent.
+//
+// Id bounds of a window: no event of a window has an id above `cur_upper` (the sequence read after
+// the snapshot was taken: a visible transaction committed before it, so all its nextval() calls
+// came before). No event of a transaction not visible in `cur` has an id at or below the next
+// `low_id`: such a transaction has xid >= cur's xmin; a mark taken with xmax <= that xid had its
+// sequence read before the snapshot, before the transaction existed, and with CACHE 1 every later
+// nextval() is larger. The trade-off: a transaction left open for hours holds `low_id` back, and
+// the first page of each window then walks the index over ids written since it began.
+//
+// One active drainer per stream: a session advisory lock held on the same connection that reads
+// pages and writes the checkpoint, so an instance that lost its connection cannot write either.
+import pg from 'pg';
+import type { Change, Op, SourceCatalog } from '../change.js';
+import { keyOf, parseRow } from '../change.js';
+import type { Logger } from '../logger.js';
+import { qualify } from '../identifiers.js';
+import type { ChangeSource, DeadLetter, Page } from './change-source.js';
+import { streamLockText } from './names.js';
+import { RegistryCatalog } from './registry.js';
+
+interface Checkpoint {
+  prev: string | null;
+  cur: string | null;
+  upper: string | null;
+  after: string;
+  low: string;
+}
+
+export interface OutboxOptions {
+  connection: pg.ClientConfig;
+  schema: string;
+  stream: string;
+  standbyRetryMs: number;
+  logger: Logger;
+  /** key columns per table id, for coalescing; refreshed from the registry when an id is unknown */
+}
+
+export class OutboxSource implements ChangeSource {
+  readonly catalog: SourceCatalog;
+  readonly #opts: OutboxOptions;
+  readonly #log: Logger;
+  readonly #t: { outbox: string; checkpoint: string; marks: string; state: string; dead: string; seq: string; tables: string };
+  #client: pg.Client | null = null;
+  #catalogPool: pg.Pool;
+  #cp: Checkpoint | null = null;
+  #keys = new Map<number, string[]>();
+
+  constructor(opts: OutboxOptions) {
+    this.#opts = opts;
+    this.#log = opts.logger.child({ component: 'outbox' });
+    const s = opts.schema;
+    this.#t = {
+      outbox: qualify(s, 'outbox'), checkpoint: qualify(s, 'checkpoint'), marks: qualify(s, 'window_marks'),
+      state: qualify(s, 'state'), dead: qualify(s, 'dead_letters'), seq: qualify(s, 'outbox_id_seq'), tables: qualify(s, 'tables'),
+    };
+    this.#catalogPool = new pg.Pool({ ...opts.connection, max: 2, application_name: 'pg2crate catalog' });
+    this.#catalogPool.on('error', (err) => this.#log.warn({ err }, 'idle catalog connection failed'));
+    this.catalog = new RegistryCatalog(this.#catalogPool, s);
+  }
+
+  get #db(): pg.Client {
+    if (!this.#client) throw new Error('outbox source is not connected');
+    return this.#client;
+  }
+
+  async acquire(signal: AbortSignal): Promise<void> {
+    if (this.#client) return;
+    const client = new pg.Client({ ...this.#opts.connection, application_name: 'pg2crate drainer', keepAlive: true });
+    client.on('error', (err) => this.#log.warn({ err }, 'drainer connection failed'));
+    await client.connect();
+    let announced = false;
+    try {
+      for (;;) {
+        const res = await client.query<{ ok: boolean }>(`select pg_try_advisory_lock(hashtextextended($1, 0)) as ok`, [
+          streamLockText(this.#opts.schema, this.#opts.stream),
+        ]);
+        if (res.rows[0].ok) break;
+        if (!announced) {
+          this.#log.info({ stream: this.#opts.stream }, 'standby: another instance holds the stream, waiting to take over');
+          announced = true;
+        }
+        await sleep(this.#opts.standbyRetryMs, signal);
+        if (signal.aborted) throw signal.reason ?? new Error('aborted');
+      }
+      await client.query(`insert into ${this.#t.checkpoint} (stream) values ($1) on conflict (stream) do nothing`, [this.#opts.stream]);
+    } catch (err) {
+      await client.end().catch(() => {});
+      throw err;
+    }
+    this.#client = client;
+    this.#cp = null;
+    this.#log.info({ stream: this.#opts.stream }, announced ? 'took over the stream' : 'holding the stream');
+  }
+
+  async #loadCheckpoint(): Promise<Checkpoint> {
+    if (this.#cp) return this.#cp;
+    const res = await this.#db.query(
+      `select prev_snapshot::text as prev, cur_snapshot::text as cur, cur_upper::text as upper, after_id::text as after, low_id::text as low
+         from ${this.#t.checkpoint} where stream = $1`,
+      [this.#opts.stream],
+    );
+    this.#cp = res.rows[0] as Checkpoint;
+    return this.#cp;
+  }
+
+  async #openWindow(cp: Checkpoint): Promise<void> {
+    const db = this.#db;
+    // Order matters: the sequence is read before the snapshot (seq_before), then the snapshot and,
+    // in the same statement but after it was taken, the upper bound.
+    const before = await db.query<{ v: string }>(`select (case when is_called then last_value else last_value - 1 end)::text as v from ${this.#t.seq}`);
+    const snap = await db.query<{ snap: string; upper: string }>(
+      `select pg_current_snapshot()::text as snap,
+              (select (case when is_called then last_value else last_value - 1 end)::text from ${this.#t.seq}) as upper`,
+    );
+    const { snap: cur, upper } = snap.rows[0];
+    await db.query('begin');
+    try {
+      await db.query(
+        `insert into ${this.#t.marks} (stream, snap_xmax, seq_before) values ($1, pg_snapshot_xmax($2::pg_snapshot), $3) on conflict do nothing`,
+        [this.#opts.stream, cur, before.rows[0].v],
+      );
+      await db.query(`update ${this.#t.checkpoint} set cur_snapshot = $2, cur_upper = $3, after_id = low_id, updated_at = now() where stream = $1`, [
+        this.#opts.stream, cur, upper,
+      ]);
+      await db.query('commit');
+    } catch (err) {
+      await db.query('rollback').catch(() => {});
+      this.#cp = null;
+      throw err;
+    }
+    cp.cur = cur;
+    cp.upper = upper;
+    cp.after = cp.low;
+  }
+
+  async readPage(limit: number): Promise<Page> {
+    const cp = await this.#loadCheckpoint();
+    if (cp.cur === null) await this.#openWindow(cp);
+    const res = await this.#db.query<{ id: string; table_id: number; op: Op; data: string | null }>(
+      `select id::text as id, table_id, op, data::text as data
+         from ${this.#t.outbox}
+        where id > $1 and id <= $2
+          and pg_visible_in_snapshot(xid, $3::pg_snapshot)
+          and ($4::pg_snapshot is null or not pg_visible_in_snapshot(xid, $4::pg_snapshot))
+        order by id
+        limit $5`,
+      [cp.after, cp.upper, cp.cur, cp.prev, limit],
+    );
+    const changes: Change[] = [];
+    for (const r of res.rows) {
+      const row = r.data === null ? null : parseRow(r.data);
+      let key = '';
+      if (row !== null) key = keyOf(row, await this.#keyColumns(r.table_id));
+      changes.push({ id: Number(r.id), tableId: r.table_id, op: r.op, key, row, raw: r.data });
+    }
+    return {
+      changes,
+      position: res.rows.length > 0 ? res.rows[res.rows.length - 1].id : cp.after,
+      windowDone: res.rows.length < limit,
+    };
+  }
+
+  async #keyColumns(tableId: number): Promise<string[]> {
+    let k = this.#keys.get(tableId);
+    if (!k) {
+      const res = await this.#db.query<{ key_columns: string[] }>(`select key_columns from ${this.#t.tables} where id = $1`, [tableId]);
+      // A table removed while changes were pending: its registry row is gone; keep the rows apart by
+      // their whole image so nothing is coalesced wrongly.
+      k = res.rows[0]?.key_columns ?? [];
+      this.#keys.set(tableId, k);
+    }
+    return k;
+  }
+
+  async confirm(page: Page): Promise<void> {
+    const cp = await this.#loadCheckpoint();
+    const db = this.#db;
+    const n = page.changes.length;
+    if (!page.windowDone) {
+      await db.query(
+        `update ${this.#t.checkpoint} set after_id = $2, applied_events = applied_events + $3, last_applied_at = case when $3 > 0 then now() else last_applied_at end, updated_at = now() where stream = $1`,
+        [this.#opts.stream, page.position, n],
+      );
+      cp.after = page.position;
+      return;
+    }
+    // Window done: prev := cur. The next window's lowest id comes from the newest mark whose snapshot
+    // was taken before every transaction still open in cur began (xmax <= xmin(cur)).
+    await db.query('begin');
+    try {
+      const low = await db.query<{ seq: string | null; xmax: string | null }>(
+        `select seq_before::text as seq, snap_xmax::text as xmax from ${this.#t.marks}
+          where stream = $1 and snap_xmax <= pg_snapshot_xmin($2::pg_snapshot) order by snap_xmax desc limit 1`,
+        [this.#opts.stream, cp.cur],
+      );
+      const newLow = low.rows[0]?.seq ?? cp.low;
+      if (low.rows[0]?.xmax) {
+        await db.query(`delete from ${this.#t.marks} where stream = $1 and snap_xmax < $2::xid8`, [this.#opts.stream, low.rows[0].xmax]);
+      }
+      await db.query(
+        `update ${this.#t.checkpoint}
+            set prev_snapshot = cur_snapshot, cur_snapshot = null, cur_upper = null, after_id = 0, low_id = $2,
+                applied_events = applied_events + $3, windows = windows + 1,
+                last_applied_at = case when $3 > 0 then now() else last_applied_at end, updated_at = now()
+          where stream = $1`,
+        [this.#opts.stream, newLow, n],
+      );
+      await db.query('commit');
+      cp.prev = cp.cur;
+      cp.cur = null;
+      cp.upper = null;
+      cp.after = '0';
+      cp.low = newLow;
+    } catch (err) {
+      await db.query('rollback').catch(() => {});
+      this.#cp = null;
+      throw err;
+    }
+  }
+
+  async park(letters: DeadLetter[]): Promise<void> {
+    if (letters.length === 0) return;
+    await this.#db.query(
+      `insert into ${this.#t.dead} (stream, event_id, table_id, op, data, error_code, error, attempts)
+       select $1, x.event_id, x.table_id, x.op, x.data, x.error_code, x.error, x.attempts
+         from jsonb_to_recordset($2::jsonb) as x(event_id bigint, table_id int, op "char", data jsonb, error_code text, error text, attempts int)`,
+      [
+        this.#opts.stream,
+        '[' + letters.map((l) => JSON.stringify({
+          event_id: l.change.id, table_id: l.change.tableId, op: l.change.op, data: null, error_code: l.code ?? null, error: l.message, attempts: l.attempts,
+        }).replace(/"data":null/, `"data":${l.change.raw ?? 'null'}`)).join(',') + ']',
+      ],
+    );
+  }
+
+  async setIdle(idle: boolean): Promise<void> {
+    await this.#db.query(`update ${this.#t.state} set idle = $1 where idle is distinct from $1`, [idle]);
+  }
+
+  async reset(): Promise<void> {
+    const c = this.#client;
+    this.#client = null;
+    this.#cp = null;
+    if (c) await c.end().catch(() => {});
+  }
+
+  async close(): Promise<void> {
+    await this.reset();
+    await this.#catalogPool.end().catch(() => {});
+  }
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}

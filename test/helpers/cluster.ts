@@ -1,0 +1,131 @@
+// A throwaway Postgres cluster for one test file: initdb into a temporary directory, a free port,
+// wal_level=logical, fsync off. With TEST_DATABASE_URL set, an existing server is used instead
+// (fault tests that restart the server are skipped there). Every process started is stopped in
+// `stop()`, and again on process exit as a last resort.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, chownSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+
+function findBin(name: string): string {
+  const fromPath = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).stdout.trim();
+  if (fromPath) return fromPath;
+  const root = '/usr/lib/postgresql';
+  if (existsSync(root)) {
+    for (const v of readdirSync(root).sort().reverse()) {
+      const p = join(root, v, 'bin', name);
+      if (existsSync(p)) return p;
+    }
+  }
+  throw new Error(`${name} not found on PATH nor under /usr/lib/postgresql/*/bin; install the Postgres server (apt-get install -y postgresql) or set TEST_DATABASE_URL`);
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Cluster {
+  /** URL of database `db` on this server */
+  url(db?: string): string;
+  /** creates a fresh, empty database and returns its URL */
+  createDatabase(prefix?: string): Promise<string>;
+  /** true when the cluster is ours and may be restarted or killed */
+  readonly owned: boolean;
+  restart(mode?: 'fast' | 'immediate'): Promise<void>;
+  stop(): Promise<void>;
+}
+
+let dbCounter = 0;
+const live = new Set<() => void>();
+process.on('exit', () => { for (const kill of live) kill(); });
+
+export async function startCluster(): Promise<Cluster> {
+  const external = process.env.TEST_DATABASE_URL;
+  if (external) return externalCluster(external);
+
+  const asRoot = process.getuid?.() === 0;
+  const osUser = process.env.PG2CRATE_TEST_OS_USER ?? 'postgres';
+  const dir = mkdtempSync(join(tmpdir(), 'pg2crate-test-'));
+  const data = join(dir, 'data');
+  const run = (bin: string, args: string[]) => {
+    const cmd = findBin(bin);
+    if (asRoot) return execFileSync('runuser', ['-u', osUser, '--', cmd, ...args], { stdio: 'pipe', encoding: 'utf8' });
+    return execFileSync(cmd, args, { stdio: 'pipe', encoding: 'utf8' });
+  };
+  if (asRoot) {
+    const uid = Number(execFileSync('id', ['-u', osUser], { encoding: 'utf8' }).trim());
+    const gid = Number(execFileSync('id', ['-g', osUser], { encoding: 'utf8' }).trim());
+    chownSync(dir, uid, gid);
+  }
+  run('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions']);
+  const port = await freePort();
+  writeFileSync(join(dir, 'port'), String(port));
+  const opts = [
+    `-p ${port}`, `-k ${dir}`, `-c listen_addresses=127.0.0.1`, `-c wal_level=logical`, `-c fsync=off`, `-c synchronous_commit=off`,
+    `-c full_page_writes=off`, `-c max_connections=200`, `-c max_replication_slots=10`, `-c max_wal_senders=10`, `-c shared_buffers=128MB`,
+  ].join(' ');
+  const start = () => run('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-o', opts, '-w', '-t', '60', 'start']);
+  start();
+  const killer = () => {
+    try { run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']); } catch { /* already down */ }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  live.add(killer);
+  const url = (db = 'postgres') => `postgres://postgres@127.0.0.1:${port}/${db}`;
+  return {
+    owned: true,
+    url,
+    async createDatabase(prefix = 'db') {
+      const name = `${prefix}_${process.pid}_${++dbCounter}`;
+      const c = new pg.Client({ connectionString: url() });
+      await c.connect();
+      try { await c.query(`create database "${name}"`); } finally { await c.end(); }
+      return url(name);
+    },
+    async restart(mode = 'fast') {
+      run('pg_ctl', ['-D', data, '-m', mode, '-w', 'stop']);
+      start();
+    },
+    async stop() {
+      live.delete(killer);
+      killer();
+    },
+  };
+}
+
+function externalCluster(base: string): Cluster {
+  const url = (db = new URL(base).pathname.slice(1) || 'postgres') => {
+    const u = new URL(base);
+    u.pathname = `/${db}`;
+    return u.toString();
+  };
+  const created: string[] = [];
+  return {
+    owned: false,
+    url,
+    async createDatabase(prefix = 'db') {
+      const name = `${prefix}_${process.pid}_${++dbCounter}`;
+      const c = new pg.Client({ connectionString: base });
+      await c.connect();
+      try { await c.query(`create database "${name}"`); } finally { await c.end(); }
+      created.push(name);
+      return url(name);
+    },
+    async restart() { throw new Error('cannot restart an external TEST_DATABASE_URL server'); },
+    async stop() {
+      const c = new pg.Client({ connectionString: base });
+      await c.connect();
+      try { for (const n of created) await c.query(`drop database if exists "${n}" with (force)`); } finally { await c.end(); }
+    },
+  };
+}
