@@ -36,15 +36,16 @@ export function captureFunctionSql(schema: string, t: CaptureTarget): string {
   const eq = t.keyOrigin === 'primary key' ? '=' : 'is not distinct from';
   const sameKey = t.keyColumns.map((c) => `n.${quoteIdent(c)} ${eq} o.${quoteIdent(c)}`).join(' and ');
   const id = String(t.tableId);
+  // `n.*`, not `n`: a bare `n` means the table's column "n" when it has one, not the row.
   const body = `
 begin
   if tg_op = 'INSERT' then
-    insert into ${outbox} (table_id, op, data) select ${id}, 'I', to_jsonb(n) from pg2crate_new n;
+    insert into ${outbox} (table_id, op, data) select ${id}, 'I', to_jsonb(n.*) from pg2crate_new n;
   elsif tg_op = 'UPDATE' then
     insert into ${outbox} (table_id, op, data)
       select ${id}, 'D', ${keyObject('o')} from pg2crate_old o
       where not exists (select from pg2crate_new n where ${sameKey});
-    insert into ${outbox} (table_id, op, data) select ${id}, 'U', to_jsonb(n) from pg2crate_new n;
+    insert into ${outbox} (table_id, op, data) select ${id}, 'U', to_jsonb(n.*) from pg2crate_new n;
   elsif tg_op = 'DELETE' then
     insert into ${outbox} (table_id, op, data) select ${id}, 'D', ${keyObject('o')} from pg2crate_old o;
   else

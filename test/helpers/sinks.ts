@@ -1,0 +1,71 @@
+// Sink wrappers for the Runner's `wrapSink` seam: count and record what is applied, fail the Nth
+// page, slow pages down. They delegate to the real sink, so the target is really written.
+import type { ApplyResult, Sink, SinkTableBatch } from '../../src/sink/sink.js';
+
+export interface ApplyCall {
+  /** 1-based number of the apply call in this sink's life */
+  n: number;
+  /** outbox ids of the changes in the call (after coalescing), sorted */
+  ids: number[];
+}
+
+export interface Hooks {
+  /** runs before the real apply; may wait or throw */
+  before?(call: ApplyCall, batches: SinkTableBatch[]): Promise<void> | void;
+  /** runs after the real apply confirmed; may throw (the page is then applied but not confirmed) */
+  after?(call: ApplyCall, batches: SinkTableBatch[]): Promise<void> | void;
+}
+
+export class RecordingSink implements Sink {
+  readonly calls: ApplyCall[] = [];
+  readonly #inner: Sink;
+  readonly #hooks: Hooks;
+
+  constructor(inner: Sink, hooks: Hooks = {}) {
+    this.#inner = inner;
+    this.#hooks = hooks;
+  }
+
+  get name(): string {
+    return this.#inner.name;
+  }
+
+  start(): Promise<void> {
+    return this.#inner.start();
+  }
+
+  prepare(...args: Parameters<Sink['prepare']>): Promise<void> {
+    return this.#inner.prepare(...args);
+  }
+
+  async apply(batches: SinkTableBatch[]): Promise<ApplyResult> {
+    const ids = batches.flatMap((b) => [...b.deletes, ...b.upserts].map((c) => c.id)).sort((a, b) => a - b);
+    const call: ApplyCall = { n: this.calls.length + 1, ids };
+    this.calls.push(call);
+    await this.#hooks.before?.(call, batches);
+    const result = await this.#inner.apply(batches);
+    await this.#hooks.after?.(call, batches);
+    return result;
+  }
+
+  stop(): Promise<void> {
+    return this.#inner.stop();
+  }
+}
+
+/** A crash that the error table classifies as fatal (no code, not a network error). */
+export class SimulatedCrash extends Error {
+  override name = 'SimulatedCrash';
+}
+
+/** Wraps sinks and remembers the last one made, for tests that inspect its calls. */
+export function recorder(hooks: Hooks = {}): { wrapSink: (s: Sink) => Sink; readonly sink: RecordingSink } {
+  let last: RecordingSink | null = null;
+  return {
+    wrapSink: (s: Sink) => (last = new RecordingSink(s, hooks)),
+    get sink(): RecordingSink {
+      if (!last) throw new Error('no sink was made yet');
+      return last;
+    },
+  };
+}
