@@ -46,13 +46,16 @@ create table __SCHEMA__.checkpoint (
   updated_at     timestamptz not null default now()
 );
 
--- For each window snapshot: the sequence's last_value read just before it was taken. A transaction
--- whose xid is >= that snapshot's xmax started after it, so all its ids are > seq_before.
+-- Facts for the lower id bound of a window: `seq_before` is the sequence's last_value, read before
+-- this session was given the transaction id `xid_after`. A transaction whose xid is greater than
+-- `xid_after` was assigned it later, so all its ids (nextval after its first write) exceed seq_before.
+-- (A snapshot's xmax cannot serve here: it is one past the latest *completed* xid, and a
+-- transaction with a higher xid may already be running and have taken ids.)
 create table __SCHEMA__.window_marks (
   stream     text not null,
-  snap_xmax  xid8 not null,
+  xid_after  xid8 not null,
   seq_before bigint not null,
-  primary key (stream, snap_xmax)
+  primary key (stream, xid_after)
 );
 
 -- One row the capture triggers read: they send a NOTIFY only while the drainer says it is idle,

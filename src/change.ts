@@ -1,8 +1,8 @@
 // The change model shared by both capture modes, the drainer and the sinks.
 import { LosslessNumber, isSafeNumber, parse as losslessParse } from 'lossless-json';
 
-/** I insert, U update, D delete (row holds the key), T truncate (no row). */
-export type Op = 'I' | 'U' | 'D' | 'T';
+/** I insert, U update, D delete (row holds the key), T truncate (no row), B a row copied by the initial load (or a repair). */
+export type Op = 'I' | 'U' | 'D' | 'T' | 'B';
 
 /**
  * A JSON value as it arrived. Numbers that a double cannot hold exactly (bigint past 2^53,

@@ -5,6 +5,7 @@ import { ConfigError, StreamBusyError, TableError, SchemaVersionError, describe 
 import { createLogger, type Logger } from './logger.js';
 import { Runner } from './runner.js';
 import { displayName } from './identifiers.js';
+import type { BackfillProgress } from './source/backfill.js';
 
 const USAGE = `usage: pg2crate <command> [options]
 
@@ -15,6 +16,8 @@ commands:
   tables add <schema.table>…   capture tables (installs triggers)
   tables remove <schema.table>…
   tables list
+  backfill [<schema.table>…]   copy existing rows again (all captured tables when none named)
+  status                       where the stream stands: backlog, last apply, tables, dead letters
 
 options:
   --config <file.json>         configuration file (also PG2CRATE_CONFIG)
@@ -97,6 +100,29 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(`caught up: ${s?.appliedEvents ?? 0} event(s) applied\n`);
         return 0;
       }
+      case 'status': {
+        const st = await runner.status();
+        if (json) {
+          process.stdout.write(JSON.stringify(st, null, 2) + '\n');
+          return 0;
+        }
+        const lines = [
+          `mode ${st.mode}, schema ${st.schema}, stream ${st.stream}: ${st.drainerPid ? `drained by pid ${st.drainerPid}${st.idle ? ' (idle)' : ''}` : 'no drainer running'}`,
+          `backlog ${st.backlogEvents} event(s); applied ${st.appliedEvents} in ${st.windows} window(s); last applied ${st.lastAppliedAt ?? 'never'}${st.secondsSinceApplied !== null ? ` (${st.secondsSinceApplied} s ago)` : ''}`,
+          `dead letters ${st.deadLetters}`,
+          ...st.tables.map((t) => `  ${t.name} → ${t.target} key (${t.key.join(', ')})${t.captured ? '' : ' NOT CAPTURED (triggers missing)'}${t.backfill && t.backfill !== 'done' ? `, initial load ${t.backfill} (${t.backfillRows} rows)` : ''}`),
+        ];
+        process.stdout.write(lines.join('\n') + '\n');
+        return 0;
+      }
+      case 'backfill': {
+        const specs = [sub, ...rest].filter((x): x is string => x !== undefined).map((r) => parseQualifiedName(r, 'backfill'));
+        installSignals(logger, () => runner.stop());
+        const bar = new ProgressBar(process.stderr);
+        await runner.backfill(specs, (p) => bar.update(p));
+        bar.finish();
+        return 0;
+      }
       case 'tables': {
         if (sub === 'list') {
           const tables = await runner.listTables();
@@ -125,6 +151,35 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     await runner.close();
     await new Promise<void>((r) => logger.flush(() => r()));
+  }
+}
+
+/** A one-line progress display on a terminal; plain lines every 10 s elsewhere. */
+class ProgressBar {
+  readonly #out: NodeJS.WriteStream;
+  #last = 0;
+  #lines = new Map<string, string>();
+  constructor(out: NodeJS.WriteStream) {
+    this.#out = out;
+  }
+  update(p: BackfillProgress & { applied?: boolean }): void {
+    const pct = p.rowsEstimate ? Math.min(100, (100 * p.rowsCopied) / Math.max(p.rowsEstimate, 1)) : null;
+    const eta = p.rowsEstimate && p.rowsPerSecond > 0 && !p.done ? Math.max(0, Math.round((p.rowsEstimate - p.rowsCopied) / p.rowsPerSecond)) : null;
+    const width = 24;
+    const filled = pct === null ? 0 : Math.round((pct / 100) * width);
+    const state = p.applied ? 'applied' : p.done ? 'copied, applying' : `ETA ${eta ?? '?'} s`;
+    const line = `${p.table} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${pct === null ? '' : `${pct.toFixed(0)}% `}${p.rowsCopied.toLocaleString('en')} rows, ${Math.round(p.rowsPerSecond).toLocaleString('en')} rows/s, ${state}`;
+    this.#lines.set(p.table, line);
+    if (this.#out.isTTY) {
+      this.#out.write(`\r\x1b[K${line}`);
+    } else if (Date.now() - this.#last > 10_000 || p.applied) {
+      this.#last = Date.now();
+      this.#out.write(`${line}\n`);
+    }
+  }
+  finish(): void {
+    if (this.#out.isTTY) this.#out.write('\n');
+    else for (const l of this.#lines.values()) this.#out.write(`${l}\n`);
   }
 }
 

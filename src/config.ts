@@ -53,6 +53,10 @@ export interface Config {
   rejectAttempts: number;
   /** how long a graceful stop waits for the page in flight */
   stopTimeoutMs: number;
+  /** rows per initial-load chunk (one short transaction each) */
+  backfillChunkRows: number;
+  /** initial-load chunks that may wait unapplied in the outbox */
+  backfillInflight: number;
   crate: CrateOptions;
 }
 
@@ -173,7 +177,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
 const FILE_KEYS = new Set([
   'databaseUrl', 'targetDatabaseUrl', 'cratedbUrl', 'cratedbUser', 'cratedbPassword', 'schema', 'stream', 'tables',
   'targetSchema', 'pageSize', 'pollIntervalMs', 'standbyRetryMs', 'logLevel', 'deadLetterPolicy', 'rejectAttempts',
-  'stopTimeoutMs', 'crate',
+  'stopTimeoutMs', 'backfillChunkRows', 'backfillInflight', 'crate',
 ]);
 
 /**
@@ -269,6 +273,8 @@ export function loadConfig(env: Env, file: Record<string, unknown> = {}): Readon
     deadLetterPolicy: oneOf('PG2CRATE_DEAD_LETTERS', pick('PG2CRATE_DEAD_LETTERS', 'deadLetterPolicy') ?? 'park', ['park', 'halt'] as const),
     rejectAttempts: int('PG2CRATE_REJECT_ATTEMPTS', pick('PG2CRATE_REJECT_ATTEMPTS', 'rejectAttempts') ?? 3, 1, 100),
     stopTimeoutMs: int('PG2CRATE_STOP_TIMEOUT_MS', pick('PG2CRATE_STOP_TIMEOUT_MS', 'stopTimeoutMs') ?? 30_000, 100, 3_600_000),
+    backfillChunkRows: int('PG2CRATE_BACKFILL_CHUNK_ROWS', pick('PG2CRATE_BACKFILL_CHUNK_ROWS', 'backfillChunkRows') ?? 10_000, 1, 1_000_000),
+    backfillInflight: int('PG2CRATE_BACKFILL_INFLIGHT', pick('PG2CRATE_BACKFILL_INFLIGHT', 'backfillInflight') ?? 4, 1, 1000),
     crate,
   };
   return deepFreeze(config);

@@ -2,11 +2,15 @@
 // starts them in order and stops them in reverse order.
 import pg from 'pg';
 import type { Config, TableSpec } from './config.js';
+import { TableError } from './errors.js';
 import { Drainer } from './drain/drainer.js';
 import type { Logger } from './logger.js';
 import { assertSchemaCurrent, migrate } from './source/migrate.js';
+import { Backfiller, backfillState, scheduleBackfill, type BackfillProgress } from './source/backfill.js';
+import { sleep } from './source/outbox.js';
 import { Listener } from './source/listener.js';
-import { wakeupChannel } from './source/names.js';
+import { streamLockText, wakeupChannel } from './source/names.js';
+import { readStatus, type StreamStatus } from './source/status.js';
 import { OutboxSource } from './source/outbox.js';
 import { addTable, listTables, removeTable, type RegisteredTable } from './source/registry.js';
 import { PostgresSink } from './sink/postgres/postgres-sink.js';
@@ -44,6 +48,7 @@ export class Runner {
   #drainer: Drainer | null = null;
   #listener: Listener | null = null;
   #sink: Sink | null = null;
+  #backfiller: Backfiller | null = null;
 
   constructor(config: Config, logger: Logger, opts: RunnerOptions = {}) {
     this.#config = config;
@@ -88,6 +93,12 @@ export class Runner {
     return out;
   }
 
+  async status(): Promise<StreamStatus> {
+    const c = this.#config;
+    await assertSchemaCurrent(this.pool, c.schema);
+    return readStatus(this.pool, c.schema, c.stream, streamLockText(c.schema, c.stream));
+  }
+
   async listTables(): Promise<RegisteredTable[]> {
     await assertSchemaCurrent(this.pool, this.#config.schema);
     return listTables(this.pool, this.#config.schema);
@@ -111,6 +122,15 @@ export class Runner {
     }, this.#log);
     this.#drainer = drainer;
     const done = drainer.start();
+    if (!opts.untilCaughtUp) {
+      const backfiller = this.#newBackfiller(drainer);
+      this.#backfiller = backfiller;
+      backfiller.start(true).catch(async (err) => {
+        this.#log.error({ err }, 'initial load failed; stopping');
+        this.#failure = err;
+        await drainer.stop();
+      });
+    }
     if (opts.listen !== false && !opts.untilCaughtUp) {
       this.#listener = new Listener(sourceConnection(c), wakeupChannel(c.schema), () => drainer.wake(), this.#log);
       await this.#listener.start();
@@ -121,6 +141,50 @@ export class Runner {
     } finally {
       await this.stop();
     }
+    if (this.#failure) throw this.#failure;
+  }
+
+  #failure: unknown = null;
+
+  #newBackfiller(drainer: Drainer): Backfiller {
+    const c = this.#config;
+    return new Backfiller(this.pool, {
+      schema: c.schema, stream: c.stream, chunkRows: c.backfillChunkRows, inflight: c.backfillInflight, pollMs: Math.min(c.pollIntervalMs, 200),
+      logger: this.#log, isLeader: () => drainer.stats.state !== 'acquiring' && drainer.stats.state !== 'stopped',
+    });
+  }
+
+  /**
+   * Copies the named tables' rows again (all captured tables when none is named) and returns once
+   * they are applied. Drains in this process unless another instance holds the stream.
+   */
+  async backfill(specs: TableSpec[], onProgress?: (p: BackfillProgress) => void): Promise<void> {
+    const c = this.#config;
+    await assertSchemaCurrent(this.pool, c.schema);
+    const tables = await listTables(this.pool, c.schema);
+    const chosen = specs.length === 0 ? tables : specs.map((s) => {
+      const t = tables.find((x) => x.sourceSchema === s.schema && x.sourceTable === s.table);
+      if (!t) throw new TableError(`${s.schema}.${s.table} is not captured; run \`pg2crate tables add ${s.schema}.${s.table}\` first`);
+      return t;
+    });
+    for (const t of chosen) await scheduleBackfill(this.pool, c.schema, t.id, true);
+    // Copy and drain here if this instance gets the stream; otherwise the instance holding it does
+    // both, and this one reports progress from the database until the copy reached the target.
+    let ended = false;
+    const running = this.run({ listen: false }).finally(() => { ended = true; });
+    running.catch(() => {});
+    const ids = chosen.map((t) => t.id);
+    try {
+      for (;;) {
+        const state = await backfillState(this.pool, c.schema, c.stream, ids);
+        for (const p of state) onProgress?.(p);
+        if (state.every((p) => p.applied) || ended) break;
+        await sleep(500);
+      }
+    } finally {
+      await this.stop();
+    }
+    await running;
   }
 
   /** Stops in reverse order of start. Safe to call twice. */
@@ -128,6 +192,9 @@ export class Runner {
     const listener = this.#listener;
     this.#listener = null;
     await listener?.stop();
+    const backfiller = this.#backfiller;
+    this.#backfiller = null;
+    await backfiller?.stop();
     const drainer = this.#drainer;
     await drainer?.stop();
     const sink = this.#sink;

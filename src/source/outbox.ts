@@ -14,10 +14,11 @@
 // Id bounds of a window: no event of a window has an id above `cur_upper` (the sequence read after
 // the snapshot was taken: a visible transaction committed before it, so all its nextval() calls
 // came before). No event of a transaction not visible in `cur` has an id at or below the next
-// `low_id`: such a transaction has xid >= cur's xmin; a mark taken with xmax <= that xid had its
-// sequence read before the snapshot, before the transaction existed, and with CACHE 1 every later
-// nextval() is larger. The trade-off: a transaction left open for hours holds `low_id` back, and
-// the first page of each window then walks the index over ids written since it began.
+// `low_id`: such a transaction has xid >= xmin(cur); the mark chosen has xid_after < xmin(cur), and
+// its seq_before was read before xid_after was assigned, so before that transaction had its xid and
+// thus before its first nextval(); with CACHE 1 every later nextval() is larger. The trade-off: a
+// transaction left open for hours holds `low_id` back, and the first page of each window then
+// walks the index over ids written since it began.
 //
 // One active drainer per stream: a session advisory lock held on the same connection that reads
 // pages and writes the checkpoint, so an instance that lost its connection cannot write either.
@@ -117,29 +118,29 @@ export class OutboxSource implements ChangeSource {
 
   async #openWindow(cp: Checkpoint): Promise<void> {
     const db = this.#db;
-    // Order matters: the sequence is read before the snapshot (seq_before), then the snapshot and,
-    // in the same statement but after it was taken, the upper bound.
-    const before = await db.query<{ v: string }>(`select (case when is_called then last_value else last_value - 1 end)::text as v from ${this.#t.seq}`);
+    await db.query('begin');
+    try {
+      // A mark: the sequence read first, then an xid assigned to this transaction. Any transaction
+      // with a larger xid got it afterwards, so its ids exceed seq_before.
+      // Two statements, so that the order of the two reads does not depend on the executor.
+      const seq = await db.query<{ v: string }>(`select (case when is_called then last_value else last_value - 1 end)::text as v from ${this.#t.seq}`);
+      await db.query(`insert into ${this.#t.marks} (stream, seq_before, xid_after) values ($1, $2, pg_current_xact_id()) on conflict do nothing`, [
+        this.#opts.stream, seq.rows[0].v,
+      ]);
+      await db.query('commit');
+    } catch (err) {
+      await db.query('rollback').catch(() => {});
+      throw err;
+    }
+    // The snapshot, and in the same statement but after it was taken, the upper id bound.
     const snap = await db.query<{ snap: string; upper: string }>(
       `select pg_current_snapshot()::text as snap,
               (select (case when is_called then last_value else last_value - 1 end)::text from ${this.#t.seq}) as upper`,
     );
     const { snap: cur, upper } = snap.rows[0];
-    await db.query('begin');
-    try {
-      await db.query(
-        `insert into ${this.#t.marks} (stream, snap_xmax, seq_before) values ($1, pg_snapshot_xmax($2::pg_snapshot), $3) on conflict do nothing`,
-        [this.#opts.stream, cur, before.rows[0].v],
-      );
-      await db.query(`update ${this.#t.checkpoint} set cur_snapshot = $2, cur_upper = $3, after_id = low_id, updated_at = now() where stream = $1`, [
-        this.#opts.stream, cur, upper,
-      ]);
-      await db.query('commit');
-    } catch (err) {
-      await db.query('rollback').catch(() => {});
-      this.#cp = null;
-      throw err;
-    }
+    await db.query(`update ${this.#t.checkpoint} set cur_snapshot = $2, cur_upper = $3, after_id = low_id, updated_at = now() where stream = $1`, [
+      this.#opts.stream, cur, upper,
+    ]);
     cp.cur = cur;
     cp.upper = upper;
     cp.after = cp.low;
@@ -149,12 +150,13 @@ export class OutboxSource implements ChangeSource {
     const cp = await this.#loadCheckpoint();
     if (cp.cur === null) await this.#openWindow(cp);
     const res = await this.#db.query<{ id: string; table_id: number; op: Op; data: string | null }>(
-      `select id::text as id, table_id, op, data::text as data
-         from ${this.#t.outbox}
-        where id > $1 and id <= $2
-          and pg_visible_in_snapshot(xid, $3::pg_snapshot)
-          and ($4::pg_snapshot is null or not pg_visible_in_snapshot(xid, $4::pg_snapshot))
-        order by id
+      // Order by the column, not the text alias of the same name (that would sort "10" before "9").
+      `select o.id::text as id, o.table_id, o.op, o.data::text as data
+         from ${this.#t.outbox} o
+        where o.id > $1 and o.id <= $2
+          and pg_visible_in_snapshot(o.xid, $3::pg_snapshot)
+          and ($4::pg_snapshot is null or not pg_visible_in_snapshot(o.xid, $4::pg_snapshot))
+        order by o.id
         limit $5`,
       [cp.after, cp.upper, cp.cur, cp.prev, limit],
     );
@@ -196,18 +198,18 @@ export class OutboxSource implements ChangeSource {
       cp.after = page.position;
       return;
     }
-    // Window done: prev := cur. The next window's lowest id comes from the newest mark whose snapshot
-    // was taken before every transaction still open in cur began (xmax <= xmin(cur)).
+    // Window done: prev := cur. Every transaction not visible in cur has an xid >= xmin(cur), so the
+    // newest mark with xid_after < xmin(cur) bounds the ids of all events still to come.
     await db.query('begin');
     try {
       const low = await db.query<{ seq: string | null; xmax: string | null }>(
-        `select seq_before::text as seq, snap_xmax::text as xmax from ${this.#t.marks}
-          where stream = $1 and snap_xmax <= pg_snapshot_xmin($2::pg_snapshot) order by snap_xmax desc limit 1`,
+        `select seq_before::text as seq, xid_after::text as xmax from ${this.#t.marks}
+          where stream = $1 and xid_after < pg_snapshot_xmin($2::pg_snapshot) order by xid_after desc limit 1`,
         [this.#opts.stream, cp.cur],
       );
       const newLow = low.rows[0]?.seq ?? cp.low;
       if (low.rows[0]?.xmax) {
-        await db.query(`delete from ${this.#t.marks} where stream = $1 and snap_xmax < $2::xid8`, [this.#opts.stream, low.rows[0].xmax]);
+        await db.query(`delete from ${this.#t.marks} where stream = $1 and xid_after < $2::xid8`, [this.#opts.stream, low.rows[0].xmax]);
       }
       await db.query(
         `update ${this.#t.checkpoint}

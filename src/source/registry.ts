@@ -5,6 +5,7 @@ import type { ColumnInfo, SourceCatalog, TableInfo } from '../change.js';
 import type { TableSpec } from '../config.js';
 import { TableError } from '../errors.js';
 import { displayName, qualify } from '../identifiers.js';
+import { scheduleBackfill } from './backfill.js';
 import { captureFunctionSql, createTriggersSql, dropFunctionSql, dropTriggersSql, type CaptureTarget } from './triggers.js';
 
 export interface RegisteredTable {
@@ -149,6 +150,9 @@ export async function addTable(
     const capture: CaptureTarget = { tableId: table.id, sourceSchema: spec.schema, sourceTable: spec.table, keyColumns: key.keyColumns, keyOrigin: key.keyOrigin };
     await client.query(captureFunctionSql(schema, capture));
     for (const stmt of createTriggersSql(schema, capture)) await client.query(stmt);
+    // A newly captured table gets its existing rows copied; the triggers above are in place first,
+    // so nothing written after the copy reads a row is missed. Re-adding keeps a finished copy.
+    await scheduleBackfill(client, schema, table.id, false);
     await client.query('commit');
     return table;
   } catch (err) {

@@ -1,0 +1,239 @@
+// The initial load: copies a table's existing rows into the change stream, chunk by chunk.
+//
+// Each chunk is one short transaction that reads the next rows in key order and writes them into
+// the outbox as 'B' events: no snapshot is held open for longer than a chunk, and the rows reach the
+// target through the same drainer, sink and checkpoint as every other change.
+//
+// Why a chunk can never overwrite a newer change: the chunk reads its rows FOR SHARE. A writer
+// that changed one of those rows and has not committed holds the row lock, so the chunk waits for
+// it and (READ COMMITTED re-check) copies the version it committed; a writer that comes after the
+// chunk waits for the chunk's transaction to end. For each row the chunk therefore behaves like a
+// writer that changes nothing: its event comes after every earlier writer's event and before every
+// later one's, in commit order and in id order, which is the order the drainer applies. Rows a
+// concurrent transaction inserts are captured by the triggers (installed before the copy starts);
+// rows it deletes are either copied before the delete (then deleted after) or not copied at all.
+// The price: writers of the rows of a chunk wait for that chunk's statement (milliseconds).
+//
+// Resumable: the chunk's events and the job's last key are written in one transaction, so after a
+// crash the copy resumes after the last committed chunk, neither losing nor repeating one. The job
+// row is advanced only from the last key this copier read (optimistic check), so two copiers
+// overlapping during a failover cannot both write the same chunk.
+// Bounded: at most `inflight` chunks wait in the outbox; the copier waits for the drainer to have
+// applied older ones (their transaction is visible in the checkpoint's prev_snapshot).
+import type pg from 'pg';
+import { describeColumns, type RegisteredTable } from './registry.js';
+import { qualify, quoteIdent } from '../identifiers.js';
+import type { Logger } from '../logger.js';
+import { sleep } from './outbox.js';
+
+export interface BackfillProgress {
+  table: string;
+  rowsCopied: number;
+  rowsEstimate: number | null;
+  rowsPerSecond: number;
+  done: boolean;
+}
+
+export interface BackfillOptions {
+  schema: string;
+  stream: string;
+  chunkRows: number;
+  /** chunks that may wait in the outbox, unapplied */
+  inflight: number;
+  pollMs: number;
+  logger: Logger;
+  /** only the instance that holds the stream copies; the others leave pending jobs to it */
+  isLeader: () => boolean;
+}
+
+/** Settings that make to_jsonb() give the same text as the capture trigger (see triggers.ts). */
+const SAME_OUTPUT_AS_TRIGGER = [
+  `set local timezone = 'UTC'`, `set local datestyle = 'ISO, YMD'`, `set local intervalstyle = 'postgres'`,
+  `set local extra_float_digits = 1`, `set local bytea_output = 'hex'`,
+];
+
+export async function scheduleBackfill(db: pg.ClientBase | pg.Pool, schema: string, tableId: number, restart: boolean): Promise<void> {
+  await db.query(
+    `insert into ${qualify(schema, 'backfills')} (table_id) values ($1)
+     on conflict (table_id) do update set status = 'pending', last_key = null, rows_copied = 0, chunks = 0, started_at = null, finished_at = null, updated_at = now()
+     where $2`,
+    [tableId, restart],
+  );
+}
+
+/** The statement that copies one chunk: $1 the previous chunk's last key (text values) or null, $2 the chunk size. */
+export function chunkSql(schema: string, t: RegisteredTable, keyTypes: string[]): string {
+  const table = qualify(t.sourceSchema, t.sourceTable);
+  const keys = t.keyColumns.map((k) => `t.${quoteIdent(k)}`);
+  const after = `(${keys.join(', ')}) > (${keyTypes.map((ty, i) => `($1::jsonb ->> ${i})::${ty}`).join(', ')})`;
+  const lastKey = `jsonb_build_array(${t.keyColumns.map((k) => `c.${quoteIdent(k)}::text`).join(', ')})`;
+  return `with chunk as (
+  select t.* from ${table} t
+   where $1::jsonb is null or ${after}
+   order by ${keys.join(', ')}
+   limit $2
+   for share of t
+), copied as (
+  insert into ${qualify(schema, 'outbox')} (table_id, op, data) select ${t.id}, 'B', to_jsonb(c) from chunk c returning 1
+)
+select (select count(*) from copied)::int as n,
+       (select ${lastKey} from chunk c order by ${t.keyColumns.map((k) => `c.${quoteIdent(k)} desc`).join(', ')} limit 1) as last_key,
+       pg_current_xact_id()::text as xid`;
+}
+
+export class Backfiller {
+  readonly #pool: pg.Pool;
+  readonly #opts: BackfillOptions;
+  readonly #log: Logger;
+  #abort = new AbortController();
+  #loop: Promise<void> | null = null;
+
+  constructor(pool: pg.Pool, opts: BackfillOptions) {
+    this.#pool = pool;
+    this.#opts = opts;
+    this.#log = opts.logger.child({ component: 'backfill' });
+  }
+
+  /** Copies pending tables until none is left; with `forever`, keeps watching for new ones. */
+  start(forever: boolean): Promise<void> {
+    if (!this.#loop) {
+      this.#abort = new AbortController();
+      this.#loop = this.#run(forever).finally(() => { this.#loop = null; });
+    }
+    return this.#loop;
+  }
+
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await this.#loop?.catch(() => {});
+  }
+
+  async #run(forever: boolean): Promise<void> {
+    const s = this.#opts.schema;
+    while (!this.#abort.signal.aborted) {
+      const next = await this.#pool.query(
+        `select t.id, t.relid::int8 as relid, t.source_schema, t.source_table, t.key_columns, t.key_origin, t.target_schema, t.target_table
+           from ${qualify(s, 'backfills')} b join ${qualify(s, 'tables')} t on t.id = b.table_id
+          where b.status <> 'done' order by t.id limit 1`,
+      );
+      if (next.rows.length === 0 || !this.#opts.isLeader()) {
+        if (!forever) return;
+        await sleep(this.#opts.pollMs * 5, this.#abort.signal);
+        continue;
+      }
+      const r = next.rows[0];
+      await this.#copy({
+        id: Number(r.id), relid: Number(r.relid), sourceSchema: r.source_schema, sourceTable: r.source_table, keyColumns: r.key_columns,
+        keyOrigin: r.key_origin, targetSchema: r.target_schema, targetTable: r.target_table,
+      });
+    }
+  }
+
+  async #copy(t: RegisteredTable): Promise<void> {
+    const s = this.#opts.schema;
+    const name = `${t.sourceSchema}.${t.sourceTable}`;
+    const columns = await describeColumns(this.#pool, t.relid);
+    const keyTypes = t.keyColumns.map((k) => columns.find((c) => c.name === k)?.type ?? 'text');
+    const sql = chunkSql(s, t, keyTypes);
+    const est = await this.#pool.query<{ n: string }>(`select greatest(reltuples, 0)::int8::text as n from pg_class where oid = $1`, [t.relid]);
+    const job = await this.#pool.query<{ last_key: unknown; rows_copied: string }>(
+      `update ${qualify(s, 'backfills')} set status = 'running', rows_estimate = $2, started_at = coalesce(started_at, now()), updated_at = now()
+        where table_id = $1 returning last_key, rows_copied::text`,
+      [t.id, est.rows[0]?.n ?? null],
+    );
+    let lastKey: unknown = job.rows[0]?.last_key ?? null;
+    let copied = Number(job.rows[0]?.rows_copied ?? 0);
+    const estimate = est.rows[0] ? Number(est.rows[0].n) : null;
+    const pending: string[] = [];
+    const started = Date.now();
+    const copiedAtStart = copied;
+    let lastReport = 0;
+    this.#log.info({ table: name, estimate, resumeAfterRows: copied }, 'initial load started');
+    for (;;) {
+      if (this.#abort.signal.aborted || !this.#opts.isLeader()) return;
+      // Keep at most `inflight` chunks unapplied in the outbox.
+      while (pending.length >= this.#opts.inflight) {
+        if (await this.#applied(pending[0])) pending.shift();
+        else await sleep(this.#opts.pollMs, this.#abort.signal);
+        if (this.#abort.signal.aborted) return;
+      }
+      const client = await this.#pool.connect();
+      let res: { n: number; last_key: unknown; xid: string };
+      try {
+        await client.query('begin');
+        for (const stmt of SAME_OUTPUT_AS_TRIGGER) await client.query(stmt);
+        res = (await client.query(sql, [lastKey === null ? null : JSON.stringify(lastKey), this.#opts.chunkRows])).rows[0];
+        // Only an empty chunk ends the copy: FOR SHARE skips rows deleted while it waited for their
+        // lock, so a chunk in the middle of the table may come back short.
+        const done = res.n === 0;
+        const moved = await client.query(
+          `update ${qualify(s, 'backfills')}
+              set last_key = coalesce($2::jsonb, last_key), rows_copied = rows_copied + $3, chunks = chunks + 1, last_xid = $6::xid8,
+                  status = case when $4 then 'done' else status end, finished_at = case when $4 then now() end, updated_at = now()
+            where table_id = $1 and status <> 'done' and last_key is not distinct from $5::jsonb`,
+          [t.id, res.last_key === null ? null : JSON.stringify(res.last_key), res.n, done, lastKey === null ? null : JSON.stringify(lastKey), res.xid],
+        );
+        if (moved.rowCount !== 1) {
+          // Another copier moved this job (or it was restarted): drop this chunk and start over from the job row.
+          await client.query('rollback');
+          this.#log.info({ table: name }, 'initial load moved elsewhere; re-reading its position');
+          return;
+        }
+        await client.query('commit');
+      } catch (err) {
+        await client.query('rollback').catch(() => {});
+        throw err;
+      } finally {
+        client.release();
+      }
+      copied += res.n;
+      if (res.last_key !== null) lastKey = res.last_key;
+      pending.push(res.xid);
+      const secs = Math.max((Date.now() - started) / 1000, 0.001);
+      if (res.n === 0) {
+        this.#log.info({ table: name, rows: copied, seconds: Math.round(secs * 10) / 10 }, 'initial load copied; the drainer applies the last chunks');
+        return;
+      }
+      if (Date.now() - lastReport > 10_000) {
+        lastReport = Date.now();
+        const rate = (copied - copiedAtStart) / secs;
+        this.#log.info({ table: name, rows: copied, estimate, rowsPerSecond: Math.round(rate), etaSeconds: estimate && rate > 0 ? Math.max(0, Math.round((estimate - copied) / rate)) : null }, 'initial load progress');
+      }
+    }
+  }
+
+  async #applied(xid: string): Promise<boolean> {
+    return chunkApplied(this.#pool, this.#opts.schema, this.#opts.stream, xid);
+  }
+}
+
+/** A chunk is applied once its transaction lies in a completed window of the stream. */
+export async function chunkApplied(db: pg.Pool, schema: string, stream: string, xid: string): Promise<boolean> {
+  const res = await db.query<{ ok: boolean }>(
+    `select coalesce(pg_visible_in_snapshot($2::xid8, prev_snapshot), false) as ok from ${qualify(schema, 'checkpoint')} where stream = $1`,
+    [stream, xid],
+  );
+  return res.rows[0]?.ok ?? false;
+}
+
+/** Progress of the named jobs as the database has it; `applied` once the last chunk reached the target. */
+export async function backfillState(db: pg.Pool, schema: string, stream: string, tableIds: number[]): Promise<(BackfillProgress & { applied: boolean })[]> {
+  const res = await db.query(
+    `select t.source_schema || '.' || t.source_table as name, b.status, b.rows_copied::text as copied, b.rows_estimate::text as estimate,
+            extract(epoch from (coalesce(b.finished_at, now()) - b.started_at)) as secs,
+            b.status = 'done' and (b.last_xid is null or coalesce(pg_visible_in_snapshot(b.last_xid, c.prev_snapshot), false)) as applied
+       from ${qualify(schema, 'backfills')} b join ${qualify(schema, 'tables')} t on t.id = b.table_id
+       left join ${qualify(schema, 'checkpoint')} c on c.stream = $1
+      where b.table_id = any($2::int[]) order by t.id`,
+    [stream, tableIds],
+  );
+  return res.rows.map((r) => {
+    const copied = Number(r.copied);
+    const secs = r.secs === null ? 0 : Number(r.secs);
+    return {
+      table: r.name, rowsCopied: copied, rowsEstimate: r.estimate === null ? null : Number(r.estimate),
+      rowsPerSecond: secs > 0 ? copied / secs : 0, done: r.status === 'done', applied: r.applied,
+    };
+  });
+}
+

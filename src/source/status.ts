@@ -1,0 +1,68 @@
+// What `pg2crate status` reports, read from the tool's schema: where the stream stands, how much is
+// waiting, the captured tables, initial loads and dead letters.
+import type pg from 'pg';
+import { qualify, quoteIdent } from '../identifiers.js';
+
+export interface StreamStatus {
+  mode: 'trigger';
+  schema: string;
+  stream: string;
+  /** events captured and not yet applied */
+  backlogEvents: number;
+  appliedEvents: number;
+  windows: number;
+  lastAppliedAt: string | null;
+  /** seconds since the last page was applied, null if never */
+  secondsSinceApplied: number | null;
+  /** the pid of the session holding the stream, null when no drainer runs */
+  drainerPid: number | null;
+  idle: boolean;
+  deadLetters: number;
+  tables: { name: string; target: string; key: string[]; captured: boolean; backfill: string | null; backfillRows: number | null }[];
+}
+
+export async function readStatus(db: pg.Pool, schema: string, stream: string, lockText: string): Promise<StreamStatus> {
+  const s = (t: string) => qualify(schema, t);
+  const cp = await db.query(
+    `select c.applied_events::text as applied, c.windows::text as windows, c.last_applied_at,
+            extract(epoch from now() - c.last_applied_at)::float8 as since,
+            (select count(*) from ${s('outbox')} o
+              where o.id > c.low_id and (c.prev_snapshot is null or not pg_visible_in_snapshot(o.xid, c.prev_snapshot)))::text as backlog
+       from ${s('checkpoint')} c where c.stream = $1`,
+    [stream],
+  );
+  const backlogWithoutCheckpoint = cp.rows.length === 0 ? await db.query(`select count(*)::text as n from ${s('outbox')}`) : null;
+  const holder = await db.query<{ pid: number }>(
+    `select l.pid from pg_locks l
+      where l.locktype = 'advisory' and l.granted
+        and ((l.classid::int8 << 32) | l.objid::int8) = hashtextextended($1, 0) and l.database = (select oid from pg_database where datname = current_database())`,
+    [lockText],
+  );
+  const state = await db.query<{ idle: boolean }>(`select idle from ${s('state')}`);
+  const dead = await db.query<{ n: string }>(`select count(*)::text as n from ${s('dead_letters')} where stream = $1`, [stream]);
+  const tables = await db.query(
+    `select t.source_schema, t.source_table, t.target_schema, t.target_table, t.key_columns,
+            exists (select 1 from pg_trigger g where g.tgrelid = t.relid and g.tgfoid = (select p.oid from pg_proc p where p.proname = 'capture_' || t.id and p.pronamespace = $1::regnamespace)) as captured,
+            b.status as backfill, b.rows_copied::text as rows
+       from ${s('tables')} t left join ${s('backfills')} b on b.table_id = t.id order by t.id`,
+    [quoteIdent(schema)],
+  );
+  const r = cp.rows[0];
+  return {
+    mode: 'trigger',
+    schema,
+    stream,
+    backlogEvents: Number(r?.backlog ?? backlogWithoutCheckpoint?.rows[0].n ?? 0),
+    appliedEvents: Number(r?.applied ?? 0),
+    windows: Number(r?.windows ?? 0),
+    lastAppliedAt: r?.last_applied_at ? new Date(r.last_applied_at).toISOString() : null,
+    secondsSinceApplied: r?.since === null || r?.since === undefined ? null : Math.round(Number(r.since)),
+    drainerPid: holder.rows[0]?.pid ?? null,
+    idle: state.rows[0]?.idle ?? false,
+    deadLetters: Number(dead.rows[0].n),
+    tables: tables.rows.map((t) => ({
+      name: `${t.source_schema}.${t.source_table}`, target: `${t.target_schema}.${t.target_table}`, key: t.key_columns, captured: t.captured,
+      backfill: t.backfill, backfillRows: t.rows === null ? null : Number(t.rows),
+    })),
+  };
+}
