@@ -12,7 +12,8 @@ const USAGE = `usage: pg2crate <command> [options]
 commands:
   migrate                      create or upgrade the pg2crate schema, capture configured tables
   start                        run the replicator (long-running)
-  catch-up                     apply everything committed so far, then exit (for cron)
+  catch-up [--wait]            apply everything committed so far, then exit (for cron); if another
+                               instance holds the stream, say so and exit 3 (or wait for it)
   tables add <schema.table>…   capture tables (installs triggers)
   tables remove <schema.table>…
   tables list
@@ -95,7 +96,7 @@ async function main(argv: string[]): Promise<number> {
       }
       case 'catch-up': {
         installSignals(logger, () => runner.stop());
-        await runner.run({ untilCaughtUp: true });
+        await runner.run({ untilCaughtUp: true, waitForStream: args.flags.has('--wait') });
         const s = runner.drainer?.stats;
         process.stdout.write(`caught up: ${s?.appliedEvents ?? 0} event(s) applied\n`);
         return 0;
@@ -192,6 +193,6 @@ main(process.argv.slice(2)).then(
     const known = EXPECTED.some((E) => err instanceof E);
     process.stderr.write(`pg2crate: ${describe(err)}\n`);
     if (!known && process.env.LOG_LEVEL === 'debug') process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
-    process.exit(known ? 2 : 1);
+    process.exit(err instanceof StreamBusyError ? 3 : known ? 2 : 1);
   },
 );

@@ -108,7 +108,7 @@ export class Runner {
    * Runs the replicator until stop() (or, with untilCaughtUp, until everything committed before
    * the call is applied). Rejects on a fatal error.
    */
-  async run(opts: { untilCaughtUp?: boolean; listen?: boolean } = {}): Promise<void> {
+  async run(opts: { untilCaughtUp?: boolean; listen?: boolean; waitForStream?: boolean } = {}): Promise<void> {
     const c = this.#config;
     await assertSchemaCurrent(this.pool, c.schema);
     const base = createSink(c, this.#log);
@@ -118,7 +118,7 @@ export class Runner {
     const source = new OutboxSource({ connection: sourceConnection(c), schema: c.schema, stream: c.stream, standbyRetryMs: c.standbyRetryMs, logger: this.#log });
     const drainer = new Drainer(source, sink, {
       pageSize: c.pageSize, pollIntervalMs: c.pollIntervalMs, deadLetterPolicy: c.deadLetterPolicy, rejectAttempts: c.rejectAttempts,
-      stopTimeoutMs: c.stopTimeoutMs, untilCaughtUp: opts.untilCaughtUp,
+      stopTimeoutMs: c.stopTimeoutMs, untilCaughtUp: opts.untilCaughtUp, waitForStream: opts.waitForStream,
     }, this.#log);
     this.#drainer = drainer;
     const done = drainer.start();

@@ -13,7 +13,7 @@
 // idle and reads once more, so a change committed before that flag flipped is not left waiting; a
 // change whose trigger ran just before the flip waits at most one poll interval.
 import type { Change, TableInfo } from '../change.js';
-import { backoffDelay, classify, describe } from '../errors.js';
+import { backoffDelay, classify, describe, StreamBusyError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ChangeSource, DeadLetter, Page } from '../source/change-source.js';
 import type { Sink, SinkTableBatch } from '../sink/sink.js';
@@ -27,6 +27,8 @@ export interface DrainerOptions {
   stopTimeoutMs: number;
   /** catch-up: return once everything committed before start is applied */
   untilCaughtUp?: boolean;
+  /** false: fail with StreamBusyError instead of waiting as a standby */
+  waitForStream?: boolean;
 }
 
 export interface DrainerStats {
@@ -108,7 +110,7 @@ export class Drainer {
       while (!this.#stopping) {
         try {
           this.stats.state = 'acquiring';
-          await this.#source.acquire(this.#abort.signal);
+          await this.#source.acquire(this.#abort.signal, this.#opts.waitForStream ?? true);
           if (this.#stopping) break;
           this.stats.state = this.#idle ? 'idle' : 'draining';
           const page = await this.#source.readPage(this.#opts.pageSize);
@@ -135,7 +137,7 @@ export class Drainer {
           this.stats.state = 'idle';
           await this.#sleep();
         } catch (err) {
-          if (err instanceof HaltError) throw err;
+          if (err instanceof HaltError || err instanceof StreamBusyError) throw err;
           const kind = classify(err);
           this.stats.errors[kind] = (this.stats.errors[kind] ?? 0) + 1;
           if (kind === 'fatal' || this.#stopping) {

@@ -18,8 +18,11 @@ export interface DeadLetter {
 
 export interface ChangeSource {
   readonly catalog: SourceCatalog;
-  /** Connects and takes the stream, waiting as a standby while another instance holds it. */
-  acquire(signal: AbortSignal): Promise<void>;
+  /**
+   * Connects and takes the stream, waiting as a standby while another instance holds it; with
+   * `wait: false` it throws StreamBusyError instead of waiting.
+   */
+  acquire(signal: AbortSignal, wait?: boolean): Promise<void>;
   /** The next page of at most `limit` changes, in stream order. */
   readPage(limit: number): Promise<Page>;
   /** Saves the checkpoint: the page is applied. Only called after the sink confirmed it. */

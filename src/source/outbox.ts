@@ -25,6 +25,7 @@
 import pg from 'pg';
 import type { Change, Op, SourceCatalog } from '../change.js';
 import { keyOf, parseRow } from '../change.js';
+import { StreamBusyError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { qualify } from '../identifiers.js';
 import type { ChangeSource, DeadLetter, Page } from './change-source.js';
@@ -76,7 +77,7 @@ export class OutboxSource implements ChangeSource {
     return this.#client;
   }
 
-  async acquire(signal: AbortSignal): Promise<void> {
+  async acquire(signal: AbortSignal, wait = true): Promise<void> {
     if (this.#client) return;
     const client = new pg.Client({ ...this.#opts.connection, application_name: 'pg2crate drainer', keepAlive: true });
     client.on('error', (err) => this.#log.warn({ err }, 'drainer connection failed'));
@@ -88,6 +89,7 @@ export class OutboxSource implements ChangeSource {
           streamLockText(this.#opts.schema, this.#opts.stream),
         ]);
         if (res.rows[0].ok) break;
+        if (!wait) throw new StreamBusyError(`another pg2crate instance holds stream ${this.#opts.stream} of schema ${this.#opts.schema}; it is applying changes already (use --wait to wait for it)`);
         if (!announced) {
           this.#log.info({ stream: this.#opts.stream }, 'standby: another instance holds the stream, waiting to take over');
           announced = true;
