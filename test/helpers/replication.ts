@@ -41,7 +41,8 @@ export async function startReplicator(config: Config, logger = testLogger(), opt
   const runner = new Runner(config, logger, opts);
   await runner.migrate();
   const done = runner.run();
-  done.catch(() => {});
+  // A replicator that stops on its own is reported here, or a test would only see a timeout.
+  done.catch((err: unknown) => process.stderr.write(`replicator stopped: ${(err as Error)?.stack ?? String(err)}\n`));
   return {
     runner,
     done,
