@@ -78,8 +78,9 @@ export function classify(err: unknown): ErrorKind {
   if (err instanceof TargetError && err.code !== undefined) {
     const n = Number(err.code);
     if (Number.isInteger(n) && n >= 1000) return classifyCrateCode(n);
-    if (/^[0-9A-Z]{5}$/.test(err.code)) return classifySqlState(err.code);
+    // before the SQLSTATE test: EPIPE has five capitals and would read as one
     if (NODE_RETRYABLE.has(err.code)) return 'retryable';
+    if (/^[0-9A-Z]{5}$/.test(err.code)) return classifySqlState(err.code);
   }
   const e = err as { code?: unknown; cause?: unknown; message?: unknown } | null;
   if (e && typeof e.code === 'string') {

@@ -1,18 +1,225 @@
-// PLACEHOLDER while the CrateDB sink is being written (issue 10); replaced before commit.
+// The CrateDB sink: applies pages over HTTP bulk requests, table by table (truncate, deletes by
+// key, upserts), and keeps target tables in step with the source's columns.
+//
+// States per target table: unknown → ready (created or found, every source column present, its
+// key checked) → stale (CrateDB answered unknown table/column: re-read once, then ready again or
+// fatal for the table). The columns last read are cached; prepare() and a changed TableInfo
+// (new columns) read information_schema again, since ALTER TABLE ADD COLUMN has no IF NOT EXISTS.
+//
+// Trade-offs: CrateDB has no transactions, so a page is not applied atomically; every write is
+// idempotent (upsert by key, delete by key), and the drainer replays a page whole after a
+// failure, which converges on the same state. Rows a value keeps out are returned as rejected,
+// everything else is applied (bulk-writer.ts).
+import type { Change, TableInfo } from '../../change.js';
 import type { CrateOptions, TargetConfig } from '../../config.js';
+import { classify, describe, TableError } from '../../errors.js';
+import { displayName } from '../../identifiers.js';
 import type { Logger } from '../../logger.js';
-import type { TableInfo } from '../../change.js';
-import type { ApplyResult, Sink, SinkTableBatch } from '../sink.js';
+import type { ApplyResult, Rejection, Sink, SinkTableBatch } from '../sink.js';
+import { writeBulk, type BulkItem, type BulkLimits } from './bulk-writer.js';
+import { planTable, type CrateFeatures, type TablePlan } from './column-types.js';
+import { CrateClient } from './crate-client.js';
+import { deleteArgs, upsertArgs, ValueRejected } from './row-values.js';
+import { addColumnSql, COLUMNS_QUERY, createTableSql, deleteByKeySql, PRIMARY_KEY_QUERY, TABLE_QUERY, truncateSql, upsertSql } from './sql.js';
 
-export function crateTargetName(schema: string, table: string): { schema: string; table: string } {
-  return { schema, table };
+export { crateColumnName, crateNameMappings, crateTargetName, type CrateNameMapping } from './names.js';
+export { decodeJsonColumn } from './row-values.js';
+
+interface TargetShape {
+  columns: Set<string>;
+  primaryKey: string[];
+  /** routing and partition columns, which an upsert may not SET */
+  fixed: Set<string>;
+}
+
+interface TargetTable {
+  /** the TableInfo this was prepared for; another one (new columns) prepares again */
+  info: TableInfo;
+  plan: TablePlan;
+  shape: TargetShape;
+  upsert: { sql: string; doNothing: boolean };
+  delete: string;
+}
+
+function versionAtLeast(version: string, major: number, minor: number): boolean {
+  const [a, b] = version.split('.').map(Number);
+  return a > major || (a === major && b >= minor);
 }
 
 export class CrateSink implements Sink {
   readonly name = 'cratedb';
-  constructor(_t: Extract<TargetConfig, { kind: 'cratedb' }>, _o: CrateOptions, _l: Logger) {}
-  async start(): Promise<void> { throw new Error('not yet'); }
-  async prepare(_t: TableInfo): Promise<void> {}
-  async apply(_b: SinkTableBatch[]): Promise<ApplyResult> { return { rejected: [] }; }
-  async stop(): Promise<void> {}
+  readonly #client: CrateClient;
+  readonly #opts: CrateOptions;
+  readonly #limits: BulkLimits;
+  readonly #log: Logger;
+  readonly #tables = new Map<string, TargetTable>();
+  #features: CrateFeatures | null = null;
+
+  constructor(target: Extract<TargetConfig, { kind: 'cratedb' }>, opts: CrateOptions, logger: Logger) {
+    this.#client = new CrateClient({ url: target.url, username: target.username, password: target.password, timeoutMs: opts.requestTimeoutMs });
+    this.#opts = opts;
+    this.#limits = { maxRows: opts.maxRequestRows, maxBytes: opts.maxRequestBytes };
+    this.#log = logger.child({ component: 'sink-cratedb' });
+  }
+
+  /** Checks the connection and credentials; a CrateDB that is down is waited for by the drainer instead. */
+  async start(): Promise<void> {
+    try {
+      await this.#detect();
+    } catch (err) {
+      if (classify(err) !== 'retryable') throw err;
+      this.#log.warn({ err }, 'cratedb not reachable yet; the drainer will retry');
+    }
+  }
+
+  async #detect(): Promise<CrateFeatures> {
+    if (!this.#features) {
+      const version = await this.#client.version();
+      this.#features = { uuid: versionAtLeast(version, 6, 2) };
+      this.#log.info({ version }, 'connected to cratedb');
+    }
+    return this.#features;
+  }
+
+  async prepare(t: TableInfo): Promise<void> {
+    await this.#ensure(t, false);
+  }
+
+  /** Makes sure the target table exists with every source column; `reread` ignores the cache. */
+  async #ensure(t: TableInfo, reread: boolean): Promise<TargetTable> {
+    const id = `${t.targetSchema}\u0000${t.targetTable}`;
+    const known = this.#tables.get(id);
+    if (known && known.info === t && !reread) return known;
+    const plan = planTable(t, this.#opts, await this.#detect());
+    let shape = known && !reread && plan.columns.every((c) => known.shape.columns.has(c.target)) ? known.shape : await this.#readShape(plan);
+    const where = { table: `${plan.schema}.${plan.table}` };
+    if (!shape) {
+      await this.#ddl(plan, createTableSql(plan, this.#opts));
+      this.#log.info(where, 'created target table');
+      shape = await this.#readShape(plan);
+      if (!shape) throw new TableError(`CrateDB table ${displayName(plan.schema, plan.table)} was created but cannot be found in information_schema`);
+    }
+    this.#checkKey(plan, shape);
+    for (const c of plan.columns) {
+      if (shape.columns.has(c.target)) continue;
+      try {
+        await this.#ddl(plan, addColumnSql(plan, c));
+        this.#log.info({ ...where, column: c.target }, 'added target column');
+      } catch (err) {
+        // Another instance may have added it a moment ago: only the column's absence is an error.
+        const again = await this.#readShape(plan);
+        if (!again?.columns.has(c.target)) throw err;
+      }
+      shape.columns.add(c.target);
+    }
+    const entry: TargetTable = { info: t, plan, shape, upsert: upsertSql(plan, shape.fixed), delete: deleteByKeySql(plan) };
+    this.#tables.set(id, entry);
+    return entry;
+  }
+
+  /** DDL that CrateDB refuses for a reason other than its availability will not pass on a retry. */
+  async #ddl(plan: TablePlan, stmt: string): Promise<void> {
+    try {
+      await this.#client.sql(stmt);
+    } catch (err) {
+      if (classify(err) === 'retryable') throw err;
+      throw new TableError(`CrateDB refused to create or change table ${displayName(plan.schema, plan.table)}: ${describe(err)}`, { cause: err });
+    }
+  }
+
+  async #readShape(plan: TablePlan): Promise<TargetShape | null> {
+    const args = [plan.schema, plan.table];
+    const table = await this.#client.sql(TABLE_QUERY, args);
+    if (table.rows.length === 0) return null;
+    const [clusteredBy, partitionedBy] = table.rows[0];
+    const fixed = new Set<string>();
+    if (typeof clusteredBy === 'string' && clusteredBy !== '_id') fixed.add(clusteredBy);
+    if (Array.isArray(partitionedBy)) for (const p of partitionedBy) if (typeof p === 'string') fixed.add(p);
+    const columns = (await this.#client.sql(COLUMNS_QUERY, args)).rows.map((r) => String(r[0])).filter((n) => !n.includes('['));
+    const primaryKey = (await this.#client.sql(PRIMARY_KEY_QUERY, args)).rows.map((r) => String(r[0]));
+    return { columns: new Set(columns), primaryKey, fixed };
+  }
+
+  #checkKey(plan: TablePlan, shape: TargetShape): void {
+    const want = plan.keys.map((k) => k.target);
+    const have = shape.primaryKey;
+    if (want.length === have.length && want.every((k) => have.includes(k))) return;
+    throw new TableError(
+      `CrateDB table ${displayName(plan.schema, plan.table)} has primary key (${have.join(', ') || 'none'}) ` +
+        `but the source key is (${want.join(', ')}); upserts need exactly that key: drop the target table or change the configured key columns`,
+    );
+  }
+
+  async apply(batches: SinkTableBatch[]): Promise<ApplyResult> {
+    const rejected: Rejection[] = [];
+    for (const b of batches) rejected.push(...(await this.#applyTable(b)));
+    return { rejected };
+  }
+
+  /** Writes one table's part of a page; an unknown table or column re-reads the target once. */
+  async #applyTable(b: SinkTableBatch): Promise<Rejection[]> {
+    let target = await this.#ensure(b.table, false);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#write(target, b);
+      } catch (err) {
+        if (classify(err) !== 'schema') throw err;
+        const name = displayName(target.plan.schema, target.plan.table);
+        if (attempt >= 2) {
+          throw new TableError(
+            `CrateDB table ${name} still does not match the source after re-reading its columns (${(err as Error).message}); ` +
+              'check that nobody dropped or renamed it or its columns in CrateDB, or drop it to have it created again',
+            { cause: err },
+          );
+        }
+        this.#log.warn({ table: `${target.plan.schema}.${target.plan.table}`, code: (err as { code?: string }).code }, 'target table changed; re-reading it');
+        target = await this.#ensure(b.table, true);
+      }
+    }
+  }
+
+  async #write(target: TargetTable, b: SinkTableBatch): Promise<Rejection[]> {
+    const { plan } = target;
+    const rejected: Rejection[] = [];
+    if (b.truncate) {
+      for (const stmt of truncateSql(plan)) await this.#client.sql(stmt);
+    }
+    if (b.deletes.length > 0) {
+      const items: BulkItem[] = [];
+      for (const change of b.deletes) {
+        // A key CrateDB cannot hold (NULL, out of range) was never stored: nothing to delete.
+        const args = this.#args(plan, change, deleteArgs, null);
+        if (args !== null) items.push({ change, args });
+      }
+      rejected.push(...(await writeBulk(this.#client, target.delete, items, 'delete', this.#limits)).rejected);
+    }
+    if (b.upserts.length > 0) {
+      const items: BulkItem[] = [];
+      for (const change of b.upserts) {
+        const args = this.#args(plan, change, upsertArgs, rejected);
+        if (args !== null) items.push({ change, args });
+      }
+      const mode = target.upsert.doNothing ? 'upsert-do-nothing' : 'upsert';
+      rejected.push(...(await writeBulk(this.#client, target.upsert.sql, items, mode, this.#limits)).rejected);
+    }
+    if (rejected.length > 0) {
+      const codes = [...new Set(rejected.map((r) => r.code ?? 'value'))];
+      this.#log.warn({ table: `${plan.schema}.${plan.table}`, rows: rejected.length, codes }, 'cratedb refused rows');
+    }
+    return rejected;
+  }
+
+  #args(plan: TablePlan, change: Change, build: (p: TablePlan, c: Change) => string, rejected: Rejection[] | null): string | null {
+    try {
+      return build(plan, change);
+    } catch (err) {
+      if (!(err instanceof ValueRejected)) throw err;
+      rejected?.push({ change, code: undefined, message: err.message });
+      return null;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#client.close();
+  }
 }

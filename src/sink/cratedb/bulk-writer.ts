@@ -1,0 +1,111 @@
+// One statement for many rows: bounded bulk requests, every row's answer checked, and the rows at
+// fault isolated when a value fails the whole request.
+//
+// States of a row: pending → applied (CrateDB answered a row count, or "document missing" for a
+// delete) | rejected (answered -2 with a code, or alone in a request that failed on a value).
+// Nothing else counts as applied. Requests: rows are cut into chunks of at most maxRows rows and
+// maxBytes bytes of JSON (one row larger than that goes alone). A chunk that fails as a whole with
+// a value error (HTTP 400, code 4000/4003: a failed cast, a value out of range, a NULL key) is
+// halved, and each half sent again, until the failing rows stand alone: k bad rows among n cost
+// about 2·k·log2(n) extra requests and leave every good row applied. Any other whole-request error
+// is thrown for the caller (retryable, schema or fatal: see errors.ts).
+import type { Change } from '../../change.js';
+import { classify } from '../../errors.js';
+import type { Rejection } from '../sink.js';
+import { CrateClient, CrateRequestError, crateExceptionName, type BulkRowResult } from './crate-client.js';
+
+export interface BulkItem {
+  change: Change;
+  /** the parameter row as JSON array text */
+  args: string;
+}
+
+/**
+ * How a row's answer reads: an upsert that does nothing on conflict answers 0 for a key already
+ * there, and a delete answers 0 or "document missing" (40411) for a key already gone.
+ */
+export type BulkMode = 'upsert' | 'upsert-do-nothing' | 'delete';
+
+export interface BulkLimits {
+  maxRows: number;
+  maxBytes: number;
+}
+
+export interface BulkOutcome {
+  applied: number;
+  rejected: Rejection[];
+  requests: number;
+  /** requests that failed as a whole on a value and were split */
+  splits: number;
+}
+
+const DOCUMENT_MISSING = 40411;
+
+/** Splits rows into requests of at most maxRows rows and maxBytes bytes (the envelope included). */
+export function chunkRows(stmt: string, items: readonly BulkItem[], limits: BulkLimits): BulkItem[][] {
+  const envelope = CrateClient.envelopeBytes(stmt);
+  const chunks: BulkItem[][] = [];
+  let cur: BulkItem[] = [];
+  let bytes = envelope;
+  for (const item of items) {
+    const n = Buffer.byteLength(item.args) + 1;
+    if (cur.length > 0 && (cur.length >= limits.maxRows || bytes + n > limits.maxBytes)) {
+      chunks.push(cur);
+      cur = [];
+      bytes = envelope;
+    }
+    cur.push(item);
+    bytes += n;
+  }
+  if (cur.length > 0) chunks.push(cur);
+  return chunks;
+}
+
+/** A 4000 that is about the statement, not a value: splitting would only park every row. */
+function isStatementError(err: CrateRequestError): boolean {
+  const name = crateExceptionName(err.crateMessage);
+  return name === 'SQLParseException' || name === 'ParsingException' || name === 'UnsupportedFeatureException';
+}
+
+function verdict(mode: BulkMode, r: BulkRowResult): { ok: true } | { ok: false; code: string | undefined; message: string } {
+  if (r.rowcount >= 1) return { ok: true };
+  if (r.rowcount === 0 && mode !== 'upsert') return { ok: true };
+  if (r.rowcount === -2 && r.error) {
+    if (mode === 'delete' && r.error.code === DOCUMENT_MISSING) return { ok: true };
+    return { ok: false, code: r.error.code === undefined ? undefined : String(r.error.code), message: r.error.message };
+  }
+  if (r.rowcount === -2) return { ok: false, code: undefined, message: 'CrateDB reported the row as failed without a reason' };
+  return { ok: false, code: undefined, message: `CrateDB answered row count ${r.rowcount}: the row was not confirmed as written` };
+}
+
+export async function writeBulk(client: CrateClient, stmt: string, items: readonly BulkItem[], mode: BulkMode, limits: BulkLimits): Promise<BulkOutcome> {
+  const out: BulkOutcome = { applied: 0, rejected: [], requests: 0, splits: 0 };
+  const send = async (chunk: BulkItem[]): Promise<void> => {
+    let results: BulkRowResult[];
+    out.requests++;
+    try {
+      results = await client.bulk(stmt, chunk.map((i) => i.args));
+    } catch (err) {
+      if (!(err instanceof CrateRequestError) || classify(err) !== 'data' || isStatementError(err)) throw err;
+      if (chunk.length === 1) {
+        out.rejected.push({ change: chunk[0].change, code: err.code, message: err.crateMessage ?? err.message });
+        return;
+      }
+      out.splits++;
+      const mid = chunk.length >> 1;
+      await send(chunk.slice(0, mid));
+      await send(chunk.slice(mid));
+      return;
+    }
+    if (results.length !== chunk.length) {
+      throw new CrateRequestError(`CrateDB answered ${results.length} results for a bulk request of ${chunk.length} rows`, undefined, 200, undefined);
+    }
+    for (let i = 0; i < chunk.length; i++) {
+      const v = verdict(mode, results[i]);
+      if (v.ok) out.applied++;
+      else out.rejected.push({ change: chunk[i].change, code: v.code, message: v.message });
+    }
+  };
+  for (const chunk of chunkRows(stmt, items, limits)) await send(chunk);
+  return out;
+}

@@ -1,0 +1,157 @@
+// Row images → bulk_args parameter rows (pure).
+//
+// Numbers a double cannot hold arrive as LosslessNumber and leave as their exact text: as a JSON
+// string for bigint/numeric columns (CrateDB casts it to the column type), as a raw JSON number
+// inside objects (json-text.ts).
+// A value CrateDB surely cannot store is refused here with the reason (ValueRejected), so that
+// the row is parked with a message a person can act on instead of failing a whole request.
+import { LosslessNumber, parse as losslessParse } from 'lossless-json';
+import type { Change, JsonValue, Row } from '../../change.js';
+import { MAX_INDEXED_TEXT_BYTES, type ColumnPlan, type TablePlan } from './column-types.js';
+import { toJson } from './json-text.js';
+
+/** A value of this row cannot be stored in CrateDB; the message says which and why. */
+export class ValueRejected extends Error {
+  override name = 'ValueRejected';
+}
+
+/** The key that wraps a json value that cannot be an OBJECT (array, scalar, JSON null). */
+export const JSON_WRAP_KEY = '_value';
+
+function isPlainObject(v: JsonValue): v is { [k: string]: JsonValue } {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof LosslessNumber);
+}
+
+function isWrapShaped(v: JsonValue): boolean {
+  if (!isPlainObject(v)) return false;
+  const keys = Object.keys(v);
+  return keys.length === 1 && keys[0] === JSON_WRAP_KEY;
+}
+
+/**
+ * The OBJECT value for a json column: objects as they are; anything else, and an object that
+ * looks like a wrapper itself, as {"_value": v}. One-to-one, see decodeJsonColumn.
+ */
+export function encodeJsonColumn(v: JsonValue): JsonValue {
+  return isPlainObject(v) && !isWrapShaped(v) ? v : { [JSON_WRAP_KEY]: v };
+}
+
+/** The json value that encodeJsonColumn stored (for verify and tests). SQL NULL stays null. */
+export function decodeJsonColumn(v: JsonValue | undefined): JsonValue | undefined {
+  if (v === null || v === undefined) return v;
+  return isWrapShaped(v) ? (v as { [k: string]: JsonValue })[JSON_WRAP_KEY] : v;
+}
+
+function exactText(v: JsonValue): string {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean' || v instanceof LosslessNumber) return String(v);
+  return toJson(v);
+}
+
+/** `1.50` and `1.5` are one numeric key in Postgres; a TEXT key column must see one text. */
+function canonicalNumberText(s: string): string {
+  if (!/^-?\d+\.\d+$/.test(s)) return s;
+  const t = s.replace(/0+$/, '').replace(/\.$/, '');
+  return t === '-0' ? '0' : t;
+}
+
+const TIMESTAMP_IN_RANGE = /^\d{4}-\d\d-\d\d(?:[T ](\d\d:\d\d:\d\d)(?:\.(\d+))?)?(?:[+-]\d\d(?::?\d\d(?::?\d\d)?)?|Z)?$/;
+
+function timestamp(col: ColumnPlan, v: string): string {
+  const m = TIMESTAMP_IN_RANGE.exec(v);
+  if (!m || v.startsWith('0000')) {
+    throw new ValueRejected(
+      `column "${col.source}": ${JSON.stringify(v)} is outside what a CrateDB timestamp holds (years 1 to 9999, no infinity, no BC dates)`,
+    );
+  }
+  if (col.isKey && m[2] !== undefined && /[1-9]/.test(m[2].slice(3))) {
+    throw new ValueRejected(
+      `key column "${col.source}": ${JSON.stringify(v)} has sub-millisecond digits; CrateDB keeps milliseconds, so two source keys would become one target row`,
+    );
+  }
+  return v;
+}
+
+function geoPoint(col: ColumnPlan, v: JsonValue): JsonValue {
+  if (typeof v !== 'string') return v;
+  const m = /^\(([^,]+),([^)]+)\)$/.exec(v);
+  const x = m ? Number(m[1]) : NaN;
+  const y = m ? Number(m[2]) : NaN;
+  if (!Number.isFinite(x) || !Number.isFinite(y)) {
+    throw new ValueRejected(`column "${col.source}": point ${JSON.stringify(v)} has no finite coordinates for a GEO_POINT`);
+  }
+  return [x, y];
+}
+
+function scalar(col: ColumnPlan, v: JsonValue): JsonValue {
+  if (v === null) return null;
+  switch (col.kind) {
+    case 'plain':
+    case 'ip':
+      return v;
+    case 'exact-number':
+      return typeof v === 'number' || v instanceof LosslessNumber ? String(v) : v;
+    case 'float':
+      // A float's shortest text parses back to the same double; CrateDB reads NaN/Infinity strings.
+      return v instanceof LosslessNumber ? Number(v.value) : v;
+    case 'text': {
+      let s = exactText(v);
+      if (col.isKey && (typeof v === 'number' || v instanceof LosslessNumber)) s = canonicalNumberText(s);
+      if (col.indexedText && s.length * 3 > MAX_INDEXED_TEXT_BYTES && Buffer.byteLength(s) > MAX_INDEXED_TEXT_BYTES) {
+        throw new ValueRejected(
+          `column "${col.source}": a text of ${Buffer.byteLength(s)} bytes is over the ${MAX_INDEXED_TEXT_BYTES}-byte limit of an indexed CrateDB TEXT column; ` +
+            (col.isKey ? 'a key column is always indexed' : 'set crate.textColumn to "unindexed" (or "fulltext") to keep such values, for tables created after the change'),
+        );
+      }
+      return s;
+    }
+    case 'timestamp':
+      return typeof v === 'string' ? timestamp(col, v) : v;
+    case 'json-object':
+      return encodeJsonColumn(v);
+    case 'json-text':
+      return toJson(v);
+    case 'geo-point':
+      return geoPoint(col, v);
+  }
+}
+
+function convert(col: ColumnPlan, v: JsonValue, depth: number): JsonValue {
+  if (depth < col.dims && Array.isArray(v)) return v.map((e) => convert(col, e, depth + 1));
+  // A json column's null is a JSON null only at the top of a non-array column; SQL NULL is null.
+  return scalar(col, v);
+}
+
+/** The parameter value of one column; throws ValueRejected. */
+export function columnValue(col: ColumnPlan, row: Row): JsonValue {
+  const v = row[col.source];
+  return v === undefined ? null : convert(col, v, 0);
+}
+
+const exactNumber = (text: string) => new LosslessNumber(text);
+
+/** The row image to convert: parsed again from its raw text, every number exact, where the plan needs that. */
+export function rowImage(plan: TablePlan, change: Change): Row {
+  if (plan.exactNumbers && change.raw !== null) return losslessParse(change.raw, null, exactNumber) as Row;
+  if (change.row === null) throw new ValueRejected(`change ${change.id} carries no row`);
+  return change.row;
+}
+
+/** JSON text of the upsert parameter row (values in plan.columns order). */
+export function upsertArgs(plan: TablePlan, change: Change): string {
+  const row = rowImage(plan, change);
+  for (const k of plan.keys) {
+    if (row[k.source] === null || row[k.source] === undefined) throw new ValueRejected(`key column "${k.source}" is NULL; CrateDB keys cannot be NULL`);
+  }
+  let out = '[';
+  for (let i = 0; i < plan.columns.length; i++) out += (i > 0 ? ',' : '') + toJson(columnValue(plan.columns[i], row));
+  return `${out}]`;
+}
+
+/** JSON text of the delete parameter row (key values in key order). */
+export function deleteArgs(plan: TablePlan, change: Change): string {
+  const row = rowImage(plan, change);
+  let out = '[';
+  for (let i = 0; i < plan.keys.length; i++) out += (i > 0 ? ',' : '') + toJson(columnValue(plan.keys[i], row));
+  return `${out}]`;
+}

@@ -1,0 +1,357 @@
+// The CrateDB client, bulk writer and sink against a local HTTP server that answers the way
+// CrateDB does (shapes seen on a real 6.4.3). This server tests error handling only; the values
+// and statements themselves are tested against a real CrateDB in test/cratedb.
+import { after, before, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Change, ColumnInfo, TableInfo } from '../../src/change.js';
+import { classify, TableError } from '../../src/errors.js';
+import { createLogger } from '../../src/logger.js';
+import { chunkRows, writeBulk, type BulkItem } from '../../src/sink/cratedb/bulk-writer.js';
+import { CrateClient, CrateRequestError } from '../../src/sink/cratedb/crate-client.js';
+import { CrateSink } from '../../src/sink/cratedb/cratedb-sink.js';
+import { LosslessNumber } from 'lossless-json';
+
+interface Received {
+  method: string;
+  headers: IncomingHttpHeaders;
+  stmt?: string;
+  args?: unknown[];
+  bulkArgs?: unknown[][];
+  bytes: number;
+}
+
+type Answer = { status: number; body: unknown } | { status: number; text: string } | 'destroy' | 'hang';
+
+let server: Server;
+let url: string;
+let handler: (r: Received) => Answer;
+let received: Received[] = [];
+const sockets = new Set<Socket>();
+const PASSWORD = 's3cr3t-Pa55';
+
+before(async () => {
+  server = createServer((req, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks).toString('utf8');
+      const body = raw ? JSON.parse(raw) : {};
+      const r: Received = { method: req.method ?? '', headers: req.headers, stmt: body.stmt, args: body.args, bulkArgs: body.bulk_args, bytes: Buffer.byteLength(raw) };
+      received.push(r);
+      const a = handler(r);
+      if (a === 'destroy') { req.socket.destroy(); return; }
+      if (a === 'hang') return;
+      const text = 'text' in a ? a.text : JSON.stringify(a.body);
+      res.writeHead(a.status, { 'content-type': 'application/json' });
+      res.end(text);
+    });
+  });
+  server.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+});
+
+after(async () => {
+  for (const s of sockets) s.destroy();
+  await new Promise((r) => server.close(r));
+});
+
+beforeEach(() => {
+  received = [];
+});
+
+const client = (timeoutMs = 5_000) => new CrateClient({ url, username: 'writer', password: PASSWORD, timeoutMs });
+const ok = (results: unknown[]): Answer => ({ status: 200, body: { cols: [], duration: 1, results } });
+const crateError = (status: number, code: number, message: string): Answer => ({ status, body: { error: { code, message } } });
+
+function changes(n: number): Change[] {
+  return Array.from({ length: n }, (_, i) => ({ id: i + 1, tableId: 1, op: 'I', key: String(i + 1), row: { id: i + 1 }, raw: `{"id": ${i + 1}}` }));
+}
+const items = (cs: Change[], value = (c: Change) => `[${c.id},"v${c.id}"]`): BulkItem[] => cs.map((c) => ({ change: c, args: value(c) }));
+const LIMITS = { maxRows: 1000, maxBytes: 1 << 20 };
+
+async function thrown(p: Promise<unknown>): Promise<CrateRequestError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof CrateRequestError, `expected a CrateRequestError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail('expected the request to fail');
+}
+
+function assertNoPassword(err: Error): void {
+  for (const text of [err.message, String(err), err.stack ?? '', JSON.stringify(err), String((err as { cause?: unknown }).cause ?? '')]) {
+    assert.ok(!text.includes(PASSWORD), `the password leaked into: ${text}`);
+    assert.ok(!text.includes(Buffer.from(`writer:${PASSWORD}`).toString('base64')), 'the Authorization header leaked');
+  }
+}
+
+describe('per-row answers', () => {
+  test('a row answered -2 is rejected with its code and message; rows answered 1 are applied', async () => {
+    handler = () => ok([
+      { rowcount: 1 },
+      { rowcount: -2, error: { code: 4091, message: 'DuplicateKeyException[A document with the same primary key exists already]' } },
+      { rowcount: -2, error: { code: 4000, message: 'IllegalArgumentException[Document contains at least one immense term in field="txt"]' } },
+      { rowcount: 1 },
+    ]);
+    const c = client();
+    const cs = changes(4);
+    const out = await writeBulk(c, 'INSERT …', items(cs), 'upsert', LIMITS);
+    c.close();
+    assert.equal(out.applied, 2);
+    assert.deepEqual(out.rejected.map((r) => [r.change.id, r.code]), [[2, '4091'], [3, '4000']]);
+    assert.match(out.rejected[1].message, /immense term/);
+    assert.equal(received.length, 1);
+  });
+
+  test('a delete answered "document missing" (40411) or 0 is applied: the row is gone either way', async () => {
+    handler = () => ok([
+      { rowcount: -2, error: { code: 40411, message: 'DocumentMissingException[[t][1]: document missing]' } },
+      { rowcount: 1 },
+      { rowcount: 0 },
+      { rowcount: -2, error: { code: 5000, message: 'SomeShardFailure[boom]' } },
+    ]);
+    const c = client();
+    const out = await writeBulk(c, 'DELETE …', items(changes(4)), 'delete', LIMITS);
+    c.close();
+    assert.equal(out.applied, 3);
+    assert.deepEqual(out.rejected.map((r) => [r.change.id, r.code]), [[4, '5000']]);
+  });
+
+  test('an upsert answered 0, -2 without a reason or too few results is never counted as applied', async () => {
+    handler = () => ok([{ rowcount: 0 }, { rowcount: -2 }, { rowcount: -1 }]);
+    const c = client();
+    const out = await writeBulk(c, 'INSERT …', items(changes(3)), 'upsert', LIMITS);
+    assert.equal(out.applied, 0);
+    assert.equal(out.rejected.length, 3);
+    // DO NOTHING answers 0 for a key that is already there
+    handler = () => ok([{ rowcount: 0 }]);
+    const quiet = await writeBulk(c, 'INSERT …', items(changes(1)), 'upsert-do-nothing', LIMITS);
+    assert.equal(quiet.applied, 1);
+    handler = () => ok([{ rowcount: 1 }]);
+    const err = await thrown(writeBulk(c, 'INSERT …', items(changes(2)), 'upsert', LIMITS));
+    assert.match(err.message, /1 results for a bulk request of 2 rows/);
+    assert.equal(classify(err), 'fatal');
+    c.close();
+  });
+});
+
+describe('a request that fails as a whole on a value', () => {
+  test('is split until the rows at fault stand alone: those are rejected, every other row applied once', async () => {
+    const applied: number[] = [];
+    handler = (r) => {
+      const rows = r.bulkArgs ?? [];
+      const bad = rows.find((a) => a[1] === 'bad');
+      if (bad) return crateError(400, 4000, `Cannot cast value \`${String(bad[1])}\` to type \`integer\``);
+      for (const a of rows) applied.push(a[0] as number);
+      return ok(rows.map(() => ({ rowcount: 1 })));
+    };
+    const cs = changes(16);
+    const c = client();
+    const out = await writeBulk(c, 'INSERT …', items(cs, (ch) => `[${ch.id},"${ch.id === 5 || ch.id === 12 ? 'bad' : 'good'}"]`), 'upsert', LIMITS);
+    c.close();
+    assert.deepEqual(applied.sort((a, b) => a - b), [1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16]);
+    assert.deepEqual(out.rejected.map((r) => [r.change.id, r.code]), [[5, '4000'], [12, '4000']]);
+    assert.match(out.rejected[0].message, /Cannot cast value `bad`/);
+    assert.equal(out.applied, 14);
+    assert.ok(out.splits > 0 && out.requests <= 1 + 2 * 2 * Math.log2(16), `requests: ${out.requests}`);
+  });
+
+  test('a NULL key or an out-of-range value alone in its request is rejected, not thrown', async () => {
+    handler = () => crateError(400, 4000, 'ColumnValidationException[Validation failed for id: Cannot insert null value for column \'id\']');
+    const c = client();
+    const out = await writeBulk(c, 'INSERT …', items(changes(1)), 'upsert', LIMITS);
+    c.close();
+    assert.equal(out.rejected.length, 1);
+    assert.equal(out.applied, 0);
+  });
+
+  test('a syntax error is about the statement: it is thrown, not split row by row', async () => {
+    handler = () => crateError(400, 4000, "SQLParseException[line 1:8: mismatched input 'INTO' expecting …]");
+    const c = client();
+    const err = await thrown(writeBulk(c, 'INSERT …', items(changes(8)), 'upsert', LIMITS));
+    c.close();
+    assert.equal(received.length, 1);
+    assert.match(err.message, /SQLParseException/);
+  });
+
+  test('value errors of a bulk request never reach the error message (CrateDB quotes values), only the dead letters', async () => {
+    handler = () => crateError(500, 5000, 'SomeException[value secret-customer-value]');
+    const c = client();
+    const err = await thrown(c.bulk('INSERT …', ['[1]']));
+    c.close();
+    assert.doesNotMatch(err.message, /secret-customer-value/);
+    assert.match(err.message, /SomeException/);
+    assert.match(err.crateMessage ?? '', /secret-customer-value/);
+    assert.equal(classify(err), 'retryable');
+  });
+});
+
+describe('request bounds', () => {
+  test('no request holds more than maxRows rows or maxBytes bytes, and every row is sent once', async () => {
+    const seen: number[] = [];
+    handler = (r) => {
+      for (const a of r.bulkArgs ?? []) seen.push(a[0] as number);
+      return ok((r.bulkArgs ?? []).map(() => ({ rowcount: 1 })));
+    };
+    const cs = changes(100);
+    const c = client();
+    const value = (ch: Change) => `[${ch.id},"${'x'.repeat(ch.id * 10)}"]`;
+    const out = await writeBulk(c, 'INSERT INTO t (id, v) VALUES (?, ?)', items(cs, value), 'upsert', { maxRows: 7, maxBytes: 4096 });
+    c.close();
+    assert.equal(out.applied, 100);
+    assert.deepEqual(seen, cs.map((ch) => ch.id));
+    for (const r of received) {
+      assert.ok((r.bulkArgs?.length ?? 0) <= 7, `${r.bulkArgs?.length} rows in one request`);
+      assert.ok(r.bytes <= 4096 || r.bulkArgs?.length === 1, `${r.bytes} bytes in one request of ${r.bulkArgs?.length} rows`);
+    }
+    // a row larger than the byte bound goes alone
+    const huge = chunkRows('S', items(changes(3), (ch) => `["${'y'.repeat(ch.id === 2 ? 10_000 : 10)}"]`), { maxRows: 10, maxBytes: 1024 });
+    assert.deepEqual(huge.map((ch) => ch.map((i) => i.change.id)), [[1], [2], [3]]);
+  });
+});
+
+describe('whole-request failures that a retry may cure, and credentials', () => {
+  test('HTTP 503, with or without a CrateDB body, is retryable', async () => {
+    const c = client();
+    handler = () => ({ status: 503, text: '<html>Service Unavailable</html>' });
+    const plain = await thrown(c.bulk('INSERT …', ['[1]']));
+    assert.equal(plain.code, '5030');
+    assert.equal(classify(plain), 'retryable');
+    handler = () => crateError(503, 5030, 'ClusterBlockException[blocked by: [SERVICE_UNAVAILABLE/2/no master]]');
+    assert.equal(classify(await thrown(c.sql('SELECT 1'))), 'retryable');
+    handler = () => crateError(500, 5002, 'UnavailableShardsException[[t][0] primary shard is not active]');
+    assert.equal(classify(await thrown(c.bulk('INSERT …', ['[1]']))), 'retryable');
+    c.close();
+  });
+
+  test('no answer within the deadline is retryable', async () => {
+    handler = () => 'hang';
+    const c = client(200);
+    const started = Date.now();
+    const err = await thrown(c.bulk('INSERT …', ['[1]']));
+    c.close();
+    assert.equal(err.code, 'ETIMEDOUT');
+    assert.equal(classify(err), 'retryable');
+    assert.ok(Date.now() - started < 3_000);
+    assertNoPassword(err);
+    for (const s of sockets) s.destroy();
+  });
+
+  test('a connection reset is retryable', async () => {
+    handler = () => 'destroy';
+    const c = client();
+    const err = await thrown(c.bulk('INSERT …', ['[1]']));
+    c.close();
+    assert.equal(classify(err), 'retryable');
+    assert.match(String(err.code), /^(ECONNRESET|EPIPE|UND_ERR_SOCKET)$/);
+    assertNoPassword(err);
+  });
+
+  test('a refused connection is retryable and names the server without credentials', async () => {
+    const c = new CrateClient({ url: 'http://127.0.0.1:1', username: 'writer', password: PASSWORD, timeoutMs: 2_000 });
+    const err = await thrown(c.sql('SELECT 1'));
+    c.close();
+    assert.equal(classify(err), 'retryable');
+    assertNoPassword(err);
+  });
+
+  test('every request carries basic auth; a refusal of the credentials is fatal and never shows the password', async () => {
+    handler = () => crateError(401, 4010, 'AuthenticationException[trust authentication failed for user "writer"]');
+    const c = client();
+    const err = await thrown(c.sql('SELECT 1'));
+    await thrown(c.bulk('INSERT …', ['[1]']));
+    c.close();
+    for (const r of received) assert.equal(r.headers.authorization, `Basic ${Buffer.from(`writer:${PASSWORD}`).toString('base64')}`);
+    assert.equal(classify(err), 'fatal');
+    assertNoPassword(err);
+    assert.throws(() => new CrateClient({ url: `http://writer:${PASSWORD}@127.0.0.1:4200`, username: 'w', timeoutMs: 1 }), (e: Error) => !e.message.includes(PASSWORD));
+  });
+
+  test('answers are parsed without rounding big numbers', async () => {
+    handler = () => ({ status: 200, text: '{"cols":["o","b"],"rows":[[{"big":123456789012345678901234567890},"9007199254740993"]],"rowcount":1}' });
+    const c = client();
+    const res = await c.sql('SELECT o, b::TEXT FROM t');
+    c.close();
+    const big = (res.rows[0][0] as { big: unknown }).big;
+    assert.ok(big instanceof LosslessNumber);
+    assert.equal(String(big), '123456789012345678901234567890');
+  });
+});
+
+describe('the sink when the target table changed under it', () => {
+  const columns: ColumnInfo[] = [
+    { name: 'id', type: 'bigint', baseType: 'int8', baseFormatted: 'bigint', dims: 0, typtype: 'b', notNull: true },
+    { name: 'v', type: 'text', baseType: 'text', baseFormatted: 'text', dims: 0, typtype: 'b', notNull: false },
+  ];
+  const info: TableInfo = { id: 1, relid: 1, sourceSchema: 'public', sourceTable: 't', targetSchema: 'doc', targetTable: 't', keyColumns: ['id'], columns };
+  const config = { kind: 'cratedb' as const, url: '', username: 'writer', password: PASSWORD };
+  const opts = { maxRequestRows: 100, maxRequestBytes: 1 << 20, requestTimeoutMs: 5_000, replicas: '0-1', jsonColumn: 'object-ignored' as const, textColumn: 'plain' as const };
+
+  function crate(opts2: { tableExists: () => boolean; insert: () => Answer }): (r: Received) => Answer {
+    return (r) => {
+      if (r.method === 'GET') return { status: 200, body: { ok: true, version: { number: '6.4.3' } } };
+      const s = r.stmt ?? '';
+      if (s.includes('information_schema.tables')) return { status: 200, body: { cols: [], rows: opts2.tableExists() ? [['_id', null]] : [], rowcount: 1 } };
+      if (s.includes('information_schema.columns')) return { status: 200, body: { cols: [], rows: [['id', 'bigint'], ['v', 'text']], rowcount: 2 } };
+      if (s.includes('key_column_usage')) return { status: 200, body: { cols: [], rows: [['id']], rowcount: 1 } };
+      if (s.startsWith('CREATE TABLE')) return { status: 200, body: { cols: [], rows: [], rowcount: 1 } };
+      if (s.startsWith('INSERT')) return opts2.insert();
+      return crateError(400, 4000, `unexpected statement ${s}`);
+    };
+  }
+
+  async function applyOnce(): Promise<unknown> {
+    const sink = new CrateSink({ ...config, url }, opts, createLogger('silent'));
+    try {
+      await sink.start();
+      await sink.prepare(info);
+      const upserts: Change[] = [{ id: 1, tableId: 1, op: 'I', key: '1', row: { id: 1, v: 'a' }, raw: '{"id": 1, "v": "a"}' }];
+      await sink.apply([{ table: info, truncate: false, deletes: [], upserts }]);
+      return null;
+    } catch (err) {
+      return err;
+    } finally {
+      await sink.stop();
+    }
+  }
+
+  const statements = () => received.map((r) => (r.method === 'GET' ? 'GET /' : r.stmt ?? ''));
+
+  test('an unknown column re-reads the columns once, retries once, then stops the table with a clear message', async () => {
+    handler = crate({ tableExists: () => true, insert: () => crateError(404, 4043, 'ColumnUnknownException[Column v unknown]') });
+    const err = await applyOnce();
+    assert.ok(err instanceof TableError, String(err));
+    assert.equal(classify(err), 'fatal');
+    assert.match(err.message, /"doc"\."t"|doc\.t/);
+    assert.match(err.message, /Column v unknown/);
+    const s = statements();
+    assert.equal(s.filter((x) => x.startsWith('INSERT')).length, 2);
+    const firstInsert = s.findIndex((x) => x.startsWith('INSERT'));
+    assert.ok(s.slice(firstInsert).some((x) => x.includes('information_schema.columns')), `no re-read after the failure: ${s.join(' | ')}`);
+  });
+
+  test('an unknown table is created again after the re-read; if it still fails the table stops', async () => {
+    let inserts = 0;
+    const base = crate({ tableExists: () => inserts === 0 || created, insert: () => { inserts++; return crateError(404, 4041, 'RelationUnknown[Relation \'doc.t\' unknown]'); } });
+    let created = false;
+    handler = (r) => {
+      if (r.stmt?.startsWith('CREATE TABLE')) created = true;
+      return base(r);
+    };
+    const err = await applyOnce();
+    assert.ok(err instanceof TableError, String(err));
+    assert.equal(inserts, 2);
+    assert.ok(statements().some((x) => x.startsWith('CREATE TABLE')), 'the table was not created again');
+  });
+
+  test('after the re-read a retry that succeeds applies the rows', async () => {
+    let inserts = 0;
+    handler = crate({ tableExists: () => true, insert: () => (++inserts === 1 ? crateError(404, 4043, 'ColumnUnknownException[Column v unknown]') : ok([{ rowcount: 1 }])) });
+    assert.equal(await applyOnce(), null);
+    assert.equal(inserts, 2);
+  });
+});

@@ -1,0 +1,113 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LosslessNumber, parseRow, type Change, type ColumnInfo, type TableInfo } from '../../src/change.js';
+import { planTable, type PlanOptions } from '../../src/sink/cratedb/column-types.js';
+import { toJson } from '../../src/sink/cratedb/json-text.js';
+import { decodeJsonColumn, deleteArgs, encodeJsonColumn, upsertArgs, ValueRejected } from '../../src/sink/cratedb/row-values.js';
+
+function col(name: string, baseType: string, more: Partial<ColumnInfo> = {}): ColumnInfo {
+  return { name, type: baseType, baseType, baseFormatted: more.baseFormatted ?? baseType, dims: 0, typtype: 'b', notNull: false, ...more };
+}
+
+function plan(columns: ColumnInfo[], keys: string[], opts: PlanOptions = { jsonColumn: 'object-ignored', textColumn: 'plain' }) {
+  const t: TableInfo = { id: 1, relid: 1, sourceSchema: 'public', sourceTable: 't', targetSchema: 'doc', targetTable: 't', keyColumns: keys, columns };
+  return planTable(t, opts, { uuid: true });
+}
+
+let nextId = 1;
+function change(raw: string, op: Change['op'] = 'I'): Change {
+  return { id: nextId++, tableId: 1, op, key: '', row: parseRow(raw), raw };
+}
+
+describe('JSON text', () => {
+  test('a LosslessNumber is written as its exact digits, everything else as JSON.stringify would', () => {
+    const v = { big: new LosslessNumber('123456789012345678901234567890'), n: 1.5, s: 'a"b\n', a: [null, true, new LosslessNumber('0.30000000000000004')], o: {} };
+    assert.equal(toJson(v), '{"big":123456789012345678901234567890,"n":1.5,"s":"a\\"b\\n","a":[null,true,0.30000000000000004],"o":{}}');
+    assert.equal(toJson(undefined), 'null');
+  });
+});
+
+describe('upsert parameters', () => {
+  test('bigint and numeric travel as exact strings, floats as numbers, NaN and Infinity as strings', () => {
+    const p = plan([col('id', 'int8'), col('num', 'numeric', { baseFormatted: 'numeric(38,10)' }), col('f', 'float8'), col('r', 'float4'), col('i', 'int4')], ['id']);
+    const args = upsertArgs(p, change('{"id": 9223372036854775807, "num": 1234567890123456789012345678.0123456789, "f": 0.30000000000000004, "r": "NaN", "i": -2147483648}'));
+    assert.equal(args, '["9223372036854775807","1234567890123456789012345678.0123456789",0.30000000000000004,"NaN",-2147483648]');
+    const inf = upsertArgs(p, change('{"id": 1, "num": "NaN", "f": "-Infinity", "r": "Infinity", "i": null}'));
+    assert.equal(inf, '["1","NaN","-Infinity","Infinity",null]');
+  });
+
+  test('numeric without precision keeps the number text exactly as Postgres wrote it', () => {
+    const p = plan([col('id', 'int4'), col('free', 'numeric')], ['id']);
+    assert.equal(upsertArgs(p, change('{"id": 1, "free": 1.50}')), '[1,"1.50"]');
+    assert.equal(upsertArgs(p, change('{"id": 2, "free": 0.00000015}')), '[2,"0.00000015"]');
+  });
+
+  test('a numeric key stored as text is written in one canonical form, as Postgres compares it', () => {
+    const p = plan([col('k', 'numeric'), col('v', 'text')], ['k']);
+    assert.equal(upsertArgs(p, change('{"k": 1.50, "v": "x"}')), '["1.5","x"]');
+    assert.equal(deleteArgs(p, change('{"k": 1.500}', 'D')), '["1.5"]');
+    assert.equal(deleteArgs(p, change('{"k": 10}', 'D')), '["10"]');
+  });
+
+  test('json objects keep big numbers; arrays, scalars and JSON null arrive wrapped and decode back', () => {
+    const p = plan([col('id', 'int4'), col('js', 'jsonb'), col('docs', 'jsonb', { dims: 1 })], ['id']);
+    const args = upsertArgs(p, change('{"id": 1, "js": {"big": 123456789012345678901234567890, "": "empty key", "_id": 1}, "docs": [{"a": 1}, [1, 2], "s"]}'));
+    assert.equal(args, '[1,{"big":123456789012345678901234567890,"":"empty key","_id":1},[{"a":1},{"_value":[1,2]},{"_value":"s"}]]');
+    for (const v of [[1, 'x'], 'just a string', 42, null, true, { _value: 1 }, { _value: 1, other: 2 }, {}]) {
+      assert.deepEqual(decodeJsonColumn(encodeJsonColumn(v as never)), v);
+    }
+    assert.deepEqual(encodeJsonColumn({ _value: 1 }), { _value: { _value: 1 } });
+    assert.equal(decodeJsonColumn(null), null);
+  });
+
+  test('json as text, composite values and arrays of text', () => {
+    const p = plan([col('id', 'int4'), col('js', 'jsonb'), col('cmp', 'other', { typtype: 'c' }), col('tags', 'text', { dims: 1 })], ['id'], { jsonColumn: 'text', textColumn: 'plain' });
+    const args = upsertArgs(p, change('{"id": 1, "js": [1, {"b": 12345678901234567890}], "cmp": {"f1": 1, "f2": "a"}, "tags": ["a", null, "😀"]}'));
+    assert.equal(args, '[1,"[1,{\\"b\\":12345678901234567890}]","{\\"f1\\":1,\\"f2\\":\\"a\\"}",["a",null,"😀"]]');
+  });
+
+  test('a point becomes [lon, lat], also inside arrays', () => {
+    const p = plan([col('id', 'int4'), col('pt', 'point'), col('pts', 'point', { dims: 1 })], ['id']);
+    assert.equal(upsertArgs(p, change('{"id": 1, "pt": "(1.5,-2.25)", "pts": ["(1,2)", null]}')), '[1,[1.5,-2.25],[[1,2],null]]');
+    assert.throws(() => upsertArgs(p, change('{"id": 1, "pt": "(NaN,1)", "pts": null}')), ValueRejected);
+  });
+
+  test('timestamps CrateDB cannot hold are refused with the reason; others pass as they are', () => {
+    const p = plan([col('id', 'int4'), col('ts', 'timestamp'), col('d', 'date'), col('tz', 'timestamptz')], ['id']);
+    assert.equal(upsertArgs(p, change('{"id": 1, "ts": "2024-02-29T23:59:59.123456", "d": "0001-01-01", "tz": "2024-02-29T18:29:59.654321+00:00"}')),
+      '[1,"2024-02-29T23:59:59.123456","0001-01-01","2024-02-29T18:29:59.654321+00:00"]');
+    for (const bad of ['"infinity"', '"-infinity"', '"0044-03-15T10:00:00 BC"', '"12345-01-01T00:00:00"']) {
+      assert.throws(() => upsertArgs(p, change(`{"id": 1, "ts": ${bad}, "d": null, "tz": null}`)), (e: unknown) => e instanceof ValueRejected && /years 1 to 9999/.test(e.message));
+    }
+    assert.throws(() => upsertArgs(p, change('{"id": 1, "ts": null, "d": "0044-03-15 BC", "tz": null}')), ValueRejected);
+  });
+
+  test('a timestamp key with sub-millisecond digits is refused: two keys would become one row', () => {
+    const p = plan([col('at', 'timestamptz'), col('v', 'int4')], ['at']);
+    assert.equal(upsertArgs(p, change('{"at": "2024-01-01T00:00:00.123000+00:00", "v": 1}')), '["2024-01-01T00:00:00.123000+00:00",1]');
+    assert.throws(() => upsertArgs(p, change('{"at": "2024-01-01T00:00:00.123400+00:00", "v": 1}')), /sub-millisecond/);
+  });
+
+  test('text over 32,766 bytes is refused in an indexed column, naming the setting, and kept when unindexed', () => {
+    const big = 'é'.repeat(20_000);
+    const cols = [col('id', 'int4'), col('txt', 'text')];
+    assert.throws(() => upsertArgs(plan(cols, ['id']), change(`{"id": 1, "txt": "${big}"}`)), (e: unknown) => e instanceof ValueRejected && /crate\.textColumn/.test(e.message) && /40000 bytes/.test(e.message));
+    assert.equal(upsertArgs(plan(cols, ['id'], { jsonColumn: 'object-ignored', textColumn: 'unindexed' }), change(`{"id": 1, "txt": "${big}"}`)).length, 20_000 + 6);
+    assert.equal(upsertArgs(plan([col('id', 'int4'), col('b', 'bytea')], ['id']), change(`{"id": 1, "b": "\\\\x${'ab'.repeat(20_000)}"}`)).length, 40_000 + 9);
+  });
+
+  test('a NULL key is refused before it is sent', () => {
+    const p = plan([col('a', 'int4'), col('b', 'text')], ['a', 'b']);
+    assert.throws(() => upsertArgs(p, change('{"a": 1, "b": null}')), /key column "b" is NULL/);
+  });
+
+  test('columns missing from an older row image are sent as NULL; columns the plan does not know are ignored', () => {
+    const p = plan([col('id', 'int4'), col('added', 'text')], ['id']);
+    assert.equal(upsertArgs(p, change('{"id": 1, "dropped": "x"}')), '[1,null]');
+  });
+
+  test('delete parameters are the key values in key order, converted like the upsert ones', () => {
+    const p = plan([col('v', 'text'), col('b', 'int8'), col('a', 'text')], ['a', 'b']);
+    assert.equal(deleteArgs(p, change('{"b": 9007199254740993, "a": "x"}', 'D')), '["x","9007199254740993"]');
+  });
+});
