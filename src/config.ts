@@ -1,6 +1,7 @@
 // Configuration: read once from the environment and an optional JSON file, validated with messages
 // that name the setting and the expected form, then frozen. All defaults and units live here.
 import { readFileSync } from 'node:fs';
+import { validate as validateCron } from 'node-cron';
 import { ConfigError } from './errors.js';
 
 export interface TableSpec {
@@ -57,7 +58,25 @@ export interface Config {
   backfillChunkRows: number;
   /** initial-load chunks that may wait unapplied in the outbox */
   backfillInflight: number;
+  /** port of /metrics, /healthz and /readyz; undefined: no HTTP server */
+  httpPort: number | undefined;
+  /** /readyz answers 503 when the lag exceeds this */
+  readyMaxLagSeconds: number;
+  /** rotate the outbox generation once it holds this many bytes */
+  retentionRotateBytes: number;
+  schedules: Schedules;
   crate: CrateOptions;
+}
+
+export interface Schedules {
+  /** cron expression: run catch-up on a schedule instead of draining continuously (no LISTEN connection) */
+  catchUp: string | undefined;
+  /** cron expression for outbox retention */
+  retention: string | undefined;
+  /** cron expression for a periodic verify */
+  verify: string | undefined;
+  /** IANA time zone of the expressions */
+  timezone: string | undefined;
 }
 
 type Env = Record<string, string | undefined>;
@@ -177,7 +196,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
 const FILE_KEYS = new Set([
   'databaseUrl', 'targetDatabaseUrl', 'cratedbUrl', 'cratedbUser', 'cratedbPassword', 'schema', 'stream', 'tables',
   'targetSchema', 'pageSize', 'pollIntervalMs', 'standbyRetryMs', 'logLevel', 'deadLetterPolicy', 'rejectAttempts',
-  'stopTimeoutMs', 'backfillChunkRows', 'backfillInflight', 'crate',
+  'stopTimeoutMs', 'backfillChunkRows', 'backfillInflight', 'httpPort', 'readyMaxLagSeconds', 'retentionRotateKb', 'schedules', 'crate',
 ]);
 
 /**
@@ -259,6 +278,26 @@ export function loadConfig(env: Env, file: Record<string, unknown> = {}): Readon
   };
   if (!/^(\d+|\d+-(\d+|all))$/.test(crate.replicas)) throw new ConfigError('crate.replicas', `expected a number or a range like 0-1, got ${JSON.stringify(crate.replicas)}`);
 
+  const schedFile = (file.schedules ?? {}) as Record<string, unknown>;
+  if (typeof schedFile !== 'object' || Array.isArray(schedFile)) throw new ConfigError('schedules', 'expected an object { catchUp, retention, verify, timezone }');
+  const cronSetting = (envName: string, key: string, fallback: string | undefined): string | undefined => {
+    const raw = env[envName] !== undefined ? env[envName] : schedFile[key] !== undefined ? schedFile[key] : fallback;
+    if (raw === undefined || raw === '' || raw === 'off') return undefined;
+    if (typeof raw !== 'string' || !validateCron(raw)) {
+      throw new ConfigError(envName, `expected a cron expression like "*/5 * * * *" (minute hour day month weekday, optional seconds first) or "off", got ${JSON.stringify(raw)}`);
+    }
+    return raw;
+  };
+  const timezone = (env.PG2CRATE_CRON_TZ ?? schedFile.timezone) as string | undefined;
+  if (timezone !== undefined) {
+    try {
+      new Intl.DateTimeFormat('en', { timeZone: timezone });
+    } catch {
+      throw new ConfigError('PG2CRATE_CRON_TZ', `expected an IANA time zone like Europe/Berlin, got ${JSON.stringify(timezone)}`);
+    }
+  }
+  const httpRaw = pick('PG2CRATE_HTTP_PORT', 'httpPort');
+
   const config: Config = {
     sourceUrl,
     target,
@@ -275,6 +314,15 @@ export function loadConfig(env: Env, file: Record<string, unknown> = {}): Readon
     stopTimeoutMs: int('PG2CRATE_STOP_TIMEOUT_MS', pick('PG2CRATE_STOP_TIMEOUT_MS', 'stopTimeoutMs') ?? 30_000, 100, 3_600_000),
     backfillChunkRows: int('PG2CRATE_BACKFILL_CHUNK_ROWS', pick('PG2CRATE_BACKFILL_CHUNK_ROWS', 'backfillChunkRows') ?? 10_000, 1, 1_000_000),
     backfillInflight: int('PG2CRATE_BACKFILL_INFLIGHT', pick('PG2CRATE_BACKFILL_INFLIGHT', 'backfillInflight') ?? 4, 1, 1000),
+    httpPort: httpRaw === undefined || httpRaw === 'off' ? undefined : int('PG2CRATE_HTTP_PORT', httpRaw, 0, 65535),
+    readyMaxLagSeconds: int('PG2CRATE_READY_MAX_LAG_S', pick('PG2CRATE_READY_MAX_LAG_S', 'readyMaxLagSeconds') ?? 300, 1, 31_536_000),
+    retentionRotateBytes: int('PG2CRATE_RETENTION_ROTATE_KB', pick('PG2CRATE_RETENTION_ROTATE_KB', 'retentionRotateKb') ?? 65_536, 8, 1_000_000_000) * 1024,
+    schedules: {
+      catchUp: cronSetting('PG2CRATE_CATCHUP_CRON', 'catchUp', undefined),
+      retention: cronSetting('PG2CRATE_RETENTION_CRON', 'retention', '* * * * *'),
+      verify: cronSetting('PG2CRATE_VERIFY_CRON', 'verify', undefined),
+      timezone,
+    },
     crate,
   };
   return deepFreeze(config);

@@ -2,7 +2,10 @@
 // starts them in order and stops them in reverse order.
 import pg from 'pg';
 import type { Config, TableSpec } from './config.js';
-import { TableError } from './errors.js';
+import { StreamBusyError, TableError } from './errors.js';
+import { MetricsServer } from './metrics.js';
+import { Scheduler } from './schedule/scheduler.js';
+import { runRetention, type RetentionResult } from './source/retention.js';
 import { Drainer } from './drain/drainer.js';
 import type { Logger } from './logger.js';
 import { assertSchemaCurrent, migrate } from './source/migrate.js';
@@ -108,18 +111,24 @@ export class Runner {
    * Runs the replicator until stop() (or, with untilCaughtUp, until everything committed before
    * the call is applied). Rejects on a fatal error.
    */
-  async run(opts: { untilCaughtUp?: boolean; listen?: boolean; waitForStream?: boolean } = {}): Promise<void> {
+  async run(opts: { untilCaughtUp?: boolean; listen?: boolean; waitForStream?: boolean; schedules?: boolean } = {}): Promise<void> {
     const c = this.#config;
     await assertSchemaCurrent(this.pool, c.schema);
     const base = createSink(c, this.#log);
     const sink = this.#opts.wrapSink ? this.#opts.wrapSink(base) : base;
     this.#sink = sink;
     await sink.start();
-    const source = new OutboxSource({ connection: sourceConnection(c), schema: c.schema, stream: c.stream, standbyRetryMs: c.standbyRetryMs, logger: this.#log });
-    const drainer = new Drainer(source, sink, {
-      pageSize: c.pageSize, pollIntervalMs: c.pollIntervalMs, deadLetterPolicy: c.deadLetterPolicy, rejectAttempts: c.rejectAttempts,
-      stopTimeoutMs: c.stopTimeoutMs, untilCaughtUp: opts.untilCaughtUp, waitForStream: opts.waitForStream,
-    }, this.#log);
+    const scheduled = opts.schedules !== false && !opts.untilCaughtUp;
+    if (scheduled && c.httpPort !== undefined) await this.#startHttp(c.httpPort);
+    if (scheduled) this.#startSchedules();
+    if (scheduled && c.schedules.catchUp) {
+      // Scheduled mode: no LISTEN connection and no standing drainer; catch-up runs on the schedule.
+      this.#log.info({ target: sink.name, schema: c.schema, stream: c.stream, cron: c.schedules.catchUp }, 'replicator started in scheduled mode');
+      await new Promise<void>((resolve) => { this.#stopped = resolve; });
+      await this.stop();
+      return;
+    }
+    const drainer = this.#newDrainer(sink, { untilCaughtUp: opts.untilCaughtUp, waitForStream: opts.waitForStream });
     this.#drainer = drainer;
     const done = drainer.start();
     if (!opts.untilCaughtUp) {
@@ -142,6 +151,74 @@ export class Runner {
       await this.stop();
     }
     if (this.#failure) throw this.#failure;
+  }
+
+  #stopped: (() => void) | null = null;
+  #scheduler: Scheduler | null = null;
+  #http: MetricsServer | null = null;
+  get schedulerStats(): Scheduler['stats'] | null {
+    return this.#scheduler?.stats ?? null;
+  }
+
+  /** the port the HTTP server listens on, once started */
+  httpPort: number | null = null;
+
+  #newDrainer(sink: Sink, opts: { untilCaughtUp?: boolean; waitForStream?: boolean }): Drainer {
+    const c = this.#config;
+    const source = new OutboxSource({ connection: sourceConnection(c), schema: c.schema, stream: c.stream, standbyRetryMs: c.standbyRetryMs, logger: this.#log });
+    return new Drainer(source, sink, {
+      pageSize: c.pageSize, pollIntervalMs: c.pollIntervalMs, deadLetterPolicy: c.deadLetterPolicy, rejectAttempts: c.rejectAttempts,
+      stopTimeoutMs: c.stopTimeoutMs, untilCaughtUp: opts.untilCaughtUp, waitForStream: opts.waitForStream,
+    }, this.#log);
+  }
+
+  #startSchedules(): void {
+    const c = this.#config;
+    const scheduler = new Scheduler(c.schedules.timezone, this.#log);
+    this.#scheduler = scheduler;
+    if (c.schedules.catchUp) scheduler.add('catch-up', c.schedules.catchUp, () => this.#catchUpOnce());
+    if (c.schedules.retention) scheduler.add('retention', c.schedules.retention, () => this.retention().then(() => {}));
+  }
+
+  /** One scheduled catch-up: drains what is committed and returns; skips when another instance holds the stream. */
+  async #catchUpOnce(): Promise<void> {
+    const sink = this.#sink;
+    if (!sink) return;
+    const drainer = this.#newDrainer(sink, { untilCaughtUp: true, waitForStream: false });
+    this.#drainer = drainer;
+    try {
+      await drainer.start();
+      this.#log.info({ events: drainer.stats.appliedEvents }, 'scheduled catch-up done');
+    } catch (err) {
+      if (err instanceof StreamBusyError) {
+        this.#log.info('scheduled catch-up skipped: another instance holds the stream');
+        return;
+      }
+      throw err;
+    } finally {
+      await drainer.stop();
+    }
+  }
+
+  /** Truncates applied outbox generations and rotates the current one when it is large. */
+  async retention(): Promise<RetentionResult> {
+    const c = this.#config;
+    return runRetention(this.pool, { schema: c.schema, rotateBytes: c.retentionRotateBytes, lockTimeoutMs: 2000, logger: this.#log });
+  }
+
+  async #startHttp(port: number): Promise<void> {
+    const c = this.#config;
+    const server = new MetricsServer({
+      drainer: () => this.#drainer?.stats ?? null,
+      status: () => readStatus(this.pool, c.schema, c.stream, streamLockText(c.schema, c.stream)),
+      pingTarget: async () => {
+        if (!this.#sink?.ping) throw new Error('target not connected');
+        await this.#sink.ping();
+      },
+      readyMaxLagSeconds: c.readyMaxLagSeconds,
+    }, this.#log);
+    this.httpPort = await server.start(port);
+    this.#http = server;
   }
 
   #failure: unknown = null;
@@ -171,7 +248,7 @@ export class Runner {
     // Copy and drain here if this instance gets the stream; otherwise the instance holding it does
     // both, and this one reports progress from the database until the copy reached the target.
     let ended = false;
-    const running = this.run({ listen: false }).finally(() => { ended = true; });
+    const running = this.run({ listen: false, schedules: false }).finally(() => { ended = true; });
     running.catch(() => {});
     const ids = chosen.map((t) => t.id);
     try {
@@ -189,6 +266,11 @@ export class Runner {
 
   /** Stops in reverse order of start. Safe to call twice. */
   async stop(): Promise<void> {
+    this.#stopped?.();
+    this.#stopped = null;
+    const scheduler = this.#scheduler;
+    this.#scheduler = null;
+    await scheduler?.stop();
     const listener = this.#listener;
     this.#listener = null;
     await listener?.stop();
@@ -200,6 +282,9 @@ export class Runner {
     const sink = this.#sink;
     this.#sink = null;
     await sink?.stop();
+    const http = this.#http;
+    this.#http = null;
+    await http?.stop();
   }
 
   /** Releases the source pool; call once the runner is done. */

@@ -87,15 +87,17 @@ export class Drainer {
   /** Finishes the page in flight (within stopTimeoutMs), saves its checkpoint, and stops. Safe to call twice. */
   async stop(): Promise<void> {
     const loop = this.#loop;
-    if (!loop) return;
-    if (this.stats.state !== 'stopped') this.stats.state = 'stopping';
-    this.#abort.abort();
-    this.#wake?.();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), this.#opts.stopTimeoutMs); });
-    const outcome = await Promise.race([loop.then(() => 'done' as const, () => 'done' as const), timeout]);
-    clearTimeout(timer);
-    if (outcome === 'timeout') this.#log.warn({ timeoutMs: this.#opts.stopTimeoutMs }, 'page in flight did not finish in time; it will be replayed on the next start');
+    if (loop) {
+      if (this.stats.state !== 'stopped') this.stats.state = 'stopping';
+      this.#abort.abort();
+      this.#wake?.();
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), this.#opts.stopTimeoutMs); });
+      const outcome = await Promise.race([loop.then(() => 'done' as const, () => 'done' as const), timeout]);
+      clearTimeout(timer);
+      if (outcome === 'timeout') this.#log.warn({ timeoutMs: this.#opts.stopTimeoutMs }, 'page in flight did not finish in time; it will be replayed on the next start');
+    }
+    // Also after a loop that ended by itself (catch-up done, fatal error): release the stream.
     await this.#source.close().catch(() => {});
   }
 

@@ -35,5 +35,7 @@ export interface Sink {
   prepare(table: TableInfo): Promise<void>;
   /** Applies one page, table by table: truncate, then deletes, then upserts. */
   apply(batches: SinkTableBatch[]): Promise<ApplyResult>;
+  /** Throws when the target does not answer (readiness). */
+  ping?(): Promise<void>;
   stop(): Promise<void>;
 }

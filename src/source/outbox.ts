@@ -135,13 +135,14 @@ export class OutboxSource implements ChangeSource {
       throw err;
     }
     // The snapshot, and in the same statement but after it was taken, the upper id bound.
-    const snap = await db.query<{ snap: string; upper: string }>(
-      `select pg_current_snapshot()::text as snap,
+    // statement_timestamp() is no later than the snapshot: what committed before it is in the window.
+    const snap = await db.query<{ snap: string; upper: string; at: Date }>(
+      `select pg_current_snapshot()::text as snap, statement_timestamp() as at,
               (select (case when is_called then last_value else last_value - 1 end)::text from ${this.#t.seq}) as upper`,
     );
-    const { snap: cur, upper } = snap.rows[0];
-    await db.query(`update ${this.#t.checkpoint} set cur_snapshot = $2, cur_upper = $3, after_id = low_id, updated_at = now() where stream = $1`, [
-      this.#opts.stream, cur, upper,
+    const { snap: cur, upper, at } = snap.rows[0];
+    await db.query(`update ${this.#t.checkpoint} set cur_snapshot = $2, cur_upper = $3, cur_taken_at = $4, after_id = low_id, updated_at = now() where stream = $1`, [
+      this.#opts.stream, cur, upper, at,
     ]);
     cp.cur = cur;
     cp.upper = upper;
@@ -215,7 +216,7 @@ export class OutboxSource implements ChangeSource {
       }
       await db.query(
         `update ${this.#t.checkpoint}
-            set prev_snapshot = cur_snapshot, cur_snapshot = null, cur_upper = null, after_id = 0, low_id = $2,
+            set prev_snapshot = cur_snapshot, prev_taken_at = cur_taken_at, cur_snapshot = null, cur_taken_at = null, cur_upper = null, after_id = 0, low_id = $2,
                 applied_events = applied_events + $3, windows = windows + 1,
                 last_applied_at = case when $3 > 0 then now() else last_applied_at end, updated_at = now()
           where stream = $1`,

@@ -14,6 +14,9 @@ export interface StreamStatus {
   lastAppliedAt: string | null;
   /** seconds since the last page was applied, null if never */
   secondsSinceApplied: number | null;
+  /** age of the oldest change that may not be applied yet (0 when nothing waits) */
+  lagSeconds: number;
+  outboxBytes: number;
   /** the pid of the session holding the stream, null when no drainer runs */
   drainerPid: number | null;
   idle: boolean;
@@ -26,6 +29,7 @@ export async function readStatus(db: pg.Pool, schema: string, stream: string, lo
   const cp = await db.query(
     `select c.applied_events::text as applied, c.windows::text as windows, c.last_applied_at,
             extract(epoch from now() - c.last_applied_at)::float8 as since,
+            extract(epoch from now() - coalesce(c.prev_taken_at, c.updated_at))::float8 as lag,
             (select count(*) from ${s('outbox')} o
               where o.id > c.low_id and (c.prev_snapshot is null or not pg_visible_in_snapshot(o.xid, c.prev_snapshot)))::text as backlog
        from ${s('checkpoint')} c where c.stream = $1`,
@@ -48,11 +52,18 @@ export async function readStatus(db: pg.Pool, schema: string, stream: string, lo
     [quoteIdent(schema)],
   );
   const r = cp.rows[0];
+  const bytes = await db.query<{ n: string }>(
+    `select coalesce(sum(pg_total_relation_size(c.oid)), 0)::text as n from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = $1::regclass`,
+    [s('outbox')],
+  );
+  const backlogEvents = Number(r?.backlog ?? backlogWithoutCheckpoint?.rows[0].n ?? 0);
   return {
     mode: 'trigger',
     schema,
     stream,
-    backlogEvents: Number(r?.backlog ?? backlogWithoutCheckpoint?.rows[0].n ?? 0),
+    backlogEvents,
+    lagSeconds: backlogEvents === 0 ? 0 : Math.max(0, Number(r?.lag ?? 0)),
+    outboxBytes: Number(bytes.rows[0].n),
     appliedEvents: Number(r?.applied ?? 0),
     windows: Number(r?.windows ?? 0),
     lastAppliedAt: r?.last_applied_at ? new Date(r.last_applied_at).toISOString() : null,

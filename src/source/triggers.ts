@@ -38,20 +38,25 @@ export function captureFunctionSql(schema: string, t: CaptureTarget): string {
   const id = String(t.tableId);
   // `n.*`, not `n`: a bare `n` means the table's column "n" when it has one, not the row.
   const body = `
+#variable_conflict use_variable
+declare
+  v_gen smallint;
+  v_idle boolean;
 begin
+  select s.gen, s.idle into v_gen, v_idle from ${state} s;
   if tg_op = 'INSERT' then
-    insert into ${outbox} (table_id, op, data) select ${id}, 'I', to_jsonb(n.*) from pg2crate_new n;
+    insert into ${outbox} (gen, table_id, op, data) select v_gen, ${id}, 'I', to_jsonb(n.*) from pg2crate_new n;
   elsif tg_op = 'UPDATE' then
-    insert into ${outbox} (table_id, op, data)
-      select ${id}, 'D', ${keyObject('o')} from pg2crate_old o
+    insert into ${outbox} (gen, table_id, op, data)
+      select v_gen, ${id}, 'D', ${keyObject('o')} from pg2crate_old o
       where not exists (select from pg2crate_new n where ${sameKey});
-    insert into ${outbox} (table_id, op, data) select ${id}, 'U', to_jsonb(n.*) from pg2crate_new n;
+    insert into ${outbox} (gen, table_id, op, data) select v_gen, ${id}, 'U', to_jsonb(n.*) from pg2crate_new n;
   elsif tg_op = 'DELETE' then
-    insert into ${outbox} (table_id, op, data) select ${id}, 'D', ${keyObject('o')} from pg2crate_old o;
+    insert into ${outbox} (gen, table_id, op, data) select v_gen, ${id}, 'D', ${keyObject('o')} from pg2crate_old o;
   else
-    insert into ${outbox} (table_id, op, data) values (${id}, 'T', null);
+    insert into ${outbox} (gen, table_id, op, data) values (v_gen, ${id}, 'T', null);
   end if;
-  if (select s.idle from ${state} s) then
+  if v_idle then
     perform pg_notify(${quoteLiteral(wakeupChannel(schema))}, '');
   end if;
   return null;

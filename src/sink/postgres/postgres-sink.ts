@@ -125,6 +125,10 @@ export class PostgresSink implements Sink {
     }
   }
 
+  async ping(): Promise<void> {
+    await this.#pool.query('select 1');
+  }
+
   async stop(): Promise<void> {
     await this.#pool.end().catch(() => {});
   }
