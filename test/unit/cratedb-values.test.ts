@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { LosslessNumber, parseRow, type Change, type ColumnInfo, type TableInfo } from '../../src/change.js';
 import { planTable, type PlanOptions } from '../../src/sink/cratedb/column-types.js';
 import { toJson } from '../../src/sink/cratedb/json-text.js';
-import { decodeJsonColumn, deleteArgs, encodeJsonColumn, upsertArgs, ValueRejected } from '../../src/sink/cratedb/row-values.js';
+import { decodeJsonColumn, deleteArgs, encodeJsonColumn, objectKeepsNumber, upsertArgs, ValueRejected } from '../../src/sink/cratedb/row-values.js';
 
 function col(name: string, baseType: string, more: Partial<ColumnInfo> = {}): ColumnInfo {
   return { name, type: baseType, baseType, baseFormatted: more.baseFormatted ?? baseType, dims: 0, typtype: 'b', notNull: false, ...more };
@@ -49,15 +49,29 @@ describe('upsert parameters', () => {
     assert.equal(deleteArgs(p, change('{"k": 10}', 'D')), '["10"]');
   });
 
-  test('json objects keep big numbers; arrays, scalars and JSON null arrive wrapped and decode back', () => {
+  test('json objects keep 64-bit integers and doubles exactly; arrays, scalars and JSON null arrive wrapped and decode back', () => {
     const p = plan([col('id', 'int4'), col('js', 'jsonb'), col('docs', 'jsonb', { dims: 1 })], ['id']);
-    const args = upsertArgs(p, change('{"id": 1, "js": {"big": 123456789012345678901234567890, "": "empty key", "_id": 1}, "docs": [{"a": 1}, [1, 2], "s"]}'));
-    assert.equal(args, '[1,{"big":123456789012345678901234567890,"":"empty key","_id":1},[{"a":1},{"_value":[1,2]},{"_value":"s"}]]');
+    const args = upsertArgs(p, change('{"id": 1, "js": {"big": 9223372036854775807, "f": 0.30000000000000004, "x": 1.50, "": "empty key", "_id": 1}, "docs": [{"a": 1}, [1, 2], "s"]}'));
+    assert.equal(args, '[1,{"big":9223372036854775807,"f":0.30000000000000004,"x":1.50,"":"empty key","_id":1},[{"a":1},{"_value":[1,2]},{"_value":"s"}]]');
     for (const v of [[1, 'x'], 'just a string', 42, null, true, { _value: 1 }, { _value: 1, other: 2 }, {}]) {
       assert.deepEqual(decodeJsonColumn(encodeJsonColumn(v as never)), v);
     }
     assert.deepEqual(encodeJsonColumn({ _value: 1 }), { _value: { _value: 1 } });
     assert.equal(decodeJsonColumn(null), null);
+  });
+
+  test('a json number an OBJECT would round or refuse is refused before it is sent, naming crate.jsonColumn', () => {
+    const p = plan([col('id', 'int4'), col('js', 'jsonb')], ['id']);
+    for (const n of ['123456789012345678901234567890', '-9223372036854775809', '0.1000000000000000000000000001', '1' + '0'.repeat(400), '123456789012345678901234567890.5']) {
+      assert.throws(() => upsertArgs(p, change(`{"id": 1, "js": {"a": [{"n": ${n}}]}}`)), (e: unknown) => e instanceof ValueRejected && /crate\.jsonColumn/.test(e.message), n);
+    }
+    for (const n of ['9223372036854775807', '-9223372036854775808', '0.1', '1.50', '1e-7', '0.00000015', '-0.0', '1.7976931348623157e308', '5e-324']) {
+      assert.ok(objectKeepsNumber(n), n);
+    }
+    assert.equal(objectKeepsNumber('1e400'), false);
+    // as text, nothing is refused
+    const t = plan([col('id', 'int4'), col('js', 'jsonb')], ['id'], { jsonColumn: 'text', textColumn: 'plain' });
+    assert.equal(upsertArgs(t, change('{"id": 1, "js": 0.1000000000000000000000000001}')), '[1,"0.1000000000000000000000000001"]');
   });
 
   test('json as text, composite values and arrays of text', () => {

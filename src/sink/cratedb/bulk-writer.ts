@@ -61,10 +61,16 @@ export function chunkRows(stmt: string, items: readonly BulkItem[], limits: Bulk
   return chunks;
 }
 
-/** A 4000 that is about the statement, not a value: splitting would only park every row. */
+/**
+ * A 4000/4003 that is about the statement, not a value: splitting would only park every row.
+ * CrateDB 6.4 answers a syntax error as ParsingException, but a failed cast as SQLParseException
+ * ("Cannot cast value …"), so only the former is the statement's fault; a key column in SET is a
+ * ColumnValidationException "… is not supported".
+ */
 function isStatementError(err: CrateRequestError): boolean {
   const name = crateExceptionName(err.crateMessage);
-  return name === 'SQLParseException' || name === 'ParsingException' || name === 'UnsupportedFeatureException';
+  if (name === 'ParsingException' || name === 'UnsupportedFeatureException') return true;
+  return name === 'ColumnValidationException' && /is not supported/.test(err.crateMessage ?? '');
 }
 
 function verdict(mode: BulkMode, r: BulkRowResult): { ok: true } | { ok: false; code: string | undefined; message: string } {

@@ -12,7 +12,9 @@
 //   nobody filters on it and it must not be lost.
 // - json/jsonb as OBJECT: a top-level array or scalar cannot be an OBJECT, so it travels wrapped as
 //   {"_value": v}; an object whose only key is "_value" is wrapped too, which keeps the mapping
-//   one-to-one (see row-values.ts decodeJsonColumn; `verify` compares through it).
+//   one-to-one (see row-values.ts decodeJsonColumn; `verify` compares through it). An OBJECT
+//   keeps numbers as 64-bit integers or doubles: a row with a json number that would change
+//   (0.1000000000000000000001, integers past 2^63) is parked, naming crate.jsonColumn = 'text'.
 // - numeric without precision (or beyond NUMERIC(38)) becomes TEXT holding the exact number text.
 // - point becomes GEO_POINT [x, y] = [lon, lat]; CrateDB stores it to about a centimetre and
 //   refuses points outside the lon/lat range (parked).

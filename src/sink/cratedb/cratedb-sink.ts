@@ -219,6 +219,11 @@ export class CrateSink implements Sink {
     }
   }
 
+  /** Readiness: CrateDB answers a statement with these credentials. */
+  async ping(): Promise<void> {
+    await this.#client.sql('SELECT 1');
+  }
+
   async stop(): Promise<void> {
     this.#client.close();
   }

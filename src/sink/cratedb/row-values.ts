@@ -42,6 +42,50 @@ export function decodeJsonColumn(v: JsonValue | undefined): JsonValue | undefine
   return isWrapShaped(v) ? (v as { [k: string]: JsonValue })[JSON_WRAP_KEY] : v;
 }
 
+/** `d…de±p` without leading or trailing zeros: one text per decimal value, whatever its notation. */
+function canonicalDecimal(s: string): string | null {
+  const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(s);
+  if (!m) return null;
+  let digits = m[2] + (m[3] ?? '');
+  let point = m[2].length + Number(m[4] ?? 0);
+  const lead = /^0*/.exec(digits)![0].length;
+  digits = digits.slice(lead).replace(/0+$/, '');
+  point -= lead;
+  return digits === '' ? '0' : `${m[1]}${digits}e${point}`;
+}
+
+const LONG_MIN = -(2n ** 63n);
+const LONG_MAX = 2n ** 63n - 1n;
+
+/**
+ * Whether a CrateDB OBJECT keeps this JSON number: it stores integers as 64-bit longs (larger
+ * ones fail the row) and every other number as a double (silently rounded: 0.1000000000000000000001
+ * comes back as 0.1, 1e400 as "Infinity"). A number is kept when its double has the same value.
+ */
+export function objectKeepsNumber(text: string): boolean {
+  if (/^-?\d+$/.test(text)) {
+    const n = BigInt(text);
+    return n >= LONG_MIN && n <= LONG_MAX;
+  }
+  const d = Number(text);
+  return Number.isFinite(d) && canonicalDecimal(String(d)) === canonicalDecimal(text);
+}
+
+function checkObjectNumbers(col: ColumnPlan, v: JsonValue): void {
+  if (v instanceof LosslessNumber) {
+    if (!objectKeepsNumber(v.value)) {
+      throw new ValueRejected(
+        `column "${col.source}": the json number ${v.value} would not be kept exactly by a CrateDB OBJECT (64-bit integers and doubles only); ` +
+          'set crate.jsonColumn to "text" to keep json values exactly, for tables created after the change',
+      );
+    }
+  } else if (Array.isArray(v)) {
+    for (const e of v) checkObjectNumbers(col, e);
+  } else if (v !== null && typeof v === 'object') {
+    for (const k in v) checkObjectNumbers(col, v[k]);
+  }
+}
+
 function exactText(v: JsonValue): string {
   if (typeof v === 'string') return v;
   if (typeof v === 'number' || typeof v === 'boolean' || v instanceof LosslessNumber) return String(v);
@@ -108,6 +152,7 @@ function scalar(col: ColumnPlan, v: JsonValue): JsonValue {
     case 'timestamp':
       return typeof v === 'string' ? timestamp(col, v) : v;
     case 'json-object':
+      checkObjectNumbers(col, v);
       return encodeJsonColumn(v);
     case 'json-text':
       return toJson(v);
