@@ -137,8 +137,10 @@ async function main(argv: string[]): Promise<number> {
         const specs = rest.map((r) => ({ ...parseQualifiedName(r, `tables ${sub}`), ...(typeof key === 'string' ? { keyColumns: key.split(',').map((k) => k.trim()) } : {}) }));
         if (sub === 'add') {
           for (const t of await runner.addTables(specs)) {
-            const mapped = t.targetSchema !== t.sourceSchema || t.targetTable !== t.sourceTable;
-            process.stdout.write(`capturing ${displayName(t.sourceSchema, t.sourceTable)} → ${displayName(t.targetSchema, t.targetTable)}${mapped ? ' (name mapped for the target)' : ''}\n`);
+            process.stdout.write(`capturing ${displayName(t.sourceSchema, t.sourceTable)} → ${displayName(t.targetSchema, t.targetTable)}\n`);
+            for (const m of await runner.targetNameMappings(t)) {
+              process.stdout.write(`  ${m.kind} ${JSON.stringify(m.from)} arrives as ${JSON.stringify(m.to)}: ${m.reason}\n`);
+            }
           }
         } else {
           const removed = await runner.removeTables(specs);

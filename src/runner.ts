@@ -15,7 +15,8 @@ import { Listener } from './source/listener.js';
 import { streamLockText, wakeupChannel } from './source/names.js';
 import { readStatus, type StreamStatus } from './source/status.js';
 import { OutboxSource } from './source/outbox.js';
-import { addTable, listTables, removeTable, type RegisteredTable } from './source/registry.js';
+import { addTable, describeColumns, listTables, removeTable, resolveTable, type RegisteredTable } from './source/registry.js';
+import { crateNameMappings, type CrateNameMapping } from './sink/cratedb/names.js';
 import { PostgresSink } from './sink/postgres/postgres-sink.js';
 import type { Sink } from './sink/sink.js';
 import { crateTargetName, CrateSink } from './sink/cratedb/cratedb-sink.js';
@@ -73,9 +74,17 @@ export class Runner {
 
   /** Creates or upgrades the tool's schema, then captures the tables the configuration lists. */
   async migrate(): Promise<{ ran: string[]; tables: RegisteredTable[] }> {
+    // Check every configured table before writing anything: a typo must not leave a half-made schema.
+    for (const spec of this.#config.tables) await resolveTable(this.pool, spec);
     const ran = await migrate(this.pool, this.#config.schema);
     const tables: RegisteredTable[] = [];
-    for (const spec of this.#config.tables) tables.push(await addTable(this.pool, this.#config.schema, spec, targetNameFor(this.#config)));
+    for (const spec of this.#config.tables) {
+      const t = await addTable(this.pool, this.#config.schema, spec, targetNameFor(this.#config));
+      tables.push(t);
+      for (const m of await this.targetNameMappings(t)) {
+        this.#log.warn({ table: `${t.sourceSchema}.${t.sourceTable}`, kind: m.kind, from: m.from, to: m.to, reason: m.reason }, 'name mapped for the target');
+      }
+    }
     return { ran, tables };
   }
 
@@ -87,6 +96,15 @@ export class Runner {
       out.push(await addTable(this.pool, this.#config.schema, { ...configured, ...spec, keyColumns: spec.keyColumns ?? configured?.keyColumns }, targetNameFor(this.#config)));
     }
     return out;
+  }
+
+  /** Names that do not reach the target as they are (CrateDB's naming rules), with the reason. */
+  async targetNameMappings(t: RegisteredTable): Promise<CrateNameMapping[]> {
+    if (this.#config.target.kind !== 'cratedb') return [];
+    const spec = this.#config.tables.find((x) => x.schema === t.sourceSchema && x.table === t.sourceTable);
+    const intended = { schema: spec?.targetSchema ?? this.#config.targetSchema ?? t.sourceSchema, table: spec?.targetTable ?? t.sourceTable };
+    const columns = await describeColumns(this.pool, t.relid);
+    return crateNameMappings(intended, columns.map((c) => c.name));
   }
 
   async removeTables(specs: TableSpec[]): Promise<boolean[]> {
