@@ -78,6 +78,7 @@ export async function run(args: BenchArgs): Promise<object> {
 
   const cluster = await startCluster();
   const admin = new pg.Client({ connectionString: cluster.url() });
+  admin.on('error', (err) => process.stderr.write(`bench: connection failed: ${err.message}\n`));
   const variants: Variant[] = [];
   try {
     await admin.connect();
@@ -88,6 +89,7 @@ export async function run(args: BenchArgs): Promise<object> {
       note(`setting up ${name}: pgbench -i -s ${scale} …`);
       await runPgbench(pgbench, ['-i', '-q', '-s', String(scale), url]);
       const db = new pg.Client({ connectionString: url });
+      db.on('error', (err) => process.stderr.write(`bench: connection failed: ${err.message}\n`));
       await db.connect();
       await db.query(BULK_TABLE);
       variants.push({ name, url, db, captured: name === 'cap' });

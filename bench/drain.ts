@@ -15,7 +15,7 @@ import { Runner } from '../src/runner.js';
 import { startCluster, type Cluster } from '../test/helpers/cluster.js';
 import { caughtUp } from '../test/helpers/replication.js';
 import { fmt, fmtSpread, note, printTable, sleep, spread, type BenchArgs } from './report.js';
-import { postmasterPid, serverCpuSeconds } from './server-cpu.js';
+import { clusterLogTail, postmasterPid, serverCpuSeconds } from './server-cpu.js';
 
 export const description = 'drain rate: a backlog of 1M events into a Postgres target, by page size';
 
@@ -42,6 +42,8 @@ const logger = createLogger(process.env.LOG_LEVEL ?? 'warn', { write: (s: string
 async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events: number, txnRows: number): Promise<DrainRun> {
   const [srcUrl, dstUrl] = [await cluster.createDatabase('drain_src'), await cluster.createDatabase('drain_dst')];
   const src = new pg.Pool({ connectionString: srcUrl, max: 2 });
+  // An idle connection that the server ends must not crash the benchmark; say so and go on.
+  src.on('error', (err) => process.stderr.write(`bench: idle source connection failed: ${err.message}; server log:\n${clusterLogTail(cluster.url(), 15)}\n`));
   const config = loadConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.items', PG2CRATE_PAGE_SIZE: String(pageSize) });
   try {
     await src.query(TABLE);
@@ -131,7 +133,10 @@ export async function run(args: BenchArgs): Promise<object> {
     await admin.end();
     for (let r = 1; r <= rounds; r++) {
       for (const ps of pageSizes) {
-        const d = await drainOnce(cluster, pm, ps, events, txnRows);
+        const d = await drainOnce(cluster, pm, ps, events, txnRows).catch((err: unknown) => {
+          process.stderr.write(`server log:\n${clusterLogTail(cluster.url())}\n`);
+          throw err;
+        });
         runs.push(d);
         note(`  round ${r}/${rounds} page ${String(ps).padStart(6)}: ${fmt(d.eventsPerSecond, 0)} events/s (${fmt(d.seconds, 2)} s; counter reached at ${fmt(d.countedSeconds, 2)} s; ${d.pages} pages, ${d.windows} windows; backlog written in ${fmt(d.backlogSeconds, 1)} s)`);
       }

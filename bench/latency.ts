@@ -49,6 +49,7 @@ export async function run(args: BenchArgs): Promise<object> {
   let running: Promise<void> | null = null;
   const results: Sample[] = [];
   let missed = 0;
+  for (const c of [src, dst]) c.on('error', (err) => process.stderr.write(`bench: connection failed: ${err.message}\n`));
   try {
     await src.connect();
     await dst.connect();

@@ -5,6 +5,8 @@
 // connections came and went. Linux only; the client (pgbench, this process) is not included.
 import { readdirSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type pg from 'pg';
 
 const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
@@ -49,4 +51,18 @@ export function serverCpuSeconds(postmaster: number): number {
     if (s && s.ppid === postmaster) ticks += s.utime + s.stime;
   }
   return ticks / TICKS;
+}
+
+/** The last lines of a throwaway cluster's server log (test/helpers/cluster.ts keeps it next to a `port` file), for failures. */
+export function clusterLogTail(url: string, lines = 40): string {
+  const port = new URL(url).port;
+  const root = tmpdir();
+  for (const d of readdirSync(root)) {
+    if (!d.startsWith('pg2crate-test-')) continue;
+    try {
+      if (readFileSync(join(root, d, 'port'), 'utf8').trim() !== port) continue;
+      return readFileSync(join(root, d, 'log'), 'utf8').split('\n').slice(-lines).join('\n');
+    } catch { /* another cluster, or gone */ }
+  }
+  return `(no server log found for port ${port})`;
 }
