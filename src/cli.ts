@@ -19,6 +19,9 @@ commands:
   tables list
   backfill [<schema.table>…]   copy existing rows again (all captured tables when none named)
   status                       where the stream stands: backlog, last apply, tables, dead letters
+  dead-letters list            changes the target refused, with its message
+  dead-letters retry <id…|--all>    send the current source state of those keys again
+  dead-letters discard <id…|--all>  forget them
 
 options:
   --config <file.json>         configuration file (also PG2CRATE_CONFIG)
@@ -122,6 +125,24 @@ async function main(argv: string[]): Promise<number> {
         const bar = new ProgressBar(process.stderr);
         await runner.backfill(specs, (p) => bar.update(p));
         bar.finish();
+        return 0;
+      }
+      case 'dead-letters': {
+        if (sub === 'list' || sub === undefined) {
+          const rows = await runner.deadLetters();
+          if (json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+          else if (rows.length === 0) process.stdout.write('no dead letters\n');
+          else for (const r of rows) process.stdout.write(`#${r.id} event ${r.eventId} ${r.table} op ${r.op} attempts ${r.attempts} at ${r.createdAt}: ${r.code ? `[${r.code}] ` : ''}${r.error}\n`);
+          return 0;
+        }
+        if (sub !== 'retry' && sub !== 'discard') throw new ConfigError('dead-letters', 'expected "dead-letters list|retry|discard"');
+        const all = args.flags.has('--all');
+        const ids = rest.map((x) => Number(x));
+        if ((!all && ids.length === 0) || ids.some((n) => !Number.isInteger(n) || n <= 0)) {
+          throw new ConfigError(`dead-letters ${sub}`, 'name dead-letter ids (see "dead-letters list") or pass --all');
+        }
+        const n = sub === 'retry' ? await runner.retryDeadLetters(all ? 'all' : ids) : await runner.discardDeadLetters(all ? 'all' : ids);
+        process.stdout.write(sub === 'retry' ? `re-sent the current state of ${n} dead letter(s)\n` : `discarded ${n} dead letter(s)\n`);
         return 0;
       }
       case 'tables': {

@@ -15,7 +15,8 @@ import { Listener } from './source/listener.js';
 import { streamLockText, wakeupChannel } from './source/names.js';
 import { readStatus, type StreamStatus } from './source/status.js';
 import { OutboxSource } from './source/outbox.js';
-import { addTable, describeColumns, listTables, removeTable, resolveTable, type RegisteredTable } from './source/registry.js';
+import { addTable, describeColumns, listTables, RegistryCatalog, removeTable, resolveTable, type RegisteredTable } from './source/registry.js';
+import { discardDeadLetters, listDeadLetters, retryDeadLetters, type DeadLetterRow } from './source/dead-letters.js';
 import { crateNameMappings, type CrateNameMapping } from './sink/cratedb/names.js';
 import { PostgresSink } from './sink/postgres/postgres-sink.js';
 import type { Sink } from './sink/sink.js';
@@ -118,6 +119,21 @@ export class Runner {
     const c = this.#config;
     await assertSchemaCurrent(this.pool, c.schema);
     return readStatus(this.pool, c.schema, c.stream, streamLockText(c.schema, c.stream));
+  }
+
+  async deadLetters(): Promise<DeadLetterRow[]> {
+    await assertSchemaCurrent(this.pool, this.#config.schema);
+    return listDeadLetters(this.pool, this.#config.schema, this.#config.stream);
+  }
+
+  async retryDeadLetters(ids: number[] | 'all'): Promise<number> {
+    await assertSchemaCurrent(this.pool, this.#config.schema);
+    return retryDeadLetters(this.pool, this.#config.schema, this.#config.stream, new RegistryCatalog(this.pool, this.#config.schema), ids);
+  }
+
+  async discardDeadLetters(ids: number[] | 'all'): Promise<number> {
+    await assertSchemaCurrent(this.pool, this.#config.schema);
+    return discardDeadLetters(this.pool, this.#config.schema, this.#config.stream, ids);
   }
 
   async listTables(): Promise<RegisteredTable[]> {

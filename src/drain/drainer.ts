@@ -231,14 +231,16 @@ export class Drainer {
       const sample = letters[0];
       const tableId = sample.change.tableId;
       if (this.#opts.deadLetterPolicy === 'halt') {
+        // The target's message can quote the value; it stays out of logs and errors (it is kept
+        // with parked letters, which the halt policy does not write).
         throw new HaltError(
-          `the target rejected ${letters.length} change(s) (first: event ${sample.change.id} of table id ${tableId}: ${sample.message}); ` +
+          `the target rejected ${letters.length} change(s) (first: event ${sample.change.id} of table id ${tableId}, target error code ${sample.code ?? 'unknown'}); ` +
             'halting as PG2CRATE_DEAD_LETTERS=halt says. Fix the target or the value, or set PG2CRATE_DEAD_LETTERS=park',
         );
       }
       await this.#source.park(letters);
       this.stats.deadLetters += letters.length;
-      this.#log.error({ rows: letters.length, tableId, eventId: sample.change.id, code: sample.code, reason: sample.message }, 'parked rejected changes as dead letters');
+      this.#log.error({ rows: letters.length, tableId, eventId: sample.change.id, code: sample.code }, 'parked rejected changes as dead letters (see `pg2crate dead-letters list`)');
     }
     this.stats.appliedRows += batches.reduce((n, b) => n + b.deletes.length + b.upserts.length, 0) - letters.length;
   }

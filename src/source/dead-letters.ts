@@ -1,0 +1,76 @@
+// Dead letters: changes the target refused, kept with the target's message. `retry` sends the
+// source's *current* state of those keys through the stream again (an upsert of the row, or a
+// delete when the row is gone), never the parked image: that may be older than what the target
+// holds by now, and replaying it would move the key backwards. Then the letters are removed.
+import type pg from 'pg';
+import type { SourceCatalog } from '../change.js';
+import { keyOf, parseRow } from '../change.js';
+import { qualify } from '../identifiers.js';
+import { writeRepairEvents } from '../verify/repair.js';
+
+export interface DeadLetterRow {
+  id: number;
+  eventId: number;
+  table: string;
+  tableId: number;
+  op: string;
+  code: string | null;
+  error: string;
+  attempts: number;
+  createdAt: string;
+}
+
+export async function listDeadLetters(db: pg.Pool, schema: string, stream: string, limit = 1000): Promise<DeadLetterRow[]> {
+  const res = await db.query(
+    `select d.id::int8 as id, d.event_id::text as event_id, d.table_id, coalesce(t.source_schema || '.' || t.source_table, '(table id ' || d.table_id || ')') as name,
+            d.op, d.error_code, d.error, d.attempts, d.created_at
+       from ${qualify(schema, 'dead_letters')} d left join ${qualify(schema, 'tables')} t on t.id = d.table_id
+      where d.stream = $1 order by d.id limit $2`,
+    [stream, limit],
+  );
+  return res.rows.map((r) => ({
+    id: Number(r.id), eventId: Number(r.event_id), table: r.name, tableId: r.table_id, op: r.op, code: r.error_code, error: r.error,
+    attempts: r.attempts, createdAt: new Date(r.created_at).toISOString(),
+  }));
+}
+
+function idFilter(ids: number[] | 'all'): { sql: string; params: unknown[] } {
+  return ids === 'all' ? { sql: 'true', params: [] } : { sql: 'd.id = any($2::int8[])', params: [ids] };
+}
+
+export async function discardDeadLetters(db: pg.Pool, schema: string, stream: string, ids: number[] | 'all'): Promise<number> {
+  const f = idFilter(ids);
+  const res = await db.query(`delete from ${qualify(schema, 'dead_letters')} d where d.stream = $1 and ${f.sql}`, [stream, ...f.params]);
+  return res.rowCount ?? 0;
+}
+
+/** Re-sends the current source state of the letters' keys, then removes the letters. */
+export async function retryDeadLetters(db: pg.Pool, schema: string, stream: string, catalog: SourceCatalog, ids: number[] | 'all'): Promise<number> {
+  const f = idFilter(ids);
+  const res = await db.query<{ id: string; table_id: number; data: string | null }>(
+    `select d.id::text as id, d.table_id, d.data::text as data from ${qualify(schema, 'dead_letters')} d where d.stream = $1 and ${f.sql} order by d.id`,
+    [stream, ...f.params],
+  );
+  const byTable = new Map<number, { ids: number[]; keys: Map<string, string> }>();
+  for (const r of res.rows) {
+    let e = byTable.get(r.table_id);
+    if (!e) byTable.set(r.table_id, (e = { ids: [], keys: new Map() }));
+    e.ids.push(Number(r.id));
+    if (r.data === null) continue;
+    const table = await catalog.describe(r.table_id);
+    const row = parseRow(r.data);
+    const key: Record<string, unknown> = {};
+    for (const k of table.keyColumns) key[k] = row[k];
+    // the key values' exact text: LosslessNumber serialises as its digits
+    e.keys.set(keyOf(row, table.keyColumns), JSON.stringify(key, (_k, v) => (typeof v === 'object' && v !== null && 'isLosslessNumber' in v ? `${v}` : v)));
+  }
+  let retried = 0;
+  for (const [tableId, e] of byTable) {
+    const table = await catalog.describe(tableId);
+    const keys = [...e.keys].map(([text, json]) => ({ text, json }));
+    await writeRepairEvents(db, schema, table, keys, keys);
+    await db.query(`delete from ${qualify(schema, 'dead_letters')} where id = any($1::int8[])`, [e.ids]);
+    retried += e.ids.length;
+  }
+  return retried;
+}

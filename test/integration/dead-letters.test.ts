@@ -1,0 +1,94 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type pg from 'pg';
+import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { assertNoLeaks, assertSameRows, makeConfig, pool, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
+import { Runner } from '../../src/runner.js';
+
+let cluster: Cluster;
+const pools: pg.Pool[] = [];
+
+before(async () => {
+  cluster = await startCluster();
+});
+
+after(async () => {
+  await Promise.all(pools.map((p) => p.end()));
+  await cluster?.stop();
+  await assertNoLeaks();
+});
+
+async function setup() {
+  const [s, d] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
+  const src = pool(s);
+  const dst = pool(d);
+  pools.push(src, dst);
+  await src.query(`create table t (id int primary key, v text)`);
+  // The target refuses one value, as a target with a stricter column would.
+  await dst.query(`create table t (id int primary key, v text check (v <> 'refused'))`);
+  return { s, d, src, dst };
+}
+
+test('a row the target rejects is parked with the target message while the rest flows on, shown by status, and retry sends its current state', async () => {
+  const { s, d, src, dst } = await setup();
+  const config = makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.t', PG2CRATE_REJECT_ATTEMPTS: '2', PG2CRATE_RETENTION_CRON: 'off' });
+  const rep = await startReplicator(config);
+  try {
+    await src.query(`insert into t select g, 'ok ' || g from generate_series(1, 500) g`);
+    await waitCaughtUp(src);
+    // in one page with good rows: the page is split until the refused row is isolated
+    await src.query(`update t set v = v || '!' where id between 200 and 300`);
+    await src.query(`update t set v = 'refused' where id = 250`);
+    await src.query(`insert into t values (501, 'after')`);
+    await waitCaughtUp(src);
+    const st = await rep.runner.status();
+    assert.equal(st.deadLetters, 1);
+    const letters = await rep.runner.deadLetters();
+    assert.equal(letters.length, 1);
+    assert.equal(letters[0].code, '23514');
+    assert.match(letters[0].error, /check constraint/);
+    assert.equal(letters[0].attempts, 2);
+    // everything else arrived
+    assert.equal((await dst.query(`select count(*)::int as n from t`)).rows[0].n, 501);
+    // the refused change never landed: row 250 holds a state from before it
+    assert.match((await dst.query(`select v from t where id = 250`)).rows[0].v, /^ok 250!?$/);
+    assert.equal((await dst.query(`select count(*)::int as n from t where v like '%!' and id <> 250`)).rows[0].n, 100);
+    // the source moves on; retry sends the *current* row, not the parked image
+    await dst.query(`alter table t drop constraint t_v_check`);
+    await src.query(`update t set v = 'fixed later' where id = 250`);
+    await waitCaughtUp(src);
+    assert.equal(await rep.runner.retryDeadLetters('all'), 1);
+    await waitCaughtUp(src);
+    assert.equal((await rep.runner.status()).deadLetters, 0);
+  } finally {
+    await rep.stop();
+  }
+  assert.equal(await assertSameRows(src, dst, 'public.t', 'public.t', ['id']), 501);
+});
+
+test('with the halt policy a rejected row stops the replicator without applying or skipping anything after it', async () => {
+  const { s, d, src, dst } = await setup();
+  const config = makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.t', PG2CRATE_DEAD_LETTERS: 'halt', PG2CRATE_REJECT_ATTEMPTS: '1', PG2CRATE_RETENTION_CRON: 'off' });
+  const rep = await startReplicator(config);
+  await src.query(`insert into t values (1, 'ok')`);
+  await waitCaughtUp(src);
+  await src.query(`insert into t values (2, 'refused')`);
+  await assert.rejects(rep.done, /halting as PG2CRATE_DEAD_LETTERS=halt says/);
+  await rep.stop();
+  const admin = new Runner(config, testLogger());
+  try {
+    assert.equal((await admin.status()).backlogEvents, 1, 'the refused change must stay in the stream');
+    assert.equal((await admin.deadLetters()).length, 0);
+  } finally {
+    await admin.close();
+  }
+  assert.equal((await dst.query(`select count(*)::int as n from t`)).rows[0].n, 1);
+  // once the target accepts it, a restart applies it
+  await dst.query(`alter table t drop constraint t_v_check`);
+  const again = await startReplicator(config);
+  try {
+    await waitFor('the held change', async () => (await dst.query(`select count(*)::int as n from t`)).rows[0].n === 2);
+  } finally {
+    await again.stop();
+  }
+});
