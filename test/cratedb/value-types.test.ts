@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { as, assertSameAsSource, crateClient, dropSchema, skipWithoutCrate, testSchema, type ColumnCheck } from '../helpers/cratedb.js';
-import { assertNoLeaks, makeConfig, pool, startReplicator, waitCaughtUp, type Running } from '../helpers/replication.js';
+import { assertNoLeaks, initialLoadsDone, makeConfig, pool, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 import { crateColumnName } from '../../src/sink/cratedb/cratedb-sink.js';
 import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
 
@@ -75,6 +75,8 @@ describe('value types in a real CrateDB', { skip: skipWithoutCrate }, () => {
     crate = crateClient();
     await src.query(TABLE);
     rep = await startReplicator(makeConfig({ DATABASE_URL: url, CRATEDB_URL: process.env.CRATEDB_URL, PG2CRATE_TABLES: 'public.all_types', PG2CRATE_TARGET_SCHEMA: schema }));
+    // the (empty) initial load must be over, or it would copy the rows the tests write once more
+    await waitFor('the initial load', () => initialLoadsDone(src));
   });
 
   after(async () => {
