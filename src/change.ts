@@ -23,6 +23,8 @@ export interface Change {
   row: Row | null;
   /** the exact JSON text of `row`, passed through untouched where a sink can use it */
   raw: string | null;
+  /** the row holds the key and only some other columns (pgoutput's unchanged TOAST values) */
+  partial?: boolean;
 }
 
 export interface ColumnInfo {

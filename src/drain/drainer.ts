@@ -188,8 +188,14 @@ export class Drainer {
 
   async #tableFor(tableId: number, upserts: Change[]): Promise<TableInfo> {
     let entry = this.#tables.get(tableId);
-    const unknownColumn = (cols: Set<string>) => upserts.some((c) => c.row !== null && Object.keys(c.row).some((k) => !cols.has(k)));
-    if (!entry || unknownColumn(entry.columns)) {
+    // A full row image carries exactly the table's current columns; any other set means the
+    // table changed (a column added, dropped or renamed) and is described again.
+    const changed = (cols: Set<string>) => upserts.some((c) => {
+      if (c.row === null || c.partial) return false;
+      const keys = Object.keys(c.row);
+      return keys.length !== cols.size || keys.some((k) => !cols.has(k));
+    });
+    if (!entry || changed(entry.columns)) {
       const info = await this.#source.catalog.describe(tableId);
       entry = { info, columns: new Set(info.columns.map((c) => c.name)) };
       await this.#sink.prepare(info);

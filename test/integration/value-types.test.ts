@@ -71,3 +71,19 @@ test('a column added in the source is added in the target before rows that carry
   await waitCaughtUp(src);
   assert.equal(await assertSameRows(src, dst, 'public.all_types', 'public.all_types', ['id']), 2);
 });
+
+test('a dropped source column stays in the target with its old values, and later updates leave it alone', async () => {
+  await src.query(`insert into all_types (id, txt, vc) values (200, 'keeps', 'old value')`);
+  await waitCaughtUp(src);
+  await src.query(`alter table all_types drop column vc`);
+  await src.query(`update all_types set txt = 'updated after drop' where id = 200`);
+  await src.query(`insert into all_types (id, txt) values (201, 'new after drop')`);
+  await waitCaughtUp(src);
+  const rows = (await dst.query(`select id, txt, vc from all_types where id in (200, 201) order by id`)).rows;
+  assert.deepEqual(rows, [
+    { id: '200', txt: 'updated after drop', vc: 'old value' },
+    { id: '201', txt: 'new after drop', vc: null },
+  ]);
+  const cols = (await src.query(`select string_agg(quote_ident(attname), ',') as c from pg_attribute where attrelid = 'all_types'::regclass and attnum > 0 and not attisdropped`)).rows[0].c;
+  assert.equal(await assertSameRows(src, dst, 'public.all_types', 'public.all_types', ['id'], cols.split(',').map((c: string) => c.replace(/^"|"$/g, ''))), 4);
+});
