@@ -84,9 +84,29 @@ export async function waitCaughtUp(source: pg.Pool, schema = 'pg2crate', timeout
   await waitFor('the replicator to catch up', () => caughtUp(source, schema), timeoutMs);
 }
 
+/** True once no captured table waits for or is in its initial load. */
+export async function initialLoadsDone(source: pg.Pool | pg.Client, schema = 'pg2crate'): Promise<boolean> {
+  const res = await source.query<{ ok: boolean }>(`select not exists (select 1 from ${qualify(schema, 'backfills')} where status <> 'done') as ok`);
+  return res.rows[0].ok;
+}
+
+/**
+ * Migrates, runs a replicator until the initial loads of the configured tables are done and
+ * everything is applied, and stops it: afterwards the stream holds only what the test writes.
+ */
+export async function settle(config: Config, source: pg.Pool, logger = testLogger()): Promise<void> {
+  const r = await startReplicator(config, logger);
+  try {
+    await waitFor('the initial loads', () => initialLoadsDone(source, config.schema));
+    await waitCaughtUp(source, config.schema);
+  } finally {
+    await r.stop();
+  }
+}
+
 /** Rows of a table as canonical JSON text, ordered by key; `columns` limits what is compared. */
 export async function tableRows(db: pg.Pool | pg.Client, table: string, keyColumns: string[], columns?: string[]): Promise<string[]> {
-  const sel = columns ? `jsonb_build_object(${columns.map((c) => `'${c.replace(/'/g, "''")}', t."${c.replace(/"/g, '""')}"`).join(', ')})` : 'to_jsonb(t)';
+  const sel = columns ? `jsonb_build_object(${columns.map((c) => `'${c.replace(/'/g, "''")}', t."${c.replace(/"/g, '""')}"`).join(', ')})` : 'to_jsonb(t.*)'; // t.*: a bare t would mean a column named t
   const order = keyColumns.map((k) => `t."${k.replace(/"/g, '""')}"`).join(', ');
   const res = await db.query<{ r: string }>(`select ${sel}::text as r from ${table} t order by ${order}`);
   return res.rows.map((r) => r.r);
