@@ -211,6 +211,25 @@ describe('request bounds', () => {
       assert.ok((r.bulkArgs?.length ?? 0) <= 7, `${r.bulkArgs?.length} rows in one request`);
       assert.ok(r.bytes <= 4096 || r.bulkArgs?.length === 1, `${r.bytes} bytes in one request of ${r.bulkArgs?.length} rows`);
     }
+    // several requests in flight: still every row once, and the split still isolates a bad row
+    received = [];
+    seen.length = 0;
+    handler = (r) => {
+      const rows = r.bulkArgs ?? [];
+      if (rows.some((a) => a[0] === 42)) return crateError(400, 4000, 'SQLParseException[Cannot cast value `42`]');
+      for (const a of rows) seen.push(a[0] as number);
+      return ok(rows.map(() => ({ rowcount: 1 })));
+    };
+    const c2 = client();
+    const par = await writeBulk(c2, 'INSERT …', items(cs), 'upsert', { maxRows: 7, maxBytes: 1 << 20, parallel: 3 });
+    assert.equal(par.applied, 99);
+    assert.deepEqual(par.rejected.map((r) => r.change.id), [42]);
+    assert.deepEqual(seen.sort((a, b) => a - b), cs.map((ch) => ch.id).filter((id) => id !== 42));
+    // one request that fails for a retryable reason fails the statement, after the others in flight
+    handler = (r) => ((r.bulkArgs ?? []).some((a) => a[0] === 50) ? { status: 503, text: 'busy' } : ok((r.bulkArgs ?? []).map(() => ({ rowcount: 1 }))));
+    const err = await thrown(writeBulk(c2, 'INSERT …', items(cs), 'upsert', { maxRows: 7, maxBytes: 1 << 20, parallel: 3 }));
+    assert.equal(classify(err), 'retryable');
+    c2.close();
     // a row larger than the byte bound goes alone
     const huge = chunkRows('S', items(changes(3), (ch) => `["${'y'.repeat(ch.id === 2 ? 10_000 : 10)}"]`), { maxRows: 10, maxBytes: 1024 });
     assert.deepEqual(huge.map((ch) => ch.map((i) => i.change.id)), [[1], [2], [3]]);

@@ -29,6 +29,8 @@ export type BulkMode = 'upsert' | 'upsert-do-nothing' | 'delete';
 export interface BulkLimits {
   maxRows: number;
   maxBytes: number;
+  /** requests of one statement in flight at once (their rows have distinct keys, so order does not matter) */
+  parallel?: number;
 }
 
 export interface BulkOutcome {
@@ -112,6 +114,21 @@ export async function writeBulk(client: CrateClient, stmt: string, items: readon
       else out.rejected.push({ change: chunk[i].change, code: v.code, message: v.message });
     }
   };
-  for (const chunk of chunkRows(stmt, items, limits)) await send(chunk);
+  const chunks = chunkRows(stmt, items, limits);
+  let next = 0;
+  let failure: { err: unknown } | null = null;
+  // A failed request stops new ones; those in flight finish, then the first error is thrown.
+  const worker = async () => {
+    while (failure === null && next < chunks.length) {
+      const chunk = chunks[next++];
+      try {
+        await send(chunk);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limits.parallel ?? 1, chunks.length) }, worker));
+  if (failure !== null) throw (failure as { err: unknown }).err;
   return out;
 }

@@ -64,7 +64,7 @@ export interface TablePlan {
   columns: ColumnPlan[];
   /** in key order */
   keys: ColumnPlan[];
-  /** rows must be read from their raw text with every number exact (numeric as text, json) */
+  /** rows must be read from their raw text with every number as written (numeric or json as text, composites) */
   exactNumbers: boolean;
 }
 
@@ -184,6 +184,8 @@ export function planTable(t: TableInfo, opts: PlanOptions, features: CrateFeatur
     }
     return col;
   });
-  const exactNumbers = t.columns.some((c) => c.baseType === 'numeric' || c.baseType === 'json' || c.baseType === 'jsonb' || c.typtype === 'c' || c.baseType === 'other');
+  // Only text keeps a number's notation (1.50, 0.00000015); NUMERIC casts "1.5e-7" exactly, an
+  // OBJECT holds doubles, and a number a double cannot hold is a LosslessNumber in any case.
+  const exactNumbers = t.columns.some((c, i) => (c.baseType === 'numeric' && columns[i].kind === 'text') || columns[i].kind === 'json-text' || c.typtype === 'c');
   return { schema: t.targetSchema, table: t.targetTable, columns, keys, exactNumbers };
 }

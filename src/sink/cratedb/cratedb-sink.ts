@@ -55,10 +55,12 @@ export class CrateSink implements Sink {
   readonly #tables = new Map<string, TargetTable>();
   #features: CrateFeatures | null = null;
 
-  constructor(target: Extract<TargetConfig, { kind: 'cratedb' }>, opts: CrateOptions, logger: Logger) {
+  /** `tuning` is for benchmarks: requests of one statement in flight at once. */
+  constructor(target: Extract<TargetConfig, { kind: 'cratedb' }>, opts: CrateOptions, logger: Logger, tuning: { parallel?: number } = {}) {
     this.#client = new CrateClient({ url: target.url, username: target.username, password: target.password, timeoutMs: opts.requestTimeoutMs });
     this.#opts = opts;
-    this.#limits = { maxRows: opts.maxRequestRows, maxBytes: opts.maxRequestBytes };
+    // Two requests in flight: CrateDB works on one while the next is serialised and sent.
+    this.#limits = { maxRows: opts.maxRequestRows, maxBytes: opts.maxRequestBytes, parallel: tuning.parallel ?? 2 };
     this.#log = logger.child({ component: 'sink-cratedb' });
   }
 
