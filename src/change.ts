@@ -13,7 +13,10 @@ export type Row = Record<string, JsonValue>;
 export { LosslessNumber };
 
 export interface Change {
-  /** position in the stream (outbox id); increasing, and in commit order for any one key */
+  /**
+   * position in the stream (outbox id; in pgoutput mode the change's number in this session's
+   * stream); increasing, and in commit order for any one key
+   */
   id: number;
   tableId: number;
   op: Op;

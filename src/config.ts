@@ -66,6 +66,14 @@ export interface Config {
   retentionRotateBytes: number;
   schedules: Schedules;
   crate: CrateOptions;
+  /** how changes are captured: statement triggers into an outbox, or a logical replication slot (pgoutput) */
+  capture: 'trigger' | 'pgoutput';
+  /** pgoutput: the logical replication slot of this stream */
+  slotName: string;
+  /** pgoutput: the publication that lists the captured tables */
+  publicationName: string;
+  /** pgoutput: warn when the slot retains more WAL than this (bytes) */
+  slotWarnBytes: number;
 }
 
 export interface Schedules {
@@ -197,7 +205,16 @@ const FILE_KEYS = new Set([
   'databaseUrl', 'targetDatabaseUrl', 'cratedbUrl', 'cratedbUser', 'cratedbPassword', 'schema', 'stream', 'tables',
   'targetSchema', 'pageSize', 'pollIntervalMs', 'standbyRetryMs', 'logLevel', 'deadLetterPolicy', 'rejectAttempts',
   'stopTimeoutMs', 'backfillChunkRows', 'backfillInflight', 'httpPort', 'readyMaxLagSeconds', 'retentionRotateKb', 'schedules', 'crate',
+  'capture', 'slotName', 'publicationName', 'slotWarnMb',
 ]);
+
+/** Slot and publication names: what Postgres accepts for a slot, so one rule serves both. */
+function replicationName(setting: string, raw: unknown): string {
+  if (typeof raw !== 'string' || !/^[a-z0-9_]{1,63}$/.test(raw)) {
+    throw new ConfigError(setting, `expected 1 to 63 lowercase letters, digits or underscores (what Postgres allows in a slot name), got ${JSON.stringify(raw)}`);
+  }
+  return raw;
+}
 
 /**
  * Builds the configuration. Environment variables win over the file. `env` is passed in (the CLI
@@ -324,6 +341,10 @@ export function loadConfig(env: Env, file: Record<string, unknown> = {}): Readon
       timezone,
     },
     crate,
+    capture: oneOf('PG2CRATE_CAPTURE', pick('PG2CRATE_CAPTURE', 'capture') ?? 'trigger', ['trigger', 'pgoutput'] as const),
+    slotName: replicationName('PG2CRATE_SLOT', pick('PG2CRATE_SLOT', 'slotName') ?? 'pg2crate'),
+    publicationName: replicationName('PG2CRATE_PUBLICATION', pick('PG2CRATE_PUBLICATION', 'publicationName') ?? 'pg2crate'),
+    slotWarnBytes: int('PG2CRATE_SLOT_WARN_MB', pick('PG2CRATE_SLOT_WARN_MB', 'slotWarnMb') ?? 1024, 1, 100_000_000) * 1024 * 1024,
   };
   return deepFreeze(config);
 }

@@ -4,13 +4,28 @@
 // delete. A truncate wipes the table, so changes before it in the page are dropped and the
 // truncate goes first. The result per table: [truncate], deletes, upserts, each a separate bulk
 // statement; they commute because every key appears in at most one of them.
+//
+// A partial upsert (pgoutput: unchanged TOASTed columns are absent) is merged onto the key's
+// earlier image in the page: onto a full image the result is full, onto another partial one it is
+// partial with the union of the columns. Without an earlier image it stays partial, and the sink
+// updates only its columns. After a delete of the same key it is dropped: applied in order, an
+// update of a deleted row changes nothing.
+import { stringify as losslessStringify } from 'lossless-json';
 import type { Change } from '../change.js';
 
 export interface TableBatch {
   tableId: number;
   truncate: boolean;
   deletes: Change[];
+  /** full images, and partial ones (`partial: true`) */
   upserts: Change[];
+}
+
+function merge(earlier: Change, later: Change): Change {
+  const row = { ...earlier.row, ...later.row };
+  const merged: Change = { id: later.id, tableId: later.tableId, op: earlier.partial ? 'U' : earlier.op, key: later.key, row, raw: losslessStringify(row) ?? null };
+  if (earlier.partial) merged.partial = true;
+  return merged;
 }
 
 export function coalesce(changes: readonly Change[]): TableBatch[] {
@@ -26,9 +41,15 @@ export function coalesce(changes: readonly Change[]): TableBatch[] {
       t.last.clear();
       continue;
     }
+    let next = c;
+    if (c.partial) {
+      const earlier = t.last.get(c.key);
+      if (earlier?.op === 'D') continue;
+      if (earlier) next = merge(earlier, c);
+    }
     // delete then re-insert keeps the Map's insertion order equal to the order of final changes
     t.last.delete(c.key);
-    t.last.set(c.key, c);
+    t.last.set(c.key, next);
   }
   const out: TableBatch[] = [];
   for (const [tableId, t] of tables) {

@@ -4,13 +4,14 @@
 // target moves from one page boundary to the next. When a statement fails on a row's value
 // (SQLSTATE class 22/23), the page is rolled back and applied again with a savepoint around each
 // statement, halving the rows of a failing statement until the rows at fault are isolated; those
-// are returned as rejected and everything else is applied.
+// are returned as rejected and everything else is applied. A partial image (pgoutput: unchanged
+// TOASTed columns absent) updates only the columns it carries.
 import pg from 'pg';
 import type { Change, TableInfo } from '../../change.js';
 import { classify, describe } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { ApplyResult, Rejection, Sink, SinkTableBatch } from '../sink.js';
-import { addColumnSql, createSchemaSql, createTableSql, deleteSql, truncateSql, upsertSql } from './sql.js';
+import { addColumnSql, createSchemaSql, createTableSql, deleteSql, groupPartial, truncateSql, updateColumnsSql, upsertSql } from './sql.js';
 
 function rowsParam(changes: Change[]): string {
   return `[${changes.map((c) => c.raw ?? 'null').join(',')}]`;
@@ -98,7 +99,12 @@ export class PostgresSink implements Sink {
     if (b.truncate) await client.query(truncateSql(t));
     const nullableKey = t.keyColumns.some((k) => !t.columns.find((c) => c.name === k)?.notNull);
     if (b.deletes.length > 0) await this.#run(client, deleteSql(t, nullableKey), b.deletes, rejected);
-    if (b.upserts.length > 0) await this.#run(client, upsertSql(t), b.upserts, rejected);
+    const full = b.upserts.filter((c) => !c.partial);
+    if (full.length > 0) await this.#run(client, upsertSql(t), full, rejected);
+    // Partial images (pgoutput, unchanged TOAST): update only the columns they carry.
+    if (full.length < b.upserts.length) {
+      for (const g of groupPartial(t, b.upserts.filter((c) => c.partial))) await this.#run(client, updateColumnsSql(t, g.columns, nullableKey), g.changes, rejected);
+    }
   }
 
   /** Runs one statement; in careful mode (rejected given) isolates failing rows by halving. */

@@ -48,3 +48,32 @@ export function deleteSql(t: TableInfo, nullableKey: boolean): string {
 export function truncateSql(t: TableInfo): string {
   return `truncate ${qualify(t.targetSchema, t.targetTable)}`;
 }
+
+/**
+ * $1: a JSON array of partial row images that all carry exactly `columns` besides the key. Updates
+ * those columns of rows that exist; a missing row stays missing (after a complete initial load a
+ * partial change always finds its row).
+ */
+export function updateColumnsSql(t: TableInfo, columns: readonly string[], nullableKey: boolean): string {
+  const target = qualify(t.targetSchema, t.targetTable);
+  const eq = nullableKey ? 'is not distinct from' : '=';
+  const set = columns.map((c) => `${quoteIdent(c)} = k.${quoteIdent(c)}`).join(', ');
+  const match = t.keyColumns.map((c) => `t.${quoteIdent(c)} ${eq} k.${quoteIdent(c)}`).join(' and ');
+  return `update ${target} as t set ${set} from jsonb_populate_recordset(null::${target}, $1::jsonb) as k where ${match}`;
+}
+
+/** Partial changes grouped by the non-key columns they carry (one UPDATE statement per group). */
+export function groupPartial<C extends { row: Record<string, unknown> | null }>(t: TableInfo, changes: readonly C[]): { columns: string[]; changes: C[] }[] {
+  const keys = new Set(t.keyColumns);
+  const known = new Set(t.columns.map((c) => c.name));
+  const groups = new Map<string, { columns: string[]; changes: C[] }>();
+  for (const c of changes) {
+    const columns = Object.keys(c.row ?? {}).filter((k) => !keys.has(k) && known.has(k)).sort();
+    if (columns.length === 0) continue;
+    const id = JSON.stringify(columns);
+    let g = groups.get(id);
+    if (!g) groups.set(id, (g = { columns, changes: [] }));
+    g.changes.push(c);
+  }
+  return [...groups.values()];
+}
