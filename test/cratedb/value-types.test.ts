@@ -7,7 +7,8 @@ import type pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { as, assertSameAsSource, crateClient, dropSchema, skipWithoutCrate, testSchema, type ColumnCheck } from '../helpers/cratedb.js';
 import { assertNoLeaks, initialLoadsDone, makeConfig, pool, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
-import { crateColumnName } from '../../src/sink/cratedb/cratedb-sink.js';
+import type { JsonValue } from '../../src/change.js';
+import { crateColumnName, decodeJsonColumn } from '../../src/sink/cratedb/cratedb-sink.js';
 import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
 
 const TABLE = `
@@ -19,8 +20,13 @@ create table public.all_types (
   ts timestamp, tstz timestamptz, d date, t time, iv interval,
   txt text, vc varchar(20), ch char(3), flag boolean,
   ints integer[], texts text[], matrix integer[][], js jsonb, j json, u uuid, b bytea,
-  ip inet, net cidr, pt point, bits bit(4), mood mood, cmp pair, rng int4range, "_id" text, "a.b" integer
+  ip inet, net cidr, pt point, bits bit(4), mood mood, cmp pair, rng int4range, "_id" text, "a.b" integer,
+  pts point[], docs jsonb[], tss timestamptz[], nums numeric(10,2)[], bigs bigint[]
 )`;
+
+/** A point as "(x,y)" (Postgres) or [x, y] (CrateDB), rounded to CrateDB's precision. */
+const points = (v: unknown) => as.json((v as unknown[] | null)?.map((p) => (typeof p === 'string' ? JSON.parse(p.replace('(', '[').replace(')', ']')) : p)).map((p) => (p === null ? null : as.point(p))));
+const docs = (v: unknown) => as.json((v as JsonValue[] | null)?.map((d) => decodeJsonColumn(d)));
 
 const q = (name: string) => `"${crateColumnName(name).replace(/"/g, '""')}"`;
 const ms = (col: string) => `floor(extract(epoch from t.${col}) * 1000)::bigint::text`;
@@ -58,6 +64,11 @@ const CHECKS: ColumnCheck[] = [
   { name: 'rng', pg: 't.rng::text', crate: 'rng', norm: as.text },
   { name: '_id', pg: 't."_id"', crate: q('_id'), norm: as.text },
   { name: 'a.b', pg: 't."a.b"', crate: q('a.b'), norm: as.number },
+  { name: 'pts', pg: 'to_jsonb(t.pts)', crate: 'pts', norm: points },
+  { name: 'docs', pg: 'to_jsonb(t.docs)', crate: 'docs', norm: as.json, crateNorm: docs },
+  { name: 'tss', pg: `case when t.tss is not null then coalesce((select json_agg(floor(extract(epoch from x) * 1000)::bigint order by i) from unnest(t.tss) with ordinality u(x, i)), '[]') end`, crate: 'tss', norm: as.json },
+  { name: 'nums', pg: 'to_jsonb(t.nums)', crate: 'nums', norm: as.json },
+  { name: 'bigs', pg: 'to_jsonb(t.bigs)', crate: 'bigs', norm: as.json },
 ];
 
 describe('value types in a real CrateDB', { skip: skipWithoutCrate }, () => {
@@ -98,15 +109,18 @@ describe('value types in a real CrateDB', { skip: skipWithoutCrate }, () => {
        '{1,NULL,3}', '{"a,b","c\\"d",NULL,"😀",""}', '{{1,2},{3,4}}',
        '{"big": 9223372036854775807, "nested": {"a": [1, "x", null, {"b": false}]}, "": "empty key", "_id": 7, "dot.key": 1.50}',
        '{"b": 1, "a": 2}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff10',
-       '10.0.0.1', '10.0.0.0/8', point(13.4050, 52.5200), B'0101', 'happy', row(1, 'a'), '[1,5)', 'not a system column', 42),
+       '10.0.0.1', '10.0.0.0/8', point(13.4050, 52.5200), B'0101', 'happy', row(1, 'a'), '[1,5)', 'not a system column', 42,
+       array[point(1, 2), null], array['{"a": 1}', '[1]', '"s"', null]::jsonb[], array['2024-01-01 00:00:00.123456+00', null]::timestamptz[], '{1.5,NULL,2}', '{9007199254740993,NULL,-9223372036854775807}'),
       (2, -9223372036854775807, -0.0000000001, 'NaN', 32767, -2147483648, 'NaN', '-Infinity',
        '1970-01-01 00:00:00.000999', '1969-12-31 23:59:59.999+00', '9999-12-31', '00:00', '-1 days',
        '', '', '', false, '{}', '{}', '{}', '[1, 2, 3]', 'null', null, '',
-       '::1', '::/0', point(-180, -90), B'0000', 'sad', row(null, null), 'empty', '', 0),
+       '::1', '::/0', point(-180, -90), B'0000', 'sad', row(null, null), 'empty', '', 0, '{}', '{}', '{}', '{}', '{}'),
       (3, null, null, null, null, null, 'Infinity', 1e300, null, null, null, null, null,
-       null, null, null, null, null, '{NULL}', null, '"just a string"', '42', null, null, null, null, null, null, null, null, null, null, null),
+       null, null, null, null, null, '{NULL}', null, '"just a string"', '42', null, null, null, null, null, null, null, null, null, null, null,
+       null, null, null, null, null),
       (4, 0, 0, 0.00, 0, 0, -0.5, 5e-324, null, null, null, null, null,
-       'x', 'x', 'x', null, null, null, null, '{"_value": 5}', '[{"a": 1}, [2]]', null, null, null, null, null, null, null, null, null, null, null)`);
+       'x', 'x', 'x', null, null, null, null, '{"_value": 5}', '[{"a": 1}, [2]]', null, null, null, null, null, null, null, null, null, null, null,
+       array[null]::point[], array['{"_value": 1}']::jsonb[], array[null]::timestamptz[], array[null]::numeric[], array[null]::bigint[])`);
     await waitCaughtUp(src);
     assert.equal(await same(), 4);
 

@@ -3,7 +3,12 @@
 // and statements themselves are tested against a real CrateDB in test/cratedb.
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Socket } from 'node:net';
 import type { Change, ColumnInfo, TableInfo } from '../../src/change.js';
 import { classify, TableError } from '../../src/errors.js';
@@ -291,6 +296,32 @@ describe('whole-request failures that a retry may cure, and credentials', () => 
     assert.equal(classify(err), 'fatal');
     assertNoPassword(err);
     assert.throws(() => new CrateClient({ url: `http://writer:${PASSWORD}@127.0.0.1:4200`, username: 'w', timeoutMs: 1 }), (e: Error) => !e.message.includes(PASSWORD));
+  });
+
+  test('an https URL speaks TLS: a server whose certificate is not trusted is refused, never spoken to in clear text', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'pg2crate-tls-'));
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+    } catch {
+      t.skip('openssl is not installed: cannot make a certificate');
+      return;
+    }
+    let clearText = 0;
+    const tls = createHttpsServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }, (_req, res) => { clearText++; res.end('{}'); });
+    await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+    const c = new CrateClient({ url: `https://127.0.0.1:${(tls.address() as { port: number }).port}`, username: 'writer', password: PASSWORD, timeoutMs: 5_000 });
+    try {
+      const err = await thrown(c.sql('SELECT 1'));
+      assert.match(String(err.code), /CERT|SELF_SIGNED/);
+      assert.equal(classify(err), 'fatal');
+      assert.equal(clearText, 0);
+      assertNoPassword(err);
+    } finally {
+      c.close();
+      tls.closeAllConnections();
+      await new Promise((r) => tls.close(r));
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('answers are parsed without rounding big numbers', async () => {
