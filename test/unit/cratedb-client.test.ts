@@ -117,13 +117,30 @@ describe('per-row answers', () => {
       { rowcount: -2, error: { code: 40411, message: 'DocumentMissingException[[t][1]: document missing]' } },
       { rowcount: 1 },
       { rowcount: 0 },
-      { rowcount: -2, error: { code: 5000, message: 'SomeShardFailure[boom]' } },
+      { rowcount: -2, error: { code: 4000, message: 'SQLParseException[Cannot cast value `x` to type `bigint`]' } },
     ]);
     const c = client();
     const out = await writeBulk(c, 'DELETE …', items(changes(4)), 'delete', LIMITS);
     c.close();
     assert.equal(out.applied, 3);
-    assert.deepEqual(out.rejected.map((r) => [r.change.id, r.code]), [[4, '5000']]);
+    assert.deepEqual(out.rejected.map((r) => [r.change.id, r.code]), [[4, '4000']]);
+  });
+
+  test('a row refused because the cluster is busy or a shard is away fails the statement as retryable instead of being parked', async () => {
+    const c = client();
+    for (const error of [
+      { code: 5000, message: 'EsRejectedExecutionException[rejected execution of org.elasticsearch… on EsThreadPoolExecutor[name = n/write, queue capacity = 200]]' },
+      { code: 5002, message: 'UnavailableShardsException[[t][2] primary shard is not active]' },
+      { code: 4290, message: 'CircuitBreakingException[[parent] Data too large]' },
+    ]) {
+      handler = () => ok([{ rowcount: 1 }, { rowcount: -2, error }]);
+      const err = await thrown(writeBulk(c, 'INSERT …', items(changes(2)), 'upsert', LIMITS));
+      assert.equal(classify(err), 'retryable', error.message);
+    }
+    // a 5000 for a value (seen on CrateDB 6.4 for an integer past 2^63 in an OBJECT) is the row's own
+    handler = () => ok([{ rowcount: -2, error: { code: 5000, message: 'UncheckedIOException[java.io.IOException: can not write type [class java.math.BigInteger]]' } }]);
+    assert.equal((await writeBulk(c, 'INSERT …', items(changes(1)), 'upsert', LIMITS)).rejected.length, 1);
+    c.close();
   });
 
   test('an upsert answered 0, -2 without a reason or too few results is never counted as applied', async () => {

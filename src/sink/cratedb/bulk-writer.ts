@@ -2,8 +2,9 @@
 // fault isolated when a value fails the whole request.
 //
 // States of a row: pending → applied (CrateDB answered a row count, or "document missing" for a
-// delete) | rejected (answered -2 with a code, or alone in a request that failed on a value).
-// Nothing else counts as applied. Requests: rows are cut into chunks of at most maxRows rows and
+// delete) | rejected (answered -2 with a code, or alone in a request that failed on a value) |
+// transient (answered -2 because the cluster was busy or a shard away: the statement fails as
+// retryable and the drainer replays the page). Nothing else counts as applied. Requests: rows are cut into chunks of at most maxRows rows and
 // maxBytes bytes of JSON (one row larger than that goes alone). A chunk that fails as a whole with
 // a value error (HTTP 400, code 4000/4003: a failed cast, a value out of range, a NULL key) is
 // halved, and each half sent again, until the failing rows stand alone: k bad rows among n cost
@@ -75,15 +76,32 @@ function isStatementError(err: CrateRequestError): boolean {
   return name === 'ColumnValidationException' && /is not supported/.test(err.crateMessage ?? '');
 }
 
-function verdict(mode: BulkMode, r: BulkRowResult): { ok: true } | { ok: false; code: string | undefined; message: string } {
+/**
+ * A row that failed because the cluster was busy or a shard was away, not because of its value:
+ * parking it would lose a good row, so the statement fails as retryable and the page is replayed.
+ */
+const TRANSIENT_ROW_CODES = new Set([4290, 5002, 5030, 5031, 5032, 5033]);
+const TRANSIENT_ROW_ERRORS = new Set([
+  'EsRejectedExecutionException', 'CircuitBreakingException', 'UnavailableShardsException', 'NoShardAvailableActionException',
+  'NodeClosedException', 'NodeNotConnectedException', 'ConnectTransportException', 'ShardNotFoundException',
+]);
+
+function isTransient(e: NonNullable<BulkRowResult['error']>): boolean {
+  return (e.code !== undefined && TRANSIENT_ROW_CODES.has(e.code)) || TRANSIENT_ROW_ERRORS.has(crateExceptionName(e.message) ?? '');
+}
+
+type Verdict = { ok: true } | { ok: false; transient: boolean; code: string | undefined; message: string };
+
+function verdict(mode: BulkMode, r: BulkRowResult): Verdict {
   if (r.rowcount >= 1) return { ok: true };
   if (r.rowcount === 0 && mode !== 'upsert') return { ok: true };
   if (r.rowcount === -2 && r.error) {
     if (mode === 'delete' && r.error.code === DOCUMENT_MISSING) return { ok: true };
-    return { ok: false, code: r.error.code === undefined ? undefined : String(r.error.code), message: r.error.message };
+    if (isTransient(r.error)) return { ok: false, transient: true, code: r.error.code === undefined ? undefined : String(r.error.code), message: r.error.message };
+    return { ok: false, transient: false, code: r.error.code === undefined ? undefined : String(r.error.code), message: r.error.message };
   }
-  if (r.rowcount === -2) return { ok: false, code: undefined, message: 'CrateDB reported the row as failed without a reason' };
-  return { ok: false, code: undefined, message: `CrateDB answered row count ${r.rowcount}: the row was not confirmed as written` };
+  if (r.rowcount === -2) return { ok: false, transient: false, code: undefined, message: 'CrateDB reported the row as failed without a reason' };
+  return { ok: false, transient: false, code: undefined, message: `CrateDB answered row count ${r.rowcount}: the row was not confirmed as written` };
 }
 
 export async function writeBulk(client: CrateClient, stmt: string, items: readonly BulkItem[], mode: BulkMode, limits: BulkLimits): Promise<BulkOutcome> {
@@ -108,10 +126,17 @@ export async function writeBulk(client: CrateClient, stmt: string, items: readon
     if (results.length !== chunk.length) {
       throw new CrateRequestError(`CrateDB answered ${results.length} results for a bulk request of ${chunk.length} rows`, undefined, 200, undefined);
     }
+    const transient: Array<{ code: string | undefined; message: string }> = [];
     for (let i = 0; i < chunk.length; i++) {
       const v = verdict(mode, results[i]);
       if (v.ok) out.applied++;
+      else if (v.transient) transient.push(v);
       else out.rejected.push({ change: chunk[i].change, code: v.code, message: v.message });
+    }
+    if (transient.length > 0) {
+      const [first] = transient;
+      const code = TRANSIENT_ROW_CODES.has(Number(first.code)) ? first.code : '5030';
+      throw new CrateRequestError(`CrateDB could not write ${transient.length} row(s) for now (${crateExceptionName(first.message) ?? 'a transient error'})`, code, 200, first.message);
     }
   };
   const chunks = chunkRows(stmt, items, limits);
