@@ -17,7 +17,12 @@ export function createSchemaSql(t: TableInfo): string {
 
 export function createTableSql(t: TableInfo): string {
   const cols = t.columns.map((c) => `${quoteIdent(c.name)} ${pgColumnType(c)}`);
-  cols.push(`primary key (${t.keyColumns.map(quoteIdent).join(', ')})`);
+  const keys = t.keyColumns.map(quoteIdent).join(', ');
+  // Key columns configured for a table without a primary key may hold NULL (the capture side and
+  // the delete match it with IS NOT DISTINCT FROM). A primary key would refuse such rows; a unique
+  // constraint that treats NULLs as equal (Postgres 15+) keeps them and still arbitrates the upsert.
+  const nullableKey = t.keyColumns.some((k) => !t.columns.find((c) => c.name === k)?.notNull);
+  cols.push(nullableKey ? `unique nulls not distinct (${keys})` : `primary key (${keys})`);
   return `create table if not exists ${qualify(t.targetSchema, t.targetTable)} (\n  ${cols.join(',\n  ')}\n)`;
 }
 

@@ -1,0 +1,124 @@
+// Tables without a primary key: refused with a message that names the table and the fix, unless
+// the user names key columns for them (config file or `tables add --key`); then they replicate.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type pg from 'pg';
+import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { runCli } from '../helpers/child-replicator.js';
+import { assertNoLeaks, assertSameRows, makeConfig, pool, startReplicator, testLogger, waitCaughtUp } from '../helpers/replication.js';
+import { Runner } from '../../src/runner.js';
+import { TableError } from '../../src/errors.js';
+
+let cluster: Cluster;
+let srcUrl: string;
+let dstUrl: string;
+let src: pg.Pool;
+let dst: pg.Pool;
+
+before(async () => {
+  cluster = await startCluster();
+  [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
+  src = pool(srcUrl);
+  dst = pool(dstUrl);
+  await src.query(`
+    create table public.readings (sensor text not null, at timestamptz not null, value double precision, unique (sensor, at));
+    create table public."Loose Log" (code integer not null, msg text);
+    create table public.with_pk (id integer primary key);
+  `);
+  const runner = new Runner(makeConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl }), testLogger());
+  try { await runner.migrate(); } finally { await runner.close(); }
+});
+
+after(async () => {
+  await src?.end();
+  await dst?.end();
+  await cluster?.stop();
+  await assertNoLeaks();
+});
+
+test('a table without a primary key is refused with a message that names the table and the fix', async () => {
+  const runner = new Runner(makeConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl }), testLogger());
+  try {
+    await assert.rejects(runner.addTables([{ schema: 'public', table: 'Loose Log' }]), (err: unknown) => {
+      assert.ok(err instanceof TableError, `expected a TableError, got ${String(err)}`);
+      assert.match(err.message, /public\."Loose Log"/, 'the message names the table');
+      assert.match(err.message, /no primary key/);
+      assert.match(err.message, /ADD PRIMARY KEY/, 'the message gives the first fix');
+      assert.match(err.message, /keyColumns/, 'the message gives the second fix');
+      return true;
+    });
+  } finally {
+    await runner.close();
+  }
+  // Nothing was half-installed.
+  const triggers = await src.query(`select tgname from pg_trigger where tgrelid = 'public."Loose Log"'::regclass`);
+  assert.deepEqual(triggers.rows, []);
+  assert.deepEqual((await src.query(`select * from pg2crate.tables`)).rows, []);
+
+  const cli = await runCli({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl }, ['tables', 'add', 'public.readings']);
+  assert.notEqual(cli.code, 0);
+  const lines = cli.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 1, `one line on stderr, got:\n${cli.stderr}`);
+  assert.match(lines[0], /^pg2crate: .*public\.readings.*no primary key/);
+  assert.match(lines[0], /--key|keyColumns/);
+  assert.equal(cli.stdout, '');
+});
+
+test('a table without a primary key replicates with key columns named in the config file', async () => {
+  const file = { tables: [{ name: 'public."Loose Log"', keyColumns: ['code'] }] };
+  const config = makeConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl }, file);
+  const rep = await startReplicator(config);
+  try {
+    await src.query(`insert into "Loose Log" select g, 'line ' || g from generate_series(1, 50) g`);
+    await src.query(`update "Loose Log" set msg = 'changed' where code % 5 = 0`);
+    await src.query(`update "Loose Log" set code = code + 100 where code between 40 and 45`);
+    await src.query(`delete from "Loose Log" where code % 7 = 0`);
+    await waitCaughtUp(src);
+  } finally {
+    await rep.stop();
+  }
+  const listed = (await src.query(`select key_columns, key_origin from pg2crate.tables where source_table = 'Loose Log'`)).rows;
+  assert.deepEqual(listed, [{ key_columns: ['code'], key_origin: 'config' }]);
+  assert.equal(await assertSameRows(src, dst, 'public."Loose Log"', 'public."Loose Log"', ['code']), 43);
+});
+
+test('a table without a primary key replicates with key columns given to `tables add --key`', async () => {
+  const env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl };
+  const added = await runCli(env, ['tables', 'add', 'public.readings', '--key', 'sensor,at']);
+  assert.equal(added.code, 0, added.stderr);
+  assert.match(added.stdout, /capturing public\.readings/);
+  const listed = await runCli(env, ['tables', 'list']);
+  assert.match(listed.stdout, /public\.readings .*key \(sensor, at, config\)/);
+
+  const rep = await startReplicator(makeConfig(env));
+  try {
+    await src.query(`insert into readings select 's' || (g % 3), timestamptz '2024-01-01 00:00:00.000001+00' + g * interval '1 minute', g / 3.0 from generate_series(1, 90) g`);
+    await src.query(`update readings set value = -value where sensor = 's1'`);
+    await src.query(`update readings set at = at + interval '1 day' where sensor = 's2' and value > 20`);
+    await src.query(`delete from readings where sensor = 's0' and value < 10`);
+    await waitCaughtUp(src);
+  } finally {
+    await rep.stop();
+  }
+  const n = await assertSameRows(src, dst, 'public.readings', 'public.readings', ['sensor', 'at']);
+  assert.ok(n > 70, `only ${n} rows`);
+});
+
+test('a configured key column that holds NULL matches NULL: such rows are updated and deleted, not refused', async () => {
+  await src.query(`create table public.tags (owner integer not null, tag text, weight integer)`);
+  const config = makeConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl }, { tables: [{ name: 'public.tags', keyColumns: ['owner', 'tag'] }] });
+  const rep = await startReplicator(config);
+  try {
+    await src.query(`insert into tags values (1, null, 1), (1, 'a', 2), (2, null, 3), (3, null, 4)`);
+    await waitCaughtUp(src);
+    await src.query(`update tags set weight = weight * 10 where owner = 1`);
+    await src.query(`delete from tags where owner = 2`);
+    await src.query(`update tags set tag = 'named' where owner = 3`);
+    await src.query(`insert into tags values (4, null, 5)`);
+    await waitCaughtUp(src);
+  } finally {
+    await rep.stop();
+  }
+  assert.deepEqual((await src.query(`select event_id from pg2crate.dead_letters`)).rows, [], 'no change may be parked');
+  assert.equal(await assertSameRows(src, dst, 'public.tags', 'public.tags', ['owner', 'tag']), 4);
+});
