@@ -285,6 +285,18 @@ describe('whole-request failures that a retry may cure, and credentials', () => 
     for (const s of sockets) s.destroy();
   });
 
+  test('a kept-alive connection the server closed while idle is replaced without failing the request', async () => {
+    const c = client();
+    handler = () => ok([{ rowcount: 1 }]);
+    await c.bulk('INSERT …', ['[1]']);
+    // the next request goes out on the kept-alive socket, which the server resets without answering
+    let resets = 0;
+    handler = () => (resets++ === 0 ? 'destroy' : ok([{ rowcount: 1 }]));
+    assert.deepEqual(await c.bulk('INSERT …', ['[1]']), [{ rowcount: 1 }]);
+    assert.equal(resets, 2);
+    c.close();
+  });
+
   test('a connection reset is retryable', async () => {
     handler = () => 'destroy';
     const c = client();

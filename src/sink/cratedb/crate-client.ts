@@ -38,6 +38,9 @@ export class CrateRequestError extends TargetError {
   }
 }
 
+/** The request failed on a kept-alive connection before any answer: worth one more send. */
+class StaleSocketError extends CrateRequestError {}
+
 export interface SqlResult {
   cols: string[];
   rows: JsonValue[][];
@@ -157,16 +160,33 @@ export class CrateClient {
     return new CrateRequestError(`CrateDB answered HTTP ${status}, code ${code}${shown}`, code, status, message);
   }
 
-  #send(method: 'GET' | 'POST', body: string | undefined): Promise<{ status: number; text: string }> {
+  /**
+   * A kept-alive connection that the server closed while idle fails the next request before any
+   * answer (Node marks it reusedSocket): sent once more on a new connection. Every request of the
+   * sink is idempotent, so a second send is safe even if the first one arrived.
+   */
+  async #send(method: 'GET' | 'POST', body: string | undefined): Promise<{ status: number; text: string }> {
+    try {
+      return await this.#sendOnce(method, body);
+    } catch (err) {
+      if (!(err instanceof StaleSocketError)) throw err;
+      return this.#sendOnce(method, body, true);
+    }
+  }
+
+  #sendOnce(method: 'GET' | 'POST', body: string | undefined, retried = false): Promise<{ status: number; text: string }> {
     const url = method === 'GET' ? new URL(`${this.#base}/`) : this.#endpoint;
     return new Promise((resolve, reject) => {
       let settled = false;
+      let answered = false;
       const fail = (err: NodeJS.ErrnoException) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         const code = typeof err.code === 'string' ? err.code : 'ECONNRESET';
-        reject(new CrateRequestError(`cannot talk to CrateDB at ${this.#base}: ${err.message}`, code, undefined, undefined, { cause: err }));
+        const message = `cannot talk to CrateDB at ${this.#base}: ${err.message}`;
+        const stale = !retried && !answered && req.reusedSocket && (code === 'ECONNRESET' || code === 'EPIPE');
+        reject(stale ? new StaleSocketError(message, code, undefined, undefined, { cause: err }) : new CrateRequestError(message, code, undefined, undefined, { cause: err }));
       };
       const headers: http.OutgoingHttpHeaders = { authorization: this.#auth, accept: 'application/json' };
       if (body !== undefined) {
@@ -174,6 +194,7 @@ export class CrateClient {
         headers['content-length'] = Buffer.byteLength(body);
       }
       const req = this.#transport.request(url, { method, headers, agent: this.#agent }, (res) => {
+        answered = true;
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', fail);
