@@ -22,6 +22,11 @@
 //
 // One active drainer per stream: a session advisory lock held on the same connection that reads
 // pages and writes the checkpoint, so an instance that lost its connection cannot write either.
+//
+// A final window (the switch to pgoutput, `finalWindow`): the last window's snapshot is not taken
+// but given, the one exported with the replication slot. Once that window is done, every
+// transaction visible in it is applied and the slot has every later one; the source then hands out
+// nothing more.
 import pg from 'pg';
 import type { Change, Op, SourceCatalog } from '../change.js';
 import { keyOf, parseRow } from '../change.js';
@@ -29,6 +34,7 @@ import { StreamBusyError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { qualify } from '../identifiers.js';
 import type { ChangeSource, DeadLetter, Page } from './change-source.js';
+import { modeMismatch, readCaptureState } from './capture-state.js';
 import { streamLockText } from './names.js';
 import { RegistryCatalog } from './registry.js';
 
@@ -46,7 +52,16 @@ export interface OutboxOptions {
   stream: string;
   standbyRetryMs: number;
   logger: Logger;
-  /** key columns per table id, for coalescing; refreshed from the registry when an id is unknown */
+  /** switching to pgoutput: end with a window whose snapshot is the slot's exported one */
+  finalWindow?: FinalWindow;
+}
+
+/** Both run on the connection that holds the stream. */
+export interface FinalWindow {
+  /** creates the slot (or finds the one created before a crash) and returns its exported snapshot */
+  snapshot(db: pg.ClientBase): Promise<string>;
+  /** the window ending at that snapshot is applied: drop the triggers, record the new mode */
+  reached(db: pg.ClientBase): Promise<void>;
 }
 
 export class OutboxSource implements ChangeSource {
@@ -58,6 +73,9 @@ export class OutboxSource implements ChangeSource {
   #catalogPool: pg.Pool;
   #cp: Checkpoint | null = null;
   #keys = new Map<number, string[]>();
+  /** the snapshot of the final window, once known; #finalDone once it is applied */
+  #final: string | null = null;
+  #finalDone = false;
 
   constructor(opts: OutboxOptions) {
     this.#opts = opts;
@@ -98,6 +116,14 @@ export class OutboxSource implements ChangeSource {
         if (signal.aborted) throw signal.reason ?? new Error('aborted');
       }
       await client.query(`insert into ${this.#t.checkpoint} (stream) values ($1) on conflict (stream) do nothing`, [this.#opts.stream]);
+      const { mode } = await readCaptureState(client, this.#opts.schema, this.#opts.stream);
+      const fw = this.#opts.finalWindow;
+      if (fw) {
+        this.#finalDone = mode === 'pgoutput';
+        if (!this.#finalDone) this.#final = await fw.snapshot(client);
+      } else if (mode !== 'trigger') {
+        throw modeMismatch('trigger', mode, this.#opts.stream);
+      }
     } catch (err) {
       await client.end().catch(() => {});
       throw err;
@@ -136,9 +162,11 @@ export class OutboxSource implements ChangeSource {
     }
     // The snapshot, and in the same statement but after it was taken, the upper id bound.
     // statement_timestamp() is no later than the snapshot: what committed before it is in the window.
+    // A final window's snapshot was taken earlier still, so the bound read now holds for it too.
     const snap = await db.query<{ snap: string; upper: string; at: Date }>(
-      `select pg_current_snapshot()::text as snap, statement_timestamp() as at,
+      `select coalesce($1::pg_snapshot, pg_current_snapshot())::text as snap, statement_timestamp() as at,
               (select (case when is_called then last_value else last_value - 1 end)::text from ${this.#t.seq}) as upper`,
+      [this.#final],
     );
     const { snap: cur, upper, at } = snap.rows[0];
     await db.query(`update ${this.#t.checkpoint} set cur_snapshot = $2, cur_upper = $3, cur_taken_at = $4, after_id = low_id, updated_at = now() where stream = $1`, [
@@ -151,6 +179,11 @@ export class OutboxSource implements ChangeSource {
 
   async readPage(limit: number): Promise<Page> {
     const cp = await this.#loadCheckpoint();
+    if (this.#final !== null && !this.#finalDone && cp.cur === null && cp.prev === this.#final) {
+      await this.#opts.finalWindow!.reached(this.#db);
+      this.#finalDone = true;
+    }
+    if (this.#finalDone) return { changes: [], position: cp.after, windowDone: true };
     if (cp.cur === null) await this.#openWindow(cp);
     const res = await this.#db.query<{ id: string; table_id: number; op: Op; data: string | null }>(
       // Order by the column, not the text alias of the same name (that would sort "10" before "9").

@@ -2,9 +2,14 @@
 // waiting, the captured tables, initial loads and dead letters.
 import type pg from 'pg';
 import { qualify, quoteIdent } from '../identifiers.js';
+import { readCaptureState, type CaptureMode } from './capture-state.js';
+import { slotInfo, type SlotInfo } from './pgoutput/slot.js';
 
 export interface StreamStatus {
-  mode: 'trigger';
+  /** the stream's capture mode as the database records it (to-… while a switch is under way) */
+  mode: CaptureMode;
+  /** the replication slot (pgoutput mode, or one left behind), with the WAL it holds back */
+  slot: (SlotInfo & { warn: boolean }) | null;
   schema: string;
   stream: string;
   /** events captured and not yet applied */
@@ -24,7 +29,13 @@ export interface StreamStatus {
   tables: { name: string; target: string; key: string[]; captured: boolean; backfill: string | null; backfillRows: number | null }[];
 }
 
-export async function readStatus(db: pg.Pool, schema: string, stream: string, lockText: string): Promise<StreamStatus> {
+export interface SlotWatch {
+  slotName: string;
+  /** `slot.warn` is set past this many bytes of retained WAL */
+  warnBytes: number;
+}
+
+export async function readStatus(db: pg.Pool, schema: string, stream: string, lockText: string, watch?: SlotWatch): Promise<StreamStatus> {
   const s = (t: string) => qualify(schema, t);
   const cp = await db.query(
     `select c.applied_events::text as applied, c.windows::text as windows, c.last_applied_at,
@@ -56,13 +67,22 @@ export async function readStatus(db: pg.Pool, schema: string, stream: string, lo
     `select coalesce(sum(pg_total_relation_size(c.oid)), 0)::text as n from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = $1::regclass`,
     [s('outbox')],
   );
-  const backlogEvents = Number(r?.backlog ?? backlogWithoutCheckpoint?.rows[0].n ?? 0);
+  const capture = await readCaptureState(db, schema, stream);
+  const slot = watch ? await slotInfo(db, watch.slotName) : null;
+  // In pgoutput mode the outbox is not read: its leftovers are no backlog, and the lag is the
+  // walsender's flush lag (time from a commit's WAL being written until pg2crate confirmed it applied).
+  const pgoutput = capture.mode === 'pgoutput';
+  const flushLag = pgoutput && slot?.activePid
+    ? await db.query<{ s: number | null }>(`select extract(epoch from flush_lag)::float8 as s from pg_stat_replication where pid = $1`, [slot.activePid])
+    : null;
+  const backlogEvents = pgoutput ? 0 : Number(r?.backlog ?? backlogWithoutCheckpoint?.rows[0].n ?? 0);
   return {
-    mode: 'trigger',
+    mode: capture.mode,
+    slot: slot && watch ? { ...slot, warn: slot.retainedBytes > watch.warnBytes } : null,
     schema,
     stream,
     backlogEvents,
-    lagSeconds: backlogEvents === 0 ? 0 : Math.max(0, Number(r?.lag ?? 0)),
+    lagSeconds: pgoutput ? Math.max(0, Number(flushLag?.rows[0]?.s ?? 0)) : backlogEvents === 0 ? 0 : Math.max(0, Number(r?.lag ?? 0)),
     outboxBytes: Number(bytes.rows[0].n),
     appliedEvents: Number(r?.applied ?? 0),
     windows: Number(r?.windows ?? 0),

@@ -1,0 +1,451 @@
+// The change source of pgoutput mode: a logical replication slot, read through a publication of
+// the captured tables.
+//
+// States: released → held (the stream's advisory lock on a normal connection, the capture state
+// checked, the replication stream started from the slot's confirmed position) → released again on
+// reset()/close(). Inside a held stream, per transaction: outside → inside (after BEGIN; its
+// changes may be handed out over several pages) → outside (after COMMIT: its end LSN becomes the
+// position to acknowledge).
+//
+// Acknowledgement: a page's position is the end LSN of the last transaction it completes; confirm()
+// reports it to the server only after the sink applied the page, so the slot's confirmed position
+// never passes a change that is not in the target. A transaction spread over pages is acknowledged
+// once, at its commit, after its last page: a crash in between replays it whole (the sinks are
+// idempotent). When nothing is pending (no queued message, no open transaction, no page in
+// flight), a keepalive's WAL end is acknowledged as well: a publication whose tables are idle on a
+// busy database then holds back no WAL.
+//
+// Stop marks: a non-transactional logical message (prefix 'pg2crate') is the exact point "every
+// transaction that committed before this is delivered". Catch-up emits one when it takes the stream
+// and ends there; the switch to trigger mode drains up to the one it emitted after installing the
+// triggers, and nothing after it is handed out. Keepalives are not acknowledged past a reached mark,
+// so that a switch interrupted there finds its mark again.
+//
+// The trade-off: pages are cut from what has arrived, so a trickle gives small pages (low latency)
+// and a backlog gives full ones; reading pauses while `pageSize` messages wait (wal-stream.ts).
+import { randomUUID } from 'node:crypto';
+import { stringify as losslessStringify } from 'lossless-json';
+import pg from 'pg';
+import type { Pgoutput } from 'pg-logical-replication';
+import type { Change, Op, SourceCatalog } from '../../change.js';
+import { keyOf, parseRow } from '../../change.js';
+import { ConfigError, StreamBusyError, TableError } from '../../errors.js';
+import { qualify, quoteIdent } from '../../identifiers.js';
+import type { Logger } from '../../logger.js';
+import { modeMismatch, readCaptureState } from '../capture-state.js';
+import type { ChangeSource, DeadLetter, Page } from '../change-source.js';
+import { streamLockText } from '../names.js';
+import { sleep } from '../outbox.js';
+import { RegistryCatalog } from '../registry.js';
+import { formatLsn, parseLsn } from './lsn.js';
+import { checkServer, checkTables, ensurePublication } from './preflight.js';
+import { RelationMap, type RelationPlan } from './relations.js';
+import { slotInfo } from './slot.js';
+import { rowJson, type ColumnText } from './text-values.js';
+import { WalStream } from './wal-stream.js';
+
+/** The switch to trigger mode, run on the connection that holds the stream. */
+export interface StopAt {
+  /** installs the triggers and emits the stop mark (once; again after a crash it returns the stored mark) */
+  begin(db: pg.ClientBase): Promise<string>;
+  /** everything before the mark is applied and the stream is stopped: hand over to the outbox */
+  reached(db: pg.ClientBase): Promise<void>;
+}
+
+export interface PgoutputOptions {
+  connection: pg.ClientConfig;
+  schema: string;
+  stream: string;
+  slot: string;
+  publication: string;
+  standbyRetryMs: number;
+  /** messages that may wait unread; reading pauses at this many */
+  pageSize: number;
+  slotWarnBytes: number;
+  logger: Logger;
+  /** changes arrived (wakes an idle drainer) */
+  onData?: () => void;
+  /** catch-up: end once everything committed before the stream was taken is applied */
+  catchUp?: boolean;
+  stopAt?: StopAt;
+}
+
+export const MARK_PREFIX = 'pg2crate';
+const STATUS_INTERVAL_MS = 10_000;
+const SLOT_CHECK_MS = 60_000;
+
+export class PgoutputSource implements ChangeSource {
+  readonly catalog: SourceCatalog;
+  readonly #opts: PgoutputOptions;
+  readonly #log: Logger;
+  readonly #catalogPool: pg.Pool;
+  #db: pg.Client | null = null;
+  #wal: WalStream | null = null;
+  #relations: RelationMap | null = null;
+  #checked = false;
+  #seq = 0;
+  #inTxn = false;
+  /** end LSN of the last transaction handed out whole */
+  #complete = 0n;
+  #confirmed = 0n;
+  #inFlight = false;
+  #keepaliveEnd = 0n;
+  #mark: string | null = null;
+  #markReached = false;
+  #finished = false;
+  #unknown = new Set<number>();
+  #pendingApplied = 0;
+  #statsAt = 0;
+  #slotTimer: NodeJS.Timeout | null = null;
+  #arrived: (() => void) | null = null;
+
+  constructor(opts: PgoutputOptions) {
+    this.#opts = opts;
+    this.#log = opts.logger.child({ component: 'pgoutput' });
+    this.#catalogPool = new pg.Pool({ ...opts.connection, max: 2, application_name: 'pg2crate catalog' });
+    this.#catalogPool.on('error', (err) => this.#log.warn({ err }, 'idle catalog connection failed'));
+    this.catalog = new RegistryCatalog(this.#catalogPool, opts.schema);
+  }
+
+  async acquire(signal: AbortSignal, wait = true): Promise<void> {
+    if (this.#db) return;
+    const o = this.#opts;
+    const db = new pg.Client({ ...o.connection, application_name: 'pg2crate drainer', keepAlive: true });
+    db.on('error', (err) => this.#log.warn({ err }, 'drainer connection failed'));
+    await db.connect();
+    let announced = false;
+    try {
+      for (;;) {
+        const res = await db.query<{ ok: boolean }>(`select pg_try_advisory_lock(hashtextextended($1, 0)) as ok`, [streamLockText(o.schema, o.stream)]);
+        if (res.rows[0].ok) break;
+        if (!wait) throw new StreamBusyError(`another pg2crate instance holds stream ${o.stream} of schema ${o.schema}; it is applying changes already (use --wait to wait for it)`);
+        if (!announced) {
+          this.#log.info({ stream: o.stream }, 'standby: another instance holds the stream, waiting to take over');
+          announced = true;
+        }
+        await sleep(o.standbyRetryMs, signal);
+        if (signal.aborted) throw signal.reason ?? new Error('aborted');
+      }
+      await this.#start(db);
+    } catch (err) {
+      await this.#wal?.stop();
+      this.#wal = null;
+      await db.end().catch(() => {});
+      throw err;
+    }
+    this.#db = db;
+    this.#log.info({ stream: o.stream, slot: o.slot, from: formatLsn(this.#confirmed) }, announced ? 'took over the stream' : 'holding the stream');
+  }
+
+  async #start(db: pg.Client): Promise<void> {
+    const o = this.#opts;
+    const state = await readCaptureState(db, o.schema, o.stream);
+    if (o.stopAt && state.mode === 'trigger') {
+      this.#finished = true;
+      return;
+    }
+    if (state.mode !== 'pgoutput' && !(o.stopAt && state.mode === 'to-trigger')) throw modeMismatch('pgoutput', state.mode, o.stream);
+    if (!this.#checked) {
+      await checkServer(db);
+      await checkTables(db, o.schema);
+      if (await ensurePublication(db, o.schema, o.publication)) this.#log.info({ publication: o.publication }, 'publication brought in line with the captured tables');
+      this.#checked = true;
+    }
+    const slot = await slotInfo(db, o.slot);
+    if (!slot?.confirmedFlushLsn && o.stopAt && state.mode === 'to-trigger') {
+      // The switch dropped the slot once the mark was reached, then stopped before recording it.
+      await o.stopAt.reached(db);
+      this.#finished = true;
+      return;
+    }
+    if (!slot?.confirmedFlushLsn) {
+      throw new ConfigError(
+        'PG2CRATE_SLOT',
+        `replication slot ${o.slot} does not exist (dropped?), so changes since then were not captured; resync with \`pg2crate switch-capture trigger\` then \`pg2crate backfill\``,
+      );
+    }
+    await db.query(`insert into ${qualify(o.schema, 'checkpoint')} (stream) values ($1) on conflict (stream) do nothing`, [o.stream]);
+    this.#complete = this.#confirmed = parseLsn(slot.confirmedFlushLsn);
+    this.#inTxn = false;
+    this.#inFlight = false;
+    this.#markReached = false;
+    this.#relations = new RelationMap(this.#catalogPool, o.schema);
+    const wal = new WalStream({
+      connection: o.connection, slot: o.slot, publication: o.publication, highWater: Math.max(o.pageSize, 64), statusIntervalMs: STATUS_INTERVAL_MS,
+      logger: this.#log, onItem: () => this.#onItem(), onKeepalive: (end, reply) => this.#onKeepalive(end, reply),
+    });
+    this.#wal = wal;
+    wal.assume(this.#confirmed);
+    await wal.start();
+    if (o.stopAt) this.#mark = await o.stopAt.begin(db);
+    else if (o.catchUp) {
+      this.#mark = `${o.stream}:${randomUUID()}`;
+      await db.query(`select pg_logical_emit_message(false, $1, $2)`, [MARK_PREFIX, this.#mark]);
+    }
+    this.#watchSlot();
+  }
+
+  #onItem(): void {
+    this.#arrived?.();
+    this.#opts.onData?.();
+  }
+
+  #onKeepalive(walEnd: bigint, replyRequested: boolean): void {
+    const wal = this.#wal;
+    if (!wal) return;
+    if (walEnd > this.#keepaliveEnd) this.#keepaliveEnd = walEnd;
+    if (this.#idle() && walEnd > this.#confirmed) {
+      this.#confirmed = walEnd;
+      wal.acknowledge(walEnd, false);
+    } else if (replyRequested) {
+      wal.acknowledge(this.#confirmed, false);
+    }
+  }
+
+  #idle(): boolean {
+    return this.#wal !== null && this.#wal.length === 0 && !this.#inTxn && !this.#inFlight && !this.#markReached;
+  }
+
+  #waitForItem(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      const self = this;
+      function done() {
+        clearTimeout(t);
+        self.#arrived = null;
+        resolve();
+      }
+      this.#arrived = done;
+    });
+  }
+
+  async readPage(limit: number): Promise<Page> {
+    const wal = this.#wal;
+    if (this.#finished || !wal) return { changes: [], position: formatLsn(this.#confirmed), windowDone: true };
+    if (wal.failure) throw wal.failure;
+    // Mid-transaction or before the mark, an empty queue means "more is coming": wait for it
+    // instead of returning empty pages in a tight loop.
+    if (wal.length === 0 && (this.#inTxn || (this.#mark !== null && !this.#markReached))) await this.#waitForItem(1000);
+    if (wal.failure) throw wal.failure;
+    const changes: Change[] = [];
+    while (changes.length < limit && !this.#markReached) {
+      const item = wal.take();
+      if (!item) break;
+      await this.#message(item.lsn, item.msg, changes);
+    }
+    const windowDone = this.#mark !== null ? this.#markReached : wal.length === 0 && !this.#inTxn;
+    this.#inFlight = changes.length > 0 || this.#complete > this.#confirmed;
+    return { changes, position: formatLsn(this.#complete), windowDone };
+  }
+
+  async #message(lsn: bigint, msg: Pgoutput.Message, out: Change[]): Promise<void> {
+    switch (msg.tag) {
+      case 'begin':
+        this.#inTxn = true;
+        return;
+      case 'commit':
+        this.#inTxn = false;
+        if (msg.commitEndLsn) this.#complete = parseLsn(msg.commitEndLsn);
+        return;
+      case 'relation':
+        await this.#relations!.plan(msg);
+        return;
+      case 'insert':
+      case 'update':
+      case 'delete':
+        await this.#change(msg, out);
+        return;
+      case 'truncate':
+        for (const r of msg.relations) {
+          const plan = this.#relations!.get(r.relationOid);
+          if (plan?.tableId) out.push({ id: ++this.#seq, tableId: plan.tableId, op: 'T', key: '', row: null, raw: null });
+        }
+        return;
+      case 'message':
+        // Outside a transaction, everything before it is delivered: its position can be acknowledged.
+        if (!msg.transactional && !this.#inTxn && lsn > this.#complete) this.#complete = lsn;
+        if (!msg.transactional && msg.prefix === MARK_PREFIX && this.#mark !== null && Buffer.from(msg.content).toString() === this.#mark) {
+          this.#markReached = true;
+          this.#log.info({ lsn: formatLsn(lsn) }, 'reached the stop mark');
+        }
+        return;
+      default:
+        return;
+    }
+  }
+
+  async #change(msg: Pgoutput.MessageInsert | Pgoutput.MessageUpdate | Pgoutput.MessageDelete, out: Change[]): Promise<void> {
+    const rel = this.#relations!;
+    const plan = rel.get(msg.relation.relationOid) ?? (await rel.plan(msg.relation));
+    if (plan.tableId === null) {
+      if (!this.#unknown.has(plan.relid)) {
+        this.#unknown.add(plan.relid);
+        this.#log.warn({ table: plan.name }, 'the publication sends a table that is not captured; its changes are skipped');
+      }
+      return;
+    }
+    const tableId = plan.tableId;
+    const push = (op: Op, raw: string, partial = false) => {
+      const row = parseRow(raw);
+      const change: Change = { id: ++this.#seq, tableId, op, key: keyOf(row, plan.keyColumns), row, raw };
+      if (partial) change.partial = true;
+      out.push(change);
+    };
+    if (msg.tag === 'insert') {
+      push('I', this.#json(plan, msg.new));
+      return;
+    }
+    // K: the old key (only when it changed); O: the whole old row (REPLICA IDENTITY FULL).
+    const old = msg.key ?? msg.old;
+    if (msg.tag === 'delete') {
+      if (!old) throw new TableError(`a delete on ${plan.name} carries no key; check its REPLICA IDENTITY`);
+      push('D', this.#json(plan, old, plan.keyColumns));
+      return;
+    }
+    const values: Record<string, ColumnText> = { ...msg.new };
+    for (const k of plan.keyColumns) {
+      if (values[k] === undefined) values[k] = old?.[k];
+      if (values[k] === undefined) throw new TableError(`an update on ${plan.name} carries no value for key column ${k} (an unchanged TOASTed key); use trigger mode for this table`);
+    }
+    const newKey = this.#json(plan, values, plan.keyColumns);
+    const oldKey = old ? this.#json(plan, old, plan.keyColumns) : newKey;
+    const moved = oldKey !== newKey;
+    if (moved) push('D', oldKey);
+    const absent = plan.names.filter((n) => values[n] === undefined);
+    if (absent.length === 0) {
+      push('U', this.#json(plan, values));
+    } else if (!moved) {
+      push('U', this.#json(plan, values), true);
+    } else {
+      push('U', await this.#filled(plan, values, absent));
+    }
+  }
+
+  #json(plan: RelationPlan, source: Record<string, ColumnText>, only?: readonly string[]): string {
+    const values = plan.names.map((n) => (only && !only.includes(n) ? undefined : source[n]));
+    return rowJson(plan.names, plan.kinds, plan.order, values);
+  }
+
+  /**
+   * A key change whose unchanged TOASTed values were not sent: the new key has no row in the target
+   * to update, so the missing values are read from the source's current row. A later value read
+   * here is harmless: the change that wrote it comes later in the stream and is applied after this.
+   */
+  async #filled(plan: RelationPlan, values: Record<string, ColumnText>, absent: string[]): Promise<string> {
+    const present = parseRow(this.#json(plan, values));
+    const client = await this.#catalogPool.connect();
+    try {
+      await client.query('begin');
+      for (const s of [`set local timezone = 'UTC'`, `set local datestyle = 'ISO, YMD'`, `set local intervalstyle = 'postgres'`, `set local extra_float_digits = 1`, `set local bytea_output = 'hex'`]) await client.query(s);
+      const name = (await client.query<{ t: string }>(`select $1::oid::regclass::text as t`, [plan.relid])).rows[0].t;
+      const match = plan.keyColumns.map((k) => `t.${quoteIdent(k)} = k.${quoteIdent(k)}`).join(' and ');
+      const res = await client.query<{ r: string }>(
+        `select to_jsonb(t.*)::text as r from ${name} t, jsonb_populate_record(null::${name}, $1::jsonb) k where ${match}`,
+        [this.#json(plan, values, plan.keyColumns)],
+      );
+      await client.query('commit');
+      const current = res.rows[0] ? parseRow(res.rows[0].r) : {};
+      const row = { ...present };
+      for (const c of absent) row[c] = current[c] ?? null;
+      return stringifyRow(row);
+    } catch (err) {
+      await client.query('rollback').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  async confirm(page: Page): Promise<void> {
+    const wal = this.#wal;
+    if (!wal || !this.#db) return;
+    const pos = parseLsn(page.position);
+    if (pos > this.#confirmed) {
+      this.#confirmed = pos;
+      wal.acknowledge(pos);
+    }
+    this.#inFlight = false;
+    this.#pendingApplied += page.changes.length;
+    if (this.#pendingApplied > 0 && Date.now() - this.#statsAt > 1000) await this.#saveStats();
+    if (this.#idle() && this.#keepaliveEnd > this.#confirmed) {
+      this.#confirmed = this.#keepaliveEnd;
+      wal.acknowledge(this.#confirmed);
+    }
+    if (this.#markReached && page.windowDone && this.#opts.stopAt && !this.#finished) {
+      await this.#saveStats();
+      await this.#stopStream();
+      await this.#opts.stopAt.reached(this.#db);
+      this.#finished = true;
+    }
+  }
+
+  async #saveStats(): Promise<void> {
+    const n = this.#pendingApplied;
+    this.#pendingApplied = 0;
+    this.#statsAt = Date.now();
+    await this.#db!.query(
+      `update ${qualify(this.#opts.schema, 'checkpoint')} set applied_events = applied_events + $2, last_applied_at = case when $2 > 0 then now() else last_applied_at end, updated_at = now() where stream = $1`,
+      [this.#opts.stream, n],
+    );
+  }
+
+  #watchSlot(): void {
+    const check = async () => {
+      const info = await slotInfo(this.#catalogPool, this.#opts.slot).catch(() => null);
+      if (info && info.retainedBytes > this.#opts.slotWarnBytes) {
+        this.#log.warn({ slot: info.name, retainedBytes: info.retainedBytes, warnBytes: this.#opts.slotWarnBytes, walStatus: info.walStatus }, 'the replication slot holds back more WAL than PG2CRATE_SLOT_WARN_MB');
+      }
+    };
+    void check();
+    this.#slotTimer = setInterval(() => void check(), SLOT_CHECK_MS);
+    this.#slotTimer.unref();
+  }
+
+  async park(letters: DeadLetter[]): Promise<void> {
+    if (letters.length === 0) return;
+    // The same rows the outbox source parks (event_id: the change's number in this stream).
+    await this.#db!.query(
+      `insert into ${qualify(this.#opts.schema, 'dead_letters')} (stream, event_id, table_id, op, data, error_code, error, attempts)
+       select $1, x.event_id, x.table_id, x.op, x.data, x.error_code, x.error, x.attempts
+         from jsonb_to_recordset($2::jsonb) as x(event_id bigint, table_id int, op "char", data jsonb, error_code text, error text, attempts int)`,
+      [
+        this.#opts.stream,
+        '[' + letters.map((l) => JSON.stringify({
+          event_id: l.change.id, table_id: l.change.tableId, op: l.change.op, data: null, error_code: l.code ?? null, error: l.message, attempts: l.attempts,
+        }).replace(/"data":null/, `"data":${l.change.raw ?? 'null'}`)).join(',') + ']',
+      ],
+    );
+  }
+
+  /** No wake-ups to arrange: the stream itself says when changes arrive. */
+  async setIdle(): Promise<void> {}
+
+  async #stopStream(): Promise<void> {
+    if (this.#slotTimer) clearInterval(this.#slotTimer);
+    this.#slotTimer = null;
+    this.#arrived?.();
+    const wal = this.#wal;
+    this.#wal = null;
+    await wal?.stop();
+  }
+
+  async reset(): Promise<void> {
+    await this.#stopStream();
+    const db = this.#db;
+    this.#db = null;
+    this.#mark = null;
+    this.#markReached = false;
+    this.#finished = false;
+    this.#inTxn = false;
+    if (db) await db.end().catch(() => {});
+  }
+
+  async close(): Promise<void> {
+    await this.reset();
+    await this.#catalogPool.end().catch(() => {});
+  }
+}
+
+function stringifyRow(row: Record<string, unknown>): string {
+  return losslessStringify(row) ?? '{}';
+}

@@ -1,0 +1,110 @@
+// Checks that pgoutput capture can work here, before anything is created, each failing with one
+// line that says what to change (or to use trigger mode); and the publication that lists the
+// captured tables.
+import type pg from 'pg';
+import { ConfigError, TableError } from '../../errors.js';
+import { displayName, qualify, quoteIdent } from '../../identifiers.js';
+
+type Queryable = pg.ClientBase | pg.Pool;
+
+const USE_TRIGGERS = 'or use trigger mode: PG2CRATE_CAPTURE=trigger';
+
+export async function checkServer(db: Queryable): Promise<number> {
+  const res = await db.query<{ version: string; wal_level: string; role: string; can: boolean; rds: boolean }>(
+    `select current_setting('server_version_num') as version, current_setting('wal_level') as wal_level, current_user as role,
+            (select rolsuper or rolreplication from pg_roles where rolname = current_user) as can,
+            exists (select 1 from pg_roles where rolname = 'rds_replication') as rds`,
+  );
+  const r = res.rows[0];
+  const version = Number(r.version);
+  if (version < 140000) throw new ConfigError('PG2CRATE_CAPTURE', `pgoutput mode needs PostgreSQL 14 or later (the source runs ${r.version}); ${USE_TRIGGERS}`);
+  if (r.wal_level !== 'logical') {
+    throw new ConfigError(
+      'PG2CRATE_CAPTURE',
+      `the source runs with wal_level=${r.wal_level}, pgoutput needs wal_level=logical (ALTER SYSTEM SET wal_level = logical and restart; on RDS set rds.logical_replication = 1), ${USE_TRIGGERS}`,
+    );
+  }
+  let can = r.can;
+  if (!can && r.rds) {
+    const m = await db.query<{ ok: boolean }>(`select pg_has_role(current_user, 'rds_replication', 'member') as ok`);
+    can = m.rows[0].ok;
+  }
+  if (!can) {
+    throw new ConfigError(
+      'PG2CRATE_CAPTURE',
+      `role ${r.role} lacks the REPLICATION attribute that pgoutput needs (ALTER ROLE ${quoteIdent(r.role)} WITH REPLICATION; on RDS: GRANT rds_replication TO ${quoteIdent(r.role)}), ${USE_TRIGGERS}`,
+    );
+  }
+  return version;
+}
+
+interface TableRow {
+  source_schema: string;
+  source_table: string;
+  key_columns: string[];
+  replident: string | null;
+  identity: string[] | null;
+  generated: string[] | null;
+}
+
+/** Every registered table must identify its rows in the WAL by exactly its key (or in full). */
+export async function checkTables(db: Queryable, schema: string): Promise<void> {
+  const res = await db.query<TableRow>(
+    `select t.source_schema, t.source_table, t.key_columns, c.relreplident::text as replident,
+            (select array_agg(a.attname::text order by k.ord)
+               from pg_index i cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
+               join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+              where i.indrelid = c.oid and ((c.relreplident = 'd' and i.indisprimary) or (c.relreplident = 'i' and i.indisreplident))) as identity,
+            (select array_agg(a.attname::text order by a.attnum) from pg_attribute a
+              where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated <> '') as generated
+       from ${qualify(schema, 'tables')} t left join pg_class c on c.oid = t.relid order by t.id`,
+  );
+  for (const t of res.rows) {
+    const name = displayName(t.source_schema, t.source_table);
+    const sql = qualify(t.source_schema, t.source_table);
+    if (t.replident === null) throw new TableError(`captured table ${name} no longer exists; release it with \`pg2crate tables remove ${name}\``);
+    if (t.replident === 'n') {
+      throw new TableError(`table ${name} has REPLICA IDENTITY NOTHING, so pgoutput cannot say which row an update or delete changed: ALTER TABLE ${sql} REPLICA IDENTITY DEFAULT (or FULL), ${USE_TRIGGERS}`);
+    }
+    if (t.generated) {
+      throw new TableError(`table ${name} has generated columns (${t.generated.join(', ')}), which pgoutput does not send; ${USE_TRIGGERS}`);
+    }
+    if (t.replident === 'f') continue;
+    const identity = t.identity ?? [];
+    if (identity.length === 0) {
+      throw new TableError(
+        `table ${name} has no primary key, so its updates and deletes carry no key in the WAL (and would fail once published): ` +
+          `ALTER TABLE ${sql} REPLICA IDENTITY FULL (or USING INDEX on a unique index over ${t.key_columns.join(', ')}), ${USE_TRIGGERS}`,
+      );
+    }
+    const same = identity.length === t.key_columns.length && identity.every((c) => t.key_columns.includes(c));
+    if (!same) {
+      throw new TableError(
+        `table ${name} identifies rows in the WAL by (${identity.join(', ')}) but pg2crate keys it by (${t.key_columns.join(', ')}): ` +
+          `ALTER TABLE ${sql} REPLICA IDENTITY FULL, or configure those key columns, ${USE_TRIGGERS}`,
+      );
+    }
+  }
+}
+
+/** Creates the publication or brings its table list in line with the registry. Returns whether it changed. */
+export async function ensurePublication(db: Queryable, schema: string, publication: string): Promise<boolean> {
+  const tables = await db.query<{ s: string; t: string }>(`select source_schema as s, source_table as t from ${qualify(schema, 'tables')} order by id`);
+  const want = new Map(tables.rows.map((r) => [`${r.s}\u0000${r.t}`, qualify(r.s, r.t)]));
+  const exists = await db.query(`select 1 from pg_publication where pubname = $1`, [publication]);
+  if (exists.rows.length === 0) {
+    const list = want.size > 0 ? ` for table ${[...want.values()].join(', ')}` : '';
+    await db.query(`create publication ${quoteIdent(publication)}${list} with (publish_via_partition_root = true)`);
+    return true;
+  }
+  const have = await db.query<{ s: string; t: string }>(`select schemaname as s, tablename as t from pg_publication_tables where pubname = $1`, [publication]);
+  const haveKeys = new Set(have.rows.map((r) => `${r.s}\u0000${r.t}`));
+  let changed = false;
+  for (const [k, q] of want) {
+    if (!haveKeys.has(k)) { await db.query(`alter publication ${quoteIdent(publication)} add table ${q}`); changed = true; }
+  }
+  for (const r of have.rows) {
+    if (!want.has(`${r.s}\u0000${r.t}`)) { await db.query(`alter publication ${quoteIdent(publication)} drop table ${qualify(r.s, r.t)}`); changed = true; }
+  }
+  return changed;
+}
