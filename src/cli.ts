@@ -18,7 +18,13 @@ commands:
   tables remove <schema.table>…
   tables list
   backfill [<schema.table>…]   copy existing rows again (all captured tables when none named)
-  status                       where the stream stands: backlog, last apply, tables, dead letters
+  status                       where the stream stands: backlog, last apply, tables, dead letters,
+                               the slot's retained WAL in pgoutput mode
+  switch-capture <trigger|pgoutput>
+                               switch the capture mode without a gap (stop the replicator first;
+                               then start it with PG2CRATE_CAPTURE set to the new mode)
+  slot drop [--force]          drop the replication slot (PG2CRATE_SLOT), e.g. when it holds back
+                               too much WAL; --force while the stream still reads from it
   dead-letters list            changes the target refused, with its message
   dead-letters retry <id…|--all>    send the current source state of those keys again
   dead-letters discard <id…|--all>  forget them
@@ -114,9 +120,25 @@ async function main(argv: string[]): Promise<number> {
           `mode ${st.mode}, schema ${st.schema}, stream ${st.stream}: ${st.drainerPid ? `drained by pid ${st.drainerPid}${st.idle ? ' (idle)' : ''}` : 'no drainer running'}`,
           `backlog ${st.backlogEvents} event(s); applied ${st.appliedEvents} in ${st.windows} window(s); last applied ${st.lastAppliedAt ?? 'never'}${st.secondsSinceApplied !== null ? ` (${st.secondsSinceApplied} s ago)` : ''}`,
           `dead letters ${st.deadLetters}`,
+          ...(st.slot ? [`slot ${st.slot.name}: ${st.slot.active ? `streaming to pid ${st.slot.activePid}` : 'inactive'}, retains ${(st.slot.retainedBytes / 1048576).toFixed(1)} MB of WAL${st.slot.warn ? ` — WARNING: over PG2CRATE_SLOT_WARN_MB (${config.slotWarnBytes / 1048576}); drain it or \`pg2crate slot drop\`` : ''}`] : []),
           ...st.tables.map((t) => `  ${t.name} → ${t.target} key (${t.key.join(', ')})${t.captured ? '' : ' NOT CAPTURED (triggers missing)'}${t.backfill && t.backfill !== 'done' ? `, initial load ${t.backfill} (${t.backfillRows} rows)` : ''}`),
         ];
         process.stdout.write(lines.join('\n') + '\n');
+        return 0;
+      }
+      case 'switch-capture': {
+        if (sub !== 'trigger' && sub !== 'pgoutput') throw new ConfigError('switch-capture', 'expected "switch-capture trigger" or "switch-capture pgoutput"');
+        installSignals(logger, () => runner.stop());
+        const outcome = await runner.switchCapture(sub);
+        process.stdout.write(outcome === 'already'
+          ? `stream ${config.stream} is in ${sub} mode already\n`
+          : `stream ${config.stream} now captures with ${sub === 'pgoutput' ? 'pgoutput' : 'triggers'}; start the replicator with PG2CRATE_CAPTURE=${sub}\n`);
+        return 0;
+      }
+      case 'slot': {
+        if (sub !== 'drop') throw new ConfigError('slot', 'expected "slot drop"');
+        const dropped = await runner.dropSlot(args.flags.has('--force'));
+        process.stdout.write(dropped ? `dropped slot ${config.slotName}\n` : `there is no slot ${config.slotName}\n`);
         return 0;
       }
       case 'backfill': {

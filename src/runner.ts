@@ -15,6 +15,10 @@ import { Listener } from './source/listener.js';
 import { streamLockText, wakeupChannel } from './source/names.js';
 import { readStatus, type StreamStatus } from './source/status.js';
 import { OutboxSource } from './source/outbox.js';
+import { readCaptureState } from './source/capture-state.js';
+import { PgoutputSource } from './source/pgoutput/pgoutput-source.js';
+import { dropSlot } from './source/pgoutput/slot.js';
+import { toPgoutput, toTrigger } from './source/pgoutput/switch.js';
 import { addTable, describeColumns, listTables, RegistryCatalog, removeTable, resolveTable, type RegisteredTable } from './source/registry.js';
 import { discardDeadLetters, listDeadLetters, retryDeadLetters, type DeadLetterRow } from './source/dead-letters.js';
 import { crateNameMappings, type CrateNameMapping } from './sink/cratedb/names.js';
@@ -79,6 +83,16 @@ export class Runner {
     for (const spec of this.#config.tables) await resolveTable(this.pool, spec);
     const ran = await migrate(this.pool, this.#config.schema);
     const tables: RegisteredTable[] = [];
+    if ((await readCaptureState(this.pool, this.#config.schema, this.#config.stream)).mode !== 'trigger') {
+      // pgoutput mode: installing triggers again would fill an outbox nobody reads.
+      const registered = await listTables(this.pool, this.#config.schema);
+      for (const spec of this.#config.tables) {
+        const t = registered.find((r) => r.sourceSchema === spec.schema && r.sourceTable === spec.table);
+        if (!t) throw new TableError(`${spec.schema}.${spec.table} is not captured yet and the stream is in pgoutput mode; tables are added in trigger mode, where their initial load runs: see docs/pgoutput.md`);
+        tables.push(t);
+      }
+      return { ran, tables };
+    }
     for (const spec of this.#config.tables) {
       const t = await addTable(this.pool, this.#config.schema, spec, targetNameFor(this.#config));
       tables.push(t);
@@ -91,6 +105,9 @@ export class Runner {
 
   async addTables(specs: TableSpec[]): Promise<RegisteredTable[]> {
     await assertSchemaCurrent(this.pool, this.#config.schema);
+    if ((await readCaptureState(this.pool, this.#config.schema, this.#config.stream)).mode !== 'trigger') {
+      throw new TableError('the stream is in pgoutput mode; tables are added in trigger mode, where their initial load runs: `pg2crate switch-capture trigger`, `tables add`, wait for the load, `switch-capture pgoutput`');
+    }
     const out: RegisteredTable[] = [];
     for (const spec of specs) {
       const configured = this.#config.tables.find((t) => t.schema === spec.schema && t.table === spec.table);
@@ -118,7 +135,45 @@ export class Runner {
   async status(): Promise<StreamStatus> {
     const c = this.#config;
     await assertSchemaCurrent(this.pool, c.schema);
-    return readStatus(this.pool, c.schema, c.stream, streamLockText(c.schema, c.stream));
+    return readStatus(this.pool, c.schema, c.stream, streamLockText(c.schema, c.stream), { slotName: c.slotName, warnBytes: c.slotWarnBytes });
+  }
+
+  /**
+   * Switches the stream's capture mode without a gap (docs/pgoutput.md): this process takes the
+   * stream, drains the old mode up to the hand-over point, and returns. Stop running replicators first.
+   */
+  async switchCapture(to: 'trigger' | 'pgoutput'): Promise<'switched' | 'already'> {
+    const c = this.#config;
+    await assertSchemaCurrent(this.pool, c.schema);
+    if ((await readCaptureState(this.pool, c.schema, c.stream)).mode === to) return 'already';
+    const base = createSink(c, this.#log);
+    const sink = this.#opts.wrapSink ? this.#opts.wrapSink(base) : base;
+    await sink.start();
+    const drainer = this.#newDrainer(sink, { untilCaughtUp: true, waitForStream: false, switchTo: to });
+    this.#drainer = drainer;
+    try {
+      await drainer.start();
+    } finally {
+      await drainer.stop();
+      await sink.stop();
+    }
+    const mode = (await readCaptureState(this.pool, c.schema, c.stream)).mode;
+    if (mode !== to) throw new Error(`the switch to ${to} mode stopped half-way (the stream is in ${mode} mode); run it again to finish`);
+    return 'switched';
+  }
+
+  /** Drops the replication slot; refuses while the stream reads from it unless forced. */
+  async dropSlot(force: boolean): Promise<boolean> {
+    const c = this.#config;
+    await assertSchemaCurrent(this.pool, c.schema);
+    const { mode } = await readCaptureState(this.pool, c.schema, c.stream);
+    if (mode !== 'trigger' && !force) {
+      throw new TableError(
+        `stream ${c.stream} is in ${mode} mode and reads slot ${c.slotName}: dropping it loses the changes not yet applied; ` +
+          'pass --force to drop it anyway, then resync with `pg2crate switch-capture trigger` and `pg2crate backfill`',
+      );
+    }
+    return dropSlot(this.pool, c.slotName);
   }
 
   async deadLetters(): Promise<DeadLetterRow[]> {
@@ -165,7 +220,9 @@ export class Runner {
     const drainer = this.#newDrainer(sink, { untilCaughtUp: opts.untilCaughtUp, waitForStream: opts.waitForStream });
     this.#drainer = drainer;
     const done = drainer.start();
-    if (!opts.untilCaughtUp) {
+    // In pgoutput mode there is no outbox to load into and no trigger to send wake-ups.
+    const triggers = c.capture === 'trigger';
+    if (!opts.untilCaughtUp && triggers) {
       const backfiller = this.#newBackfiller(drainer);
       this.#backfiller = backfiller;
       backfiller.start(true).catch(async (err) => {
@@ -174,7 +231,7 @@ export class Runner {
         await drainer.stop();
       });
     }
-    if (opts.listen !== false && !opts.untilCaughtUp) {
+    if (opts.listen !== false && !opts.untilCaughtUp && triggers) {
       this.#listener = new Listener(sourceConnection(c), wakeupChannel(c.schema), () => drainer.wake(), this.#log);
       await this.#listener.start();
     }
@@ -197,10 +254,23 @@ export class Runner {
   /** the port the HTTP server listens on, once started */
   httpPort: number | null = null;
 
-  #newDrainer(sink: Sink, opts: { untilCaughtUp?: boolean; waitForStream?: boolean }): Drainer {
+  #newDrainer(sink: Sink, opts: { untilCaughtUp?: boolean; waitForStream?: boolean; switchTo?: 'trigger' | 'pgoutput' }): Drainer {
     const c = this.#config;
-    const source = new OutboxSource({ connection: sourceConnection(c), schema: c.schema, stream: c.stream, standbyRetryMs: c.standbyRetryMs, logger: this.#log });
-    return new Drainer(source, sink, {
+    const connection = sourceConnection(c);
+    const switching = opts.switchTo ? { connection, schema: c.schema, stream: c.stream, slot: c.slotName, publication: c.publicationName, logger: this.#log } : null;
+    // A switch drains the mode it leaves.
+    const pgoutput = opts.switchTo ? opts.switchTo === 'trigger' : c.capture === 'pgoutput';
+    let drainer: Drainer | null = null;
+    const source = pgoutput
+      ? new PgoutputSource({
+        connection, schema: c.schema, stream: c.stream, slot: c.slotName, publication: c.publicationName, standbyRetryMs: c.standbyRetryMs,
+        pageSize: c.pageSize, slotWarnBytes: c.slotWarnBytes, logger: this.#log, onData: () => drainer?.wake(),
+        catchUp: opts.untilCaughtUp && !switching, stopAt: switching ? toTrigger(switching) : undefined,
+      })
+      : new OutboxSource({
+        connection, schema: c.schema, stream: c.stream, standbyRetryMs: c.standbyRetryMs, logger: this.#log, finalWindow: switching ? toPgoutput(switching) : undefined,
+      });
+    return drainer = new Drainer(source, sink, {
       pageSize: c.pageSize, pollIntervalMs: c.pollIntervalMs, deadLetterPolicy: c.deadLetterPolicy, rejectAttempts: c.rejectAttempts,
       stopTimeoutMs: c.stopTimeoutMs, untilCaughtUp: opts.untilCaughtUp, waitForStream: opts.waitForStream,
     }, this.#log);
@@ -244,7 +314,7 @@ export class Runner {
     const c = this.#config;
     const server = new MetricsServer({
       drainer: () => this.#drainer?.stats ?? null,
-      status: () => readStatus(this.pool, c.schema, c.stream, streamLockText(c.schema, c.stream)),
+      status: () => readStatus(this.pool, c.schema, c.stream, streamLockText(c.schema, c.stream), { slotName: c.slotName, warnBytes: c.slotWarnBytes }),
       pingTarget: async () => {
         if (!this.#sink?.ping) throw new Error('target not connected');
         await this.#sink.ping();
