@@ -23,9 +23,11 @@ export interface BulkItem {
 
 /**
  * How a row's answer reads: an upsert that does nothing on conflict answers 0 for a key already
- * there, and a delete answers 0 or "document missing" (40411) for a key already gone.
+ * there, and a delete answers 0 or "document missing" (40411) for a key already gone. An update of
+ * some columns (pgoutput's partial images) answers 0 for a row that is not there: after a complete
+ * initial load that cannot happen, and there is nothing to update (docs/pgoutput.md).
  */
-export type BulkMode = 'upsert' | 'upsert-do-nothing' | 'delete';
+export type BulkMode = 'upsert' | 'upsert-do-nothing' | 'delete' | 'update';
 
 export interface BulkLimits {
   maxRows: number;

@@ -17,10 +17,10 @@ import { displayName } from '../../identifiers.js';
 import type { Logger } from '../../logger.js';
 import type { ApplyResult, Rejection, Sink, SinkTableBatch } from '../sink.js';
 import { writeBulk, type BulkItem, type BulkLimits } from './bulk-writer.js';
-import { planTable, type CrateFeatures, type TablePlan } from './column-types.js';
+import { planTable, type ColumnPlan, type CrateFeatures, type TablePlan } from './column-types.js';
 import { CrateClient } from './crate-client.js';
-import { deleteArgs, upsertArgs, ValueRejected } from './row-values.js';
-import { addColumnSql, COLUMNS_QUERY, createTableSql, deleteByKeySql, PRIMARY_KEY_QUERY, TABLE_QUERY, truncateSql, upsertSql } from './sql.js';
+import { deleteArgs, updateArgs, upsertArgs, ValueRejected } from './row-values.js';
+import { addColumnSql, COLUMNS_QUERY, createTableSql, deleteByKeySql, PRIMARY_KEY_QUERY, TABLE_QUERY, truncateSql, updateColumnsSql, upsertSql } from './sql.js';
 
 export { crateColumnName, crateNameMappings, crateTargetName, type CrateNameMapping } from './names.js';
 export { decodeJsonColumn } from './row-values.js';
@@ -195,9 +195,11 @@ export class CrateSink implements Sink {
       }
       rejected.push(...(await writeBulk(this.#client, target.delete, items, 'delete', this.#limits)).rejected);
     }
-    if (b.upserts.length > 0) {
+    const full = b.upserts.filter((c) => !c.partial);
+    if (full.length < b.upserts.length) rejected.push(...(await this.#writePartial(target, b.upserts.filter((c) => c.partial))));
+    if (full.length > 0) {
       const items: BulkItem[] = [];
-      for (const change of b.upserts) {
+      for (const change of full) {
         const args = this.#args(plan, change, upsertArgs, rejected);
         if (args !== null) items.push({ change, args });
       }
@@ -208,6 +210,26 @@ export class CrateSink implements Sink {
       const codes = [...new Set(rejected.map((r) => r.code ?? 'value'))];
       this.#log.warn({ table: `${plan.schema}.${plan.table}`, rows: rejected.length, codes }, 'cratedb refused rows');
     }
+    return rejected;
+  }
+
+  /** Partial images (pgoutput, unchanged TOAST): one UPDATE of the columns they carry per set of columns. */
+  async #writePartial(target: TargetTable, changes: Change[]): Promise<Rejection[]> {
+    const { plan, shape } = target;
+    const keys = new Set(plan.keys.map((k) => k.source));
+    const groups = new Map<string, { columns: ColumnPlan[]; items: BulkItem[] }>();
+    const rejected: Rejection[] = [];
+    for (const change of changes) {
+      // Routing and partition columns cannot be SET, as in upserts.
+      const columns = plan.columns.filter((c) => !keys.has(c.source) && !shape.fixed.has(c.target) && change.row?.[c.source] !== undefined);
+      if (columns.length === 0) continue;
+      const id = columns.map((c) => c.target).join('\u0000');
+      let g = groups.get(id);
+      if (!g) groups.set(id, (g = { columns, items: [] }));
+      const args = this.#args(plan, change, (p, c) => updateArgs(p, c, columns), rejected);
+      if (args !== null) g.items.push({ change, args });
+    }
+    for (const g of groups.values()) rejected.push(...(await writeBulk(this.#client, updateColumnsSql(plan, g.columns), g.items, 'update', this.#limits)).rejected);
     return rejected;
   }
 

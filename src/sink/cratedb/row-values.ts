@@ -193,6 +193,13 @@ export function upsertArgs(plan: TablePlan, change: Change): string {
   return `${out}]`;
 }
 
+/** JSON text of a partial update's parameter row: the `columns` values, then the key values. */
+export function updateArgs(plan: TablePlan, change: Change, columns: readonly ColumnPlan[]): string {
+  const row = rowImage(plan, change);
+  const values = [...columns, ...plan.keys].map((c) => toJson(columnValue(c, row)));
+  return `[${values.join(',')}]`;
+}
+
 /** JSON text of the delete parameter row (key values in key order). */
 export function deleteArgs(plan: TablePlan, change: Change): string {
   const row = rowImage(plan, change);

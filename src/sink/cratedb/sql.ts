@@ -39,6 +39,15 @@ export function upsertSql(plan: TablePlan, fixed: ReadonlySet<string> = new Set(
   return { sql, doNothing: set.length === 0 };
 }
 
+/**
+ * An update of some columns by key (a partial image: pgoutput leaves unchanged TOASTed values out).
+ * One parameter row per changed row: the `columns` values, then the key values in key order.
+ */
+export function updateColumnsSql(plan: TablePlan, columns: readonly ColumnPlan[]): string {
+  return `UPDATE ${qualify(plan.schema, plan.table)} SET ${columns.map((c) => `${quoteIdent(c.target)} = ?`).join(', ')}` +
+    ` WHERE ${plan.keys.map((k) => `${quoteIdent(k.target)} = ?`).join(' AND ')}`;
+}
+
 /** One parameter row per key, values in key order. */
 export function deleteByKeySql(plan: TablePlan): string {
   return `DELETE FROM ${qualify(plan.schema, plan.table)} WHERE ${plan.keys.map((k) => `${quoteIdent(k.target)} = ?`).join(' AND ')}`;
