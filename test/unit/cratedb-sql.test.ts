@@ -5,7 +5,7 @@ import type { ColumnInfo, TableInfo } from '../../src/change.js';
 import { TableError } from '../../src/errors.js';
 import { planTable, type PlanOptions } from '../../src/sink/cratedb/column-types.js';
 import { crateColumnName, crateNameMappings, crateTargetName } from '../../src/sink/cratedb/names.js';
-import { addColumnSql, createTableSql, deleteByKeySql, truncateSql, upsertSql } from '../../src/sink/cratedb/sql.js';
+import { addColumnSql, createTableSql, deleteByKeySql, truncateSql, updateColumnsSql, upsertSql } from '../../src/sink/cratedb/sql.js';
 
 /** Parses under CrateDB's grammar and throws on a syntax error (the second argument). */
 function parses(sql: string): void {
@@ -75,6 +75,14 @@ describe('deletes', () => {
       parses(s);
       assert.doesNotMatch(s, /\bANY\b|\bIN\b/i);
     }
+  });
+
+  test('a partial image updates the columns it carries, by key', () => {
+    const p = plan(table([col('a', 'int4'), col('b', 'text'), col('big', 'text'), col('v', 'int4')], ['a', 'b']));
+    const sql = updateColumnsSql(p, [p.columns[2], p.columns[3]]);
+    assert.equal(sql, 'UPDATE "doc"."t" SET "big" = ?, "v" = ? WHERE "a" = ? AND "b" = ?');
+    parses(sql);
+    assert.doesNotMatch(sql, /\bANY\b|\bIN\b/i);
   });
 
   test('a truncate refreshes, then deletes without WHERE', () => {

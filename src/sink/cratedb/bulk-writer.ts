@@ -24,8 +24,9 @@ export interface BulkItem {
 /**
  * How a row's answer reads: an upsert that does nothing on conflict answers 0 for a key already
  * there, and a delete answers 0 or "document missing" (40411) for a key already gone. An update of
- * some columns (pgoutput's partial images) answers 0 for a row that is not there: after a complete
- * initial load that cannot happen, and there is nothing to update (docs/pgoutput.md).
+ * some columns (pgoutput's partial images) of a row that is not there answers "document missing"
+ * too (CrateDB 6.4.3, by key, unrefreshed rows included): the change carries too few columns to
+ * create the row, so it is rejected (and parked) with that reason rather than counted as applied.
  */
 export type BulkMode = 'upsert' | 'upsert-do-nothing' | 'delete' | 'update';
 
@@ -99,6 +100,9 @@ function verdict(mode: BulkMode, r: BulkRowResult): Verdict {
   if (r.rowcount === 0 && mode !== 'upsert') return { ok: true };
   if (r.rowcount === -2 && r.error) {
     if (mode === 'delete' && r.error.code === DOCUMENT_MISSING) return { ok: true };
+    if (mode === 'update' && r.error.code === DOCUMENT_MISSING) {
+      return { ok: false, transient: false, code: String(DOCUMENT_MISSING), message: `the row is not in CrateDB and this change holds only some of its columns, so it cannot be created (${r.error.message})` };
+    }
     if (isTransient(r.error)) return { ok: false, transient: true, code: r.error.code === undefined ? undefined : String(r.error.code), message: r.error.message };
     return { ok: false, transient: false, code: r.error.code === undefined ? undefined : String(r.error.code), message: r.error.message };
   }
