@@ -197,9 +197,12 @@ export class Drainer {
     });
     if (!entry || changed(entry.columns)) {
       const info = await this.#source.catalog.describe(tableId);
+      const before = entry?.columns;
       entry = { info, columns: new Set(info.columns.map((c) => c.name)) };
       await this.#sink.prepare(info);
       this.#tables.set(tableId, entry);
+      const added = before ? info.columns.map((c) => c.name).filter((c) => !before.has(c)) : [];
+      if (added.length > 0) await this.#source.columnsAdded?.(tableId, added);
     }
     return entry.info;
   }

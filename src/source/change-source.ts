@@ -29,6 +29,11 @@ export interface ChangeSource {
   confirm(page: Page): Promise<void>;
   /** Parks changes the target refused, so that they are never counted as applied without a trace. */
   park(letters: DeadLetter[]): Promise<void>;
+  /**
+   * A table gained columns. Rows that existed before an `ADD COLUMN … DEFAULT` hold the default
+   * without any trigger firing, so the source may schedule a fresh copy of the table.
+   */
+  columnsAdded?(tableId: number, columns: string[]): Promise<void>;
   /** Tells the capture side whether to send wake-ups (only while idle; they are costly under load). */
   setIdle(idle: boolean): Promise<void>;
   /** Drops the connection (after an error); the next acquire() reconnects. */

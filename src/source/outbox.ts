@@ -37,6 +37,7 @@ import type { ChangeSource, DeadLetter, Page } from './change-source.js';
 import { modeMismatch, readCaptureState } from './capture-state.js';
 import { streamLockText } from './names.js';
 import { RegistryCatalog } from './registry.js';
+import { scheduleBackfill } from './backfill.js';
 
 interface Checkpoint {
   prev: string | null;
@@ -295,6 +296,19 @@ export class OutboxSource implements ChangeSource {
         }).replace(/"data":null/, `"data":${l.change.raw ?? 'null'}`)).join(',') + ']',
       ],
     );
+  }
+
+  async columnsAdded(tableId: number, columns: string[]): Promise<void> {
+    // Existing rows got a default (or a volatile default's values) without a trigger firing: copy
+    // the table again so that the target has them. Rows changed since are captured as usual.
+    const res = await this.#db.query<{ n: number }>(
+      `select count(*)::int as n from ${this.#t.tables} t join pg_attribute a on a.attrelid = t.relid
+        where t.id = $1 and a.attname = any($2::text[]) and (a.atthasdef or a.atthasmissing)`,
+      [tableId, columns],
+    );
+    if (res.rows[0].n === 0) return;
+    await scheduleBackfill(this.#db, this.#opts.schema, tableId, true);
+    this.#log.info({ tableId, columns }, 'columns with a default were added; copying the table again so existing rows carry them');
   }
 
   async setIdle(idle: boolean): Promise<void> {
