@@ -1,0 +1,95 @@
+// Has the replicator applied everything up to a given moment? Read from the checkpoint alone, so any
+// process (verify, tests, status) can ask without talking to the drainer.
+//
+// A stream is caught up past a mark (a snapshot taken at that moment) when no outbox event of a
+// transaction visible in the mark is outside the last completed window, i.e. not visible in
+// prev_snapshot. Without a mark the question is "is every event in the outbox applied", which under
+// constant load may never become true; a mark makes the wait finite.
+//
+// Bounds keep the check off the whole outbox: events not visible in prev_snapshot all have ids above
+// low_id (outbox.ts explains why), and events of transactions visible in the mark all have ids at or
+// below the sequence value read right after the mark was taken.
+//
+// A replicator is "running" when some session holds the stream's advisory lock (pg_locks is readable
+// by every role). With nobody holding it, waiting is pointless and the caller is told so.
+import type pg from 'pg';
+import { qualify } from '../identifiers.js';
+import { streamLockText } from './names.js';
+import { sleep } from './outbox.js';
+
+type Queryable = pg.ClientBase | pg.Pool;
+
+/** A moment to catch up to: a snapshot and the outbox sequence value read just after it. */
+export interface CatchUpMark {
+  snapshot: string;
+  upper: string;
+}
+
+export type CatchUpOutcome = 'caught-up' | 'no-replicator' | 'timeout';
+
+export async function takeMark(db: Queryable, schema: string): Promise<CatchUpMark> {
+  const seq = qualify(schema, 'outbox_id_seq');
+  const res = await db.query<{ snapshot: string; upper: string }>(
+    `select pg_current_snapshot()::text as snapshot,
+            (select (case when is_called then last_value else last_value - 1 end)::text from ${seq}) as upper`,
+  );
+  return res.rows[0];
+}
+
+/**
+ * True when every event committed before `mark` (or, without a mark, every event in the outbox) lies
+ * in a completed window of the stream. False while the stream has no checkpoint yet.
+ */
+export async function caughtUp(db: Queryable, schema: string, stream: string, mark?: CatchUpMark): Promise<boolean> {
+  const outbox = qualify(schema, 'outbox');
+  const checkpoint = qualify(schema, 'checkpoint');
+  const res = await db.query<{ ok: boolean }>(
+    `select exists (select 1 from ${checkpoint} where stream = $1)
+        and not exists (
+          select 1 from ${outbox} o, ${checkpoint} c
+           where c.stream = $1
+             and o.id > c.low_id
+             and ($3::bigint is null or o.id <= $3::bigint)
+             and ($2::pg_snapshot is null or pg_visible_in_snapshot(o.xid, $2::pg_snapshot))
+             and (c.prev_snapshot is null or not pg_visible_in_snapshot(o.xid, c.prev_snapshot))
+        ) as ok`,
+    [stream, mark?.snapshot ?? null, mark?.upper ?? null],
+  );
+  return res.rows[0].ok;
+}
+
+/** True when some session holds the stream (a replicator, or a catch-up run, is draining it). */
+export async function streamHeld(db: Queryable, schema: string, stream: string): Promise<boolean> {
+  const res = await db.query<{ held: boolean }>(
+    `select exists (
+       select 1 from pg_locks l
+        where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+          and ((l.classid::int8 << 32) | l.objid::int8) = hashtextextended($1, 0)
+     ) as held`,
+    [streamLockText(schema, stream)],
+  );
+  return res.rows[0].held;
+}
+
+export interface WaitOptions {
+  schema: string;
+  stream: string;
+  timeoutMs: number;
+  pollMs?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Waits until the stream is caught up past a mark taken now. Returns 'no-replicator' at once (or as
+ * soon as the replicator goes away) when nobody holds the stream, 'timeout' after `timeoutMs`.
+ */
+export async function waitCaughtUp(db: Queryable, opts: WaitOptions): Promise<CatchUpOutcome> {
+  const mark = await takeMark(db, opts.schema);
+  const deadline = Date.now() + opts.timeoutMs;
+  for (;;) {
+    if (await caughtUp(db, opts.schema, opts.stream, mark)) return 'caught-up';
+    if (!(await streamHeld(db, opts.schema, opts.stream))) return 'no-replicator';
+    if (Date.now() >= deadline || opts.signal?.aborted) return 'timeout';
+    await sleep(Math.min(opts.pollMs ?? 100, Math.max(1, deadline - Date.now())), opts.signal);
+  }
+}

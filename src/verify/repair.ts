@@ -1,0 +1,79 @@
+// Repair: differences are fixed by writing events into the outbox, which the replicator applies
+// through the normal stream (the same path as the backfill), never by writing to the target here.
+//
+// Missing and different keys get an 'U' event with the source row's current image, written by
+//   insert into outbox (table_id, op, data) select id, 'U', to_jsonb(t.*) from T t where <key in set> for share of t
+// under the capture trigger's output settings (pg-session.ts), so the JSON is what the trigger would
+// write. FOR SHARE orders the repair after any concurrent writer of the same row: a writer holds the
+// row lock until it commits, so the repair waits, then reads the committed version, and its event id
+// is drawn after the writer's; a later writer waits for the repair's transaction to end, and its
+// events come after. So for each key the last event in commit order carries the last committed
+// version, which is what the drainer's windows rely on. A row deleted meanwhile yields no event (its
+// delete event already says the right thing).
+//
+// Extra keys get a 'D' event whose key object is the target's key cast through the source's column
+// types (jsonb_populate_recordset), i.e. exactly what the trigger writes for a delete, unless the key
+// exists in the source by then. No row lock can guard a row that does not exist: an insert of that key
+// that has already drawn its event id but commits after the repair's check can land in the same window
+// with a smaller id, and the delete would then win. verify --repair re-checks the repaired keys after
+// the replicator caught up and repairs what is still off (an 'U' for such a key is safe), so that
+// race costs a round, not a row.
+import type pg from 'pg';
+import type { TableInfo } from '../change.js';
+import { qualify, quoteIdent, quoteLiteral } from '../identifiers.js';
+import { wakeupChannel } from '../source/names.js';
+import { keysJsonArray, pgKeySetCondition } from './key-range.js';
+import { pgVerifyTable } from './pg-digest-sql.js';
+import { withOutputSettings } from './pg-session.js';
+import type { KeyRef } from './verify-target.js';
+
+const BATCH = 1000;
+
+export interface RepairSql {
+  upsert: string;
+  delete: string;
+  notify: string;
+}
+
+/** $1 a JSON array of key objects (both statements). */
+export function repairSql(schema: string, table: TableInfo): RepairSql {
+  const outbox = qualify(schema, 'outbox');
+  const p = pgVerifyTable(table, 'source');
+  const keyCond = pgKeySetCondition(p, [], 1).sql;
+  const keyObject = `jsonb_build_object(${table.keyColumns.map((c) => `${quoteLiteral(c)}, k.${quoteIdent(c)}`).join(', ')})`;
+  const sameKey = table.keyColumns.map((c) => `t.${quoteIdent(c)} = k.${quoteIdent(c)}`).join(' and ');
+  return {
+    upsert: `insert into ${outbox} (table_id, op, data)
+select ${table.id}, 'U', to_jsonb(t.*) from ${p.qualified} t where ${keyCond} for share of t`,
+    delete: `insert into ${outbox} (table_id, op, data)
+select ${table.id}, 'D', ${keyObject} from jsonb_populate_recordset(null::${p.qualified}, $1::jsonb) as k
+ where not exists (select 1 from ${p.qualified} t where ${sameKey})`,
+    // The triggers wake an idle drainer the same way; without it the repair waits for the next poll.
+    notify: `select pg_notify(${quoteLiteral(wakeupChannel(schema))}, '') from ${qualify(schema, 'state')} where idle`,
+  };
+}
+
+export interface RepairCounts {
+  upserts: number;
+  deletes: number;
+}
+
+/** Writes repair events, one transaction per batch of keys. Returns the events written. */
+export async function writeRepairEvents(pool: pg.Pool, schema: string, table: TableInfo, upsertKeys: readonly KeyRef[], deleteKeys: readonly KeyRef[]): Promise<RepairCounts> {
+  const sql = repairSql(schema, table);
+  const out: RepairCounts = { upserts: 0, deletes: 0 };
+  const run = async (stmt: string, keys: readonly KeyRef[]): Promise<number> => {
+    let n = 0;
+    for (let i = 0; i < keys.length; i += BATCH) {
+      n += await withOutputSettings(pool, async (c) => {
+        const res = await c.query(stmt, [keysJsonArray(keys.slice(i, i + BATCH))]);
+        await c.query(sql.notify);
+        return res.rowCount ?? 0;
+      }, true);
+    }
+    return n;
+  };
+  out.upserts = await run(sql.upsert, upsertKeys);
+  out.deletes = await run(sql.delete, deleteKeys);
+  return out;
+}
