@@ -18,6 +18,7 @@ commands:
   tables remove <schema.table>…
   tables list
   backfill [<schema.table>…]   copy existing rows again (all captured tables when none named)
+  verify [<schema.table>…] [--repair]   compare source and target; exit 0 equal, 1 different, 2 error
   status                       where the stream stands: backlog, last apply, tables, dead letters,
                                the slot's retained WAL in pgoutput mode
   switch-capture <trigger|pgoutput>
@@ -148,6 +149,17 @@ async function main(argv: string[]): Promise<number> {
         await runner.backfill(specs, (p) => bar.update(p));
         bar.finish();
         return 0;
+      }
+      case 'verify': {
+        const tables = [sub, ...rest].filter((n): n is string => n !== undefined).map((n) => parseQualifiedName(n, 'verify'));
+        // Exit 1 means "different" here, so an error must not fall through to the top-level handler's 1.
+        try {
+          const { equal } = await runner.verify({ tables, repair: args.flags.has('--repair'), json, out: (l) => process.stdout.write(`${l}\n`) });
+          return equal ? 0 : 1;
+        } catch (err) {
+          process.stderr.write(`pg2crate verify: ${describe(err)}\n`);
+          return 2;
+        }
       }
       case 'dead-letters': {
         if (sub === 'list' || sub === undefined) {

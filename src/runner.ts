@@ -4,6 +4,7 @@ import pg from 'pg';
 import type { Config, TableSpec } from './config.js';
 import { StreamBusyError, TableError } from './errors.js';
 import { MetricsServer } from './metrics.js';
+import { createVerifyTarget, runVerify, type RunVerifyOptions, type VerifyResult } from './verify/run-verify.js';
 import { Scheduler } from './schedule/scheduler.js';
 import { runRetention, type RetentionResult } from './source/retention.js';
 import { Drainer } from './drain/drainer.js';
@@ -176,6 +177,17 @@ export class Runner {
     return dropSlot(this.pool, c.slotName);
   }
 
+  /** Compares source and target table by table; with repair, re-sends differing rows through the outbox. */
+  async verify(opts: Pick<RunVerifyOptions, 'tables' | 'repair' | 'json' | 'out' | 'rangeRows' | 'catchUpTimeoutMs' | 'signal'>): Promise<VerifyResult> {
+    await assertSchemaCurrent(this.pool, this.#config.schema);
+    const target = createVerifyTarget(this.#config, this.#log);
+    try {
+      return await runVerify({ ...opts, config: this.#config, pool: this.pool, target, logger: this.#log });
+    } finally {
+      await target.close();
+    }
+  }
+
   async deadLetters(): Promise<DeadLetterRow[]> {
     await assertSchemaCurrent(this.pool, this.#config.schema);
     return listDeadLetters(this.pool, this.#config.schema, this.#config.stream);
@@ -282,6 +294,13 @@ export class Runner {
     this.#scheduler = scheduler;
     if (c.schedules.catchUp) scheduler.add('catch-up', c.schedules.catchUp, () => this.#catchUpOnce());
     if (c.schedules.retention) scheduler.add('retention', c.schedules.retention, () => this.retention().then(() => {}));
+    if (c.schedules.verify) {
+      scheduler.add('verify', c.schedules.verify, async () => {
+        const res = await this.verify({ repair: false, json: false, out: () => {} });
+        if (res.equal) this.#log.info('scheduled verify: source and target agree');
+        else this.#log.warn('scheduled verify: source and target differ; run `pg2crate verify` for the keys');
+      });
+    }
   }
 
   /** One scheduled catch-up: drains what is committed and returns; skips when another instance holds the stream. */

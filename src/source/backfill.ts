@@ -74,7 +74,7 @@ export function chunkSql(schema: string, t: RegisteredTable, keyTypes: string[])
    limit $2
    for share of t
 ), copied as (
-  insert into ${qualify(schema, 'outbox')} (table_id, op, data) select ${t.id}, 'B', to_jsonb(c) from chunk c returning 1
+  insert into ${qualify(schema, 'outbox')} (table_id, op, data) select ${t.id}, 'B', to_jsonb(c.*) from chunk c returning 1
 )
 select (select count(*) from copied)::int as n,
        (select ${lastKey} from chunk c order by ${t.keyColumns.map((k) => `c.${quoteIdent(k)} desc`).join(', ')} limit 1) as last_key,
