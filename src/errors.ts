@@ -76,8 +76,8 @@ function classifyCrateCode(code: number): ErrorKind {
 export function classify(err: unknown): ErrorKind {
   if (err instanceof ConfigError || err instanceof TableError || err instanceof SchemaVersionError) return 'fatal';
   if (err instanceof TargetError && err.code !== undefined) {
-    const n = Number(err.code);
-    if (Number.isInteger(n) && n >= 1000) return classifyCrateCode(n);
+    // CrateDB codes have four digits; five characters are a SQLSTATE even when all are digits (23505).
+    if (/^\d{4}$/.test(err.code)) return classifyCrateCode(Number(err.code));
     // before the SQLSTATE test: EPIPE has five capitals and would read as one
     if (NODE_RETRYABLE.has(err.code)) return 'retryable';
     if (/^[0-9A-Z]{5}$/.test(err.code)) return classifySqlState(err.code);
