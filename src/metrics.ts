@@ -51,6 +51,8 @@ export class MetricsServer {
     dbGauge('pg2crate_lag_seconds', 'Age of the oldest change that may not be applied yet', (s) => s.lagSeconds);
     dbGauge('pg2crate_dead_letters', 'Dead letters waiting in pg2crate.dead_letters', (s) => s.deadLetters);
     dbGauge('pg2crate_outbox_bytes', 'Size of the outbox partitions', (s) => s.outboxBytes);
+    dbGauge('pg2crate_slot_retained_wal_bytes', 'WAL the replication slot holds back (pgoutput mode): current WAL position minus its confirmed position', (s) => s.slot?.retainedBytes ?? 0);
+    dbGauge('pg2crate_slot_over_warn', '1 when the slot retains more WAL than PG2CRATE_SLOT_WARN_MB', (s) => (s.slot?.warn ? 1 : 0));
   }
 
   async start(port: number): Promise<number> {

@@ -50,7 +50,7 @@ async function retained(): Promise<number> {
 }
 
 test('a publication whose tables are idle on a busy database does not hold back WAL', async () => {
-  const r = await startReplicator(makeConfig(env), testLogger());
+  const r = await startReplicator(makeConfig({ ...env, PG2CRATE_HTTP_PORT: '0' }), testLogger());
   try {
     await waitFor('the replicator to stream', async () => (await src.query(`select active from pg_replication_slots where slot_name = 'slot_test'`)).rows[0]?.active === true);
     const start = await src.query<{ lsn: string }>(`select pg_current_wal_lsn()::text as lsn`);
@@ -59,6 +59,11 @@ test('a publication whose tables are idle on a busy database does not hold back 
     const written = Number((await src.query<{ n: string }>(`select pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::int8::text as n`, [start.rows[0].lsn])).rows[0].n);
     assert.ok(written > 16 * 1024 * 1024, `only ${written} bytes of WAL written`);
     await waitFor('the slot to confirm the busy WAL', async () => (await retained()) < 1024 * 1024, 30_000);
+    await waitFor('the HTTP server', () => r.runner.httpPort);
+    const metrics = await (await fetch(`http://127.0.0.1:${r.runner.httpPort}/metrics`)).text();
+    const gauge = /^pg2crate_slot_retained_wal_bytes (\d+)$/m.exec(metrics);
+    assert.ok(gauge && Number(gauge[1]) < 16 * 1024 * 1024, `retained WAL gauge: ${gauge?.[0]}`);
+    assert.match(metrics, /^pg2crate_slot_over_warn 0$/m);
   } finally {
     await r.stop();
   }
@@ -105,11 +110,15 @@ test('a transaction of a million rows streams through with memory bounded by the
   console.log(`million-row transaction through pgoutput: peak RSS ${Math.round(peak / 1048576)} MB`);
 });
 
-test('slot drop --force drops it; a replicator then says the slot is gone and how to resync', async () => {
+test('slot drop --force drops it; a replicator then says the slot is gone and how to resync, and the switch back to triggers works', async () => {
   const forced = await runCli(env, ['slot', 'drop', '--force']);
   assert.equal(forced.code, 0, forced.stderr);
   assert.match(forced.stdout, /dropped slot slot_test/);
   const res = await runCli(env, ['catch-up']);
   assert.equal(res.code, 2);
   assert.match(res.stderr.trim(), /replication slot slot_test does not exist .* switch-capture trigger/);
+  const back = await runCli(env, ['switch-capture', 'trigger']);
+  assert.equal(back.code, 0, back.stderr);
+  const mode = await src.query(`select mode from pg2crate.capture`);
+  assert.equal(mode.rows[0].mode, 'trigger');
 });

@@ -152,8 +152,12 @@ export class PgoutputSource implements ChangeSource {
       this.#checked = true;
     }
     const slot = await slotInfo(db, o.slot);
-    if (!slot?.confirmedFlushLsn && o.stopAt && state.mode === 'to-trigger') {
-      // The switch dropped the slot once the mark was reached, then stopped before recording it.
+    if (!slot?.confirmedFlushLsn && o.stopAt) {
+      // Either the switch dropped the slot once the mark was reached and stopped before recording
+      // it, or someone dropped the slot (`slot drop --force`): then nothing can be drained, and
+      // the switch goes on so that the tables can be loaded again (backfill).
+      if (state.mode === 'pgoutput') this.#log.warn({ slot: o.slot }, 'the slot is gone: switching to trigger mode without draining it; run `pg2crate backfill` to load the tables again');
+      await o.stopAt.begin(db);
       await o.stopAt.reached(db);
       this.#finished = true;
       return;
