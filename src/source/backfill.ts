@@ -25,6 +25,7 @@ import { describeColumns, type RegisteredTable } from './registry.js';
 import { qualify, quoteIdent } from '../identifiers.js';
 import type { Logger } from '../logger.js';
 import { sleep } from './outbox.js';
+import { backoffDelay, classify, describe } from '../errors.js';
 
 export interface BackfillProgress {
   table: string;
@@ -45,6 +46,9 @@ export interface BackfillOptions {
   /** only the instance that holds the stream copies; the others leave pending jobs to it */
   isLeader: () => boolean;
 }
+
+const LOCK_TIMEOUT_MS = 200;
+const MIN_CHUNK_ROWS = 50;
 
 /** Settings that make to_jsonb() give the same text as the capture trigger (see triggers.ts). */
 const SAME_OUTPUT_AS_TRIGGER = [
@@ -110,6 +114,7 @@ export class Backfiller {
 
   async #run(forever: boolean): Promise<void> {
     const s = this.#opts.schema;
+    let failures = 0;
     while (!this.#abort.signal.aborted) {
       const next = await this.#pool.query(
         `select t.id, t.relid::int8 as relid, t.source_schema, t.source_table, t.key_columns, t.key_origin, t.target_schema, t.target_table
@@ -122,10 +127,20 @@ export class Backfiller {
         continue;
       }
       const r = next.rows[0];
-      await this.#copy({
-        id: Number(r.id), relid: Number(r.relid), sourceSchema: r.source_schema, sourceTable: r.source_table, keyColumns: r.key_columns,
-        keyOrigin: r.key_origin, targetSchema: r.target_schema, targetTable: r.target_table,
-      });
+      try {
+        await this.#copy({
+          id: Number(r.id), relid: Number(r.relid), sourceSchema: r.source_schema, sourceTable: r.source_table, keyColumns: r.key_columns,
+          keyOrigin: r.key_origin, targetSchema: r.target_schema, targetTable: r.target_table,
+        });
+        failures = 0;
+      } catch (err) {
+        // A dropped connection or a restart must not stop replication: the copy resumes from its
+        // job row after a pause. Anything else (the table is gone, a bug) is reported and stops.
+        if (classify(err) !== 'retryable') throw err;
+        const delay = backoffDelay(failures++, 500, 30_000);
+        this.#log.warn({ err, table: `${r.source_schema}.${r.source_table}`, retryInMs: delay }, `initial load interrupted (${describe(err)}); resuming`);
+        await sleep(delay, this.#abort.signal);
+      }
     }
   }
 
@@ -148,6 +163,8 @@ export class Backfiller {
     const started = Date.now();
     const copiedAtStart = copied;
     let lastReport = 0;
+    let chunkRows = this.#opts.chunkRows;
+    let lockWaits = 0;
     this.#log.info({ table: name, estimate, resumeAfterRows: copied }, 'initial load started');
     for (;;) {
       if (this.#abort.signal.aborted || !this.#opts.isLeader()) return;
@@ -162,7 +179,22 @@ export class Backfiller {
       try {
         await client.query('begin');
         for (const stmt of SAME_OUTPUT_AS_TRIGGER) await client.query(stmt);
-        res = (await client.query(sql, [lastKey === null ? null : JSON.stringify(lastKey), this.#opts.chunkRows])).rows[0];
+        // Never make the application wait long, and never let it be the deadlock victim: the chunk
+        // gives up a row lock it cannot get quickly (before the deadlock detector would pick a
+        // victim) and is tried again, smaller.
+        await client.query(`set local lock_timeout = ${LOCK_TIMEOUT_MS}`);
+        try {
+          res = (await client.query(sql, [lastKey === null ? null : JSON.stringify(lastKey), chunkRows])).rows[0];
+        } catch (err) {
+          const code = (err as { code?: string }).code;
+          if (code !== '55P03' && code !== '40P01') throw err;
+          await client.query('rollback');
+          chunkRows = Math.max(MIN_CHUNK_ROWS, chunkRows >> 1);
+          lockWaits++;
+          await sleep(backoffDelay(Math.min(lockWaits, 6), 20, 2000), this.#abort.signal);
+          continue;
+        }
+        chunkRows = Math.min(this.#opts.chunkRows, chunkRows * 2);
         // Only an empty chunk ends the copy: FOR SHARE skips rows deleted while it waited for their
         // lock, so a chunk in the middle of the table may come back short.
         const done = res.n === 0;
