@@ -108,6 +108,7 @@ export class Drainer {
   async #run(): Promise<void> {
     let attempt = 0;
     let windowsDone = 0;
+    let ahead: Promise<Page> | null = null;
     try {
       while (!this.#stopping) {
         try {
@@ -115,7 +116,13 @@ export class Drainer {
           await this.#source.acquire(this.#abort.signal, this.#opts.waitForStream ?? true);
           if (this.#stopping) break;
           this.stats.state = this.#idle ? 'idle' : 'draining';
-          const page = await this.#source.readPage(this.#opts.pageSize);
+          const page = ahead ? await ahead : await this.#source.readPage(this.#opts.pageSize);
+          ahead = null;
+          // Read the next page while this one is applied: the source and the target work at once.
+          if (this.#source.readsAhead && !page.windowDone && !this.#opts.untilCaughtUp) {
+            ahead = this.#source.readPage(this.#opts.pageSize, page);
+            ahead.catch(() => {});
+          }
           if (page.changes.length > 0) {
             if (this.#idle !== false) { await this.#source.setIdle(false); this.#idle = false; this.stats.state = 'draining'; }
             await this.#apply(page);
@@ -139,6 +146,7 @@ export class Drainer {
           this.stats.state = 'idle';
           await this.#sleep();
         } catch (err) {
+          ahead = null;
           if (err instanceof HaltError || err instanceof StreamBusyError) throw err;
           const kind = classify(err);
           this.stats.errors[kind] = (this.stats.errors[kind] ?? 0) + 1;
@@ -210,6 +218,7 @@ export class Drainer {
   async #apply(page: Page): Promise<void> {
     const batches: SinkTableBatch[] = [];
     const letters: DeadLetter[] = [];
+    let changesByTable: Map<number, Change[]> | null = null;
     for (const b of coalesce(page.changes)) {
       let table: TableInfo;
       try {
@@ -220,7 +229,14 @@ export class Drainer {
         for (const change of [...b.deletes, ...b.upserts]) letters.push({ change, code: undefined, message: describe(err), attempts: 1 });
         continue;
       }
-      batches.push({ table, truncate: b.truncate, deletes: b.deletes, upserts: b.upserts });
+      const batch: SinkTableBatch = { table, truncate: b.truncate, deletes: b.deletes, upserts: b.upserts };
+      if (b.truncatedAt !== undefined) batch.truncatedAt = b.truncatedAt;
+      if (table.shape?.history) {
+        // A history keeps every change, so it gets the page's changes before coalescing.
+        changesByTable ??= groupByTable(page.changes);
+        batch.history = changesByTable.get(b.tableId) ?? [];
+      }
+      batches.push(batch);
     }
     let rejected = (await this.#sink.apply(batches)).rejected;
     for (let attempt = 2; rejected.length > 0 && attempt <= this.#opts.rejectAttempts; attempt++) {
@@ -231,7 +247,8 @@ export class Drainer {
         const table = this.#tables.get(r.change.tableId)!.info;
         let b = byTable.get(table.id);
         if (!b) byTable.set(table.id, (b = { table, truncate: false, deletes: [], upserts: [] }));
-        (r.change.op === 'D' ? b.deletes : b.upserts).push(r.change);
+        if (r.history) (b.history ??= []).push(r.change);
+        else (r.change.op === 'D' ? b.deletes : b.upserts).push(r.change);
       }
       rejected = (await this.#sink.apply([...byTable.values()])).rejected;
     }
@@ -253,4 +270,14 @@ export class Drainer {
     }
     this.stats.appliedRows += batches.reduce((n, b) => n + b.deletes.length + b.upserts.length, 0) - letters.length;
   }
+}
+
+function groupByTable(changes: readonly Change[]): Map<number, Change[]> {
+  const out = new Map<number, Change[]>();
+  for (const c of changes) {
+    let list = out.get(c.tableId);
+    if (!list) out.set(c.tableId, (list = []));
+    list.push(c);
+  }
+  return out;
 }

@@ -23,8 +23,13 @@ export interface ChangeSource {
    * `wait: false` it throws StreamBusyError instead of waiting.
    */
   acquire(signal: AbortSignal, wait?: boolean): Promise<void>;
-  /** The next page of at most `limit` changes, in stream order. */
-  readPage(limit: number): Promise<Page>;
+  /**
+   * The next page of at most `limit` changes, in stream order. With `after` (only where
+   * `readsAhead` is true), the page that follows `after`, read while `after` is still being applied.
+   */
+  readPage(limit: number, after?: Page): Promise<Page>;
+  /** The source can read the next page before the current one is confirmed. */
+  readonly readsAhead?: boolean;
   /** Saves the checkpoint: the page is applied. Only called after the sink confirmed it. */
   confirm(page: Page): Promise<void>;
   /** Parks changes the target refused, so that they are never counted as applied without a trace. */

@@ -96,11 +96,30 @@ export class OutboxSource implements ChangeSource {
     return this.#client;
   }
 
+  #queue: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Runs one operation on the drainer connection at a time: a page read ahead must not interleave
+   * its statements with a checkpoint write (which could then land inside, or be lost with, another
+   * operation's transaction).
+   */
+  #serial<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(op, op);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
   async acquire(signal: AbortSignal, wait = true): Promise<void> {
     if (this.#client) return;
     const client = new pg.Client({ ...this.#opts.connection, application_name: 'pg2crate drainer', keepAlive: true });
     client.on('error', (err) => this.#log.warn({ err }, 'drainer connection failed'));
     await client.connect();
+    // Pages must be read by an ordered walk of the id indexes that stops after `limit` rows. Right
+    // after a burst the outbox's statistics are stale, and the planner would rather scan the whole
+    // rest of the window and sort it: every page would then cost as much as the window, and a
+    // million-row transaction would drain in quadratic time. This connection reads nothing else
+    // that needs a sort.
+    await client.query('set enable_sort = off');
     let announced = false;
     try {
       for (;;) {
@@ -178,7 +197,13 @@ export class OutboxSource implements ChangeSource {
     cp.after = cp.low;
   }
 
-  async readPage(limit: number): Promise<Page> {
+  readonly readsAhead = true;
+
+  readPage(limit: number, after?: Page): Promise<Page> {
+    return this.#serial(() => this.#readPage(limit, after));
+  }
+
+  async #readPage(limit: number, after?: Page): Promise<Page> {
     const cp = await this.#loadCheckpoint();
     if (this.#final !== null && !this.#finalDone && cp.cur === null && cp.prev === this.#final) {
       await this.#opts.finalWindow!.reached(this.#db);
@@ -186,31 +211,21 @@ export class OutboxSource implements ChangeSource {
     }
     if (this.#finalDone) return { changes: [], position: cp.after, windowDone: true };
     if (cp.cur === null) await this.#openWindow(cp);
-    // A page must walk the id indexes in order and stop after `limit` rows. Right after a burst the
-    // outbox's statistics are stale, the planner expects few rows in (after, upper] and prefers a
-    // bitmap scan of the whole rest of the window plus a top-N sort: every page then costs as much
-    // as the window, and a million-row transaction drains in quadratic time (78 s instead of 10 s
-    // here). Without sorts the ordered merge of the partitions' index scans is the plan left.
-    await this.#db.query('begin');
-    let res: pg.QueryResult<{ id: string; table_id: number; op: Op; data: string | null }>;
-    try {
-      await this.#db.query('set local enable_sort = off');
-      res = await this.#db.query<{ id: string; table_id: number; op: Op; data: string | null }>(
-        // Order by the column, not the text alias of the same name (that would sort "10" before "9").
-        `select o.id::text as id, o.table_id, o.op, o.data::text as data
-           from ${this.#t.outbox} o
-          where o.id > $1 and o.id <= $2
-            and pg_visible_in_snapshot(o.xid, $3::pg_snapshot)
-            and ($4::pg_snapshot is null or not pg_visible_in_snapshot(o.xid, $4::pg_snapshot))
-          order by o.id
-          limit $5`,
-        [cp.after, cp.upper, cp.cur, cp.prev, limit],
-      );
-      await this.#db.query('commit');
-    } catch (err) {
-      await this.#db.query('rollback').catch(() => {});
-      throw err;
-    }
+    // Reading ahead stays inside the window: the drainer asks only after a page that did not end it.
+    const from = after ? after.position : cp.after;
+    // The page must walk the id indexes in order and stop after `limit` rows; enable_sort is off on
+    // this connection for that (see acquire()).
+    const res = await this.#db.query<{ id: string; table_id: number; op: Op; data: string | null }>(
+      // Order by the column, not the text alias of the same name (that would sort "10" before "9").
+      `select o.id::text as id, o.table_id, o.op, o.data::text as data
+         from ${this.#t.outbox} o
+        where o.id > $1 and o.id <= $2
+          and pg_visible_in_snapshot(o.xid, $3::pg_snapshot)
+          and ($4::pg_snapshot is null or not pg_visible_in_snapshot(o.xid, $4::pg_snapshot))
+        order by o.id
+        limit $5`,
+      [from, cp.upper, cp.cur, cp.prev, limit],
+    );
     const changes: Change[] = [];
     for (const r of res.rows) {
       const row = r.data === null ? null : parseRow(r.data);
@@ -220,7 +235,7 @@ export class OutboxSource implements ChangeSource {
     }
     return {
       changes,
-      position: res.rows.length > 0 ? res.rows[res.rows.length - 1].id : cp.after,
+      position: res.rows.length > 0 ? res.rows[res.rows.length - 1].id : from,
       windowDone: res.rows.length < limit,
     };
   }
@@ -237,7 +252,11 @@ export class OutboxSource implements ChangeSource {
     return k;
   }
 
-  async confirm(page: Page): Promise<void> {
+  confirm(page: Page): Promise<void> {
+    return this.#serial(() => this.#confirm(page));
+  }
+
+  async #confirm(page: Page): Promise<void> {
     const cp = await this.#loadCheckpoint();
     const db = this.#db;
     const n = page.changes.length;
@@ -283,7 +302,11 @@ export class OutboxSource implements ChangeSource {
     }
   }
 
-  async park(letters: DeadLetter[]): Promise<void> {
+  park(letters: DeadLetter[]): Promise<void> {
+    return this.#serial(() => this.#park(letters));
+  }
+
+  async #park(letters: DeadLetter[]): Promise<void> {
     if (letters.length === 0) return;
     await this.#db.query(
       `insert into ${this.#t.dead} (stream, event_id, table_id, op, data, error_code, error, attempts)
@@ -298,7 +321,11 @@ export class OutboxSource implements ChangeSource {
     );
   }
 
-  async columnsAdded(tableId: number, columns: string[]): Promise<void> {
+  columnsAdded(tableId: number, columns: string[]): Promise<void> {
+    return this.#serial(() => this.#columnsAdded(tableId, columns));
+  }
+
+  async #columnsAdded(tableId: number, columns: string[]): Promise<void> {
     // Existing rows got a default (or a volatile default's values) without a trigger firing: copy
     // the table again so that the target has them. Rows changed since are captured as usual.
     const res = await this.#db.query<{ n: number }>(
@@ -311,7 +338,11 @@ export class OutboxSource implements ChangeSource {
     this.#log.info({ tableId, columns }, 'columns with a default were added; copying the table again so existing rows carry them');
   }
 
-  async setIdle(idle: boolean): Promise<void> {
+  setIdle(idle: boolean): Promise<void> {
+    return this.#serial(() => this.#setIdle(idle));
+  }
+
+  async #setIdle(idle: boolean): Promise<void> {
     await this.#db.query(`update ${this.#t.state} set idle = $1 where idle is distinct from $1`, [idle]);
   }
 

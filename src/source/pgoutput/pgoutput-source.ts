@@ -22,7 +22,7 @@
 // so that a switch interrupted there finds its mark again.
 //
 // The trade-off: pages are cut from what has arrived, so a trickle gives small pages (low latency)
-// and a backlog gives full ones; reading pauses while `pageSize` messages wait (wal-stream.ts).
+// and a backlog gives full ones; reading pauses while two pages of messages wait (wal-stream.ts).
 import { randomUUID } from 'node:crypto';
 import { stringify as losslessStringify } from 'lossless-json';
 import pg from 'pg';
@@ -59,7 +59,7 @@ export interface PgoutputOptions {
   slot: string;
   publication: string;
   standbyRetryMs: number;
-  /** messages that may wait unread; reading pauses at this many */
+  /** the drainer's page size; reading pauses while twice this many messages wait */
   pageSize: number;
   slotWarnBytes: number;
   logger: Logger;
@@ -175,7 +175,7 @@ export class PgoutputSource implements ChangeSource {
     this.#markReached = false;
     this.#relations = new RelationMap(this.#catalogPool, o.schema);
     const wal = new WalStream({
-      connection: o.connection, slot: o.slot, publication: o.publication, highWater: Math.max(o.pageSize, 64), statusIntervalMs: STATUS_INTERVAL_MS,
+      connection: o.connection, slot: o.slot, publication: o.publication, highWater: Math.max(o.pageSize * 2, 64), statusIntervalMs: STATUS_INTERVAL_MS,
       logger: this.#log, onItem: () => this.#onItem(), onKeepalive: (end, reply) => this.#onKeepalive(end, reply),
     });
     this.#wal = wal;

@@ -31,12 +31,16 @@ export function compareJsonbKeys(a: string, b: string): number {
 }
 
 const NUMBER = /^(-?)(\d+)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/;
+/** Needs no rewriting: no exponent, no leading zero, not a negative zero. */
+const PLAIN = /^(?:-?[1-9]\d*|0)(?:\.\d+)?$|^-0\.\d*[1-9]\d*$/;
 
 /**
  * A JSON number as numeric_in → numeric_out writes it: exponents expanded, the display scale kept
  * (1.50 stays 1.50), no negative zero. null when the text is not a number (NaN, Infinity).
  */
 export function numericText(text: string): string | null {
+  // The common case first: an integer or plain decimal as numeric_out and int*out write them.
+  if (PLAIN.test(text)) return text;
   const m = NUMBER.exec(text);
   if (!m) return null;
   const [, sign, int, frac = '', expText] = m;
@@ -241,16 +245,19 @@ export function valueJson(kind: ValueKind, text: string | null): string {
  * `order` lists the column indexes in jsonb's key order (see columnOrder).
  */
 export function rowJson(names: readonly string[], kinds: readonly ValueKind[], order: readonly number[], values: readonly ColumnText[]): string {
+  let labels = LABELS.get(names);
+  if (!labels) LABELS.set(names, (labels = names.map((n) => `${JSON.stringify(n)}: `)));
   let out = '{';
-  let first = true;
   for (const i of order) {
     const v = values[i];
     if (v === undefined) continue;
-    out += `${first ? '' : ', '}${JSON.stringify(names[i])}: ${valueJson(kinds[i], v)}`;
-    first = false;
+    out += (out.length > 1 ? ', ' : '') + labels[i] + (v === null ? 'null' : valueJson(kinds[i], v));
   }
   return `${out}}`;
 }
+
+/** `"name": ` per column list (a relation plan's names array lives as long as the plan). */
+const LABELS = new WeakMap<readonly string[], string[]>();
 
 /** Column indexes in jsonb's key order. */
 export function columnOrder(names: readonly string[]): number[] {
