@@ -10,6 +10,7 @@ import { displayName } from '../identifiers.js';
 import { waitCaughtUp } from '../source/catch-up-state.js';
 import { assertSchemaCurrent } from '../source/migrate.js';
 import { listTables, RegistryCatalog, type RegisteredTable } from '../source/registry.js';
+import { crateVerifyTarget } from './cratedb-target.js';
 import { PgSide } from './pg-side.js';
 import { postgresVerifyTarget } from './postgres-target.js';
 import { writeRepairEvents } from './repair.js';
@@ -79,5 +80,8 @@ function selectTables(registered: RegisteredTable[], wanted: TableSpec[]): Regis
 export function createVerifyTarget(config: Config, logger: Logger): VerifyTarget {
   const t = config.target;
   if (t.kind === 'postgres') return postgresVerifyTarget(t.connectionString, { logger });
-  throw new ConfigError('CRATEDB_URL', 'verify against CrateDB is not available in this build yet (its verify target is being written); verify a Postgres target, or wait for the CrateDB verify target');
+  return crateVerifyTarget(
+    { url: t.url, username: t.username, password: t.password, timeoutMs: config.crate.requestTimeoutMs },
+    { plan: config.crate, logger },
+  );
 }
