@@ -1,5 +1,6 @@
 // The change model shared by both capture modes, the drainer and the sinks.
 import { LosslessNumber, isSafeNumber, parse as losslessParse } from 'lossless-json';
+import type { TableShape } from './table-shape.js';
 
 /** I insert, U update, D delete (row holds the key), T truncate (no row), B a row copied by the initial load (or a repair). */
 export type Op = 'I' | 'U' | 'D' | 'T' | 'B';
@@ -28,6 +29,12 @@ export interface Change {
   raw: string | null;
   /** the row holds the key and only some other columns (pgoutput's unchanged TOAST values) */
   partial?: boolean;
+  /**
+   * when the change was made in the source, ISO 8601 in UTC; set only for tables whose target
+   * wants it (table-shape.ts). Trigger mode: the writing transaction's start (`now()`), the copy's
+   * for initial loads. pgoutput mode: the transaction's commit time.
+   */
+  sourceTime?: string;
 }
 
 export interface ColumnInfo {
@@ -53,7 +60,10 @@ export interface TableInfo {
   targetSchema: string;
   targetTable: string;
   keyColumns: string[];
+  /** the columns that reach the target: excluded ones left out, hashed ones as text (table-shape.ts) */
   columns: ColumnInfo[];
+  /** how the target is shaped; absent or null: a plain copy */
+  shape?: TableShape | null;
 }
 
 /** Looks tables up in the source catalog; the drainer re-reads a table when rows carry new columns. */

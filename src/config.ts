@@ -3,8 +3,10 @@
 import { readFileSync } from 'node:fs';
 import { validate as validateCron } from 'node-cron';
 import { ConfigError } from './errors.js';
+import { parseShapeOptions, SHAPE_KEYS, type ShapeOptions } from './table-shape.js';
 
-export interface TableSpec {
+/** A table to capture; the shape options (table-shape.ts) come from the config file only. */
+export interface TableSpec extends ShapeOptions {
   /** source schema and table, as written in the database (case and spaces kept) */
   schema: string;
   table: string;
@@ -167,7 +169,7 @@ function tableSpec(raw: unknown, index: number): TableSpec {
     throw new ConfigError(where, 'expected "schema.table" or { "name": "schema.table", "keyColumns": [...] }');
   }
   const o = raw as Record<string, unknown>;
-  const known = new Set(['name', 'keyColumns', 'targetSchema', 'targetTable']);
+  const known = new Set(['name', 'keyColumns', 'targetSchema', 'targetTable', ...SHAPE_KEYS]);
   for (const k of Object.keys(o)) if (!known.has(k)) throw new ConfigError(`${where}.${k}`, `unknown setting; expected one of ${[...known].join(', ')}`);
   const spec: TableSpec = parseQualifiedName(o.name as string, `${where}.name`);
   if (o.keyColumns !== undefined) {
@@ -182,7 +184,7 @@ function tableSpec(raw: unknown, index: number): TableSpec {
       spec[k] = o[k] as string;
     }
   }
-  return spec;
+  return { ...spec, ...parseShapeOptions(o, where) };
 }
 
 export function readConfigFile(path: string): Record<string, unknown> {
@@ -205,7 +207,7 @@ const FILE_KEYS = new Set([
   'databaseUrl', 'targetDatabaseUrl', 'cratedbUrl', 'cratedbUser', 'cratedbPassword', 'schema', 'stream', 'tables',
   'targetSchema', 'pageSize', 'pollIntervalMs', 'standbyRetryMs', 'logLevel', 'deadLetterPolicy', 'rejectAttempts',
   'stopTimeoutMs', 'backfillChunkRows', 'backfillInflight', 'httpPort', 'readyMaxLagSeconds', 'retentionRotateKb', 'schedules', 'crate',
-  'capture', 'slotName', 'publicationName', 'slotWarnMb',
+  'capture', 'slotName', 'publicationName', 'slotWarnMb', 'hashSalt',
 ]);
 
 /** Slot and publication names: what Postgres accepts for a slot, so one rule serves both. */
@@ -273,6 +275,14 @@ export function loadConfig(env: Env, file: Record<string, unknown> = {}): Readon
     if (!Array.isArray(file.tables)) throw new ConfigError('tables', 'expected a list of "schema.table" or objects');
     tables = file.tables.map(tableSpec);
   }
+  // One salt for every table that hashes columns and names none of its own. Never in a message.
+  const salt = pick('PG2CRATE_HASH_SALT', 'hashSalt');
+  if (salt !== undefined && (typeof salt !== 'string' || salt.length === 0 || salt.includes('\u0000'))) throw new ConfigError('PG2CRATE_HASH_SALT', 'expected a non-empty string');
+  tables.forEach((t, i) => {
+    if (!t.hashColumns) return;
+    if (t.hashSalt === undefined && typeof salt === 'string') t.hashSalt = salt;
+    if (t.hashSalt === undefined) throw new ConfigError(`tables[${i}].hashColumns`, 'hashed columns need a salt: set PG2CRATE_HASH_SALT (or hashSalt in the file, or per table)');
+  });
 
   const targetSchemaRaw = pick('PG2CRATE_TARGET_SCHEMA', 'targetSchema');
   if (targetSchemaRaw !== undefined && (typeof targetSchemaRaw !== 'string' || targetSchemaRaw === '')) {

@@ -16,6 +16,8 @@ import type { Change } from '../change.js';
 export interface TableBatch {
   tableId: number;
   truncate: boolean;
+  /** the source time of the page's last truncate, where captured (soft deletes mark rows with it) */
+  truncatedAt?: string;
   deletes: Change[];
   /** full images, and partial ones (`partial: true`) */
   upserts: Change[];
@@ -25,11 +27,12 @@ function merge(earlier: Change, later: Change): Change {
   const row = { ...earlier.row, ...later.row };
   const merged: Change = { id: later.id, tableId: later.tableId, op: earlier.partial ? 'U' : earlier.op, key: later.key, row, raw: losslessStringify(row) ?? null };
   if (earlier.partial) merged.partial = true;
+  if (later.sourceTime !== undefined) merged.sourceTime = later.sourceTime;
   return merged;
 }
 
 export function coalesce(changes: readonly Change[]): TableBatch[] {
-  const tables = new Map<number, { truncate: boolean; last: Map<string, Change> }>();
+  const tables = new Map<number, { truncate: boolean; truncatedAt?: string; last: Map<string, Change> }>();
   for (const c of changes) {
     let t = tables.get(c.tableId);
     if (!t) {
@@ -38,6 +41,7 @@ export function coalesce(changes: readonly Change[]): TableBatch[] {
     }
     if (c.op === 'T') {
       t.truncate = true;
+      t.truncatedAt = c.sourceTime;
       t.last.clear();
       continue;
     }
@@ -56,7 +60,9 @@ export function coalesce(changes: readonly Change[]): TableBatch[] {
     const deletes: Change[] = [];
     const upserts: Change[] = [];
     for (const c of t.last.values()) (c.op === 'D' ? deletes : upserts).push(c);
-    out.push({ tableId, truncate: t.truncate, deletes, upserts });
+    const batch: TableBatch = { tableId, truncate: t.truncate, deletes, upserts };
+    if (t.truncatedAt !== undefined) batch.truncatedAt = t.truncatedAt;
+    out.push(batch);
   }
   return out;
 }

@@ -12,14 +12,23 @@ import type { Change, TableInfo } from '../change.js';
 export interface SinkTableBatch {
   table: TableInfo;
   truncate: boolean;
+  /** the source time of the truncate, where captured (soft deletes) */
+  truncatedAt?: string;
   /** changes whose final state is "gone"; row holds the key */
   deletes: Change[];
   /** changes whose final state is this row image */
   upserts: Change[];
+  /**
+   * a table with a history (table-shape.ts): every change of the page, not coalesced, in stream
+   * order; each becomes one row of the history table, identified by its id (a replay adds nothing)
+   */
+  history?: Change[];
 }
 
 export interface Rejection {
   change: Change;
+  /** the change's history row was refused (not its current state): retried as history */
+  history?: boolean;
   code: string | undefined;
   message: string;
 }

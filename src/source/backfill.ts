@@ -22,6 +22,7 @@
 // applied older ones (their transaction is visible in the checkpoint's prev_snapshot).
 import type pg from 'pg';
 import { describeColumns, type RegisteredTable } from './registry.js';
+import { rowFilterSql, rowImageSql, sourceTimeSql } from './row-image.js';
 import { qualify, quoteIdent } from '../identifiers.js';
 import type { Logger } from '../logger.js';
 import { sleep } from './outbox.js';
@@ -65,20 +66,28 @@ export async function scheduleBackfill(db: pg.ClientBase | pg.Pool, schema: stri
   );
 }
 
-/** The statement that copies one chunk: $1 the previous chunk's last key (text values) or null, $2 the chunk size. */
+/**
+ * The statement that copies one chunk: $1 the previous chunk's last key (text values) or null, $2 the
+ * chunk size. A shaped table's chunk reads only rows that pass its predicate and writes the same
+ * image as its trigger (row-image.ts); the predicate sits beside the key bound, so the walk by key
+ * still ends.
+ */
 export function chunkSql(schema: string, t: RegisteredTable, keyTypes: string[]): string {
   const table = qualify(t.sourceSchema, t.sourceTable);
   const keys = t.keyColumns.map((k) => `t.${quoteIdent(k)}`);
   const after = `(${keys.join(', ')}) > (${keyTypes.map((ty, i) => `($1::jsonb ->> ${i})::${ty}`).join(', ')})`;
   const lastKey = `jsonb_build_array(${t.keyColumns.map((k) => `c.${quoteIdent(k)}::text`).join(', ')})`;
+  const image = rowImageSql(schema, t, 'c');
+  const at = sourceTimeSql(t.shape);
+  const filter = t.shape?.where !== undefined ? ` and ${rowFilterSql(t.shape)}` : '';
   return `with chunk as (
   select t.* from ${table} t
-   where $1::jsonb is null or ${after}
+   where ($1::jsonb is null or ${after})${filter}
    order by ${keys.join(', ')}
    limit $2
    for share of t
 ), copied as (
-  insert into ${qualify(schema, 'outbox')} (table_id, op, data) select ${t.id}, 'B', to_jsonb(c.*) from chunk c returning 1
+  insert into ${qualify(schema, 'outbox')} (table_id, op, data${at.column}) select ${t.id}, 'B', ${image.expr}${at.value} from chunk c${image.lateral} returning 1
 )
 select (select count(*) from copied)::int as n,
        (select ${lastKey} from chunk c order by ${t.keyColumns.map((k) => `c.${quoteIdent(k)} desc`).join(', ')} limit 1) as last_key,
@@ -117,7 +126,7 @@ export class Backfiller {
     let failures = 0;
     while (!this.#abort.signal.aborted) {
       const next = await this.#pool.query(
-        `select t.id, t.relid::int8 as relid, t.source_schema, t.source_table, t.key_columns, t.key_origin, t.target_schema, t.target_table
+        `select t.id, t.relid::int8 as relid, t.source_schema, t.source_table, t.key_columns, t.key_origin, t.target_schema, t.target_table, t.shape
            from ${qualify(s, 'backfills')} b join ${qualify(s, 'tables')} t on t.id = b.table_id
           where b.status <> 'done' order by t.id limit 1`,
       );
@@ -130,7 +139,7 @@ export class Backfiller {
       try {
         await this.#copy({
           id: Number(r.id), relid: Number(r.relid), sourceSchema: r.source_schema, sourceTable: r.source_table, keyColumns: r.key_columns,
-          keyOrigin: r.key_origin, targetSchema: r.target_schema, targetTable: r.target_table,
+          keyOrigin: r.key_origin, targetSchema: r.target_schema, targetTable: r.target_table, shape: r.shape ?? null,
         });
         failures = 0;
       } catch (err) {

@@ -215,9 +215,11 @@ export class OutboxSource implements ChangeSource {
     const from = after ? after.position : cp.after;
     // The page must walk the id indexes in order and stop after `limit` rows; enable_sort is off on
     // this connection for that (see acquire()).
-    const res = await this.#db.query<{ id: string; table_id: number; op: Op; data: string | null }>(
+    const res = await this.#db.query<{ id: string; table_id: number; op: Op; data: string | null; source_time: string | null }>(
       // Order by the column, not the text alias of the same name (that would sort "10" before "9").
-      `select o.id::text as id, o.table_id, o.op, o.data::text as data
+      // source_time as ISO 8601 in UTC, whatever the session's time zone.
+      `select o.id::text as id, o.table_id, o.op, o.data::text as data,
+              to_char(o.source_time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as source_time
          from ${this.#t.outbox} o
         where o.id > $1 and o.id <= $2
           and pg_visible_in_snapshot(o.xid, $3::pg_snapshot)
@@ -231,7 +233,9 @@ export class OutboxSource implements ChangeSource {
       const row = r.data === null ? null : parseRow(r.data);
       let key = '';
       if (row !== null) key = keyOf(row, await this.#keyColumns(r.table_id));
-      changes.push({ id: Number(r.id), tableId: r.table_id, op: r.op, key, row, raw: r.data });
+      const change: Change = { id: Number(r.id), tableId: r.table_id, op: r.op, key, row, raw: r.data };
+      if (r.source_time !== null) change.sourceTime = r.source_time;
+      changes.push(change);
     }
     return {
       changes,

@@ -5,7 +5,9 @@ import type { ColumnInfo, SourceCatalog, TableInfo } from '../change.js';
 import type { TableSpec } from '../config.js';
 import { TableError } from '../errors.js';
 import { displayName, qualify } from '../identifiers.js';
+import { resolveShape, type TableShape } from '../table-shape.js';
 import { scheduleBackfill } from './backfill.js';
+import { checkShape, shapedColumns } from './shape-check.js';
 import { captureFunctionSql, createTriggersSql, dropFunctionSql, dropTriggersSql, type CaptureTarget } from './triggers.js';
 
 export interface RegisteredTable {
@@ -17,6 +19,8 @@ export interface RegisteredTable {
   keyOrigin: 'primary key' | 'config';
   targetSchema: string;
   targetTable: string;
+  /** how the target is shaped (table-shape.ts); null: a plain copy */
+  shape: TableShape | null;
 }
 
 type Queryable = pg.ClientBase | pg.Pool;
@@ -112,10 +116,16 @@ function rowToTable(r: Record<string, unknown>): RegisteredTable {
     keyOrigin: r.key_origin as 'primary key' | 'config',
     targetSchema: r.target_schema as string,
     targetTable: r.target_table as string,
+    shape: (r.shape as TableShape | null) ?? null,
   };
 }
 
-const SELECT_TABLES = `select id, relid::int8 as relid, source_schema, source_table, key_columns, key_origin, target_schema, target_table`;
+const SELECT_TABLES = `select id, relid::int8 as relid, source_schema, source_table, key_columns, key_origin, target_schema, target_table, shape`;
+
+/** What the capture triggers of a registered table need (also when they are installed again). */
+export function captureTargetOf(t: RegisteredTable): CaptureTarget {
+  return { tableId: t.id, relid: t.relid, sourceSchema: t.sourceSchema, sourceTable: t.sourceTable, keyColumns: t.keyColumns, keyOrigin: t.keyOrigin, shape: t.shape };
+}
 
 export async function listTables(db: Queryable, schema: string): Promise<RegisteredTable[]> {
   const res = await db.query(`${SELECT_TABLES} from ${qualify(schema, 'tables')} order by id`);
@@ -137,17 +147,25 @@ export async function addTable(
     await client.query('begin');
     const key = await resolveTable(client, spec);
     const target = targetName(spec);
+    const name = displayName(spec.schema, spec.table);
+    await checkShape(client, spec, { schema: spec.schema, table: spec.table, name }, await describeColumns(client, key.relid), key.keyColumns);
+    const history = spec.history ? targetName({ ...spec, targetTable: spec.historyTable ?? `${spec.targetTable ?? spec.table}_history` }) : null;
+    if (history && history.schema === target.schema && history.table === target.table) {
+      throw new TableError(`the history table of ${name} would be its target table ${displayName(target.schema, target.table)}; set "historyTable" to another name`);
+    }
+    const shape = resolveShape(spec, history);
     const res = await client.query(
-      `insert into ${qualify(schema, 'tables')} as t (relid, source_schema, source_table, key_columns, key_origin, target_schema, target_table)
-       values ($1, $2, $3, $4, $5, $6, $7)
+      `insert into ${qualify(schema, 'tables')} as t (relid, source_schema, source_table, key_columns, key_origin, target_schema, target_table, shape, hash_salt)
+       values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
        on conflict (source_schema, source_table) do update
          set relid = excluded.relid, key_columns = excluded.key_columns, key_origin = excluded.key_origin,
-             target_schema = excluded.target_schema, target_table = excluded.target_table
-       returning id, relid::int8 as relid, source_schema, source_table, key_columns, key_origin, target_schema, target_table`,
-      [key.relid, spec.schema, spec.table, key.keyColumns, key.keyOrigin, target.schema, target.table],
+             target_schema = excluded.target_schema, target_table = excluded.target_table, shape = excluded.shape, hash_salt = excluded.hash_salt
+       returning id, relid::int8 as relid, source_schema, source_table, key_columns, key_origin, target_schema, target_table, shape`,
+      [key.relid, spec.schema, spec.table, key.keyColumns, key.keyOrigin, target.schema, target.table, shape === null ? null : JSON.stringify(shape),
+        shape !== null && shape.hashColumns.length > 0 ? spec.hashSalt ?? null : null],
     );
     const table = rowToTable(res.rows[0]);
-    const capture: CaptureTarget = { tableId: table.id, sourceSchema: spec.schema, sourceTable: spec.table, keyColumns: key.keyColumns, keyOrigin: key.keyOrigin };
+    const capture = captureTargetOf(table);
     await client.query(captureFunctionSql(schema, capture));
     for (const stmt of createTriggersSql(schema, capture)) await client.query(stmt);
     // A newly captured table gets its existing rows copied; the triggers above are in place first,
@@ -200,10 +218,11 @@ export class RegistryCatalog implements SourceCatalog {
     const res = await this.#db.query(`${SELECT_TABLES} from ${qualify(this.#schema, 'tables')} where id = $1`, [tableId]);
     if (res.rows.length === 0) throw new TableError(`table id ${tableId} is not registered (was it removed while changes were pending?)`);
     const t = rowToTable(res.rows[0]);
-    const columns = await describeColumns(this.#db, t.relid);
-    if (columns.length === 0) {
-      throw new TableError(`source table ${displayName(t.sourceSchema, t.sourceTable)} (oid ${t.relid}) no longer exists; its pending changes cannot be described`);
+    const all = await describeColumns(this.#db, t.relid);
+    const name = displayName(t.sourceSchema, t.sourceTable);
+    if (all.length === 0) {
+      throw new TableError(`source table ${name} (oid ${t.relid}) no longer exists; its pending changes cannot be described`);
     }
-    return { ...t, columns };
+    return { ...t, columns: shapedColumns(all, t.shape, name) };
   }
 }

@@ -10,8 +10,18 @@
 // fixed search_path (a schema planted earlier on a caller's path cannot hijack it) and fixed output
 // settings, so that the JSON of a value never depends on the writing session (TimeZone above all:
 // the same instant must give the same key text in every session).
+//
+// A shaped table (table-shape.ts) gets its row image from row-image.ts (columns left out or
+// hashed) and a row predicate: INSERT writes only new rows that pass; UPDATE writes a delete for
+// every old row that passed and whose key is not among the new rows that pass (the key changed, or
+// the row left the filter), then an upsert for every new row that passes (a row that enters the
+// filter arrives as an upsert); DELETE writes only old rows that passed. The predicate names the
+// table's columns unqualified, so the function resolves names to columns first
+// (`#variable_conflict use_column`) and its own variables are always qualified by the block label.
+import type { TableShape } from '../table-shape.js';
 import { qualify, quoteIdent, quoteLiteral } from '../identifiers.js';
 import { captureFunctionName, triggerName, wakeupChannel } from './names.js';
+import { rowFilterSql, rowImageSql, sourceTimeSql } from './row-image.js';
 
 export interface CaptureTarget {
   tableId: number;
@@ -20,6 +30,10 @@ export interface CaptureTarget {
   keyColumns: string[];
   /** configured keys may hold NULLs; primary keys never do */
   keyOrigin: 'primary key' | 'config';
+  /** the table's oid (needed with includeColumns) */
+  relid?: number;
+  /** column filters, hashing, predicate, source time; absent: the whole row, every row */
+  shape?: TableShape | null;
 }
 
 function dollarTag(body: string): string {
@@ -36,27 +50,36 @@ export function captureFunctionSql(schema: string, t: CaptureTarget): string {
   const eq = t.keyOrigin === 'primary key' ? '=' : 'is not distinct from';
   const sameKey = t.keyColumns.map((c) => `n.${quoteIdent(c)} ${eq} o.${quoteIdent(c)}`).join(' and ');
   const id = String(t.tableId);
+  const shape = t.shape ?? null;
+  if (shape?.includeColumns && t.relid === undefined) throw new TypeError('a capture with includeColumns needs the table oid');
   // `n.*`, not `n`: a bare `n` means the table's column "n" when it has one, not the row.
+  const image = rowImageSql(schema, { id: t.tableId, relid: t.relid ?? 0, shape }, 'n');
+  const filtered = shape?.where !== undefined;
+  const pass = rowFilterSql(shape);
+  const at = sourceTimeSql(shape);
+  const into = `insert into ${outbox} (gen, table_id, op, data${at.column})`;
+  const gen = 'pg2crate_capture.v_gen';
   const body = `
-#variable_conflict use_variable
+#variable_conflict use_column
+<<pg2crate_capture>>
 declare
   v_gen smallint;
   v_idle boolean;
 begin
-  select s.gen, s.idle into v_gen, v_idle from ${state} s;
+  select s.gen, s.idle into pg2crate_capture.v_gen, pg2crate_capture.v_idle from ${state} s;
   if tg_op = 'INSERT' then
-    insert into ${outbox} (gen, table_id, op, data) select v_gen, ${id}, 'I', to_jsonb(n.*) from pg2crate_new n;
+    ${into} select ${gen}, ${id}, 'I', ${image.expr}${at.value} from pg2crate_new n${image.lateral}${filtered ? ` where ${pass}` : ''};
   elsif tg_op = 'UPDATE' then
-    insert into ${outbox} (gen, table_id, op, data)
-      select v_gen, ${id}, 'D', ${keyObject('o')} from pg2crate_old o
-      where not exists (select from pg2crate_new n where ${sameKey});
-    insert into ${outbox} (gen, table_id, op, data) select v_gen, ${id}, 'U', to_jsonb(n.*) from pg2crate_new n;
+    ${into}
+      select ${gen}, ${id}, 'D', ${keyObject('o')}${at.value} from pg2crate_old o
+      where ${filtered ? `${pass} and ` : ''}not exists (select from pg2crate_new n where ${sameKey}${filtered ? ` and ${pass}` : ''});
+    ${into} select ${gen}, ${id}, 'U', ${image.expr}${at.value} from pg2crate_new n${image.lateral}${filtered ? ` where ${pass}` : ''};
   elsif tg_op = 'DELETE' then
-    insert into ${outbox} (gen, table_id, op, data) select v_gen, ${id}, 'D', ${keyObject('o')} from pg2crate_old o;
+    ${into} select ${gen}, ${id}, 'D', ${keyObject('o')}${at.value} from pg2crate_old o${filtered ? ` where ${pass}` : ''};
   else
-    insert into ${outbox} (gen, table_id, op, data) values (v_gen, ${id}, 'T', null);
+    ${into} values (${gen}, ${id}, 'T', null${at.value});
   end if;
-  if v_idle then
+  if pg2crate_capture.v_idle then
     perform pg_notify(${quoteLiteral(wakeupChannel(schema))}, '');
   end if;
   return null;

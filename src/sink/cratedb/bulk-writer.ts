@@ -27,8 +27,9 @@ export interface BulkItem {
  * some columns (pgoutput's partial images) of a row that is not there answers "document missing"
  * too (CrateDB 6.4.3, by key, unrefreshed rows included): the change carries too few columns to
  * create the row, so it is rejected (and parked) with that reason rather than counted as applied.
+ * A soft delete ('mark') of a row that is not there has nothing to mark: applied, like a delete.
  */
-export type BulkMode = 'upsert' | 'upsert-do-nothing' | 'delete' | 'update';
+export type BulkMode = 'upsert' | 'upsert-do-nothing' | 'delete' | 'update' | 'mark';
 
 export interface BulkLimits {
   maxRows: number;
@@ -99,7 +100,7 @@ function verdict(mode: BulkMode, r: BulkRowResult): Verdict {
   if (r.rowcount >= 1) return { ok: true };
   if (r.rowcount === 0 && mode !== 'upsert') return { ok: true };
   if (r.rowcount === -2 && r.error) {
-    if (mode === 'delete' && r.error.code === DOCUMENT_MISSING) return { ok: true };
+    if ((mode === 'delete' || mode === 'mark') && r.error.code === DOCUMENT_MISSING) return { ok: true };
     if (mode === 'update' && r.error.code === DOCUMENT_MISSING) {
       return { ok: false, transient: false, code: String(DOCUMENT_MISSING), message: `the row is not in CrateDB and this change holds only some of its columns, so it cannot be created (${r.error.message})` };
     }

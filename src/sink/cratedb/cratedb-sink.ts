@@ -10,6 +10,9 @@
 // idempotent (upsert by key, delete by key), and the drainer replays a page whole after a
 // failure, which converges on the same state. Rows a value keeps out are returned as rejected,
 // everything else is applied (bulk-writer.ts).
+//
+// A shaped table (table-shape.ts) gets the columns pg2crate adds, soft deletes as marks by key, and
+// a history table beside it, written first (one row per change of the page): shape-sql.ts.
 import type { Change, TableInfo } from '../../change.js';
 import type { CrateOptions, TargetConfig } from '../../config.js';
 import { classify, describe, TableError } from '../../errors.js';
@@ -21,6 +24,10 @@ import { planTable, type ColumnPlan, type CrateFeatures, type TablePlan } from '
 import { CrateClient } from './crate-client.js';
 import { deleteArgs, updateArgs, upsertArgs, ValueRejected } from './row-values.js';
 import { addColumnSql, COLUMNS_QUERY, createTableSql, deleteByKeySql, PRIMARY_KEY_QUERY, TABLE_QUERY, truncateSql, updateColumnsSql, upsertSql } from './sql.js';
+import {
+  createHistorySql, extraColumnPlans, historyArgs, historyDay, historyInsertSql, historyPlan, shapedUpsertArgs, shapedUpsertSql, softDeleteArgs,
+  softDeleteSql, softTruncate, withExtraColumns, type HistoryPlan,
+} from './shape-sql.js';
 
 export { crateColumnName, crateNameMappings, crateTargetName, type CrateNameMapping } from './names.js';
 export { decodeJsonColumn } from './row-values.js';
@@ -39,6 +46,8 @@ interface TargetTable {
   shape: TargetShape;
   upsert: { sql: string; doNothing: boolean };
   delete: string;
+  /** shaped tables: upserts with the added columns, soft deletes, the history table */
+  shaped?: { upsert: boolean; softDelete: string | null; history: { plan: HistoryPlan; insert: string } | null };
 }
 
 function versionAtLeast(version: string, major: number, minor: number): boolean {
@@ -53,6 +62,7 @@ export class CrateSink implements Sink {
   readonly #limits: BulkLimits;
   readonly #log: Logger;
   readonly #tables = new Map<string, TargetTable>();
+  readonly #historyShapes = new Map<string, TargetShape>();
   #features: CrateFeatures | null = null;
 
   /** `tuning` is for benchmarks: requests of one statement in flight at once. */
@@ -92,7 +102,10 @@ export class CrateSink implements Sink {
     const id = `${t.targetSchema}\u0000${t.targetTable}`;
     const known = this.#tables.get(id);
     if (known && known.info === t && !reread) return known;
-    const plan = planTable(t, this.#opts, await this.#detect());
+    const features = await this.#detect();
+    const base = planTable(t, this.#opts, features);
+    // DDL sees the added columns too; values are built from the source's columns (base).
+    const plan = t.shape ? withExtraColumns(base, t.shape) : base;
     let shape = known && !reread && plan.columns.every((c) => known.shape.columns.has(c.target)) ? known.shape : await this.#readShape(plan);
     const where = { table: `${plan.schema}.${plan.table}` };
     if (!shape) {
@@ -114,9 +127,46 @@ export class CrateSink implements Sink {
       }
       shape.columns.add(c.target);
     }
-    const entry: TargetTable = { info: t, plan, shape, upsert: upsertSql(plan, shape.fixed), delete: deleteByKeySql(plan) };
+    const entry: TargetTable = { info: t, plan: base, shape, upsert: upsertSql(base, shape.fixed), delete: deleteByKeySql(base) };
+    if (t.shape) {
+      const extras = extraColumnPlans(t.shape).length > 0;
+      if (extras) entry.upsert = { sql: shapedUpsertSql(base, t.shape, shape.fixed), doNothing: false };
+      let history: { plan: HistoryPlan; insert: string } | null = null;
+      if (t.shape.history) {
+        const hp = historyPlan(t, t.shape.history, base, this.#opts, features);
+        await this.#ensureHistory(hp, reread);
+        history = { plan: hp, insert: historyInsertSql(hp) };
+      }
+      entry.shaped = { upsert: extras, softDelete: t.shape.deletes === 'soft' ? softDeleteSql(base, t.shape) : null, history };
+    }
     this.#tables.set(id, entry);
     return entry;
+  }
+
+  /** The history table exists with every column of the plan (created partitioned by day). */
+  async #ensureHistory(hp: HistoryPlan, reread: boolean): Promise<void> {
+    const where = { table: `${hp.schema}.${hp.table}` };
+    let shape = reread ? null : this.#historyShapes.get(`${hp.schema}\u0000${hp.table}`) ?? null;
+    if (shape && hp.columns.every((c) => shape!.columns.has(c.target))) return;
+    shape = await this.#readShape(hp);
+    if (!shape) {
+      await this.#ddl(hp, createHistorySql(hp, this.#opts));
+      this.#log.info(where, 'created history table');
+      shape = await this.#readShape(hp);
+      if (!shape) throw new TableError(`CrateDB history table ${displayName(hp.schema, hp.table)} was created but cannot be found in information_schema`);
+    }
+    for (const c of hp.columns) {
+      if (shape.columns.has(c.target)) continue;
+      try {
+        await this.#ddl(hp, addColumnSql(hp, c));
+        this.#log.info({ ...where, column: c.target }, 'added history column');
+      } catch (err) {
+        const again = await this.#readShape(hp);
+        if (!again?.columns.has(c.target)) throw err;
+      }
+      shape.columns.add(c.target);
+    }
+    this.#historyShapes.set(`${hp.schema}\u0000${hp.table}`, shape);
   }
 
   /** DDL that CrateDB refuses for a reason other than its availability will not pass on a retry. */
@@ -183,24 +233,35 @@ export class CrateSink implements Sink {
   async #write(target: TargetTable, b: SinkTableBatch): Promise<Rejection[]> {
     const { plan } = target;
     const rejected: Rejection[] = [];
+    const shape = b.table.shape;
+    const history = target.shaped?.history;
+    if (history && b.history && b.history.length > 0) rejected.push(...(await this.#writeHistory(history, b.history)));
     if (b.truncate) {
-      for (const stmt of truncateSql(plan)) await this.#client.sql(stmt);
+      if (target.shaped?.softDelete && shape) {
+        const soft = softTruncate(plan, shape, b.truncatedAt);
+        await this.#client.sql(soft.refresh);
+        await this.#client.sql(soft.update, soft.args);
+      } else {
+        for (const stmt of truncateSql(plan)) await this.#client.sql(stmt);
+      }
     }
     if (b.deletes.length > 0) {
       const items: BulkItem[] = [];
+      const soft = target.shaped?.softDelete && shape ? { sql: target.shaped.softDelete, shape } : null;
       for (const change of b.deletes) {
         // A key CrateDB cannot hold (NULL, out of range) was never stored: nothing to delete.
-        const args = this.#args(plan, change, deleteArgs, null);
+        const args = this.#args(plan, change, soft ? (p, c) => softDeleteArgs(p, soft.shape, c) : deleteArgs, null);
         if (args !== null) items.push({ change, args });
       }
-      rejected.push(...(await writeBulk(this.#client, target.delete, items, 'delete', this.#limits)).rejected);
+      rejected.push(...(await writeBulk(this.#client, soft ? soft.sql : target.delete, items, soft ? 'mark' : 'delete', this.#limits)).rejected);
     }
     const full = b.upserts.filter((c) => !c.partial);
     if (full.length < b.upserts.length) rejected.push(...(await this.#writePartial(target, b.upserts.filter((c) => c.partial))));
     if (full.length > 0) {
       const items: BulkItem[] = [];
+      const build = target.shaped?.upsert && shape ? (p: TablePlan, c: Change) => shapedUpsertArgs(p, shape, c) : upsertArgs;
       for (const change of full) {
-        const args = this.#args(plan, change, upsertArgs, rejected);
+        const args = this.#args(plan, change, build, rejected);
         if (args !== null) items.push({ change, args });
       }
       const mode = target.upsert.doNothing ? 'upsert-do-nothing' : 'upsert';
@@ -211,6 +272,22 @@ export class CrateSink implements Sink {
       this.#log.warn({ table: `${plan.schema}.${plan.table}`, rows: rejected.length, codes }, 'cratedb refused rows');
     }
     return rejected;
+  }
+
+  /** Every change as a row of the history table, one request per day (partition): see shape-sql.ts. */
+  async #writeHistory(history: { plan: HistoryPlan; insert: string }, changes: Change[]): Promise<Rejection[]> {
+    const days = new Map<string, BulkItem[]>();
+    const rejected: Rejection[] = [];
+    for (const change of changes) {
+      const args = this.#args(history.plan, change, (p, c) => historyArgs(p as HistoryPlan, c), rejected);
+      if (args === null) continue;
+      const day = historyDay(change);
+      let items = days.get(day);
+      if (!items) days.set(day, (items = []));
+      items.push({ change, args });
+    }
+    for (const items of days.values()) rejected.push(...(await writeBulk(this.#client, history.insert, items, 'upsert-do-nothing', this.#limits)).rejected);
+    return rejected.map((r) => ({ ...r, history: true }));
   }
 
   /** Partial images (pgoutput, unchanged TOAST): one UPDATE of the columns they carry per set of columns. */

@@ -5,16 +5,24 @@
 // (SQLSTATE class 22/23), the page is rolled back and applied again with a savepoint around each
 // statement, halving the rows of a failing statement until the rows at fault are isolated; those
 // are returned as rejected and everything else is applied. A partial image (pgoutput: unchanged
-// TOASTed columns absent) updates only the columns it carries.
+// TOASTed columns absent) updates only the columns it carries. A shaped table (soft deletes,
+// metadata, history: table-shape.ts) is applied with the statements of shape-sql.ts, in the same
+// transaction; its history rows are written first, every change of the page one row.
 import pg from 'pg';
 import type { Change, TableInfo } from '../../change.js';
 import { classify, describe } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { ApplyResult, Rejection, Sink, SinkTableBatch } from '../sink.js';
 import { addColumnSql, createSchemaSql, createTableSql, deleteSql, groupPartial, truncateSql, updateColumnsSql, upsertSql } from './sql.js';
+import {
+  addExtraColumnSql, createHistorySql, historyColumns, historyInsertSql, historyRowJson, shapedUpsertSql, softDeleteSql, softTruncateSql, stateExtras, stateRowJson,
+} from './shape-sql.js';
 
-function rowsParam(changes: Change[]): string {
-  return `[${changes.map((c) => c.raw ?? 'null').join(',')}]`;
+type RowJson = (c: Change) => string;
+const rawJson: RowJson = (c) => c.raw ?? 'null';
+
+function rowsParam(changes: Change[], json: RowJson): string {
+  return `[${changes.map(json).join(',')}]`;
 }
 
 export class PostgresSink implements Sink {
@@ -55,9 +63,38 @@ export class PostgresSink implements Sink {
       }
       this.#known.set(id, cols);
     }
+    if (t.shape) await this.#prepareShape(t, cols);
   }
 
-  async #targetColumns(t: TableInfo): Promise<Set<string>> {
+  /** The columns pg2crate adds (deletion time, metadata) and the history table with every column. */
+  async #prepareShape(t: TableInfo, cols: Set<string>): Promise<void> {
+    const shape = t.shape!;
+    for (const c of stateExtras(shape)) {
+      if (cols.has(c.name)) continue;
+      await this.#pool.query(addExtraColumnSql(t.targetSchema, t.targetTable, c));
+      cols.add(c.name);
+    }
+    const h = shape.history;
+    if (!h) return;
+    const id = `${h.schema}\u0000${h.table}`;
+    let have = this.#known.get(id);
+    const want = historyColumns(h, t.columns);
+    if (have && want.every((c) => have!.has(c.name))) return;
+    have = await this.#targetColumns({ targetSchema: h.schema, targetTable: h.table });
+    if (have.size === 0) {
+      for (const stmt of createHistorySql(h, t.columns)) await this.#pool.query(stmt);
+      this.#log.info({ table: `${h.schema}.${h.table}` }, 'created history table');
+      have = await this.#targetColumns({ targetSchema: h.schema, targetTable: h.table });
+    }
+    for (const c of want) {
+      if (have.has(c.name)) continue;
+      await this.#pool.query(addExtraColumnSql(h.schema, h.table, c));
+      have.add(c.name);
+    }
+    this.#known.set(id, have);
+  }
+
+  async #targetColumns(t: Pick<TableInfo, 'targetSchema' | 'targetTable'>): Promise<Set<string>> {
     const res = await this.#pool.query<{ name: string }>(
       `select a.attname as name from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
         where n.nspname = $1 and c.relname = $2 and a.attnum > 0 and not a.attisdropped`,
@@ -96,11 +133,27 @@ export class PostgresSink implements Sink {
 
   async #applyTable(client: pg.PoolClient, b: SinkTableBatch, rejected: Rejection[] | null): Promise<void> {
     const t = b.table;
-    if (b.truncate) await client.query(truncateSql(t));
+    const shape = t.shape ?? null;
+    if (shape?.history && b.history && b.history.length > 0) {
+      const h = shape.history;
+      await this.#run(client, historyInsertSql(h, t.columns), b.history, rejected, (c) => historyRowJson(h, c), true);
+    }
+    const soft = shape?.deletes === 'soft' ? { ...t, shape } : null;
+    const shaped = shape !== null && stateExtras(shape).length > 0 ? { ...t, shape } : null;
+    if (b.truncate) {
+      if (soft) await client.query(softTruncateSql(soft), [b.truncatedAt ?? null]);
+      else await client.query(truncateSql(t));
+    }
     const nullableKey = t.keyColumns.some((k) => !t.columns.find((c) => c.name === k)?.notNull);
-    if (b.deletes.length > 0) await this.#run(client, deleteSql(t, nullableKey), b.deletes, rejected);
+    if (b.deletes.length > 0) {
+      if (soft) await this.#run(client, softDeleteSql(soft, nullableKey), b.deletes, rejected, (c) => stateRowJson(soft.shape, c));
+      else await this.#run(client, deleteSql(t, nullableKey), b.deletes, rejected);
+    }
     const full = b.upserts.filter((c) => !c.partial);
-    if (full.length > 0) await this.#run(client, upsertSql(t), full, rejected);
+    if (full.length > 0) {
+      if (shaped) await this.#run(client, shapedUpsertSql(shaped), full, rejected, (c) => stateRowJson(shaped.shape, c));
+      else await this.#run(client, upsertSql(t), full, rejected);
+    }
     // Partial images (pgoutput, unchanged TOAST): update only the columns they carry.
     if (full.length < b.upserts.length) {
       for (const g of groupPartial(t, b.upserts.filter((c) => c.partial))) await this.#run(client, updateColumnsSql(t, g.columns, nullableKey), g.changes, rejected);
@@ -108,26 +161,26 @@ export class PostgresSink implements Sink {
   }
 
   /** Runs one statement; in careful mode (rejected given) isolates failing rows by halving. */
-  async #run(client: pg.PoolClient, sql: string, rows: Change[], rejected: Rejection[] | null): Promise<void> {
+  async #run(client: pg.PoolClient, sql: string, rows: Change[], rejected: Rejection[] | null, json: RowJson = rawJson, history = false): Promise<void> {
     if (rejected === null) {
-      await client.query(sql, [rowsParam(rows)]);
+      await client.query(sql, [rowsParam(rows, json)]);
       return;
     }
     await client.query('savepoint pg2crate_rows');
     try {
-      await client.query(sql, [rowsParam(rows)]);
+      await client.query(sql, [rowsParam(rows, json)]);
       await client.query('release savepoint pg2crate_rows');
     } catch (err) {
       await client.query('rollback to savepoint pg2crate_rows');
       await client.query('release savepoint pg2crate_rows');
       if (classify(err) !== 'data') throw err;
       if (rows.length === 1) {
-        rejected.push({ change: rows[0], code: (err as { code?: string }).code, message: describe(err) });
+        rejected.push({ change: rows[0], code: (err as { code?: string }).code, message: describe(err), ...(history ? { history } : {}) });
         return;
       }
       const mid = rows.length >> 1;
-      await this.#run(client, sql, rows.slice(0, mid), rejected);
-      await this.#run(client, sql, rows.slice(mid), rejected);
+      await this.#run(client, sql, rows.slice(0, mid), rejected, json, history);
+      await this.#run(client, sql, rows.slice(mid), rejected, json, history);
     }
   }
 

@@ -21,7 +21,7 @@ import { qualify, quoteIdent } from '../../identifiers.js';
 import type { Logger } from '../../logger.js';
 import { readCaptureState, writeCaptureState } from '../capture-state.js';
 import type { FinalWindow } from '../outbox.js';
-import { listTables } from '../registry.js';
+import { captureTargetOf, listTables } from '../registry.js';
 import { captureFunctionSql, createTriggersSql, dropFunctionSql, dropTriggersSql } from '../triggers.js';
 import { MARK_PREFIX, type StopAt } from './pgoutput-source.js';
 import { checkServer, checkTables, ensurePublication } from './preflight.js';
@@ -95,7 +95,8 @@ export function toTrigger(o: SwitchOptions): StopAt {
       // One table per transaction: a transaction holding one table's lock while waiting for the
       // next could deadlock with an application transaction that writes both.
       for (const t of await listTables(db, o.schema)) {
-        const target = { tableId: t.id, sourceSchema: t.sourceSchema, sourceTable: t.sourceTable, keyColumns: t.keyColumns, keyOrigin: t.keyOrigin };
+        // with the table's shape: columns left out or hashed, the row filter (table-shape.ts)
+        const target = captureTargetOf(t);
         await inTransaction(db, async () => {
           await db.query(captureFunctionSql(o.schema, target));
           for (const stmt of createTriggersSql(o.schema, target)) await db.query(stmt);
