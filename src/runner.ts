@@ -2,7 +2,7 @@
 // starts them in order and stops them in reverse order.
 import pg from 'pg';
 import type { Config, TableSpec } from './config.js';
-import { StreamBusyError, TableError } from './errors.js';
+import { backoffDelay, classify, StreamBusyError, TableError } from './errors.js';
 import { MetricsServer } from './metrics.js';
 import { createVerifyTarget, runVerify, type RunVerifyOptions, type VerifyResult } from './verify/run-verify.js';
 import { Scheduler } from './schedule/scheduler.js';
@@ -237,11 +237,26 @@ export class Runner {
     if (!opts.untilCaughtUp && triggers) {
       const backfiller = this.#newBackfiller(drainer);
       this.#backfiller = backfiller;
-      backfiller.start(true).catch(async (err) => {
-        this.#log.error({ err }, 'initial load failed; stopping');
-        this.#failure = err;
-        await drainer.stop();
-      });
+      // The copier watches for new jobs for as long as the replicator runs, so a source restart or
+      // failover reaches it too: like the drainer, it waits and goes on (a copy resumes after its
+      // last committed chunk). Only a fatal error stops the replicator.
+      const copy = (attempt: number): void => {
+        backfiller.start(true).catch(async (err) => {
+          if (classify(err) === 'retryable' && this.#backfiller === backfiller) {
+            const delay = backoffDelay(attempt, 500, 30_000);
+            this.#log.warn({ err, retryInMs: delay }, 'initial loads interrupted; retrying');
+            // unref: a runner stopped meanwhile must not be kept alive by this timer
+            await new Promise((r) => setTimeout(r, delay).unref());
+            if (this.#backfiller === backfiller) copy(attempt + 1);
+            return;
+          }
+          if (this.#backfiller !== backfiller) return;
+          this.#log.error({ err }, 'initial load failed; stopping');
+          this.#failure = err;
+          await drainer.stop();
+        });
+      };
+      copy(0);
     }
     if (opts.listen !== false && !opts.untilCaughtUp && triggers) {
       this.#listener = new Listener(sourceConnection(c), wakeupChannel(c.schema), () => drainer.wake(), this.#log);

@@ -41,7 +41,8 @@ export interface Cluster {
   createDatabase(prefix?: string): Promise<string>;
   /** true when the cluster is ours and may be restarted or killed */
   readonly owned: boolean;
-  restart(mode?: 'fast' | 'immediate'): Promise<void>;
+  /** stops the server and starts it again, after `downMs` without a server (an outage, a failover) */
+  restart(mode?: 'fast' | 'immediate', downMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -92,8 +93,9 @@ export async function startCluster(): Promise<Cluster> {
       try { await c.query(`create database "${name}"`); } finally { await c.end(); }
       return url(name);
     },
-    async restart(mode = 'fast') {
+    async restart(mode = 'fast', downMs = 0) {
       run('pg_ctl', ['-D', data, '-m', mode, '-w', 'stop']);
+      if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
       start();
     },
     async stop() {
