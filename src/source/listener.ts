@@ -31,20 +31,35 @@ export class Listener {
 
   async start(): Promise<void> {
     if (this.#sub) return;
+    // pg-listen's close() does not end a reconnect loop that is under way: without these checks a
+    // listener stopped during an outage reconnects (and LISTENs) once the server is back.
+    const stopped = () => this.#sub !== sub;
     const sub = createSubscriber(
       { ...this.#connection, application_name: 'pg2crate listener', keepAlive: true },
-      { retryInterval: (attempt: number) => backoffDelay(attempt, 250, 10_000), retryTimeout: 0, paranoidChecking: 5_000, parse: (s: string) => s },
+      {
+        retryInterval: (attempt: number) => {
+          // Thrown inside the reconnect loop, this ends it.
+          if (stopped()) throw new Error('the listener was stopped');
+          return backoffDelay(attempt, 250, 10_000);
+        },
+        retryTimeout: 0, paranoidChecking: 5_000, parse: (s: string) => s,
+      },
     );
     this.#sub = sub;
     sub.notifications.on(this.#channel, () => this.#onWake());
     sub.events.on('connected', () => {
+      if (stopped()) {
+        void sub.close().catch(() => {});
+        return;
+      }
       this.#log.info({ channel: this.#channel }, 'listening again; draining what arrived meanwhile');
       this.#onWake();
     });
     sub.events.on('reconnect', (attempt: number) => {
-      if (attempt === 1) this.#log.warn({ channel: this.#channel }, 'listener connection lost; reconnecting, polling meanwhile');
+      if (attempt === 1 && !stopped()) this.#log.warn({ channel: this.#channel }, 'listener connection lost; reconnecting, polling meanwhile');
     });
     sub.events.on('error', (err: Error) => {
+      if (stopped()) return;
       if (!this.#warned) this.#log.warn({ err, channel: this.#channel }, 'listener failed; running on polling alone');
       this.#warned = true;
     });

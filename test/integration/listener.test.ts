@@ -180,3 +180,20 @@ test('no NOTIFY is sent while the drainer is busy, and one is sent when it is id
     rep = undefined;
   }
 });
+
+test('a replicator stopped while its listener is reconnecting leaves no connection behind', { skip: process.env.TEST_DATABASE_URL ? 'needs its own cluster' : false }, async () => {
+  rep = await start(1000);
+  await listening();
+  admin.on('error', () => {});
+  src.on('error', () => {});
+  dst.on('error', () => {});
+  // The server goes away; while the listener retries, the replicator is stopped; then the server returns.
+  const down = cluster.restart('fast', 3000);
+  await new Promise((r) => setTimeout(r, 1000));
+  await rep.stop();
+  rep = undefined;
+  await down;
+  await new Promise((r) => setTimeout(r, 4000));
+  const left = await admin.query(`select application_name from pg_stat_activity where application_name like 'pg2crate%'`);
+  assert.deepEqual(left.rows, [], 'a stopped replicator reconnected afterwards');
+});
