@@ -3,7 +3,12 @@
 // `killReplicators()` (call it in after()) and, as a last resort, when the test process exits.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { LOG_DIR, waitFor } from './replication.js';
+
+/** The repository root: children run the CLI from here, whatever the test's working directory. */
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const CLI = ['--import', 'tsx', 'src/cli.ts'];
 
 export interface ChildReplicator {
   readonly pid: number;
@@ -30,7 +35,8 @@ export function spawnReplicator(env: Record<string, string>, args: string[] = ['
   mkdirSync(LOG_DIR, { recursive: true });
   const logFile = `${LOG_DIR}/${process.pid}-${name}-${++counter}.log`;
   const fd = openSync(logFile, 'a');
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+  const child = spawn(process.execPath, [...CLI, ...args], {
+    cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp',
       PG2CRATE_POLL_INTERVAL_MS: '200', PG2CRATE_STANDBY_RETRY_MS: '200', LOG_LEVEL: 'info',
@@ -63,7 +69,8 @@ export function spawnReplicator(env: Record<string, string>, args: string[] = ['
 
 /** Runs the CLI to completion and returns its exit code and output. */
 export async function runCli(env: Record<string, string>, args: string[]): Promise<{ code: number | string; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+  const child = spawn(process.execPath, [...CLI, ...args], {
+    cwd: ROOT,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
