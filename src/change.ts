@@ -64,6 +64,8 @@ export interface TableInfo {
   columns: ColumnInfo[];
   /** how the target is shaped; absent or null: a plain copy */
   shape?: TableShape | null;
+  /** the tool's schema in the source database (its registry holds a shaped table's hash salt) */
+  toolSchema?: string;
 }
 
 /** Looks tables up in the source catalog; the drainer re-reads a table when rows carry new columns. */

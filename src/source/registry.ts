@@ -223,6 +223,6 @@ export class RegistryCatalog implements SourceCatalog {
     if (all.length === 0) {
       throw new TableError(`source table ${name} (oid ${t.relid}) no longer exists; its pending changes cannot be described`);
     }
-    return { ...t, columns: shapedColumns(all, t.shape, name) };
+    return { ...t, columns: shapedColumns(all, t.shape, name), toolSchema: this.#schema };
   }
 }

@@ -13,13 +13,16 @@
 // Memory: one page of at most `limit` (or PAGE_ROWS for digests) rows at a time.
 //
 // A target table that does not exist yet answers as empty; a source column it lacks is read as
-// NULL (a column added with NULLs everywhere compares equal, one added with values does not).
+// NULL (a column added with NULLs everywhere compares equal, one added with values does not). A
+// table with soft deletes (table-shape.ts) is compared by its live rows (deletion time NULL).
 import type { JsonValue, TableInfo } from '../change.js';
 import { displayName } from '../identifiers.js';
 import type { Logger } from '../logger.js';
 import type { PlanOptions } from '../sink/cratedb/column-types.js';
 import { CrateClient, type CrateConnection } from '../sink/cratedb/crate-client.js';
 import { COLUMNS_QUERY } from '../sink/cratedb/sql.js';
+import { crateColumnName } from '../sink/cratedb/names.js';
+import { quoteIdent } from '../identifiers.js';
 import { keyTextOf, md5Hex, rangeDigester, rowHashOf } from './canonical.js';
 import { crateReadPlan, keyParams, normaliseSourceRow, targetKeyJson, targetRow, type CrateReadPlan } from './cratedb-normalise.js';
 import { lexicographicCondition, type SqlPart } from './key-range.js';
@@ -59,11 +62,16 @@ export function rangeConditionSql(plan: CrateReadPlan, range: KeyRange): SqlPart
   return { sql: parts.length > 0 ? parts.join(' AND ') : 'true', params };
 }
 
+/** ` AND <deletion time> IS NULL` for a table with soft deletes, '' otherwise: the rows that count. */
+export function liveRowsSql(t: TableInfo): string {
+  return t.shape?.deletes === 'soft' ? ` AND ${quoteIdent(crateColumnName(t.shape.deletedAtColumn))} IS NULL` : '';
+}
+
 /** Rows of a range in key order, at most `limit`. */
 export function rangeSelectSql(plan: CrateReadPlan, range: KeyRange, limit: number): SqlPart {
   const cond = rangeConditionSql(plan, range);
   return {
-    sql: `SELECT ${plan.columns.map((c) => c.select).join(', ')} FROM ${plan.qualified} WHERE ${cond.sql}` +
+    sql: `SELECT ${plan.columns.map((c) => c.select).join(', ')} FROM ${plan.qualified} WHERE ${cond.sql}${liveRowsSql(plan.table)}` +
       ` ORDER BY ${plan.keys.map((k) => k.compare).join(', ')} LIMIT ?`,
     params: [...cond.params, limit],
   };
@@ -72,10 +80,12 @@ export function rangeSelectSql(plan: CrateReadPlan, range: KeyRange, limit: numb
 /** Rows with these keys (CrateDB values from keyParams(…, 'lookup')), compared natively; `c = ANY(?)` where CrateDB allows it. */
 export function lookupSql(plan: CrateReadPlan, keys: readonly JsonValue[][]): SqlPart {
   const select = `SELECT ${plan.columns.map((c) => c.select).join(', ')} FROM ${plan.qualified} WHERE `;
+  const live = liveRowsSql(plan.table);
   const cols = plan.keys.map((k) => k.column);
-  if (cols.length === 1 && plan.keys[0].anyLookup) return { sql: `${select}${cols[0]} = ANY(?)`, params: [keys.map((k) => k[0])] };
+  if (cols.length === 1 && plan.keys[0].anyLookup) return { sql: `${select}${cols[0]} = ANY(?)${live}`, params: [keys.map((k) => k[0])] };
   const one = `(${cols.map((c) => `${c} = ?`).join(' AND ')})`;
-  return { sql: select + keys.map(() => one).join(' OR '), params: keys.flat() };
+  const any = keys.map(() => one).join(' OR ');
+  return { sql: select + (live ? `(${any})${live}` : any), params: keys.flat() };
 }
 
 class CrateVerifyTarget implements VerifyTarget {
@@ -129,7 +139,7 @@ class CrateVerifyTarget implements VerifyTarget {
   async count(t: TableInfo): Promise<RowCounts> {
     const plan = await this.#plan(t);
     if (!plan.exists) return { rows: 0, nullKeys: 0 };
-    const res = await this.#client.sql(`SELECT count(*) FROM ${plan.qualified}`);
+    const res = await this.#client.sql(`SELECT count(*) FROM ${plan.qualified} WHERE true${liveRowsSql(t)}`);
     // A CrateDB primary key column cannot hold NULL.
     return { rows: Number(res.rows[0][0]), nullKeys: 0 };
   }

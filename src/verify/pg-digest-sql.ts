@@ -16,9 +16,15 @@
 // Columns the target keeps from a dropped source column are ignored.
 //
 // Range digest: md5 over the row hashes concatenated in key order; md5('') for an empty range.
+//
+// Shaped tables (table-shape.ts): the source side reads only rows that pass the table's predicate,
+// and its hashed columns as the capture writes them (row-image.ts), so a filtered or hashed copy
+// compares equal; a target with soft deletes compares only its live rows (deletion time NULL). The
+// columns pg2crate adds to a target are not among TableInfo.columns, so they are never compared.
 import type { ColumnInfo, TableInfo } from '../change.js';
 import { qualify, quoteIdent, quoteLiteral } from '../identifiers.js';
 import { pgColumnType } from '../sink/postgres/sql.js';
+import { rowFilterSql, rowImageSql, type RowImageSql } from '../source/row-image.js';
 import { anyNullKeySql, orderBySql, pgKeySetCondition, pgRangeCondition, type PgKeyTable, type SqlPart } from './key-range.js';
 import type { KeyRange, KeyRef } from './verify-target.js';
 
@@ -30,12 +36,31 @@ export interface PgVerifyTable extends PgKeyTable {
   columns: readonly ColumnInfo[];
   /** target side: source columns the target table lacks */
   missing: ReadonlySet<string>;
+  /** the rows that count, on alias t: the source's predicate, a soft-deleting target's live rows */
+  filter: string;
+  /** the row's JSON as the capture writes it (client form) */
+  image: RowImageSql;
+  /** source side: hashed columns and the expression of the salt */
+  hashed: ReadonlySet<string>;
+  salt: string;
 }
 
 export function pgVerifyTable(t: TableInfo, side: 'source' | 'target', missing: ReadonlySet<string> = new Set()): PgVerifyTable {
   const qualified = side === 'source' ? qualify(t.sourceSchema, t.sourceTable) : qualify(t.targetSchema, t.targetTable);
   const nullableKey = t.keyColumns.some((k) => !t.columns.find((c) => c.name === k)?.notNull);
-  return { qualified, keyColumns: t.keyColumns, nullableKey, side, columns: t.columns, missing };
+  const shape = t.shape ?? null;
+  const source = side === 'source';
+  const hashed = new Set(source ? shape?.hashColumns ?? [] : []);
+  if (hashed.size > 0 && t.toolSchema === undefined) throw new TypeError('verifying hashed columns needs the tool schema (TableInfo.toolSchema)');
+  const toolSchema = t.toolSchema ?? '';
+  const filter = source
+    ? rowFilterSql(shape)
+    : shape?.deletes === 'soft' ? `t.${quoteIdent(shape.deletedAtColumn)} is null` : 'true';
+  return {
+    qualified, keyColumns: t.keyColumns, nullableKey, side, columns: t.columns, missing, filter, hashed,
+    image: source ? rowImageSql(toolSchema, t, 't') : { expr: 'to_jsonb(t.*)', lateral: '' },
+    salt: hashed.size > 0 ? `(select s.hash_salt from ${qualify(toolSchema, 'tables')} s where s.id = ${Number(t.id)})` : 'null',
+  };
 }
 
 /** True when the Postgres sink stores this column as text (a type the target may not have). */
@@ -46,6 +71,8 @@ export function storedAsText(c: ColumnInfo): boolean {
 function columnValueSql(p: PgVerifyTable, c: ColumnInfo, alias: string): string {
   const col = `${alias}.${quoteIdent(c.name)}`;
   if (p.side === 'target') return p.missing.has(c.name) ? 'null::text' : col;
+  // as the capture hashes it (row-image.ts)
+  if (p.hashed.has(c.name)) return `encode(pg_catalog.sha256(convert_to(${p.salt} || (to_jsonb(${alias}.*) ->> ${quoteLiteral(c.name)}), 'UTF8')), 'hex')`;
   if (!storedAsText(c)) return col;
   if (c.dims === 0) return `(to_jsonb(${col}) #>> '{}')`;
   return `(case when ${col} is null then null else coalesce((select jsonb_agg(e #>> '{}' order by o) from jsonb_array_elements(to_jsonb(${col})) with ordinality as x(e, o)), '[]'::jsonb) end)`;
@@ -84,7 +111,7 @@ export function nextRangeSql(p: PgVerifyTable, after: KeyRef | null, limit: numb
   const desc = aliases.map((a) => `x.${a} desc`).join(', ');
   return {
     sql: `with r as materialized (
-  select ${keySel}, ${rowHashSql(p)} as h from ${p.qualified} t where ${cond.sql} order by ${orderBySql(p.keyColumns)} limit $${cond.params.length + 1}
+  select ${keySel}, ${rowHashSql(p)} as h from ${p.qualified} t where ${cond.sql} and ${p.filter} order by ${orderBySql(p.keyColumns)} limit $${cond.params.length + 1}
 )
 select count(*)::int as n, md5(coalesce(string_agg(r.h, '' order by ${order}), '')) as digest,
        (select ${keyJsonSql(p.keyColumns, 'x', aliases)} from r x order by ${desc} limit 1) as last
@@ -99,28 +126,28 @@ export function rangeDigestSql(p: PgVerifyTable, range: KeyRange): SqlPart {
   const keySel = p.keyColumns.map((c, i) => `t.${quoteIdent(c)} as ${aliases[i]}`).join(', ');
   return {
     sql: `select md5(coalesce(string_agg(r.h, '' order by ${aliases.map((a) => `r.${a}`).join(', ')}), '')) as digest
-from (select ${keySel}, ${rowHashSql(p)} as h from ${p.qualified} t where ${cond.sql}) r`,
+from (select ${keySel}, ${rowHashSql(p)} as h from ${p.qualified} t where ${cond.sql} and ${p.filter}) r`,
     params: cond.params,
   };
 }
 
-/** (k, h) of a range in key order, at most `limit`; with `rows`, the row's to_jsonb text as r instead of h. */
+/** (k, h) of a range in key order, at most `limit`; with `rows`, the row's JSON (as captured) as r instead of h. */
 export function rowHashesSql(p: PgVerifyTable, range: KeyRange, limit: number, rows = false): SqlPart {
   const cond = pgRangeCondition(p, range, 1);
-  const value = rows ? 'to_jsonb(t.*)::text as r' : `${rowHashSql(p)} as h`;
+  const value = rows ? `(${p.image.expr})::text as r` : `${rowHashSql(p)} as h`;
   return {
-    sql: `select ${keyJsonSql(p.keyColumns)} as k, ${value} from ${p.qualified} t where ${cond.sql} order by ${orderBySql(p.keyColumns)} limit $${cond.params.length + 1}`,
+    sql: `select ${keyJsonSql(p.keyColumns)} as k, ${value} from ${p.qualified} t${rows ? p.image.lateral : ''} where ${cond.sql} and ${p.filter} order by ${orderBySql(p.keyColumns)} limit $${cond.params.length + 1}`,
     params: [...cond.params, limit],
   };
 }
 
 export function rowHashesByKeysSql(p: PgVerifyTable, keys: readonly KeyRef[], rows = false): SqlPart {
   const cond = pgKeySetCondition(p, keys, 1);
-  const value = rows ? 'to_jsonb(t.*)::text as r' : `${rowHashSql(p)} as h`;
-  return { sql: `select ${keyJsonSql(p.keyColumns)} as k, ${value} from ${p.qualified} t where ${cond.sql}`, params: cond.params };
+  const value = rows ? `(${p.image.expr})::text as r` : `${rowHashSql(p)} as h`;
+  return { sql: `select ${keyJsonSql(p.keyColumns)} as k, ${value} from ${p.qualified} t${rows ? p.image.lateral : ''} where ${cond.sql} and ${p.filter}`, params: cond.params };
 }
 
 export function countSql(p: PgVerifyTable): string {
   const nullKeys = p.nullableKey ? `count(*) filter (where ${anyNullKeySql(p.keyColumns)})` : '0';
-  return `select count(*)::int8::text as rows, (${nullKeys})::int8::text as null_keys from ${p.qualified} t`;
+  return `select count(*)::int8::text as rows, (${nullKeys})::int8::text as null_keys from ${p.qualified} t where ${p.filter}`;
 }

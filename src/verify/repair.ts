@@ -18,10 +18,15 @@
 // with a smaller id, and the delete would then win. verify --repair re-checks the repaired keys after
 // the replicator caught up and repairs what is still off (an 'U' for such a key is safe), so that
 // race costs a round, not a row.
+//
+// A shaped table (table-shape.ts) is repaired through its shape: the 'U' image is the capture's
+// (columns left out or hashed), only rows passing its predicate are re-sent, and a key whose row
+// no longer passes it gets a 'D', as the trigger would write.
 import type pg from 'pg';
 import type { TableInfo } from '../change.js';
 import { qualify, quoteIdent, quoteLiteral } from '../identifiers.js';
 import { wakeupChannel } from '../source/names.js';
+import { sourceTimeSql } from '../source/row-image.js';
 import { keysJsonArray, pgKeySetCondition } from './key-range.js';
 import { pgVerifyTable } from './pg-digest-sql.js';
 import { withOutputSettings } from './pg-session.js';
@@ -42,12 +47,13 @@ export function repairSql(schema: string, table: TableInfo): RepairSql {
   const keyCond = pgKeySetCondition(p, [], 1).sql;
   const keyObject = `jsonb_build_object(${table.keyColumns.map((c) => `${quoteLiteral(c)}, k.${quoteIdent(c)}`).join(', ')})`;
   const sameKey = table.keyColumns.map((c) => `t.${quoteIdent(c)} = k.${quoteIdent(c)}`).join(' and ');
+  const at = sourceTimeSql(table.shape);
   return {
-    upsert: `insert into ${outbox} (table_id, op, data)
-select ${table.id}, 'U', to_jsonb(t.*) from ${p.qualified} t where ${keyCond} for share of t`,
-    delete: `insert into ${outbox} (table_id, op, data)
-select ${table.id}, 'D', ${keyObject} from jsonb_populate_recordset(null::${p.qualified}, $1::jsonb) as k
- where not exists (select 1 from ${p.qualified} t where ${sameKey})`,
+    upsert: `insert into ${outbox} (table_id, op, data${at.column})
+select ${table.id}, 'U', ${p.image.expr}${at.value} from ${p.qualified} t${p.image.lateral} where ${keyCond} and ${p.filter} for share of t`,
+    delete: `insert into ${outbox} (table_id, op, data${at.column})
+select ${table.id}, 'D', ${keyObject}${at.value} from jsonb_populate_recordset(null::${p.qualified}, $1::jsonb) as k
+ where not exists (select 1 from ${p.qualified} t where ${sameKey} and ${p.filter})`,
     // The triggers wake an idle drainer the same way; without it the repair waits for the next poll.
     notify: `select pg_notify(${quoteLiteral(wakeupChannel(schema))}, '') from ${qualify(schema, 'state')} where idle`,
   };

@@ -4,6 +4,7 @@
 import type pg from 'pg';
 import { ConfigError, TableError } from '../../errors.js';
 import { displayName, qualify, quoteIdent } from '../../identifiers.js';
+import { checkShapesForPgoutput, publishedTables, type PublishedTable } from './publication-shape.js';
 
 type Queryable = pg.ClientBase | pg.Pool;
 
@@ -85,26 +86,51 @@ export async function checkTables(db: Queryable, schema: string): Promise<void> 
       );
     }
   }
+  // shaped tables: what a publication can do for them (column lists, row filters) and what not
+  await checkShapesForPgoutput(db, schema);
 }
 
-/** Creates the publication or brings its table list in line with the registry. Returns whether it changed. */
+/**
+ * Creates the publication or brings its table list in line with the registry. Returns whether it
+ * changed. A shaped table is published with its column list and row filter (publication-shape.ts);
+ * a column list that no longer matches the table's columns is replaced by dropping and adding the
+ * table in one transaction, so that no change falls between the two.
+ */
 export async function ensurePublication(db: Queryable, schema: string, publication: string): Promise<boolean> {
-  const tables = await db.query<{ s: string; t: string }>(`select source_schema as s, source_table as t from ${qualify(schema, 'tables')} order by id`);
-  const want = new Map(tables.rows.map((r) => [`${r.s}\u0000${r.t}`, qualify(r.s, r.t)]));
+  const want = await publishedTables(db, schema);
   const exists = await db.query(`select 1 from pg_publication where pubname = $1`, [publication]);
   if (exists.rows.length === 0) {
-    const list = want.size > 0 ? ` for table ${[...want.values()].join(', ')}` : '';
+    const list = want.size > 0 ? ` for table ${[...want.values()].map((w) => w.clause).join(', ')}` : '';
     await db.query(`create publication ${quoteIdent(publication)}${list} with (publish_via_partition_root = true)`);
     return true;
   }
   const have = await db.query<{ s: string; t: string }>(`select schemaname as s, tablename as t from pg_publication_tables where pubname = $1`, [publication]);
   const haveKeys = new Set(have.rows.map((r) => `${r.s}\u0000${r.t}`));
-  let changed = false;
-  for (const [k, q] of want) {
-    if (!haveKeys.has(k)) { await db.query(`alter publication ${quoteIdent(publication)} add table ${q}`); changed = true; }
+  let changed = await refreshColumnLists(db, publication, want, haveKeys);
+  for (const [k, w] of want) {
+    if (!haveKeys.has(k)) { await db.query(`alter publication ${quoteIdent(publication)} add table ${w.clause}`); changed = true; }
   }
   for (const r of have.rows) {
     if (!want.has(`${r.s}\u0000${r.t}`)) { await db.query(`alter publication ${quoteIdent(publication)} drop table ${qualify(r.s, r.t)}`); changed = true; }
+  }
+  return changed;
+}
+
+/** Re-adds published tables whose column list differs from the one wanted (only PostgreSQL 15+ has lists). */
+async function refreshColumnLists(db: Queryable, publication: string, want: Map<string, PublishedTable>, haveKeys: Set<string>): Promise<boolean> {
+  const listed = [...want.entries()].filter(([k, w]) => haveKeys.has(k) && w.columns !== null);
+  if (listed.length === 0) return false;
+  const res = await db.query<{ s: string; t: string; cols: string[] | null }>(
+    `select schemaname as s, tablename as t, attnames::text[] as cols from pg_publication_tables where pubname = $1`, [publication],
+  );
+  let changed = false;
+  for (const [k, w] of listed) {
+    const current = res.rows.find((x) => `${x.s}\u0000${x.t}` === k)?.cols ?? [];
+    if (current.join('\u0000') === w.columns!.join('\u0000')) continue;
+    const [s, t] = k.split('\u0000');
+    // One simple query: both statements run in one implicit transaction, on whatever connection.
+    await db.query(`alter publication ${quoteIdent(publication)} drop table ${qualify(s, t)}; alter publication ${quoteIdent(publication)} add table ${w.clause}`);
+    changed = true;
   }
   return changed;
 }
