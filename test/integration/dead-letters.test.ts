@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
+import { assertNoLeaks, assertSameRows, initialLoadsDone, makeConfig, pool, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
 
 let cluster: Cluster;
@@ -34,6 +34,8 @@ test('a row the target rejects is parked with the target message while the rest 
   const config = makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.t', PG2CRATE_REJECT_ATTEMPTS: '2', PG2CRATE_RETENTION_CRON: 'off' });
   const rep = await startReplicator(config);
   try {
+    // the (empty) table's initial load first: a copy made after the refused update would park it twice
+    await waitFor('the initial load', () => initialLoadsDone(src));
     await src.query(`insert into t select g, 'ok ' || g from generate_series(1, 500) g`);
     await waitCaughtUp(src);
     // in one page with good rows: the page is split until the refused row is isolated
@@ -70,6 +72,7 @@ test('with the halt policy a rejected row stops the replicator without applying 
   const { s, d, src, dst } = await setup();
   const config = makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.t', PG2CRATE_DEAD_LETTERS: 'halt', PG2CRATE_REJECT_ATTEMPTS: '1', PG2CRATE_RETENTION_CRON: 'off' });
   const rep = await startReplicator(config);
+  await waitFor('the initial load', () => initialLoadsDone(src));
   await src.query(`insert into t values (1, 'ok')`);
   await waitCaughtUp(src);
   await src.query(`insert into t values (2, 'refused')`);

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, settle, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { assertNoLeaks, assertSameRows, makeConfig, pool, settle, startReplicator, waitCaughtUp, initialLoadsDone, waitFor, type Running } from '../helpers/replication.js';
 
 let cluster: Cluster;
 let srcUrl: string;
@@ -116,6 +116,9 @@ test('functions and operators planted earlier on the writer\'s search_path canno
     await src.query(`truncate evil.calls`);
 
     // The drainer is idle, so the capture trigger will notify: that must be pg_catalog.pg_notify.
+    // (First the initial loads: a chunk still to come would make the drainer busy again.)
+    await waitFor('the initial loads', () => initialLoadsDone(src));
+    await waitCaughtUp(src);
     await waitFor('the drainer to be idle', async () => (await src.query('select idle from pg2crate.state')).rows[0].idle);
     const watcher = new pg.Client({ connectionString: srcUrl });
     await watcher.connect();
