@@ -158,6 +158,20 @@ describe('shaped targets in a real CrateDB', { skip: skipWithoutCrate }, () => {
     const parts = await crate.sql(`SELECT count(*) FROM information_schema.table_partitions WHERE table_schema = ? AND table_name = 'orders_history'`, [schema]);
     assert.equal(Number(parts.rows[0][0]), before + 3, 'one partition per day');
     await src.query(`insert into orders select 500 + d, 'day ' || d, null from generate_series(0, 2) d`); // the source agrees again
+    await waitCaughtUp(src);
+
+    // README, "Shaping the target", the CrateDB form: the table as of T from the history; T = now is the source as it is.
+    await refresh(crate, schema, 'orders_history');
+    const now = new Date().toISOString();
+    const asOf = await crate.sql(
+      `SELECT id, status FROM (
+         SELECT *, row_number() OVER (PARTITION BY id ORDER BY "_event_id" DESC) AS rn FROM ${q('orders_history')}
+          WHERE "_src_at" <= ? AND "_op" <> 'truncate'
+            AND "_event_id" > coalesce((SELECT max("_event_id") FROM ${q('orders_history')} WHERE "_op" = 'truncate' AND "_src_at" <= ?), 0)
+       ) latest WHERE rn = 1 AND "_op" <> 'delete' ORDER BY id LIMIT 1000`,
+      [now, now],
+    );
+    assert.deepEqual(asOf.rows, (await src.query(`select id, status from orders order by id`)).rows.map((r) => [r.id, r.status]));
     const ddl = await crate.sql(`SELECT partitioned_by FROM information_schema.tables WHERE table_schema = ? AND table_name = 'orders_history'`, [schema]);
     assert.deepEqual(ddl.rows[0][0], ['_day']);
   });

@@ -134,7 +134,7 @@ test('history: every change is one row, in event order, with its operation, time
         where "_src_at" <= $1 and "_op" <> 'truncate'
           and "_event_id" > coalesce((select max("_event_id") from orders_history where "_op" = 'truncate' and "_src_at" <= $1), 0)
         order by id, "_event_id" desc
-     ) last where "_op" <> 'delete' order by id`,
+     ) latest where "_op" <> 'delete' order by id`,
     [t1],
   );
   assert.deepEqual(asOf.rows, asOfT1);
