@@ -24,13 +24,11 @@
 // The trade-off: pages are cut from what has arrived, so a trickle gives small pages (low latency)
 // and a backlog gives full ones; reading pauses while two pages of messages wait (wal-stream.ts).
 import { randomUUID } from 'node:crypto';
-import { stringify as losslessStringify } from 'lossless-json';
 import pg from 'pg';
 import type { Pgoutput } from 'pg-logical-replication';
-import type { Change, Op, SourceCatalog } from '../../change.js';
-import { keyOf, parseRow } from '../../change.js';
-import { ConfigError, StreamBusyError, TableError } from '../../errors.js';
-import { qualify, quoteIdent } from '../../identifiers.js';
+import type { Change, SourceCatalog } from '../../change.js';
+import { ConfigError, StreamBusyError } from '../../errors.js';
+import { qualify } from '../../identifiers.js';
 import type { Logger } from '../../logger.js';
 import { modeMismatch, readCaptureState } from '../capture-state.js';
 import type { ChangeSource, DeadLetter, Page } from '../change-source.js';
@@ -39,9 +37,9 @@ import { sleep } from '../outbox.js';
 import { RegistryCatalog } from '../registry.js';
 import { formatLsn, parseLsn } from './lsn.js';
 import { checkServer, checkTables, ensurePublication } from './preflight.js';
-import { RelationMap, type RelationPlan } from './relations.js';
+import { RelationMap } from './relations.js';
+import { rowChanges } from './row-changes.js';
 import { slotInfo } from './slot.js';
-import { rowJson, type ColumnText } from './text-values.js';
 import { WalStream } from './wal-stream.js';
 
 /** The switch to trigger mode, run on the connection that holds the stream. */
@@ -288,76 +286,7 @@ export class PgoutputSource implements ChangeSource {
       }
       return;
     }
-    const tableId = plan.tableId;
-    const push = (op: Op, raw: string, partial = false) => {
-      const row = parseRow(raw);
-      const change: Change = { id: ++this.#seq, tableId, op, key: keyOf(row, plan.keyColumns), row, raw };
-      if (partial) change.partial = true;
-      out.push(change);
-    };
-    if (msg.tag === 'insert') {
-      push('I', this.#json(plan, msg.new));
-      return;
-    }
-    // K: the old key (only when it changed); O: the whole old row (REPLICA IDENTITY FULL).
-    const old = msg.key ?? msg.old;
-    if (msg.tag === 'delete') {
-      if (!old) throw new TableError(`a delete on ${plan.name} carries no key; check its REPLICA IDENTITY`);
-      push('D', this.#json(plan, old, plan.keyColumns));
-      return;
-    }
-    const values: Record<string, ColumnText> = { ...msg.new };
-    for (const k of plan.keyColumns) {
-      if (values[k] === undefined) values[k] = old?.[k];
-      if (values[k] === undefined) throw new TableError(`an update on ${plan.name} carries no value for key column ${k} (an unchanged TOASTed key); use trigger mode for this table`);
-    }
-    const newKey = this.#json(plan, values, plan.keyColumns);
-    const oldKey = old ? this.#json(plan, old, plan.keyColumns) : newKey;
-    const moved = oldKey !== newKey;
-    if (moved) push('D', oldKey);
-    const absent = plan.names.filter((n) => values[n] === undefined);
-    if (absent.length === 0) {
-      push('U', this.#json(plan, values));
-    } else if (!moved) {
-      push('U', this.#json(plan, values), true);
-    } else {
-      push('U', await this.#filled(plan, values, absent));
-    }
-  }
-
-  #json(plan: RelationPlan, source: Record<string, ColumnText>, only?: readonly string[]): string {
-    const values = plan.names.map((n) => (only && !only.includes(n) ? undefined : source[n]));
-    return rowJson(plan.names, plan.kinds, plan.order, values);
-  }
-
-  /**
-   * A key change whose unchanged TOASTed values were not sent: the new key has no row in the target
-   * to update, so the missing values are read from the source's current row. A later value read
-   * here is harmless: the change that wrote it comes later in the stream and is applied after this.
-   */
-  async #filled(plan: RelationPlan, values: Record<string, ColumnText>, absent: string[]): Promise<string> {
-    const present = parseRow(this.#json(plan, values));
-    const client = await this.#catalogPool.connect();
-    try {
-      await client.query('begin');
-      for (const s of [`set local timezone = 'UTC'`, `set local datestyle = 'ISO, YMD'`, `set local intervalstyle = 'postgres'`, `set local extra_float_digits = 1`, `set local bytea_output = 'hex'`]) await client.query(s);
-      const name = (await client.query<{ t: string }>(`select $1::oid::regclass::text as t`, [plan.relid])).rows[0].t;
-      const match = plan.keyColumns.map((k) => `t.${quoteIdent(k)} = k.${quoteIdent(k)}`).join(' and ');
-      const res = await client.query<{ r: string }>(
-        `select to_jsonb(t.*)::text as r from ${name} t, jsonb_populate_record(null::${name}, $1::jsonb) k where ${match}`,
-        [this.#json(plan, values, plan.keyColumns)],
-      );
-      await client.query('commit');
-      const current = res.rows[0] ? parseRow(res.rows[0].r) : {};
-      const row = { ...present };
-      for (const c of absent) row[c] = current[c] ?? null;
-      return stringifyRow(row);
-    } catch (err) {
-      await client.query('rollback').catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+    await rowChanges(plan, msg, out, { nextId: () => ++this.#seq, db: this.#catalogPool });
   }
 
   async confirm(page: Page): Promise<void> {
@@ -448,8 +377,4 @@ export class PgoutputSource implements ChangeSource {
     await this.reset();
     await this.#catalogPool.end().catch(() => {});
   }
-}
-
-function stringifyRow(row: Record<string, unknown>): string {
-  return losslessStringify(row) ?? '{}';
 }
