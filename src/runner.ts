@@ -376,6 +376,9 @@ export class Runner {
   async backfill(specs: TableSpec[], onProgress?: (p: BackfillProgress) => void): Promise<void> {
     const c = this.#config;
     await assertSchemaCurrent(this.pool, c.schema);
+    if ((await readCaptureState(this.pool, c.schema, c.stream)).mode !== 'trigger') {
+      throw new TableError('the stream is in pgoutput mode; an initial load runs in trigger mode: `pg2crate switch-capture trigger`, then `pg2crate backfill`');
+    }
     const tables = await listTables(this.pool, c.schema);
     const chosen = specs.length === 0 ? tables : specs.map((s) => {
       const t = tables.find((x) => x.sourceSchema === s.schema && x.sourceTable === s.table);
