@@ -25,8 +25,10 @@ export interface BulkItem {
  * How a row's answer reads: an upsert that does nothing on conflict answers 0 for a key already
  * there, and a delete answers 0 or "document missing" (40411) for a key already gone. An update of
  * some columns (pgoutput's partial images) of a row that is not there answers "document missing"
- * too (CrateDB 6.4.3, by key, unrefreshed rows included): the change carries too few columns to
- * create the row, so it is rejected (and parked) with that reason rather than counted as applied.
+ * too (CrateDB 6.4.3, by key, unrefreshed rows included). That is applied, as in the Postgres sink:
+ * the row is gone because a later change in the stream deleted it (a page replayed after a crash),
+ * or its initial load has not reached it yet, and the load's chunk copies the row's current state
+ * after this change. Parking it would halt a `halt` policy on a harmless replay.
  * A soft delete ('mark') of a row that is not there has nothing to mark: applied, like a delete.
  */
 export type BulkMode = 'upsert' | 'upsert-do-nothing' | 'delete' | 'update' | 'mark';
@@ -100,10 +102,7 @@ function verdict(mode: BulkMode, r: BulkRowResult): Verdict {
   if (r.rowcount >= 1) return { ok: true };
   if (r.rowcount === 0 && mode !== 'upsert') return { ok: true };
   if (r.rowcount === -2 && r.error) {
-    if ((mode === 'delete' || mode === 'mark') && r.error.code === DOCUMENT_MISSING) return { ok: true };
-    if (mode === 'update' && r.error.code === DOCUMENT_MISSING) {
-      return { ok: false, transient: false, code: String(DOCUMENT_MISSING), message: `the row is not in CrateDB and this change holds only some of its columns, so it cannot be created (${r.error.message})` };
-    }
+    if ((mode === 'delete' || mode === 'mark' || mode === 'update') && r.error.code === DOCUMENT_MISSING) return { ok: true };
     if (isTransient(r.error)) return { ok: false, transient: true, code: r.error.code === undefined ? undefined : String(r.error.code), message: r.error.message };
     return { ok: false, transient: false, code: r.error.code === undefined ? undefined : String(r.error.code), message: r.error.message };
   }
