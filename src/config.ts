@@ -269,11 +269,20 @@ export function loadConfig(env: Env, file: Record<string, unknown> = {}): Readon
 
   let tables: TableSpec[] = [];
   const envTables = env.PG2CRATE_TABLES;
-  if (envTables !== undefined && envTables.trim() !== '') {
-    tables = splitList(envTables).map((t, i) => parseQualifiedName(t, `PG2CRATE_TABLES[${i}]`));
-  } else if (file.tables !== undefined) {
+  let fileTables: TableSpec[] = [];
+  if (file.tables !== undefined) {
     if (!Array.isArray(file.tables)) throw new ConfigError('tables', 'expected a list of "schema.table" or objects');
-    tables = file.tables.map(tableSpec);
+    fileTables = file.tables.map(tableSpec);
+  }
+  if (envTables !== undefined && envTables.trim() !== '') {
+    // The environment names the tables; a table's options (key, target, shape) live in the file
+    // only, and must not be lost when both are set: a column filter dropped silently would leak.
+    tables = splitList(envTables).map((t, i) => {
+      const named = parseQualifiedName(t, `PG2CRATE_TABLES[${i}]`);
+      return fileTables.find((f) => f.schema === named.schema && f.table === named.table) ?? named;
+    });
+  } else {
+    tables = fileTables;
   }
   // One salt for every table that hashes columns and names none of its own. Never in a message.
   const salt = pick('PG2CRATE_HASH_SALT', 'hashSalt');

@@ -45,6 +45,11 @@ describe('config', () => {
     assert.deepEqual(env.tables, [{ schema: 'public', table: 'a' }, { schema: 'public', table: 'b' }]);
   });
 
+  test('PG2CRATE_TABLES picks the tables; a table\'s shape from the file is kept, never dropped', () => {
+    const c = loadConfig({ ...BASE, PG2CRATE_TABLES: 'public.a,b' }, { tables: [{ name: 'public.b', excludeColumns: ['secret'] }, { name: 'public.c', deletes: 'soft' }] });
+    assert.deepEqual(c.tables, [{ schema: 'public', table: 'a' }, { schema: 'public', table: 'b', excludeColumns: ['secret'] }]);
+  });
+
   test('every option is read, defaults filled in', () => {
     const c = load({
       deletes: 'soft', metadata: { sourceTime: 'src_at', appliedTime: 'applied_at', operation: 'op' }, history: true, historyTable: 't_log',
