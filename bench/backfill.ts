@@ -1,0 +1,135 @@
+// Initial load into a Postgres target beside a plain COPY between the same two databases.
+//
+// Per round, on one throwaway cluster: a source table of --rows rows and 10 mixed-type columns. (a)
+// pg2crate: `tables add` schedules the initial load, a Runner in this process copies it chunk by
+// chunk through the outbox into the target; the clock stops when the load is applied. (b) COPY:
+// `COPY (select …) TO STDOUT` piped into `COPY … FROM STDIN` of a fresh target table (psql, binary
+// format not used: pg2crate's path is text/JSON too). Rounds interleave a, b, a, b …
+import { execFileSync, spawn } from 'node:child_process';
+import pg from 'pg';
+import { loadConfig } from '../src/config.js';
+import { createLogger } from '../src/logger.js';
+import { Runner } from '../src/runner.js';
+import { backfillState } from '../src/source/backfill.js';
+import { startCluster, type Cluster } from '../test/helpers/cluster.js';
+import { fmt, fmtSpread, note, printTable, sleep, spread, type BenchArgs } from './report.js';
+
+export const description = 'initial load of 1M rows (10 mixed columns) into Postgres vs a plain COPY | COPY';
+
+const TABLE = (name: string) => `create table ${name} (
+  id bigint primary key, k integer not null, name text not null, amount numeric(14,4), ratio double precision,
+  flag boolean, created timestamptz not null, day date, tags text[], doc jsonb
+)`;
+
+const FILL = (name: string, rows: number) => `insert into ${name}
+  select g, g % 1000, 'name ' || g, (g % 100000) / 7.0, g / 3.0, g % 2 = 0,
+         timestamptz '2024-01-01' + g * interval '1 second', date '2024-01-01' + (g % 365),
+         array['a' || (g % 10), 'b'], jsonb_build_object('g', g, 'sq', g * g)
+  from generate_series(1, ${rows}) g`;
+
+const logger = createLogger(process.env.LOG_LEVEL ?? 'warn', { write: (s: string) => { process.stderr.write(s); } });
+
+function psqlBin(): string {
+  return execFileSync('sh', ['-c', 'command -v psql'], { encoding: 'utf8' }).trim() || 'psql';
+}
+
+async function viaPg2crate(cluster: Cluster, rows: number): Promise<number> {
+  const [srcUrl, dstUrl] = [await cluster.createDatabase('bf_src'), await cluster.createDatabase('bf_dst')];
+  const src = new pg.Pool({ connectionString: srcUrl, max: 2 });
+  src.on('error', (err) => note(`idle source connection failed: ${err.message}`));
+  try {
+    await src.query(TABLE('public.items'));
+    await src.query(FILL('public.items', rows));
+    await src.query('analyze public.items');
+    const config = loadConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.items', PG2CRATE_PAGE_SIZE: '20000' });
+    const runner = new Runner(config, logger);
+    const start = performance.now();
+    await runner.migrate();
+    const running = runner.run();
+    running.catch(() => {});
+    const ids = (await src.query<{ id: number }>('select id from pg2crate.tables')).rows.map((r) => r.id);
+    for (;;) {
+      const st = await backfillState(src, 'pg2crate', 'main', ids);
+      if (st.every((p) => p.applied)) break;
+      await sleep(50);
+    }
+    const seconds = (performance.now() - start) / 1000;
+    await runner.close();
+    await running;
+    const dst = new pg.Client({ connectionString: dstUrl });
+    await dst.connect();
+    const n = Number((await dst.query('select count(*) as n from items')).rows[0].n);
+    await dst.end();
+    if (n !== rows) throw new Error(`target holds ${n} rows, expected ${rows}`);
+    return seconds;
+  } finally {
+    await src.end();
+    await drop(cluster, [srcUrl, dstUrl]);
+  }
+}
+
+async function viaCopy(cluster: Cluster, rows: number): Promise<number> {
+  const [srcUrl, dstUrl] = [await cluster.createDatabase('cp_src'), await cluster.createDatabase('cp_dst')];
+  const src = new pg.Client({ connectionString: srcUrl });
+  const dst = new pg.Client({ connectionString: dstUrl });
+  await src.connect();
+  await dst.connect();
+  try {
+    await src.query(TABLE('public.items'));
+    await src.query(FILL('public.items', rows));
+    await src.query('analyze public.items');
+    await dst.query(TABLE('public.items'));
+    const psql = psqlBin();
+    const start = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      const out = spawn(psql, [srcUrl, '-qAtc', 'copy public.items to stdout'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const inp = spawn(psql, [dstUrl, '-qc', 'copy public.items from stdin'], { stdio: ['pipe', 'ignore', 'inherit'] });
+      out.stdout.pipe(inp.stdin);
+      let done = 0;
+      const fin = (code: number | null) => { if (code !== 0) reject(new Error(`psql exited ${code}`)); else if (++done === 2) resolve(); };
+      out.on('exit', fin);
+      inp.on('exit', fin);
+    });
+    const seconds = (performance.now() - start) / 1000;
+    const n = Number((await dst.query('select count(*) as n from items')).rows[0].n);
+    if (n !== rows) throw new Error(`COPY target holds ${n} rows, expected ${rows}`);
+    return seconds;
+  } finally {
+    await src.end();
+    await dst.end();
+    await drop(cluster, [srcUrl, dstUrl]);
+  }
+}
+
+async function drop(cluster: Cluster, urls: string[]): Promise<void> {
+  const admin = new pg.Client({ connectionString: cluster.url() });
+  await admin.connect();
+  for (const u of urls) await admin.query(`drop database if exists "${new URL(u).pathname.slice(1)}" with (force)`);
+  await admin.end();
+}
+
+export async function run(args: BenchArgs): Promise<object> {
+  const rows = Number(args.rows ?? 1_000_000);
+  const rounds = Number(args.rounds ?? 3);
+  const cluster = await startCluster();
+  const loads: number[] = [];
+  const copies: number[] = [];
+  try {
+    for (let r = 0; r < rounds; r++) {
+      loads.push(await viaPg2crate(cluster, rows));
+      note(`round ${r + 1}: pg2crate initial load ${fmt(loads.at(-1)!)} s`);
+      copies.push(await viaCopy(cluster, rows));
+      note(`round ${r + 1}: COPY | COPY ${fmt(copies.at(-1)!)} s`);
+    }
+  } finally {
+    await cluster.stop();
+  }
+  const rate = (xs: number[]) => spread(xs.map((s) => rows / s));
+  const ratio = spread(loads.map((s, i) => s / copies[i]));
+  printTable(`initial load of ${rows.toLocaleString('en')} rows, 10 columns (min / median / max over ${rounds} interleaved rounds)`, ['path', 'seconds', 'rows/s'], [
+    ['pg2crate initial load', fmtSpread(spread(loads)), fmtSpread(rate(loads))],
+    ['COPY TO STDOUT | COPY FROM STDIN', fmtSpread(spread(copies)), fmtSpread(rate(copies))],
+    ['time ratio load / COPY', fmtSpread(ratio, 2), ''],
+  ]);
+  return { rows, rounds, loads, copies };
+}
