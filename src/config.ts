@@ -118,7 +118,10 @@ function url(setting: string, raw: string, protocols: string[]): URL {
   if (!protocols.includes(u.protocol)) {
     throw new ConfigError(setting, `expected a URL starting with ${protocols.join(' or ')}, got ${u.protocol}`);
   }
-  if (!u.hostname) throw new ConfigError(setting, 'the URL has no host');
+  // libpq takes a Unix socket directory as ?host=/path with an empty host part
+  if (!u.hostname && !(u.protocol.startsWith('postgres') && u.searchParams.get('host')?.startsWith('/'))) {
+    throw new ConfigError(setting, 'the URL has no host');
+  }
   return u;
 }
 

@@ -100,7 +100,7 @@ export async function resolveTable(db: Queryable, spec: TableSpec): Promise<{ re
     throw new TableError(
       `table ${name} has no primary key, so its rows cannot be matched in the target; ` +
         `add one (ALTER TABLE ${qualify(spec.schema, spec.table)} ADD PRIMARY KEY (…)) ` +
-        `or name its key columns in the configuration: {"name": ${JSON.stringify(`${spec.schema}.${spec.table}`)}, "keyColumns": ["…"]}`,
+        `or name its key columns: \`pg2crate tables add ${spec.schema}.${spec.table} --key col1,col2\`, or in the configuration file {"name": ${JSON.stringify(`${spec.schema}.${spec.table}`)}, "keyColumns": ["…"]}`,
     );
   }
   return { relid, keyColumns: pk, keyOrigin: 'primary key' };
