@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { assertNoLeaks, makeConfig, pool, startReplicator, testLogger, waitCaughtUp, type Running } from '../helpers/replication.js';
+import { assertNoLeaks, initialLoadsDone, makeConfig, pool, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 import { recorder, SimulatedCrash } from '../helpers/sinks.js';
 
 let cluster: Cluster;
@@ -29,6 +29,8 @@ before(async () => {
     create table orders (id int primary key, status text, amount numeric(12,2));
     create table plain (id int primary key, v text);`);
   rep = await startReplicator(makeConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl }, { tables: [ORDERS, 'public.plain'] }));
+  // The (empty) initial loads first: a copy running later would write 'load' rows between the test's changes.
+  await waitFor('the initial loads', () => initialLoadsDone(src));
 });
 
 after(async () => {
