@@ -11,6 +11,7 @@ import { Drainer } from './drain/drainer.js';
 import type { Logger } from './logger.js';
 import { assertSchemaCurrent, migrate } from './source/migrate.js';
 import { Backfiller, backfillState, scheduleBackfill, type BackfillProgress } from './source/backfill.js';
+import { emitWaitMark, slotPassed } from './source/catch-up-state.js';
 import { sleep } from './source/outbox.js';
 import { Listener } from './source/listener.js';
 import { streamLockText, wakeupChannel } from './source/names.js';
@@ -232,9 +233,10 @@ export class Runner {
     const drainer = this.#newDrainer(sink, { untilCaughtUp: opts.untilCaughtUp, waitForStream: opts.waitForStream });
     this.#drainer = drainer;
     const done = drainer.start();
-    // In pgoutput mode there is no outbox to load into and no trigger to send wake-ups.
+    // In pgoutput mode no trigger sends wake-ups; initial loads still write the outbox, which the
+    // slot publishes (backfill.ts).
     const triggers = c.capture === 'trigger';
-    if (!opts.untilCaughtUp && triggers) {
+    if (!opts.untilCaughtUp) {
       const backfiller = this.#newBackfiller(drainer);
       this.#backfiller = backfiller;
       // The copier watches for new jobs for as long as the replicator runs, so a source restart or
@@ -366,6 +368,7 @@ export class Runner {
     return new Backfiller(this.pool, {
       schema: c.schema, stream: c.stream, chunkRows: c.backfillChunkRows, inflight: c.backfillInflight, pollMs: Math.min(c.pollIntervalMs, 200),
       logger: this.#log, isLeader: () => drainer.stats.state !== 'acquiring' && drainer.stats.state !== 'stopped',
+      slot: c.capture === 'pgoutput' ? c.slotName : undefined,
     });
   }
 
@@ -376,9 +379,11 @@ export class Runner {
   async backfill(specs: TableSpec[], onProgress?: (p: BackfillProgress) => void): Promise<void> {
     const c = this.#config;
     await assertSchemaCurrent(this.pool, c.schema);
-    if ((await readCaptureState(this.pool, c.schema, c.stream)).mode !== 'trigger') {
-      throw new TableError('the stream is in pgoutput mode; an initial load runs in trigger mode: `pg2crate switch-capture trigger`, then `pg2crate backfill`');
+    const mode = (await readCaptureState(this.pool, c.schema, c.stream)).mode;
+    if (mode !== 'trigger' && mode !== 'pgoutput') {
+      throw new TableError(`the stream is switching capture modes (${mode}); finish the switch (\`pg2crate switch-capture\`), then run \`pg2crate backfill\``);
     }
+    if (mode !== c.capture) throw new TableError(`the stream is in ${mode} mode; run \`pg2crate backfill\` with PG2CRATE_CAPTURE=${mode}`);
     const tables = await listTables(this.pool, c.schema);
     const chosen = specs.length === 0 ? tables : specs.map((s) => {
       const t = tables.find((x) => x.sourceSchema === s.schema && x.sourceTable === s.table);
@@ -392,9 +397,17 @@ export class Runner {
     const running = this.run({ listen: false, schedules: false }).finally(() => { ended = true; });
     running.catch(() => {});
     const ids = chosen.map((t) => t.id);
+    // pgoutput mode: backfillState's `applied` reads the outbox checkpoint, which does not move;
+    // once every copy is done, a mark emitted after that is applied when the slot passed it.
+    let mark: string | null = null;
     try {
       for (;;) {
         const state = await backfillState(this.pool, c.schema, c.stream, ids);
+        if (mode === 'pgoutput' && state.every((p) => p.done)) {
+          mark ??= await emitWaitMark(this.pool);
+          const applied = await slotPassed(this.pool, c.slotName, mark);
+          for (const p of state) p.applied = applied;
+        }
         for (const p of state) onProgress?.(p);
         if (state.every((p) => p.applied) || ended) break;
         await sleep(500);

@@ -20,11 +20,20 @@
 // overlapping during a failover cannot both write the same chunk.
 // Bounded: at most `inflight` chunks wait in the outbox; the copier waits for the drainer to have
 // applied older ones (their transaction is visible in the checkpoint's prev_snapshot).
+//
+// pgoutput mode: the outbox is published, so a chunk's events arrive through the slot at its
+// commit, in commit order with the row changes; the FOR SHARE argument above holds for commit
+// order as it does for id order, and concurrent inserts come through the slot instead of the
+// triggers. The outbox checkpoint does not move there, so a chunk counts as applied once the slot's
+// confirmed position passed a logical message emitted right after its commit. Waiting matters:
+// a slot applies no backpressure on writers, and without it the copy would run ahead of the
+// target by the whole table, held as WAL.
 import type pg from 'pg';
 import { describeColumns, type RegisteredTable } from './registry.js';
 import { rowFilterSql, rowImageSql, sourceTimeSql } from './row-image.js';
 import { qualify, quoteIdent } from '../identifiers.js';
 import type { Logger } from '../logger.js';
+import { emitWaitMark, slotPassed } from './catch-up-state.js';
 import { sleep } from './outbox.js';
 import { backoffDelay, classify, describe } from '../errors.js';
 
@@ -46,6 +55,8 @@ export interface BackfillOptions {
   logger: Logger;
   /** only the instance that holds the stream copies; the others leave pending jobs to it */
   isLeader: () => boolean;
+  /** pgoutput mode: the slot whose confirmed position says a chunk is applied */
+  slot?: string;
 }
 
 const LOCK_TIMEOUT_MS = 200;
@@ -229,7 +240,8 @@ export class Backfiller {
       }
       copied += res.n;
       if (res.last_key !== null) lastKey = res.last_key;
-      pending.push(res.xid);
+      // pgoutput mode: a point after the chunk's commit that the slot's confirmed position must pass.
+      pending.push(this.#opts.slot ? await emitWaitMark(this.#pool) : res.xid);
       const secs = Math.max((Date.now() - started) / 1000, 0.001);
       if (res.n === 0) {
         this.#log.info({ table: name, rows: copied, seconds: Math.round(secs * 10) / 10 }, 'initial load copied; the drainer applies the last chunks');
@@ -243,7 +255,10 @@ export class Backfiller {
     }
   }
 
-  async #applied(xid: string): Promise<boolean> {
+  /** `chunk`: the chunk's xid, or in pgoutput mode the LSN of the mark emitted after its commit */
+  async #applied(chunk: string): Promise<boolean> {
+    if (this.#opts.slot) return slotPassed(this.#pool, this.#opts.slot, chunk);
+    const xid = chunk;
     return chunkApplied(this.#pool, this.#opts.schema, this.#opts.stream, xid);
   }
 }

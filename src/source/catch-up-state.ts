@@ -10,10 +10,16 @@
 // low_id (outbox.ts explains why), and events of transactions visible in the mark all have ids at or
 // below the sequence value read right after the mark was taken.
 //
+// In pgoutput mode the outbox checkpoint does not move: the mark is then a logical message emitted
+// now, and the stream is caught up past it once the slot's confirmed position passed it (the
+// source confirms only applied commits, and a message outside a transaction once everything before
+// it is applied). Outbox events (repairs, retries) come through the slot, so they are covered too.
+//
 // A replicator is "running" when some session holds the stream's advisory lock (pg_locks is readable
 // by every role). With nobody holding it, waiting is pointless and the caller is told so.
 import type pg from 'pg';
 import { qualify } from '../identifiers.js';
+import { readCaptureState } from './capture-state.js';
 import { streamLockText } from './names.js';
 import { sleep } from './outbox.js';
 
@@ -84,12 +90,27 @@ export interface WaitOptions {
  * soon as the replicator goes away) when nobody holds the stream, 'timeout' after `timeoutMs`.
  */
 export async function waitCaughtUp(db: Queryable, opts: WaitOptions): Promise<CatchUpOutcome> {
-  const mark = await takeMark(db, opts.schema);
+  const state = await readCaptureState(db, opts.schema, opts.stream);
+  const slot = state.mode === 'pgoutput' ? state.slotName : null;
+  const mark = slot === null ? await takeMark(db, opts.schema) : null;
+  const lsn = slot === null ? null : await emitWaitMark(db);
   const deadline = Date.now() + opts.timeoutMs;
   for (;;) {
-    if (await caughtUp(db, opts.schema, opts.stream, mark)) return 'caught-up';
+    if (slot !== null ? await slotPassed(db, slot, lsn!) : await caughtUp(db, opts.schema, opts.stream, mark!)) return 'caught-up';
     if (!(await streamHeld(db, opts.schema, opts.stream))) return 'no-replicator';
     if (Date.now() >= deadline || opts.signal?.aborted) return 'timeout';
     await sleep(Math.min(opts.pollMs ?? 100, Math.max(1, deadline - Date.now())), opts.signal);
   }
+}
+
+/** pgoutput mode: a point in the WAL after everything committed so far (outside any transaction). */
+export async function emitWaitMark(db: Queryable): Promise<string> {
+  const res = await db.query<{ lsn: string }>(`select pg_logical_emit_message(false, 'pg2crate-wait', '')::text as lsn`);
+  return res.rows[0].lsn;
+}
+
+/** pgoutput mode: the slot's confirmed position passed `lsn` (so everything committed before it is applied). */
+export async function slotPassed(db: Queryable, slot: string, lsn: string): Promise<boolean> {
+  const res = await db.query<{ ok: boolean }>(`select confirmed_flush_lsn >= $1::pg_lsn as ok from pg_replication_slots where slot_name = $2`, [lsn, slot]);
+  return res.rows[0]?.ok ?? false;
 }

@@ -23,6 +23,9 @@
 //
 // The trade-off: pages are cut from what has arrived, so a trickle gives small pages (low latency)
 // and a backlog gives full ones; reading pauses while two pages of messages wait (wal-stream.ts).
+//
+// The publication lists pg2crate's outbox as well: repair, dead-letter retry and initial-load
+// events written there are applied from the slot at their commit (outbox-events.ts).
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Pgoutput } from 'pg-logical-replication';
@@ -36,6 +39,7 @@ import { streamLockText } from '../names.js';
 import { sleep } from '../outbox.js';
 import { RegistryCatalog } from '../registry.js';
 import { formatLsn, parseLsn } from './lsn.js';
+import { OutboxEvents } from './outbox-events.js';
 import { checkServer, checkTables, ensurePublication } from './preflight.js';
 import { RelationMap } from './relations.js';
 import { rowChanges } from './row-changes.js';
@@ -92,6 +96,9 @@ export class PgoutputSource implements ChangeSource {
   #markReached = false;
   #finished = false;
   #unknown = new Set<number>();
+  readonly #outbox: OutboxEvents;
+  /** the open transaction changed a published table: its outbox inserts are trigger events */
+  #txnWroteTables = false;
   #pendingApplied = 0;
   #statsAt = 0;
   #slotTimer: NodeJS.Timeout | null = null;
@@ -103,6 +110,7 @@ export class PgoutputSource implements ChangeSource {
     this.#catalogPool = new pg.Pool({ ...opts.connection, max: 2, application_name: 'pg2crate catalog' });
     this.#catalogPool.on('error', (err) => this.#log.warn({ err }, 'idle catalog connection failed'));
     this.catalog = new RegistryCatalog(this.#catalogPool, opts.schema);
+    this.#outbox = new OutboxEvents(this.#catalogPool, opts.schema);
   }
 
   async acquire(signal: AbortSignal, wait = true): Promise<void> {
@@ -244,6 +252,7 @@ export class PgoutputSource implements ChangeSource {
     switch (msg.tag) {
       case 'begin':
         this.#inTxn = true;
+        this.#txnWroteTables = false;
         return;
       case 'commit':
         this.#inTxn = false;
@@ -258,6 +267,7 @@ export class PgoutputSource implements ChangeSource {
         await this.#change(msg, out);
         return;
       case 'truncate':
+        if (msg.relations.some((r) => !this.#outbox.isOutbox(r))) this.#txnWroteTables = true;
         for (const r of msg.relations) {
           const plan = this.#relations!.get(r.relationOid);
           if (plan?.tableId) out.push({ id: ++this.#seq, tableId: plan.tableId, op: 'T', key: '', row: null, raw: null });
@@ -278,6 +288,12 @@ export class PgoutputSource implements ChangeSource {
 
   async #change(msg: Pgoutput.MessageInsert | Pgoutput.MessageUpdate | Pgoutput.MessageDelete, out: Change[]): Promise<void> {
     const rel = this.#relations!;
+    if (this.#outbox.isOutbox(msg.relation)) {
+      // Trigger events (see outbox-events.ts) are skipped: the row changes before them are their content.
+      if (msg.tag === 'insert' && !this.#txnWroteTables) await this.#outbox.change(msg, ++this.#seq, out);
+      return;
+    }
+    this.#txnWroteTables = true;
     const plan = rel.get(msg.relation.relationOid) ?? (await rel.plan(msg.relation));
     if (plan.tableId === null) {
       if (!this.#unknown.has(plan.relid)) {

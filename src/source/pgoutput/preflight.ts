@@ -91,13 +91,22 @@ export async function checkTables(db: Queryable, schema: string): Promise<void> 
 }
 
 /**
- * Creates the publication or brings its table list in line with the registry. Returns whether it
- * changed. A shaped table is published with its column list and row filter (publication-shape.ts);
+ * Creates the publication or brings its table list in line with the registry and pg2crate's outbox.
+ * Returns whether it changed. A shaped table is published with its column list and row filter (publication-shape.ts);
  * a column list that no longer matches the table's columns is replaced by dropping and adding the
  * table in one transaction, so that no change falls between the two.
  */
 export async function ensurePublication(db: Queryable, schema: string, publication: string): Promise<boolean> {
   const want = await publishedTables(db, schema);
+  // The outbox too: repair, dead-letter retry and initial-load events are written there and reach
+  // the target through the slot, in commit order with the row changes (pgoutput-source.ts). It is
+  // list-partitioned by generation; publish_via_partition_root makes every partition's inserts
+  // (present and future ones) arrive as the root's. It cannot be published for inserts only: that
+  // is a publication-wide option, and a second publication created after an existing slot's
+  // position would make decoding fail ("publication does not exist" under the historic snapshot).
+  // So nothing may UPDATE or DELETE outbox rows in this mode (no replica identity): pg2crate only
+  // inserts and truncates partitions, and truncating a partition is not sent via the root.
+  want.set(`${schema}\u0000outbox`, { clause: qualify(schema, 'outbox'), columns: null });
   const exists = await db.query(`select 1 from pg_publication where pubname = $1`, [publication]);
   if (exists.rows.length === 0) {
     const list = want.size > 0 ? ` for table ${[...want.values()].map((w) => w.clause).join(', ')}` : '';

@@ -1,0 +1,75 @@
+// Outbox inserts that arrive through the slot → Changes, exactly as the outbox source's readPage
+// makes them (outbox.ts): op, table id, the data jsonb's text parsed with the table's key columns,
+// the raw text, and source_time in ISO 8601 UTC.
+//
+// Why the outbox is published at all: `verify --repair`, `dead-letters retry` and initial loads
+// (`backfill`) write their events into the outbox, whatever the capture mode. Through the slot they
+// arrive at their transaction's commit, in commit order with the row changes, and their ordering
+// arguments (FOR SHARE: the event's transaction commits after every earlier writer of the row and
+// before every later one) carry over from id order to commit order unchanged.
+//
+// Trigger events arrive too, while triggers are installed during a switch, and are skipped: they
+// would apply twice what the slot already sent (the switch to pgoutput promises nothing twice).
+// They are recognised by their transaction: a statement trigger writes its events at the end of a
+// statement that changed a captured table, in the same transaction, so the slot sends that change
+// first; the transactions that write repair, retry and load events change no captured table (they
+// read the rows FOR SHARE and insert into the outbox only). Updates, deletes and truncates of the
+// outbox are not changes of any table: skipped as well.
+import type pg from 'pg';
+import type { Pgoutput } from 'pg-logical-replication';
+import type { Change, Op } from '../../change.js';
+import { keyOf, parseRow } from '../../change.js';
+import { qualify } from '../../identifiers.js';
+
+type ColumnText = string | null | undefined;
+
+export class OutboxEvents {
+  readonly #db: pg.Pool;
+  readonly #schema: string;
+  readonly #keys = new Map<number, string[]>();
+
+  constructor(db: pg.Pool, schema: string) {
+    this.#db = db;
+    this.#schema = schema;
+  }
+
+  /** Whether a relation message names pg2crate's outbox (published via its root). */
+  isOutbox(rel: { schema: string; name: string }): boolean {
+    return rel.schema === this.#schema && rel.name === 'outbox';
+  }
+
+  /** Appends the change an outbox insert stands for. */
+  async change(msg: Pgoutput.MessageInsert, id: number, out: Change[]): Promise<void> {
+    const v = msg.new as Record<string, ColumnText>;
+    const tableId = Number(v.table_id);
+    const raw = v.data ?? null;
+    const row = raw === null ? null : parseRow(raw);
+    const key = row === null ? '' : keyOf(row, await this.#keyColumns(tableId));
+    const change: Change = { id, tableId, op: v.op as Op, key, row, raw };
+    const at = isoUtc(v.source_time);
+    if (at !== null) change.sourceTime = at;
+    out.push(change);
+  }
+
+  async #keyColumns(tableId: number): Promise<string[]> {
+    let k = this.#keys.get(tableId);
+    if (!k) {
+      const res = await this.#db.query<{ key_columns: string[] }>(`select key_columns from ${qualify(this.#schema, 'tables')} where id = $1`, [tableId]);
+      // As in outbox.ts: a table removed meanwhile keeps its rows apart by their whole image.
+      k = res.rows[0]?.key_columns ?? [];
+      this.#keys.set(tableId, k);
+    }
+    return k;
+  }
+}
+
+/**
+ * A timestamptz as the walsender writes it (timezone UTC, datestyle ISO: `2026-01-02 03:04:05.6+00`)
+ * → outbox.ts's `to_char(… at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.
+ */
+export function isoUtc(text: ColumnText): string | null {
+  if (text === null || text === undefined) return null;
+  const m = /^(\d{4,}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?\+00$/.exec(text);
+  if (!m) return null;
+  return `${m[1]}T${m[2]}.${(m[3] ?? '').padEnd(6, '0')}Z`;
+}
