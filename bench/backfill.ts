@@ -24,7 +24,7 @@ const TABLE = (name: string) => `create table ${name} (
 const FILL = (name: string, rows: number) => `insert into ${name}
   select g, g % 1000, 'name ' || g, (g % 100000) / 7.0, g / 3.0, g % 2 = 0,
          timestamptz '2024-01-01' + g * interval '1 second', date '2024-01-01' + (g % 365),
-         array['a' || (g % 10), 'b'], jsonb_build_object('g', g, 'sq', g * g)
+         array['a' || (g % 10), 'b'], jsonb_build_object('g', g, 'sq', g::int8 * g)
   from generate_series(1, ${rows}) g`;
 
 const logger = createLogger(process.env.LOG_LEVEL ?? 'warn', { write: (s: string) => { process.stderr.write(s); } });
