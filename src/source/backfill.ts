@@ -71,7 +71,7 @@ const SAME_OUTPUT_AS_TRIGGER = [
 export async function scheduleBackfill(db: pg.ClientBase | pg.Pool, schema: string, tableId: number, restart: boolean): Promise<void> {
   await db.query(
     `insert into ${qualify(schema, 'backfills')} (table_id) values ($1)
-     on conflict (table_id) do update set status = 'pending', last_key = null, rows_copied = 0, chunks = 0, started_at = null, finished_at = null, updated_at = now()
+     on conflict (table_id) do update set status = 'pending', last_key = null, upper_key = null, rows_copied = 0, chunks = 0, started_at = null, finished_at = null, updated_at = now()
      where $2`,
     [tableId, restart],
   );
@@ -87,13 +87,14 @@ export function chunkSql(schema: string, t: RegisteredTable, keyTypes: string[])
   const table = qualify(t.sourceSchema, t.sourceTable);
   const keys = t.keyColumns.map((k) => `t.${quoteIdent(k)}`);
   const after = `(${keys.join(', ')}) > (${keyTypes.map((ty, i) => `($1::jsonb ->> ${i})::${ty}`).join(', ')})`;
+  const upTo = `(${keys.join(', ')}) <= (${keyTypes.map((ty, i) => `($3::jsonb ->> ${i})::${ty}`).join(', ')})`;
   const lastKey = `jsonb_build_array(${t.keyColumns.map((k) => `c.${quoteIdent(k)}::text`).join(', ')})`;
   const image = rowImageSql(schema, t, 'c');
   const at = sourceTimeSql(t.shape);
   const filter = t.shape?.where !== undefined ? ` and ${rowFilterSql(t.shape)}` : '';
   return `with chunk as (
   select t.* from ${table} t
-   where ($1::jsonb is null or ${after})${filter}
+   where ($1::jsonb is null or ${after}) and ($3::jsonb is null or ${upTo})${filter}
    order by ${keys.join(', ')}
    limit $2
    for share of t
@@ -171,13 +172,20 @@ export class Backfiller {
     const keyTypes = t.keyColumns.map((k) => columns.find((c) => c.name === k)?.type ?? 'text');
     const sql = chunkSql(s, t, keyTypes);
     const est = await this.#pool.query<{ n: string }>(`select greatest(reltuples, 0)::int8::text as n from pg_class where oid = $1`, [t.relid]);
-    const job = await this.#pool.query<{ last_key: unknown; rows_copied: string }>(
+    const job = await this.#pool.query<{ last_key: unknown; rows_copied: string; upper_key: unknown }>(
       `update ${qualify(s, 'backfills')} set status = 'running', rows_estimate = $2, started_at = coalesce(started_at, now()), updated_at = now()
-        where table_id = $1 returning last_key, rows_copied::text`,
+        where table_id = $1 returning last_key, rows_copied::text, upper_key`,
       [t.id, est.rows[0]?.n ?? null],
     );
     let lastKey: unknown = job.rows[0]?.last_key ?? null;
     let copied = Number(job.rows[0]?.rows_copied ?? 0);
+    let upperKey: unknown = job.rows[0]?.upper_key ?? null;
+    if (upperKey === null && lastKey === null) {
+      // A fresh copy: fix its end at the largest key now, written with the trigger's text settings.
+      upperKey = await upperKeyOf(this.#pool, t);
+      if (upperKey === null) upperKey = []; // empty table: the first chunk finds nothing and ends the copy
+      await this.#pool.query(`update ${qualify(s, 'backfills')} set upper_key = $2 where table_id = $1`, [t.id, JSON.stringify(upperKey)]);
+    }
     const estimate = est.rows[0] ? Number(est.rows[0].n) : null;
     const pending: string[] = [];
     const started = Date.now();
@@ -204,7 +212,7 @@ export class Backfiller {
         // victim) and is tried again, smaller.
         await client.query(`set local lock_timeout = ${LOCK_TIMEOUT_MS}`);
         try {
-          res = (await client.query(sql, [lastKey === null ? null : JSON.stringify(lastKey), chunkRows])).rows[0];
+          res = (await client.query(sql, [lastKey === null ? null : JSON.stringify(lastKey), chunkRows, upperKey === null ? null : JSON.stringify(upperKey)])).rows[0];
         } catch (err) {
           const code = (err as { code?: string }).code;
           if (code !== '55P03' && code !== '40P01') throw err;
@@ -260,6 +268,26 @@ export class Backfiller {
     if (this.#opts.slot) return slotPassed(this.#pool, this.#opts.slot, chunk);
     const xid = chunk;
     return chunkApplied(this.#pool, this.#opts.schema, this.#opts.stream, xid);
+  }
+}
+
+/** The table's largest key as text values (the chunk's last-key form), or null for an empty table. */
+async function upperKeyOf(db: pg.Pool, t: RegisteredTable): Promise<unknown> {
+  const client = await db.connect();
+  try {
+    await client.query('begin');
+    for (const stmt of SAME_OUTPUT_AS_TRIGGER) await client.query(stmt);
+    const keys = t.keyColumns.map((k) => `t.${quoteIdent(k)}`);
+    const res = await client.query<{ k: unknown }>(
+      `select jsonb_build_array(${keys.map((k) => `${k}::text`).join(', ')}) as k from ${qualify(t.sourceSchema, t.sourceTable)} t order by ${keys.map((k) => `${k} desc`).join(', ')} limit 1`,
+    );
+    await client.query('commit');
+    return res.rows[0]?.k ?? null;
+  } catch (err) {
+    await client.query('rollback').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
   }
 }
 
