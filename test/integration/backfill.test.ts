@@ -4,7 +4,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync, mkdirSync } from 'node:fs';
 import type pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, startReplicator, waitCaughtUp, waitFor } from '../helpers/replication.js';
+import { assertNoLeaks, assertSameRows, makeConfig, pool, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
+import { Runner } from '../../src/runner.js';
 
 let cluster: Cluster;
 const pools: pg.Pool[] = [];
@@ -65,6 +66,15 @@ test('an initial load of 200,000 rows while 4 writers update, insert and delete 
   assert.ok(writes > 100, `writers made too few changes (${writes}) to test anything`);
   const rows = await assertSameRows(src, dst, 'public.items', 'public.items', ['id']);
   assert.ok(rows > 150_000);
+  // and verify, the tool a user has, reports no difference
+  const checker = new Runner(makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.items' }), testLogger());
+  try {
+    const lines: string[] = [];
+    const res = await checker.verify({ repair: false, json: false, out: (l) => lines.push(l) });
+    assert.equal(res.equal, true, lines.join('\n'));
+  } finally {
+    await checker.close();
+  }
 });
 
 test('an initial load killed midway resumes after the last chunk and ends equal, with no chunk copied twice', async () => {
