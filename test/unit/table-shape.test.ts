@@ -152,7 +152,7 @@ describe('capture SQL', () => {
 
   test('the initial load copies through the same image and predicate', () => {
     const sql = chunkSql('pg2crate', { id: 7, relid: 16400, sourceSchema: 'public', sourceTable: 't', keyColumns: ['id'], keyOrigin: 'primary key', targetSchema: 'public', targetTable: 't', shape: SHAPE }, ['integer']);
-    assert.match(sql, /where \(\$1::jsonb is null or \(t\."id"\) > \(\(\$1::jsonb ->> 0\)::integer\)\) and \(tenant_id = 42\)/);
+    assert.match(sql, /where \(\$1::jsonb is null or \(t\."id"\) > \(\(\$1::jsonb ->> 0\)::integer\)\) and \(\$3::jsonb is null or \(t\."id"\) <= \(\(\$3::jsonb ->> 0\)::integer\)\) and \(tenant_id = 42\)/);
     assert.match(sql, /\(table_id, op, data, source_time\) select 7, 'B', jsonb_set\(/);
     assert.match(sql, /- array\['ssn'\]::text\[\]/);
   });
