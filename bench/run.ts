@@ -16,7 +16,7 @@ interface ScenarioModule {
 }
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const NOT_SCENARIOS = new Set(['run', 'report', 'server-cpu']);
+const NOT_SCENARIOS = new Set(['run', 'report', 'server-cpu', 'pgbench', 'capture-shapes']);
 
 function scenarios(): string[] {
   return readdirSync(HERE)

@@ -1,0 +1,274 @@
+// Alternative capture functions for bench/capture-variants.ts, written out as plain SQL (pure: builds
+// text, runs nothing). Each shape is a point in a small space of choices, so that one run can tell
+// what each choice costs on its own:
+//   level      statement triggers with transition tables (what ships), row triggers, an empty
+//              trigger (a floor: what calling a trigger at all costs), or a bare one (a floor: one
+//              INSERT of the image into outbox_0, nothing else: no state row, no notify, no key
+//              changes, no deletes' keys; not a candidate)
+//   settings   `proconfig`: SECURITY DEFINER with search_path and five output settings as SET
+//              clauses (what ships: each one is applied and undone on every call);
+//              `guard`: SET search_path only, and the body checks the five settings and changes
+//              them (set_config(…, true), undone at the function's exit because it has a SET clause)
+//              only when the writing session's differ from the canonical ones;
+//              `path-only`: SET search_path only, no guard (a floor, not a candidate: the JSON then
+//              depends on the session); `secdef`: SECURITY DEFINER without any SET (a floor: not
+//              safe, the caller's search_path applies); `none`: no SECURITY DEFINER, no SET (a floor)
+//   body       `plpgsql`: read the state row, then one INSERT … SELECT per kind of event, then
+//              notify (what ships); `cte`: one statement (state, insert and notify in one query);
+//              `initplan`: one INSERT per call whose generation is a scalar subquery on the state
+//              row (an InitPlan: run once per statement, and only if a row is written) that also
+//              notifies when the drainer is idle
+//   keyChange  `anti-join`: UPDATE writes a delete for each old key absent from the new rows (what
+//              ships; needs the OLD transition table); `row-trigger`: an extra row trigger
+//              `AFTER UPDATE OF <key columns> … WHEN (old key is distinct from new key)` writes the
+//              delete, and the statement trigger needs only the NEW table (not for partitioned
+//              tables: a cross-partition move fires no row UPDATE trigger)
+//   into       `parent`: insert into pg2crate.outbox and let Postgres route to the generation's
+//              partition (what ships); `partition`: insert into outbox_<gen> directly, chosen by
+//              an IF on the generation read first (plpgsql body only: `cte` always writes the parent)
+// The bench tables have no row filter, column filter or hashing (issue 12): those keep their own SQL.
+import { qualify, quoteIdent, quoteLiteral } from '../src/identifiers.js';
+import { captureFunctionName, wakeupChannel } from '../src/source/names.js';
+
+export interface ShapeTable {
+  id: number;
+  schema: string;
+  table: string;
+  keyColumns: string[];
+  keyOrigin: 'primary key' | 'config';
+}
+
+export interface Shape {
+  level: 'statement' | 'row' | 'empty-row' | 'empty-statement' | 'bare-row' | 'bare-statement';
+  settings: 'proconfig' | 'guard' | 'path-only' | 'secdef' | 'none';
+  body: 'plpgsql' | 'cte' | 'initplan';
+  keyChange: 'anti-join' | 'row-trigger';
+  into: 'parent' | 'partition';
+}
+
+const TOOL = 'pg2crate';
+/** every trigger name any shape uses, so that installing one shape removes the others */
+export const TRIGGER_NAMES = ['i', 'u', 'd', 't', 'k', 'r'].map((op) => `pg2crate_capture_${op}`);
+
+/** The canonical output settings of the capture function: the JSON of a value never depends on the writer's session. */
+export const CANONICAL_SETTINGS: [string, string][] = [
+  ['TimeZone', 'UTC'], ['DateStyle', 'ISO, YMD'], ['IntervalStyle', 'postgres'], ['extra_float_digits', '1'], ['bytea_output', 'hex'],
+];
+
+/** True when the session's settings already give the canonical JSON (DateStyle's field order does not change ISO output; every extra_float_digits > 0 gives the shortest exact text). */
+export const SETTINGS_CANONICAL_SQL = `current_setting('TimeZone') in ('UTC', 'Etc/UTC') and current_setting('DateStyle') like 'ISO,%'
+      and current_setting('IntervalStyle') = 'postgres' and current_setting('extra_float_digits')::integer > 0 and current_setting('bytea_output') = 'hex'`;
+
+export const SETTINGS_GUARD_SQL = `  if not (${SETTINGS_CANONICAL_SQL}) then
+    perform ${CANONICAL_SETTINGS.map(([k, v]) => `set_config(${quoteLiteral(k)}, ${quoteLiteral(v)}, true)`).join(', ')};
+  end if;
+`;
+
+function proconfig(settings: Shape['settings']): string {
+  if (settings === 'none') return '';
+  if (settings === 'secdef') return 'security definer\n';
+  const lines = ['security definer', 'set search_path = pg_catalog, pg_temp'];
+  if (settings === 'proconfig') lines.push(`set timezone = 'UTC'`, `set datestyle = 'ISO, YMD'`, `set intervalstyle = 'postgres'`, 'set extra_float_digits = 1', `set bytea_output = 'hex'`);
+  return lines.join('\n') + '\n';
+}
+
+/** Statements that install `shape` on table `t` (drop every capture trigger, replace the function, create its triggers). */
+export function installShapeSql(t: ShapeTable, shape: Shape): string[] {
+  const table = qualify(t.schema, t.table);
+  const fn = qualify(TOOL, captureFunctionName(t.id));
+  const drops = TRIGGER_NAMES.map((n) => `drop trigger if exists ${quoteIdent(n)} on ${table}`);
+  const fnSql = `create or replace function ${fn}() returns trigger language plpgsql\n${proconfig(shape.settings)}as $pg2crate$\n${functionBody(t, shape)}$pg2crate$`;
+  const trg = (op: string) => quoteIdent(`pg2crate_capture_${op}`);
+  const exec = `execute function ${fn}()`;
+  const creates: string[] = [];
+  if (shape.level === 'statement' || shape.level === 'empty-statement' || shape.level === 'bare-statement') {
+    const rowKey = (shape.level === 'statement' && shape.keyChange === 'row-trigger') || shape.level === 'bare-statement';
+    creates.push(
+      `create trigger ${trg('i')} after insert on ${table} referencing new table as pg2crate_new for each statement ${exec}`,
+      `create trigger ${trg('u')} after update on ${table} referencing ${rowKey ? '' : 'old table as pg2crate_old '}new table as pg2crate_new for each statement ${exec}`,
+      `create trigger ${trg('d')} after delete on ${table} referencing old table as pg2crate_old for each statement ${exec}`,
+      `create trigger ${trg('t')} after truncate on ${table} for each statement ${exec}`,
+    );
+    if (rowKey) {
+      const changed = t.keyColumns.map((c) => `old.${quoteIdent(c)} is distinct from new.${quoteIdent(c)}`).join(' or ');
+      if (shape.level === 'statement') creates.push(`create trigger ${trg('k')} after update of ${t.keyColumns.map(quoteIdent).join(', ')} on ${table} for each row when (${changed}) ${exec}`);
+    }
+  } else {
+    creates.push(`create trigger ${trg('r')} after insert or update or delete on ${table} for each row ${exec}`);
+    if (shape.level !== 'empty-row') creates.push(`create trigger ${trg('t')} after truncate on ${table} for each statement ${exec}`);
+  }
+  return [...drops, fnSql, `revoke all on function ${fn}() from public`, ...creates];
+}
+
+export function removeShapeSql(t: ShapeTable): string[] {
+  const table = qualify(t.schema, t.table);
+  return TRIGGER_NAMES.map((n) => `drop trigger if exists ${quoteIdent(n)} on ${table}`);
+}
+
+/** One SELECT feeding an outbox insert: its select list (GEN stands for the generation), FROM item and condition. */
+interface Part {
+  list: string;
+  from: string;
+  where?: string;
+}
+
+function functionBody(t: ShapeTable, shape: Shape): string {
+  if (shape.level === 'empty-row' || shape.level === 'empty-statement') return 'begin\n  return null;\nend\n';
+  if (shape.level === 'bare-row' || shape.level === 'bare-statement') {
+    // body `initplan`: the generation from the state row (an InitPlan, as the initplan shape) into
+    // the parent; body `cte`: the state row read into variables first, then an IF picks the
+    // generation's partition; body `plpgsql`: a constant generation 0, into the parent or straight
+    // into outbox_0 (`into`). Settings as asked (the guard too).
+    const state = qualify(TOOL, 'state');
+    const notify = `pg_notify(${quoteLiteral(wakeupChannel(TOOL))}, '')`;
+    const img = (gen: string) => shape.level === 'bare-row' ? `values (${gen}, ${t.id}, 'U', to_jsonb(new))` : `select ${gen}, ${t.id}, 'U', to_jsonb(n.*) from pg2crate_new n`;
+    const ins = (table: string, gen: string) => `insert into ${qualify(TOOL, table)} (gen, table_id, op, data) ${img(gen)};`;
+    let write: string;
+    if (shape.body === 'initplan') {
+      write = ins('outbox', `(select s.gen from ${state} s where case when s.idle then ${notify}::text is not null else true end)`);
+    } else if (shape.body === 'cte') {
+      write = `select s.gen, s.idle into v_gen, v_idle from ${state} s;
+    if v_gen = 0 then ${ins('outbox_0', 'v_gen')}
+    elsif v_gen = 1 then ${ins('outbox_1', 'v_gen')}
+    else ${ins('outbox_2', 'v_gen')}
+    end if;
+    if v_idle then perform ${notify}; end if;`;
+    } else {
+      write = ins(shape.into === 'parent' ? 'outbox' : 'outbox_0', '0');
+    }
+    return `declare
+  v_gen smallint;
+  v_idle boolean;
+begin
+${shape.settings === 'guard' ? SETTINGS_GUARD_SQL : ''}  if tg_op in ('INSERT', 'UPDATE') then
+    ${write}
+  end if;
+  return null;
+end
+`;
+  }
+  const outbox = (gen?: number) => qualify(TOOL, gen === undefined ? 'outbox' : `outbox_${gen}`);
+  const state = qualify(TOOL, 'state');
+  const id = String(t.id);
+  const notify = `pg_notify(${quoteLiteral(wakeupChannel(TOOL))}, '')`;
+  const keyObject = (alias: string) => `jsonb_build_object(${t.keyColumns.map((c) => `${quoteLiteral(c)}, ${alias}.${quoteIdent(c)}`).join(', ')})`;
+  const eq = t.keyOrigin === 'primary key' ? '=' : 'is not distinct from';
+  const sameKey = t.keyColumns.map((c) => `n.${quoteIdent(c)} ${eq} o.${quoteIdent(c)}`).join(' and ');
+  const keyChanged = t.keyColumns.map((c) => `old.${quoteIdent(c)} is distinct from new.${quoteIdent(c)}`).join(' or ');
+  const guard = shape.settings === 'guard' ? SETTINGS_GUARD_SQL : '';
+  const cols = '(gen, table_id, op, data)';
+  const antiJoin: Part = { list: `GEN, ${id}, 'D', ${keyObject('o')}`, from: 'pg2crate_old o', where: `not exists (select from pg2crate_new n where ${sameKey})` };
+  const upserts = (op: string): Part => ({ list: `GEN, ${id}, '${op}', to_jsonb(n.*)`, from: 'pg2crate_new n' });
+  const deletes: Part = { list: `GEN, ${id}, 'D', ${keyObject('o')}`, from: 'pg2crate_old o' };
+  const values = (op: string, data: string): Part => ({ list: `GEN, ${id}, '${op}', ${data}`, from: '' });
+  const rowKey = shape.level === 'statement' && shape.keyChange === 'row-trigger';
+
+  if (shape.body === 'plpgsql') {
+    // One INSERT per kind of event; into the parent, or into the generation's partition by an IF.
+    const select = (p: Part) => `select ${p.list.replaceAll('GEN', 'v_gen')}${p.from ? ` from ${p.from}` : ''}${p.where ? ` where ${p.where}` : ''}`;
+    const ins = (p: Part) => {
+      const one = (gen?: number) => `insert into ${outbox(gen)} ${cols} ${select(p)};`;
+      if (shape.into === 'parent') return `    ${one()}\n`;
+      return `    if v_gen = 0 then ${one(0)}\n    elsif v_gen = 1 then ${one(1)}\n    else ${one(2)}\n    end if;\n`;
+    };
+    const dispatch = shape.level === 'statement'
+      ? `  if tg_op = 'INSERT' then
+${ins(upserts('I'))}  elsif tg_op = 'UPDATE' then
+${shape.keyChange === 'anti-join' ? ins(antiJoin) : ''}${ins(upserts('U'))}  elsif tg_op = 'DELETE' then
+${ins(deletes)}  else
+${ins(values('T', 'null'))}  end if;
+`
+      : `  if tg_op = 'INSERT' then
+${ins(values('I', 'to_jsonb(new)'))}  elsif tg_op = 'UPDATE' then
+    if ${keyChanged} then
+${ins(values('D', keyObject('old')))}    end if;
+${ins(values('U', 'to_jsonb(new)'))}  elsif tg_op = 'DELETE' then
+${ins(values('D', keyObject('old')))}  else
+${ins(values('T', 'null'))}  end if;
+`;
+    const keyBranch = rowKey
+      ? `  if tg_level = 'ROW' then
+    select s.gen into v_gen from ${state} s;
+${ins(values('D', keyObject('old')))}    return null;
+  end if;
+` : '';
+    return `declare
+  v_gen smallint;
+  v_idle boolean;
+begin
+${guard}${keyBranch}  select s.gen, s.idle into v_gen, v_idle from ${state} s;
+${dispatch}  if v_idle then
+    perform ${notify};
+  end if;
+  return null;
+end
+`;
+  }
+
+  if (shape.body === 'initplan') {
+    // The generation comes from an uncorrelated scalar subquery: evaluated once, when the first
+    // row is projected, and not at all when the statement wrote no rows. It notifies on the way.
+    const gen = `(select s.gen from ${state} s where case when s.idle then ${notify}::text is not null else true end)`;
+    const select = (p: Part) => `select ${p.list.replaceAll('GEN', gen)}${p.from ? ` from ${p.from}` : ''}${p.where ? ` where ${p.where}` : ''}`;
+    const ins = (...parts: Part[]) => `    insert into ${outbox()} ${cols} ${parts.map(select).join(' union all ')};\n`;
+    const dispatch = shape.level === 'statement'
+      ? `  if tg_op = 'INSERT' then
+${ins(upserts('I'))}  elsif tg_op = 'UPDATE' then
+${shape.keyChange === 'anti-join' ? ins(antiJoin, upserts('U')) : ins(upserts('U'))}  elsif tg_op = 'DELETE' then
+${ins(deletes)}  else
+${ins(values('T', 'null'))}  end if;
+`
+      : `  if tg_op = 'INSERT' then
+${ins(values('I', 'to_jsonb(new)'))}  elsif tg_op = 'UPDATE' then
+    if ${keyChanged} then
+${ins(values('D', keyObject('old')), values('U', 'to_jsonb(new)'))}    else
+${ins(values('U', 'to_jsonb(new)'))}    end if;
+  elsif tg_op = 'DELETE' then
+${ins(values('D', keyObject('old')))}  else
+${ins(values('T', 'null'))}  end if;
+`;
+    const keyBranch = rowKey
+      ? `  if tg_level = 'ROW' then
+${ins(values('D', keyObject('old')))}    return null;
+  end if;
+` : '';
+    return `begin
+${guard}${keyBranch}${dispatch}  return null;
+end
+`;
+  }
+
+  // cte: one statement per call. The state row is read by a CTE that also notifies when the
+  // drainer is idle: a CTE holding a volatile function is computed once, and only when the insert
+  // reads it (a statement that wrote no rows has nothing to wake anyone for). UNION ALL runs its
+  // branches in order, so the deletes of an UPDATE take smaller ids than its upserts.
+  const select = (p: Part) => `select ${p.list.replaceAll('GEN', 's.gen')} from s${p.from ? `, ${p.from}` : ''}${p.where ? ` where ${p.where}` : ''}`;
+  const stmt = (...parts: Part[]) => `    with s as (select gen, case when idle then ${notify}::text end as woken from ${state})
+    insert into ${outbox()} ${cols} ${parts.map(select).join(' union all ')};\n`;
+  const dispatch = shape.level === 'statement'
+    ? `  if tg_op = 'INSERT' then
+${stmt(upserts('I'))}  elsif tg_op = 'UPDATE' then
+${shape.keyChange === 'anti-join' ? stmt(antiJoin, upserts('U')) : stmt(upserts('U'))}  elsif tg_op = 'DELETE' then
+${stmt(deletes)}  else
+${stmt(values('T', 'null'))}  end if;
+`
+    : `  if tg_op = 'INSERT' then
+${stmt(values('I', 'to_jsonb(new)'))}  elsif tg_op = 'UPDATE' then
+    if ${keyChanged} then
+${stmt(values('D', keyObject('old')), values('U', 'to_jsonb(new)'))}    else
+${stmt(values('U', 'to_jsonb(new)'))}    end if;
+  elsif tg_op = 'DELETE' then
+${stmt(values('D', keyObject('old')))}  else
+${stmt(values('T', 'null'))}  end if;
+`;
+  const keyBranch = rowKey
+    ? `  if tg_level = 'ROW' then
+    insert into ${outbox()} ${cols} select s.gen, ${id}, 'D', ${keyObject('old')} from ${state} s;
+    return null;
+  end if;
+` : '';
+  return `begin
+${guard}${keyBranch}${dispatch}  return null;
+end
+`;
+}
