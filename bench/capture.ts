@@ -1,147 +1,209 @@
-// Capture cost: what the triggers cost the application's own writes, with no drainer running.
+// Capture cost beside a peer: what trigger capture costs the application's own writes, with no
+// consumer running, for no capture, pg2crate's capture and PgQ's `pgq.jsontriga` on the same tables.
 //
-// Two databases on one throwaway cluster, identical but for capture: `plain` (no triggers) and
-// `cap` (pg2crate migrated, the four pgbench tables and the bulk table captured). Rounds are
-// interleaved (plain, cap, plain, cap …) so that drift on the machine hits both alike.
-//   - pgbench TPC-B (default script), 8 clients, 2 threads, --duration seconds per round, scale
-//     --scale. pgbench_history has no primary key: it is captured with configured key columns
-//     (aid, mtime), so the baseline stays stock pgbench (no column or index added to either side).
-//   - one INSERT … SELECT of 500k rows, then one UPDATE of all 500k rows, into a 5-column table.
-// Before every measured round: pgbench's own preparation (vacuum branches and tellers, truncate
-// history) or truncate of the bulk table, then TRUNCATE of the outbox (each round starts from an
-// empty outbox; nothing drains it), then CHECKPOINT. Autovacuum stays on except for the bulk table
-// (its vacuum after the insert would otherwise overlap the update); the outbox keeps its defaults.
-// Server CPU per transaction is read from /proc (bench/server-cpu.ts) before and after each round;
-// WAL from pg_current_wal_lsn(). The NOTIFY path: triggers notify only while the state row says the
-// drainer is idle; no drainer has run here, so `state.idle` is false and no round notifies
-// (reported from the database, not assumed).
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+// Three databases on one throwaway cluster, identical but for capture:
+//   none      no triggers;
+//   pg2crate  pg2crate migrated, the tables captured through Runner.addTables (whatever
+//             src/source/triggers.ts generates today);
+//   pgq       the pgq extension, one queue, an AFTER … FOR EACH ROW `pgq.jsontriga('bench')` trigger
+//             on each table (pgbench_history, which has no primary key, with `pkey=aid,mtime`, as
+//             pg2crate is given key columns (aid, mtime) for it).
+// PgQ ships as the Debian package postgresql-<major>-pgq3; when the extension is missing this script
+// installs it with apt-get (saying so); without apt, or when that fails, it says why and runs the
+// other two variants. PgQ's ticker (pgqd) is not needed: nothing consumes here, and events are
+// written the same with or without a ticker.
+//
+// Rounds are interleaved: every repetition runs each variant once, the order rotating from one
+// repetition to the next, so drift on the machine hits all alike; ratios are taken per repetition.
+//   OLTP  pgbench TPC-B (default script), scale --scale, for each of --clients (default 1 and 8),
+//         --duration s per run. Main figure: server CPU per transaction, read from /proc
+//         (bench/server-cpu.ts: the cluster's own processes only, not pgbench). TPS beside it as
+//         indicative (the client shares the 2 cores). WAL bytes per transaction from
+//         pg_current_wal_insert_lsn(), capture storage bytes per event (the event tables with
+//         their indexes and TOAST, emptied before each run).
+//   bulk  on a 10-column mixed-type table: INSERT … SELECT of --bulk-rows rows, UPDATE of all of
+//         them, DELETE of all of them; seconds, server CPU seconds, WAL MB, bytes per event.
+// Before every measured run: pgbench's own preparation (vacuum branches and tellers, truncate
+// history) or a truncate of the bulk table, TRUNCATE of the event tables, CHECKPOINT.
+// pg2crate's triggers NOTIFY only while its state row says the drainer is idle; no drainer has run
+// here, so no run notifies (read from the database and printed, not assumed). PgQ never notifies
+// from its trigger.
+import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { Runner } from '../src/runner.js';
 import { startCluster } from '../test/helpers/cluster.js';
+import { pgbenchSummary, runPgbench } from './pgbench.js';
 import { fmt, fmtSpread, note, printTable, sleep, spread, type BenchArgs, type Spread } from './report.js';
 import { postmasterPid, serverCpuSeconds } from './server-cpu.js';
 
-export const description = 'capture cost: pgbench TPC-B and 500k-row bulk INSERT/UPDATE, without vs with trigger capture (no drainer)';
-
-function pgBin(name: string): string {
-  const onPath = execFileSync('sh', ['-c', `command -v ${name} || true`], { encoding: 'utf8' }).trim();
-  if (onPath) return onPath;
-  const root = '/usr/lib/postgresql';
-  if (existsSync(root)) {
-    for (const v of readdirSync(root).sort((a, b) => Number(b) - Number(a))) {
-      const p = join(root, v, 'bin', name);
-      if (existsSync(p)) return p;
-    }
-  }
-  throw new Error(`${name} not found on PATH nor under /usr/lib/postgresql/*/bin`);
-}
-
-function runPgbench(bin: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { out += d; });
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`pgbench exited ${code}:\n${out}`))));
-  });
-}
+export const description = 'capture cost: pgbench TPC-B (1 and 8 clients) and 500k-row bulk INSERT/UPDATE/DELETE; no capture vs pg2crate vs PgQ, interleaved';
 
 const BULK_TABLE = `create table bulk (
-  id bigint primary key, k integer not null, v text not null, amount numeric(12,2), created timestamptz not null
+  id bigint primary key, k integer not null, v text not null, amount numeric(12,2), created timestamptz not null,
+  flag boolean not null, ratio double precision, day date, tags text[], doc jsonb
 ) with (autovacuum_enabled = false)`;
 
+const bulkInsert = (rows: number) => `insert into bulk
+  select g, g % 1000, md5(g::text), (g % 100000) / 100.0, timestamptz '2024-01-01' + g * interval '1 second',
+         g % 2 = 0, g / 7.0, date '2024-01-01' + (g % 365)::int, array['a' || (g % 10), 'b'], jsonb_build_object('g', g, 's', md5(g::text))
+  from generate_series(1, ${rows}) g`;
+const BULK_UPDATE = 'update bulk set k = k + 1, amount = amount + 1';
+const BULK_DELETE = 'delete from bulk';
+
+const PGBENCH_TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'];
+const QUEUE = 'bench';
+
+type Name = 'none' | 'pg2crate' | 'pgq';
+
 interface Variant {
-  name: 'plain' | 'cap';
+  name: Name;
   url: string;
   db: pg.Client;
-  captured: boolean;
+  /** events written so far and the bytes their tables take */
+  events(): Promise<{ n: number; bytes: number }>;
+  empty(): Promise<void>;
 }
 
-interface OltpRound { tps: number; txns: number; cpuMsPerTxn: number; walBytesPerTxn: number; eventsPerTxn: number }
-interface BulkRound { seconds: number; cpuSeconds: number; walMB: number; events: number }
+interface OltpRun { tps: number; txns: number; cpuMsPerTxn: number; walBytesPerTxn: number; eventsPerTxn: number; bytesPerEvent: number }
+interface BulkStep { seconds: number; cpuSeconds: number; walMB: number; events: number; bytesPerEvent: number }
+interface BulkRun { insert: BulkStep; update: BulkStep; delete: BulkStep }
+
+const say = (text: string) => note(text);
+
+/**
+ * Makes the pgq extension available on this server, installing the Debian package when it is
+ * missing. Returns null when it is available, else the reason it is not.
+ */
+async function ensurePgq(admin: pg.Client): Promise<string | null> {
+  const available = async () => (await admin.query(`select 1 from pg_available_extensions where name = 'pgq'`)).rowCount === 1;
+  if (await available()) return null;
+  const major = (await admin.query<{ v: string }>(`select current_setting('server_version_num')::int / 10000 as v`)).rows[0].v;
+  const pkg = `postgresql-${major}-pgq3`;
+  const hasApt = spawnSync('sh', ['-c', 'command -v apt-get'], { encoding: 'utf8' }).stdout.trim() !== '';
+  if (!hasApt) return `the pgq extension is not installed and apt-get is not available to install ${pkg}`;
+  if (process.getuid?.() !== 0) return `the pgq extension is not installed and installing ${pkg} with apt-get needs root`;
+  const install = () => spawnSync('apt-get', ['install', '-y', '--no-install-recommends', pkg], { encoding: 'utf8', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  say(`PgQ: the pgq extension is missing; running: apt-get install -y --no-install-recommends ${pkg}`);
+  let res = install();
+  if (res.status !== 0) {
+    say('PgQ: that failed; running: apt-get update, then the install again');
+    spawnSync('apt-get', ['update'], { encoding: 'utf8' });
+    res = install();
+  }
+  if (res.status !== 0) return `apt-get install ${pkg} failed: ${(res.stderr || res.stdout).trim().split('\n').slice(-3).join(' / ')}`;
+  say(`PgQ: installed ${pkg}`);
+  return (await available()) ? null : `${pkg} is installed but this server (Postgres ${major}) does not list the pgq extension`;
+}
+
+async function setupPgq(db: pg.Client, tables: { name: string; pkey?: string }[]): Promise<string> {
+  await db.query('create extension if not exists pgq');
+  await db.query('select pgq.create_queue($1)', [QUEUE]);
+  for (const t of tables) {
+    const args = [`'${QUEUE}'`, ...(t.pkey ? [`'pkey=${t.pkey}'`] : [])].join(', ');
+    await db.query(`create trigger pgq_capture after insert or update or delete on ${t.name} for each row execute function pgq.jsontriga(${args})`);
+  }
+  // The queue's event table: a parent, with the rotating tables that PgQ writes into as children.
+  return (await db.query<{ pfx: string }>('select queue_data_pfx as pfx from pgq.queue where queue_name = $1', [QUEUE])).rows[0].pfx;
+}
+
+/** Sum of pg_total_relation_size over a table and everything that inherits from it (partitions, PgQ's rotating tables). */
+const treeBytesSql = (regclass: string) => `with recursive tree(oid) as (
+    select '${regclass}'::regclass::oid union all select i.inhrelid from pg_inherits i join tree t on i.inhparent = t.oid
+  ) select (select count(*) from ${regclass}) as n, coalesce(sum(pg_total_relation_size(oid)), 0)::bigint as bytes from tree`;
 
 export async function run(args: BenchArgs): Promise<object> {
-  const rounds = Number(args.rounds ?? 3);
-  const bulkRounds = Number(args['bulk-rounds'] ?? Math.max(rounds, 5));
-  const duration = Number(args.duration ?? 25);
+  const reps = Number(args.reps ?? args.rounds ?? 3);
+  const duration = Number(args.duration ?? 20);
   const scale = Number(args.scale ?? 10);
-  const clients = Number(args.clients ?? 8);
-  const threads = Number(args.threads ?? 2);
+  const clientCounts = (args.clients ?? '1,8').split(',').map(Number);
   const bulkRows = Number(args['bulk-rows'] ?? 500_000);
-  const pgbench = pgBin('pgbench');
+  const skipPgq = args.pgq === 'false' || args.pgq === 'off';
+  const parts = new Set((args.parts ?? 'oltp,bulk').split(','));
 
   const cluster = await startCluster();
   const admin = new pg.Client({ connectionString: cluster.url() });
   admin.on('error', (err) => process.stderr.write(`bench: connection failed: ${err.message}\n`));
   const variants: Variant[] = [];
+  let pgqNote: string | null = skipPgq ? 'PgQ left out (--pgq=off)' : null;
   try {
     await admin.connect();
     const pm = await postmasterPid(admin);
     const serverVersion = (await admin.query<{ v: string }>("select current_setting('server_version') as v")).rows[0].v;
-    for (const name of ['plain', 'cap'] as const) {
-      const url = await cluster.createDatabase(name);
-      note(`setting up ${name}: pgbench -i -s ${scale} …`);
-      await runPgbench(pgbench, ['-i', '-q', '-s', String(scale), url]);
+    if (!skipPgq) pgqNote = await ensurePgq(admin);
+    if (pgqNote) say(`NOTE: PgQ variant skipped: ${pgqNote}`);
+    const names: Name[] = pgqNote ? ['none', 'pg2crate'] : ['none', 'pg2crate', 'pgq'];
+    let pgqVersion: string | null = null;
+
+    for (const name of names) {
+      const url = await cluster.createDatabase(`cap_${name}`);
+      say(`setting up ${name}: pgbench -i -s ${scale} …`);
+      await runPgbench(['-i', '-q', '-s', String(scale), url]);
       const db = new pg.Client({ connectionString: url });
       db.on('error', (err) => process.stderr.write(`bench: connection failed: ${err.message}\n`));
       await db.connect();
       await db.query(BULK_TABLE);
-      variants.push({ name, url, db, captured: name === 'cap' });
+      let events: Variant['events'] = async () => ({ n: 0, bytes: 0 });
+      let empty: Variant['empty'] = async () => {};
+      if (name === 'pg2crate') {
+        const logger = createLogger('warn', { write: (s: string) => { process.stderr.write(s); } });
+        const runner = new Runner(loadConfig({ DATABASE_URL: url, TARGET_DATABASE_URL: cluster.url() }), logger);
+        try {
+          await runner.migrate();
+          await runner.addTables([
+            ...PGBENCH_TABLES.map((table) => ({ schema: 'public', table, ...(table === 'pgbench_history' ? { keyColumns: ['aid', 'mtime'] } : {}) })),
+            { schema: 'public', table: 'bulk' },
+          ]);
+        } finally {
+          await runner.close();
+        }
+        events = async () => { const r = (await db.query<{ n: string; bytes: string }>(treeBytesSql('pg2crate.outbox'))).rows[0]; return { n: Number(r.n), bytes: Number(r.bytes) }; };
+        empty = async () => { await db.query('truncate pg2crate.outbox'); };
+      } else if (name === 'pgq') {
+        const table = await setupPgq(db, [...PGBENCH_TABLES.map((t) => ({ name: t, pkey: t === 'pgbench_history' ? 'aid,mtime' : undefined })), { name: 'bulk' }]);
+        pgqVersion = (await db.query<{ v: string }>(`select extversion as v from pg_extension where extname = 'pgq'`)).rows[0].v;
+        events = async () => { const r = (await db.query<{ n: string; bytes: string }>(treeBytesSql(table))).rows[0]; return { n: Number(r.n), bytes: Number(r.bytes) }; };
+        empty = async () => { await db.query(`truncate ${table}`); };
+      }
+      variants.push({ name, url, db, events, empty });
     }
-    const cap = variants[1];
-    const logger = createLogger('warn', { write: (s: string) => { process.stderr.write(s); } });
-    const runner = new Runner(loadConfig({ DATABASE_URL: cap.url, TARGET_DATABASE_URL: cluster.url() }), logger);
-    try {
-      await runner.migrate();
-      await runner.addTables([
-        { schema: 'public', table: 'pgbench_accounts' }, { schema: 'public', table: 'pgbench_branches' },
-        { schema: 'public', table: 'pgbench_tellers' }, { schema: 'public', table: 'pgbench_history', keyColumns: ['aid', 'mtime'] },
-        { schema: 'public', table: 'bulk' },
-      ]);
-    } finally {
-      await runner.close();
-    }
+    const cap = variants.find((v) => v.name === 'pg2crate')!;
     const idle = (await cap.db.query<{ idle: boolean }>('select idle from pg2crate.state')).rows[0].idle;
     await admin.query('checkpoint');
 
-    const walNow = async (): Promise<bigint> => BigInt((await admin.query<{ b: string }>(`select pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::text as b`)).rows[0].b.split('.')[0]);
-    const outboxCount = async (v: Variant): Promise<number> => (v.captured ? Number((await v.db.query<{ n: string }>('select count(*) as n from pg2crate.outbox')).rows[0].n) : 0);
-    const emptyOutbox = async (v: Variant) => { if (v.captured) await v.db.query('truncate pg2crate.outbox'); };
+    const walNow = async (): Promise<bigint> => BigInt((await admin.query<{ b: string }>(`select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::text as b`)).rows[0].b.split('.')[0]);
+    const order = (rep: number) => variants.map((_, i) => variants[(i + rep) % variants.length]);
 
-    const oltp: Record<string, OltpRound[]> = { plain: [], cap: [] };
-    const insert: Record<string, BulkRound[]> = { plain: [], cap: [] };
-    const update: Record<string, BulkRound[]> = { plain: [], cap: [] };
-
-    for (let r = 1; r <= rounds; r++) {
-      for (const v of variants) {
-        await v.db.query('vacuum analyze pgbench_branches, pgbench_tellers');
-        await v.db.query('truncate pgbench_history');
-        await emptyOutbox(v);
-        await admin.query('checkpoint');
-        await sleep(500);
-        const cpu0 = serverCpuSeconds(pm);
-        const wal0 = await walNow();
-        const out = await runPgbench(pgbench, ['-n', '-c', String(clients), '-j', String(threads), '-T', String(duration), v.url]);
-        await sleep(300); // let the postmaster reap the backends, so their CPU is in its cutime
-        const cpu = serverCpuSeconds(pm) - cpu0;
-        const wal = Number((await walNow()) - wal0);
-        const txns = Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1]);
-        const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(out)?.[1]);
-        if (!txns || !tps) throw new Error(`cannot read pgbench's output:\n${out}`);
-        const events = await outboxCount(v);
-        const round = { tps, txns, cpuMsPerTxn: (cpu * 1000) / txns, walBytesPerTxn: wal / txns, eventsPerTxn: events / txns };
-        oltp[v.name].push(round);
-        note(`  pgbench round ${r}/${rounds} ${v.name.padEnd(5)} ${fmt(tps, 0)} tps, ${fmt(round.cpuMsPerTxn, 3)} ms server CPU/txn, ${fmt(round.walBytesPerTxn, 0)} WAL B/txn${v.captured ? `, ${fmt(round.eventsPerTxn, 2)} events/txn` : ''}`);
+    const oltp: Record<string, Record<Name, OltpRun[]>> = {};
+    for (const c of clientCounts) oltp[c] = { none: [], pg2crate: [], pgq: [] };
+    if (parts.has('oltp')) {
+      for (let r = 0; r < reps; r++) {
+        for (const clients of clientCounts) {
+          for (const v of order(r)) {
+            await v.db.query('vacuum analyze pgbench_branches, pgbench_tellers');
+            await v.db.query('truncate pgbench_history');
+            await v.empty();
+            await admin.query('checkpoint');
+            await sleep(500);
+            const cpu0 = serverCpuSeconds(pm);
+            const wal0 = await walNow();
+            const out = await runPgbench(['-n', '-c', String(clients), '-j', String(Math.min(clients, 2)), '-T', String(duration), v.url]);
+            await sleep(300); // let the postmaster reap the backends, so that their CPU is in its cutime
+            const cpu = serverCpuSeconds(pm) - cpu0;
+            const wal = Number((await walNow()) - wal0);
+            const { txns, tps } = pgbenchSummary(out);
+            const ev = await v.events();
+            const run: OltpRun = { tps, txns, cpuMsPerTxn: (cpu * 1000) / txns, walBytesPerTxn: wal / txns, eventsPerTxn: ev.n / txns, bytesPerEvent: ev.n ? ev.bytes / ev.n : 0 };
+            oltp[clients][v.name].push(run);
+            say(`  rep ${r + 1}/${reps} pgbench ${clients} client(s) ${v.name.padEnd(8)} ${fmt(run.cpuMsPerTxn, 3)} ms server CPU/txn, ${fmt(tps, 0)} tps, ${fmt(run.walBytesPerTxn, 0)} WAL B/txn${v.name !== 'none' ? `, ${fmt(run.eventsPerTxn, 2)} events/txn, ${fmt(run.bytesPerEvent, 0)} B/event` : ''}`);
+          }
+        }
       }
     }
 
-    const bulkStatement = async (v: Variant, sql: string): Promise<BulkRound> => {
+    const bulkStep = async (v: Variant, sql: string): Promise<BulkStep> => {
+      await v.empty();
       await admin.query('checkpoint');
       await sleep(300);
       const cpu0 = serverCpuSeconds(pm);
@@ -152,59 +214,72 @@ export async function run(args: BenchArgs): Promise<object> {
       await sleep(100);
       const cpuSeconds = serverCpuSeconds(pm) - cpu0;
       const walMB = Number((await walNow()) - wal0) / 1e6;
-      return { seconds, cpuSeconds, walMB, events: await outboxCount(v) };
+      const ev = await v.events();
+      return { seconds, cpuSeconds, walMB, events: ev.n, bytesPerEvent: ev.n ? ev.bytes / ev.n : 0 };
     };
-    for (let r = 1; r <= bulkRounds; r++) {
-      for (const v of variants) {
-        await v.db.query('truncate bulk');
-        await emptyOutbox(v);
-        const ins = await bulkStatement(v, `insert into bulk select g, g % 1000, md5(g::text), (g % 100000) / 100.0, timestamptz '2024-01-01' + g * interval '1 second' from generate_series(1, ${bulkRows}) g`);
-        insert[v.name].push(ins);
-        await emptyOutbox(v);
-        await v.db.query('vacuum analyze bulk');
-        const upd = await bulkStatement(v, 'update bulk set k = k + 1, amount = amount + 1');
-        update[v.name].push(upd);
-        note(`  bulk round ${r}/${bulkRounds} ${v.name.padEnd(5)} insert ${fmt(ins.seconds, 2)} s, update ${fmt(upd.seconds, 2)} s${v.captured ? ` (${ins.events} + ${upd.events} events)` : ''}`);
+    const bulk: Record<Name, BulkRun[]> = { none: [], pg2crate: [], pgq: [] };
+    if (parts.has('bulk')) {
+      for (let r = 0; r < reps; r++) {
+        for (const v of order(r)) {
+          await v.db.query('truncate bulk');
+          const ins = await bulkStep(v, bulkInsert(bulkRows));
+          await v.db.query('vacuum analyze bulk');
+          const upd = await bulkStep(v, BULK_UPDATE);
+          await v.db.query('vacuum analyze bulk');
+          const del = await bulkStep(v, BULK_DELETE);
+          bulk[v.name].push({ insert: ins, update: upd, delete: del });
+          say(`  rep ${r + 1}/${reps} bulk ${v.name.padEnd(8)} insert ${fmt(ins.seconds, 2)} s, update ${fmt(upd.seconds, 2)} s, delete ${fmt(del.seconds, 2)} s${v.name !== 'none' ? ` (${ins.events} + ${upd.events} + ${del.events} events)` : ''}`);
+        }
       }
     }
 
-    // Rounds are paired (interleaved), so ratios are taken per round, then spread.
-    const ratios = (a: number[], b: number[]) => spread(b.map((x, i) => x / a[i]));
-    const col = <T>(xs: T[], f: (x: T) => number) => xs.map(f);
-    const figures = {
-      tps: { plain: spread(col(oltp.plain, (x) => x.tps)), cap: spread(col(oltp.cap, (x) => x.tps)), ratio: ratios(col(oltp.plain, (x) => x.tps), col(oltp.cap, (x) => x.tps)) },
-      cpuPerTxnMs: { plain: spread(col(oltp.plain, (x) => x.cpuMsPerTxn)), cap: spread(col(oltp.cap, (x) => x.cpuMsPerTxn)), ratio: ratios(col(oltp.plain, (x) => x.cpuMsPerTxn), col(oltp.cap, (x) => x.cpuMsPerTxn)) },
-      walPerTxnBytes: { plain: spread(col(oltp.plain, (x) => x.walBytesPerTxn)), cap: spread(col(oltp.cap, (x) => x.walBytesPerTxn)), ratio: ratios(col(oltp.plain, (x) => x.walBytesPerTxn), col(oltp.cap, (x) => x.walBytesPerTxn)) },
-      insertSeconds: { plain: spread(col(insert.plain, (x) => x.seconds)), cap: spread(col(insert.cap, (x) => x.seconds)), ratio: ratios(col(insert.plain, (x) => x.seconds), col(insert.cap, (x) => x.seconds)) },
-      insertCpuSeconds: { plain: spread(col(insert.plain, (x) => x.cpuSeconds)), cap: spread(col(insert.cap, (x) => x.cpuSeconds)), ratio: ratios(col(insert.plain, (x) => x.cpuSeconds), col(insert.cap, (x) => x.cpuSeconds)) },
-      insertWalMB: { plain: spread(col(insert.plain, (x) => x.walMB)), cap: spread(col(insert.cap, (x) => x.walMB)), ratio: ratios(col(insert.plain, (x) => x.walMB), col(insert.cap, (x) => x.walMB)) },
-      updateSeconds: { plain: spread(col(update.plain, (x) => x.seconds)), cap: spread(col(update.cap, (x) => x.seconds)), ratio: ratios(col(update.plain, (x) => x.seconds), col(update.cap, (x) => x.seconds)) },
-      updateCpuSeconds: { plain: spread(col(update.plain, (x) => x.cpuSeconds)), cap: spread(col(update.cap, (x) => x.cpuSeconds)), ratio: ratios(col(update.plain, (x) => x.cpuSeconds), col(update.cap, (x) => x.cpuSeconds)) },
-      updateWalMB: { plain: spread(col(update.plain, (x) => x.walMB)), cap: spread(col(update.cap, (x) => x.walMB)), ratio: ratios(col(update.plain, (x) => x.walMB), col(update.cap, (x) => x.walMB)) },
+    // Figures: each variant's spread, and its ratio to `none` taken within each repetition.
+    const present = variants.map((v) => v.name);
+    const fig = <T>(runs: Record<Name, T[]>, f: (x: T) => number) => {
+      const out: Record<string, Spread> = {};
+      for (const n of present) out[n] = spread(runs[n].map(f));
+      for (const n of present.filter((x) => x !== 'none')) out[`${n}/none`] = spread(runs[n].map((x, i) => f(x) / f(runs.none[i])));
+      return out;
     };
-    const row = (label: string, f: { plain: Spread; cap: Spread; ratio: Spread }, digits?: number) =>
-      [label, fmtSpread(f.plain, digits), fmtSpread(f.cap, digits), fmtSpread(f.ratio, 2)];
+    const figures: Record<string, Record<string, Spread>> = {};
+    const rows: string[][] = [];
+    const add = (key: string, label: string, f: Record<string, Spread>, digits: number, ratio = true) => {
+      figures[key] = f;
+      rows.push([label, ...present.map((n) => fmtSpread(f[n], digits)), ...present.filter((n) => n !== 'none').map((n) => (ratio ? fmtSpread(f[`${n}/none`], 2) : ''))]);
+    };
+    if (parts.has('oltp')) {
+      for (const c of clientCounts) {
+        const o = oltp[c];
+        add(`oltp${c}.cpuMsPerTxn`, `TPC-B ${c}c: server CPU ms/txn`, fig(o, (x) => x.cpuMsPerTxn), 3);
+        add(`oltp${c}.tps`, `TPC-B ${c}c: TPS (indicative)`, fig(o, (x) => x.tps), 0);
+        add(`oltp${c}.walBytesPerTxn`, `TPC-B ${c}c: WAL bytes/txn`, fig(o, (x) => x.walBytesPerTxn), 0);
+        const cap2 = fig(o, (x) => x.bytesPerEvent);
+        figures[`oltp${c}.bytesPerEvent`] = cap2;
+        rows.push([`TPC-B ${c}c: capture bytes/event`, ...present.map((n) => (n === 'none' ? '–' : fmtSpread(cap2[n], 0))), ...present.filter((n) => n !== 'none').map(() => '')]);
+      }
+    }
+    if (parts.has('bulk')) {
+      for (const step of ['insert', 'update', 'delete'] as const) {
+        add(`bulk.${step}.seconds`, `bulk ${step}: s`, fig(bulk, (x) => x[step].seconds), 2);
+        add(`bulk.${step}.cpuSeconds`, `bulk ${step}: server CPU s`, fig(bulk, (x) => x[step].cpuSeconds), 2);
+        add(`bulk.${step}.walMB`, `bulk ${step}: WAL MB`, fig(bulk, (x) => x[step].walMB), 0);
+        const b = fig(bulk, (x) => x[step].bytesPerEvent);
+        figures[`bulk.${step}.bytesPerEvent`] = b;
+        rows.push([`bulk ${step}: capture bytes/event`, ...present.map((n) => (n === 'none' ? '–' : fmtSpread(b[n], 0))), ...present.filter((n) => n !== 'none').map(() => '')]);
+      }
+    }
     printTable(
-      `capture cost (min / median / max; pgbench ${rounds} rounds × ${duration} s, ${clients} clients, scale ${scale}; bulk ${bulkRounds} rounds × ${bulkRows.toLocaleString('en')} rows; Postgres ${serverVersion})`,
-      ['figure', 'without capture', 'with capture', 'ratio with/without'],
-      [
-        row('pgbench TPS', figures.tps, 0),
-        row('server CPU ms per txn', figures.cpuPerTxnMs, 3),
-        row('WAL bytes per txn', figures.walPerTxnBytes, 0),
-        row('INSERT … SELECT, s', figures.insertSeconds, 2),
-        row('INSERT server CPU, s', figures.insertCpuSeconds, 2),
-        row('INSERT WAL, MB', figures.insertWalMB, 0),
-        row('UPDATE all rows, s', figures.updateSeconds, 2),
-        row('UPDATE server CPU, s', figures.updateCpuSeconds, 2),
-        row('UPDATE WAL, MB', figures.updateWalMB, 0),
-      ],
+      `capture cost, min / median / max over ${reps} interleaved repetitions (pgbench scale ${scale}, ${duration} s per run; bulk ${bulkRows.toLocaleString('en')} rows, 10 columns; Postgres ${serverVersion}${pgqVersion ? `, pgq ${pgqVersion}` : ''})`,
+      ['figure', ...present, ...present.filter((n) => n !== 'none').map((n) => `${n} / none`)],
+      rows,
     );
-    note(`outbox events per pgbench txn with capture: ${fmtSpread(spread(col(oltp.cap, (x) => x.eventsPerTxn)), 2)}; state.idle during the rounds: ${idle} (${idle ? 'NOTIFY in every writing transaction' : 'no NOTIFY: the idle path was not active'})`);
-    note('pgbench_history captured with configured key columns (aid, mtime); outbox truncated before every round; no drainer running.');
+    note(`pg2crate state.idle during the runs: ${idle} (${idle ? 'NOTIFY in every writing transaction' : 'no NOTIFY: the idle path was not active'}); PgQ's trigger never notifies.`);
+    note('pgbench_history keyed by (aid, mtime) in both capture variants; event tables emptied before every run; nothing consumes.');
+    if (pgqNote) note(`NOTE: PgQ variant skipped: ${pgqNote}`);
     return {
-      settings: { rounds, bulkRounds, duration, scale, clients, threads, bulkRows, serverVersion, historyKey: 'configured key columns (aid, mtime)', outbox: 'truncated before every round', stateIdle: idle },
+      settings: { reps, duration, scale, clientCounts, bulkRows, serverVersion, pgqVersion, pgqSkipped: pgqNote, stateIdle: idle, historyKey: '(aid, mtime)' },
       figures,
-      rounds: { oltp, insert, update },
+      runs: { oltp, bulk },
     };
   } finally {
     for (const v of variants) await v.db.end().catch(() => {});
