@@ -8,7 +8,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { machine, note, writeResult, type BenchArgs } from './report.js';
+import { loadavg } from 'node:os';
+import { fmtSpread, machine, note, spread, writeResult, type BenchArgs } from './report.js';
 
 interface ScenarioModule {
   description?: string;
@@ -56,9 +57,21 @@ async function main(): Promise<number> {
   note(`bench ${scenario}: ${started.cores} cores (${started.cpu}), node ${started.node}, commit ${started.commit}${started.dirty ? ' + uncommitted changes in src/ or migrations/' : ''}, load average ${started.loadBefore.map((l) => l.toFixed(2)).join(' ')}`);
   const mod = (await import(pathToFileURL(join(HERE, `${scenario}.ts`)).href)) as ScenarioModule;
   if (typeof mod.run !== 'function') return 0;
-  const result = await mod.run(args);
-  const file = writeResult(scenario, started, { args, ...result });
-  note(`\nwrote ${file}`);
+  // Other jobs on a 2-core machine are noise: sample the 1-minute load average during the run.
+  const load: number[] = [];
+  const sampler = setInterval(() => load.push(loadavg()[0]), 15_000);
+  sampler.unref();
+  let result: object;
+  try {
+    result = await mod.run(args);
+  } finally {
+    clearInterval(sampler);
+  }
+  load.push(loadavg()[0]);
+  const loadDuring = spread(load);
+  note(`\nload average (1 min) during the run, sampled every 15 s: ${fmtSpread(loadDuring, 2)} (min / median / max)`);
+  const file = writeResult(scenario, started, { args, loadDuring, ...result });
+  note(`wrote ${file}`);
   return 0;
 }
 
