@@ -1,126 +1,256 @@
-// Wake-up latency at idle: how long a single-row commit takes to become visible in the target when
-// the replicator is idle and only NOTIFY can wake it (poll interval --poll-ms, default 5 s, so a
-// missed wake-up shows as a multi-second outlier instead of hiding behind a fast poll).
+// Commit-to-applied latency under a steady load, with wake-ups (LISTEN/NOTIFY) and on polling alone,
+// interleaved in the same run.
 //
-// Source and target are databases of one throwaway cluster; the replicator runs in this process.
-// The target table (created by the sink) gets a row trigger that NOTIFYs `arrived` with the id; a
-// separate client LISTENs on the target. Per sample: wait a random 100–300 ms (the drainer goes
-// idle), INSERT one row in its own transaction; t0 = when the INSERT's reply (after COMMIT) reaches
-// the client, t1 = when the target's notification (sent at the sink's COMMIT) arrives. Both times
-// are taken on this process's monotonic clock, so no clocks are compared. t1 - t0 is the figure.
+// One throwaway cluster, a source and a target database, one captured 5-column table. The
+// replicator runs as a child process (this file again, with --replicator: a Runner as `pg2crate
+// start` builds it, from the same environment variables). pg2crate has no setting that turns LISTEN
+// off (src/config.ts: only scheduled mode, PG2CRATE_CATCHUP_CRON, runs without a listener, and
+// that has no standing drainer at all), so the polling-only variant is the same Runner started with
+// `run({ listen: false })`, the option `pg2crate backfill` uses: the same drainer, woken only by its
+// poll timer (PG2CRATE_POLL_INTERVAL_MS, default 1000 ms; --poll-ms sets it for both variants).
+// The triggers still NOTIFY when the drainer has declared itself idle; nobody listens.
+//
+// Per run: start the replicator, wait until it is caught up, write --warmup s at --rate tx/s (not
+// counted), then --seconds s at --rate tx/s: single-row INSERTs, each its own transaction, paced
+// open-loop from this process over 4 connections. t0 = when the INSERT's reply (after COMMIT)
+// reaches this process; t1 = when the target's notification, sent by a statement trigger on the
+// target table at the sink's COMMIT, reaches this process's LISTEN connection. Both on this
+// process's monotonic clock: no clocks are compared. Rows still missing 30 s after the last write
+// are counted as missing. Then the replicator is stopped (SIGTERM). Variants alternate run by run,
+// the order rotating each repetition; percentiles are per run, then min / median / max over runs.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { Runner } from '../src/runner.js';
 import { startCluster } from '../test/helpers/cluster.js';
 import { caughtUp } from '../test/helpers/replication.js';
-import { fmt, note, printTable, quantile, sleep, type BenchArgs } from './report.js';
+import { fmt, fmtSpread, note, printTable, quantile, sleep, spread, type BenchArgs, type Spread } from './report.js';
 
-export const description = 'wake-up latency at idle: commit in the source to visible in a Postgres target, p50 / p99 / max';
+export const description = 'commit-to-applied latency at a steady 1,000 tx/s: wake-ups (NOTIFY) vs polling alone, interleaved, p50 / p95 / p99 / max';
 
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const TABLE = `create table public.items (
   id bigint primary key, k integer not null, v text not null, amount numeric(12,2), created timestamptz not null
 )`;
+// One notification per 500 applied rows (a payload stays far below NOTIFY's 8,000-byte limit).
+const ARRIVED = [
+  `create function arrived() returns trigger language plpgsql as $$
+    declare r record;
+    begin
+      for r in select string_agg(id::text, ',') as ids from (select id, (row_number() over () - 1) / 500 as g from arrived_rows) s group by g loop
+        perform pg_notify('arrived', r.ids);
+      end loop;
+      return null;
+    end $$`,
+  `create trigger arrived_i after insert on items referencing new table as arrived_rows for each statement execute function arrived()`,
+  `create trigger arrived_u after update on items referencing new table as arrived_rows for each statement execute function arrived()`,
+];
 
-interface Sample {
-  id: number;
-  /** ms from the INSERT's reply to the target's notification */
-  commitToVisible: number;
-  /** ms from sending the INSERT to the target's notification */
-  sendToVisible: number;
-  drainerState: string;
+type Mode = 'notify' | 'poll';
+
+interface Run {
+  mode: Mode;
+  rep: number;
+  sent: number;
+  rate: number;
+  missing: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+  mean: number;
+  over100ms: number;
+}
+
+const children = new Set<ChildProcess>();
+process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
+
+/** Starts the replicator child; resolves once it logged that it started. */
+async function startReplicator(env: Record<string, string>, listen: boolean): Promise<{ stop(): Promise<void>; output(): string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/latency.ts', '--replicator'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', LOG_LEVEL: 'info', ...env, BENCH_LISTEN: listen ? '1' : '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<number | string>((resolve) => child.once('exit', (c, s) => { children.delete(child); resolve(c ?? s ?? 'unknown'); }));
+  const deadline = Date.now() + 60_000;
+  while (!out.includes('"replicator started"')) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the replicator exited before it started:\n${out.slice(-3000)}`);
+    if (Date.now() > deadline) throw new Error(`the replicator did not start within 60 s:\n${out.slice(-3000)}`);
+    await sleep(50);
+  }
+  return {
+    output: () => out,
+    async stop() {
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** The child: a Runner from the environment, with or without its listener, until SIGTERM. */
+async function replicatorMain(): Promise<void> {
+  const config = loadConfig(process.env);
+  const logger = createLogger(config.logLevel);
+  const runner = new Runner(config, logger);
+  let stopping = false;
+  process.on('SIGTERM', () => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    void runner.stop();
+  });
+  try {
+    await runner.run({ listen: process.env.BENCH_LISTEN !== '0' });
+  } finally {
+    await runner.close();
+  }
 }
 
 export async function run(args: BenchArgs): Promise<object> {
-  const samples = Number(args.samples ?? 200);
-  const warmup = Number(args.warmup ?? 10);
-  const pollMs = Number(args['poll-ms'] ?? 5000);
-  const minGap = Number(args['min-gap-ms'] ?? 100);
-  const maxGap = Number(args['max-gap-ms'] ?? 300);
+  const reps = Number(args.reps ?? 3);
+  const seconds = Number(args.seconds ?? 60);
+  const warmup = Number(args.warmup ?? 5);
+  const rate = Number(args.rate ?? 1000);
+  const connections = Number(args.connections ?? 4);
+  const modes = (args.modes ?? 'notify,poll').split(',') as Mode[];
   const logger = createLogger(process.env.LOG_LEVEL ?? 'warn', { write: (s: string) => { process.stderr.write(s); } });
 
   const cluster = await startCluster();
   const [srcUrl, dstUrl] = [await cluster.createDatabase('lat_src'), await cluster.createDatabase('lat_dst')];
-  const src = new pg.Client({ connectionString: srcUrl });
+  const env: Record<string, string> = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.items' };
+  if (args['poll-ms']) env.PG2CRATE_POLL_INTERVAL_MS = String(args['poll-ms']);
+  const pollMs = loadConfig(env).pollIntervalMs;
+  const src = new pg.Pool({ connectionString: srcUrl, max: connections });
   const dst = new pg.Client({ connectionString: dstUrl });
-  const runner = new Runner(loadConfig({
-    DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.items', PG2CRATE_POLL_INTERVAL_MS: String(pollMs),
-  }), logger);
-  let running: Promise<void> | null = null;
-  const results: Sample[] = [];
-  let missed = 0;
-  for (const c of [src, dst]) c.on('error', (err) => process.stderr.write(`bench: connection failed: ${err.message}\n`));
+  src.on('error', (err) => process.stderr.write(`bench: source connection failed: ${err.message}\n`));
+  dst.on('error', (err) => process.stderr.write(`bench: target connection failed: ${err.message}\n`));
+  const runs: Run[] = [];
+  let nextId = 1;
   try {
-    await src.connect();
     await dst.connect();
     await src.query(TABLE);
-    await runner.migrate();
-    running = runner.run();
-    running.catch(() => {});
+    const setup = new Runner(loadConfig(env), logger);
+    await setup.migrate();
+    await setup.close();
     // One row through, so that the sink has created the target table; then the arrival trigger on it.
-    await src.query(`insert into items values (0, 0, 'prime', 0, now())`);
-    const deadline = Date.now() + 60_000;
-    while (!(await caughtUp(src)) || (await dst.query(`select to_regclass('public.items') as t`)).rows[0].t === null) {
-      if (Date.now() > deadline) throw new Error('the replicator did not apply the first row within 60 s');
-      await sleep(50);
+    {
+      const r = await startReplicator(env, true);
+      await src.query(`insert into items values (0, 0, 'prime', 0, now())`);
+      const deadline = Date.now() + 60_000;
+      while (!(await caughtUp(src)) || (await dst.query(`select to_regclass('public.items') as t`)).rows[0].t === null) {
+        if (Date.now() > deadline) throw new Error(`the replicator did not apply the first row within 60 s:\n${r.output().slice(-3000)}`);
+        await sleep(50);
+      }
+      await r.stop();
     }
-    await dst.query(`create function arrived() returns trigger language plpgsql as $$
-      begin perform pg_notify('arrived', new.id::text); return null; end $$`);
-    await dst.query(`create trigger arrived after insert or update on items for each row execute function arrived()`);
+    for (const sql of ARRIVED) await dst.query(sql);
 
-    const waiting = new Map<number, (t: number) => void>();
+    const committed = new Map<number, number>();
+    const arrived = new Map<number, number>();
     dst.on('notification', (msg) => {
       const t = performance.now();
-      if (msg.channel !== 'arrived') return;
-      waiting.get(Number(msg.payload))?.(t);
+      if (msg.channel !== 'arrived' || !msg.payload) return;
+      for (const id of msg.payload.split(',')) arrived.set(Number(id), t);
     });
     await dst.query('listen arrived');
 
-    for (let i = 1; i <= warmup + samples; i++) {
-      await sleep(minGap + Math.random() * (maxGap - minGap));
-      const drainerState = runner.drainer?.stats.state ?? 'none';
-      let timer: NodeJS.Timeout | undefined;
-      const arrival = new Promise<number | null>((resolve) => {
-        waiting.set(i, resolve);
-        timer = setTimeout(() => resolve(null), pollMs * 3 + 10_000);
-      });
-      const sent = performance.now();
-      await src.query(`insert into items values ($1::int8, $1::int4, md5($1::text), 1.5, now())`, [i]);
-      const committed = performance.now();
-      const arrived = await arrival;
-      clearTimeout(timer);
-      waiting.delete(i);
-      if (arrived === null) {
-        missed++;
-        continue;
+    /** Writes for `s` seconds at `rate`, open-loop; returns the ids written. */
+    const write = async (s: number): Promise<number[]> => {
+      const ids: number[] = [];
+      let pending = 0;
+      let failed: unknown = null;
+      const start = performance.now();
+      let sent = 0;
+      for (;;) {
+        const elapsed = (performance.now() - start) / 1000;
+        if (elapsed >= s) break;
+        const due = Math.floor(elapsed * rate) - sent;
+        for (let i = 0; i < due; i++) {
+          const id = nextId++;
+          ids.push(id);
+          pending++;
+          src.query(`insert into items values ($1::int8, $1::int4 % 1000, md5($1::text), 1.5, now())`, [id]).then(
+            () => { committed.set(id, performance.now()); pending--; },
+            (err: unknown) => { failed = err; pending--; },
+          );
+          sent++;
+        }
+        await sleep(2);
       }
-      if (i > warmup) results.push({ id: i, commitToVisible: arrived - committed, sendToVisible: arrived - sent, drainerState });
+      while (pending > 0) await sleep(2);
+      if (failed) throw failed;
+      return ids;
+    };
+
+    for (let rep = 1; rep <= reps; rep++) {
+      const order = modes.map((_, i) => modes[(i + rep - 1) % modes.length]);
+      for (const mode of order) {
+        const r = await startReplicator(env, mode === 'notify');
+        try {
+          while (!(await caughtUp(src))) await sleep(50);
+          await write(warmup);
+          const t0 = performance.now();
+          const ids = await write(seconds);
+          const achieved = ids.length / ((performance.now() - t0) / 1000);
+          const deadline = Date.now() + 30_000;
+          while (ids.some((id) => !arrived.has(id)) && Date.now() < deadline) await sleep(100);
+          const lat = ids.filter((id) => arrived.has(id) && committed.has(id)).map((id) => arrived.get(id)! - committed.get(id)!);
+          const run: Run = {
+            mode, rep, sent: ids.length, rate: achieved, missing: ids.length - lat.length,
+            p50: quantile(lat, 0.5), p95: quantile(lat, 0.95), p99: quantile(lat, 0.99), max: Math.max(...lat),
+            mean: lat.reduce((a, b) => a + b, 0) / lat.length, over100ms: lat.filter((x) => x > 100).length / lat.length,
+          };
+          runs.push(run);
+          note(`  rep ${rep}/${reps} ${mode.padEnd(6)} ${run.sent} rows at ${fmt(achieved, 0)} tx/s: p50 ${fmt(run.p50, 1)} ms, p95 ${fmt(run.p95, 1)}, p99 ${fmt(run.p99, 1)}, max ${fmt(run.max, 1)}; ${fmt(run.over100ms * 100, 2)} % over 100 ms; missing ${run.missing}`);
+          committed.clear();
+          arrived.clear();
+        } finally {
+          await r.stop();
+        }
+      }
     }
   } finally {
-    await runner.close();
-    await running?.catch(() => {});
+    for (const c of children) c.kill('SIGKILL');
     await src.end().catch(() => {});
     await dst.end().catch(() => {});
     await cluster.stop();
   }
 
-  const lat = results.map((s) => s.commitToVisible);
-  const send = results.map((s) => s.sendToVisible);
-  const summary = (xs: number[]) => ({
-    p50: quantile(xs, 0.5), p90: quantile(xs, 0.9), p99: quantile(xs, 0.99), max: Math.max(...xs), mean: xs.reduce((a, b) => a + b, 0) / xs.length,
-  });
-  const figures = { commitToVisibleMs: summary(lat), sendToVisibleMs: summary(send) };
-  const slow = results.filter((s) => s.commitToVisible > 1000).length;
-  const states: Record<string, number> = {};
-  for (const s of results) states[s.drainerState] = (states[s.drainerState] ?? 0) + 1;
+  const figures: Record<string, Record<string, Spread>> = {};
+  for (const mode of modes) {
+    const rs = runs.filter((r) => r.mode === mode);
+    figures[mode] = {
+      p50: spread(rs.map((r) => r.p50)), p95: spread(rs.map((r) => r.p95)), p99: spread(rs.map((r) => r.p99)), max: spread(rs.map((r) => r.max)),
+      mean: spread(rs.map((r) => r.mean)), rate: spread(rs.map((r) => r.rate)), over100msPct: spread(rs.map((r) => r.over100ms * 100)),
+    };
+  }
+  const label: Record<Mode, string> = { notify: 'wake-ups (LISTEN/NOTIFY)', poll: `polling alone (every ${pollMs} ms)` };
   printTable(
-    `wake-up latency at idle: ${results.length} single-row commits ${minGap}–${maxGap} ms apart, poll interval ${pollMs} ms (NOTIFY is the only fast path)`,
-    ['ms', 'p50', 'p90', 'p99', 'max', 'mean'],
-    [
-      ['commit → visible in target', ...Object.values(figures.commitToVisibleMs).map((x) => fmt(x, 2))],
-      ['send INSERT → visible', ...Object.values(figures.sendToVisibleMs).map((x) => fmt(x, 2))],
-    ],
+    `commit → applied in a Postgres target, ms, at ${rate} single-row tx/s for ${seconds} s per run, ${reps} interleaved repetitions (min / median / max of each run's percentile)`,
+    ['mode', 'p50', 'p95', 'p99', 'max', '% over 100 ms', 'tx/s reached'],
+    modes.map((m) => [label[m], fmtSpread(figures[m].p50, 1), fmtSpread(figures[m].p95, 1), fmtSpread(figures[m].p99, 1), fmtSpread(figures[m].max, 0), fmtSpread(figures[m].over100msPct, 2), fmtSpread(figures[m].rate, 0)]),
   );
-  note(`samples slower than 1 s (woken by the poll, not by NOTIFY): ${slow}; never arrived within ${pollMs * 3 + 10_000} ms: ${missed}; drainer state when each row was written: ${JSON.stringify(states)}`);
-  return { settings: { samples, warmup, pollMs, minGap, maxGap }, figures, slowOver1s: slow, missed, drainerStates: states, samples: results };
+  const missing = runs.reduce((a, r) => a + r.missing, 0);
+  if (figures.notify) note(`goal p99 ≤ 100 ms with wake-ups: ${figures.notify.p99.median <= 100 ? 'met' : 'NOT met'} (median p99 ${fmt(figures.notify.p99.median, 1)} ms)`);
+  note(`rows never seen in the target within 30 s of the last write: ${missing}`);
+  note('polling alone = the same Runner with run({ listen: false }): pg2crate has no setting that disables LISTEN while draining continuously.');
+  return { settings: { reps, seconds, warmup, rate, connections, pollMs, modes }, figures, missing, runs };
+}
+
+if (process.argv.includes('--replicator') && process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  replicatorMain().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`replicator failed: ${(err as Error)?.stack ?? String(err)}\n`);
+      process.exit(1);
+    },
+  );
 }
