@@ -170,6 +170,13 @@ export async function run(args: BenchArgs): Promise<object> {
     }
     const cap = variants.find((v) => v.name === 'pg2crate')!;
     const idle = (await cap.db.query<{ idle: boolean }>('select idle from pg2crate.state')).rows[0].idle;
+    // src/source/triggers.ts changes over time (and may be uncommitted): keep what was measured.
+    const captured = (await cap.db.query<{ triggers: string[]; functions: string; md5: string }>(
+      `select (select array_agg(pg_get_triggerdef(t.oid) order by t.tgname) from pg_trigger t where t.tgrelid = 'pgbench_accounts'::regclass and not t.tgisinternal) as triggers,
+              (select string_agg(pg_get_functiondef(p.oid), E'\n' order by p.proname) from pg_proc p where p.pronamespace = 'pg2crate'::regnamespace and p.oid in (select tgfoid from pg_trigger where tgrelid = 'pgbench_accounts'::regclass)) as functions,
+              md5((select string_agg(pg_get_functiondef(p.oid), E'\n' order by p.proname) from pg_proc p where p.pronamespace = 'pg2crate'::regnamespace)) as md5`,
+    )).rows[0];
+    say(`pg2crate capture measured: ${captured.triggers.length} trigger(s) on pgbench_accounts (${captured.triggers.map((t) => /FOR EACH (ROW|STATEMENT)/.exec(t)?.[1] ?? '?').join(', ')}), md5 of the pg2crate schema's functions ${captured.md5}`);
     await admin.query('checkpoint');
 
     const walNow = async (): Promise<bigint> => BigInt((await admin.query<{ b: string }>(`select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::text as b`)).rows[0].b.split('.')[0]);
@@ -278,6 +285,7 @@ export async function run(args: BenchArgs): Promise<object> {
     if (pgqNote) note(`NOTE: PgQ variant skipped: ${pgqNote}`);
     return {
       settings: { reps, duration, scale, clientCounts, bulkRows, serverVersion, pgqVersion, pgqSkipped: pgqNote, stateIdle: idle, historyKey: '(aid, mtime)' },
+      pg2crateCapture: captured,
       figures,
       runs: { oltp, bulk },
     };
