@@ -1,10 +1,12 @@
 // Initial load into a Postgres target beside a plain COPY between the same two databases.
 //
 // Per round, on one throwaway cluster: a source table of --rows rows and 10 mixed-type columns. (a)
-// pg2crate: `tables add` schedules the initial load, a Runner in this process copies it chunk by
-// chunk through the outbox into the target; the clock stops when the load is applied. (b) COPY:
-// `COPY (select …) TO STDOUT` piped into `COPY … FROM STDIN` of a fresh target table (psql, binary
-// format not used: pg2crate's path is text/JSON too). Rounds interleave a, b, a, b …
+// pg2crate: migrate, `tables add` (which schedules the initial load), a Runner in this process
+// copies the table (--method direct, the default: binary COPY chunks straight into the target, see
+// src/source/direct-load.ts; --method outbox: every row through the outbox and the drainer); the
+// clock runs from before migrate until the load is applied. (b) COPY: `COPY (select …) TO STDOUT
+// (FORMAT binary)` piped into `COPY … FROM STDIN (FORMAT binary)` of a fresh target table, by two
+// psql processes. Rounds interleave a, b, a, b …
 import { execFileSync, spawn } from 'node:child_process';
 import pg from 'pg';
 import { loadConfig } from '../src/config.js';
@@ -14,7 +16,7 @@ import { backfillState } from '../src/source/backfill.js';
 import { startCluster, type Cluster } from '../test/helpers/cluster.js';
 import { fmt, fmtSpread, note, printTable, sleep, spread, type BenchArgs } from './report.js';
 
-export const description = 'initial load of 1M rows (10 mixed columns) into Postgres vs a plain COPY | COPY';
+export const description = 'initial load of 1M rows (10 mixed columns) into Postgres vs binary COPY | COPY between the same databases';
 
 const TABLE = (name: string) => `create table ${name} (
   id bigint primary key, k integer not null, name text not null, amount numeric(14,4), ratio double precision,
@@ -33,7 +35,7 @@ function psqlBin(): string {
   return execFileSync('sh', ['-c', 'command -v psql'], { encoding: 'utf8' }).trim() || 'psql';
 }
 
-async function viaPg2crate(cluster: Cluster, rows: number): Promise<number> {
+async function viaPg2crate(cluster: Cluster, rows: number, chunkRows: number, method: string): Promise<number> {
   const [srcUrl, dstUrl] = [await cluster.createDatabase('bf_src'), await cluster.createDatabase('bf_dst')];
   const src = new pg.Pool({ connectionString: srcUrl, max: 2 });
   src.on('error', (err) => note(`idle source connection failed: ${err.message}`));
@@ -41,7 +43,7 @@ async function viaPg2crate(cluster: Cluster, rows: number): Promise<number> {
     await src.query(TABLE('public.items'));
     await src.query(FILL('public.items', rows));
     await src.query('analyze public.items');
-    const config = loadConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.items', PG2CRATE_PAGE_SIZE: '20000' });
+    const config = loadConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.items', PG2CRATE_PAGE_SIZE: '20000', PG2CRATE_BACKFILL_CHUNK_ROWS: String(chunkRows), PG2CRATE_INITIAL_LOAD: method });
     const runner = new Runner(config, logger);
     const start = performance.now();
     await runner.migrate();
@@ -82,8 +84,8 @@ async function viaCopy(cluster: Cluster, rows: number): Promise<number> {
     const psql = psqlBin();
     const start = performance.now();
     await new Promise<void>((resolve, reject) => {
-      const out = spawn(psql, [srcUrl, '-qAtc', 'copy public.items to stdout'], { stdio: ['ignore', 'pipe', 'inherit'] });
-      const inp = spawn(psql, [dstUrl, '-qc', 'copy public.items from stdin'], { stdio: ['pipe', 'ignore', 'inherit'] });
+      const out = spawn(psql, [srcUrl, '-qAtc', 'copy (select * from public.items) to stdout (format binary)'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const inp = spawn(psql, [dstUrl, '-qc', 'copy public.items from stdin (format binary)'], { stdio: ['pipe', 'ignore', 'inherit'] });
       out.stdout.pipe(inp.stdin);
       let done = 0;
       const fin = (code: number | null) => { if (code !== 0) reject(new Error(`psql exited ${code}`)); else if (++done === 2) resolve(); };
@@ -111,12 +113,15 @@ async function drop(cluster: Cluster, urls: string[]): Promise<void> {
 export async function run(args: BenchArgs): Promise<object> {
   const rows = Number(args.rows ?? 1_000_000);
   const rounds = Number(args.rounds ?? 3);
+  const chunkRows = Number(args['chunk-rows'] ?? 10_000);
+  const method = args.method ?? 'direct';
+  if (method !== 'direct' && method !== 'outbox') throw new Error(`--method is direct or outbox, not ${method}`);
   const cluster = await startCluster();
   const loads: number[] = [];
   const copies: number[] = [];
   try {
     for (let r = 0; r < rounds; r++) {
-      loads.push(await viaPg2crate(cluster, rows));
+      loads.push(await viaPg2crate(cluster, rows, chunkRows, method));
       note(`round ${r + 1}: pg2crate initial load ${fmt(loads.at(-1)!)} s`);
       copies.push(await viaCopy(cluster, rows));
       note(`round ${r + 1}: COPY | COPY ${fmt(copies.at(-1)!)} s`);
@@ -126,10 +131,11 @@ export async function run(args: BenchArgs): Promise<object> {
   }
   const rate = (xs: number[]) => spread(xs.map((s) => rows / s));
   const ratio = spread(loads.map((s, i) => s / copies[i]));
-  printTable(`initial load of ${rows.toLocaleString('en')} rows, 10 columns (min / median / max over ${rounds} interleaved rounds)`, ['path', 'seconds', 'rows/s'], [
+  printTable(`initial load (${method}, chunks of ${chunkRows}) of ${rows.toLocaleString('en')} rows, 10 columns (min / median / max over ${rounds} interleaved rounds)`, ['path', 'seconds', 'rows/s'], [
     ['pg2crate initial load', fmtSpread(spread(loads)), fmtSpread(rate(loads))],
-    ['COPY TO STDOUT | COPY FROM STDIN', fmtSpread(spread(copies)), fmtSpread(rate(copies))],
+    ['binary COPY TO STDOUT | COPY FROM STDIN', fmtSpread(spread(copies)), fmtSpread(rate(copies))],
     ['time ratio load / COPY', fmtSpread(ratio, 2), ''],
+    ['rate ratio load / COPY', fmtSpread(spread(loads.map((s, i) => copies[i] / s)), 2), ''],
   ]);
-  return { rows, rounds, loads, copies };
+  return { rows, rounds, method, chunkRows, loads, copies };
 }

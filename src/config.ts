@@ -60,6 +60,11 @@ export interface Config {
   backfillChunkRows: number;
   /** initial-load chunks that may wait unapplied in the outbox */
   backfillInflight: number;
+  /**
+   * how initial loads travel: `direct` from the source straight to the target, then the changes
+   * made meanwhile re-sent through the outbox (trigger mode); `outbox` every row through the outbox
+   */
+  initialLoad: 'direct' | 'outbox';
   /** port of /metrics, /healthz and /readyz; undefined: no HTTP server */
   httpPort: number | undefined;
   /** /readyz answers 503 when the lag exceeds this */
@@ -209,7 +214,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
 const FILE_KEYS = new Set([
   'databaseUrl', 'targetDatabaseUrl', 'cratedbUrl', 'cratedbUser', 'cratedbPassword', 'schema', 'stream', 'tables',
   'targetSchema', 'pageSize', 'pollIntervalMs', 'standbyRetryMs', 'logLevel', 'deadLetterPolicy', 'rejectAttempts',
-  'stopTimeoutMs', 'backfillChunkRows', 'backfillInflight', 'httpPort', 'readyMaxLagSeconds', 'retentionRotateKb', 'schedules', 'crate',
+  'stopTimeoutMs', 'backfillChunkRows', 'backfillInflight', 'initialLoad', 'httpPort', 'readyMaxLagSeconds', 'retentionRotateKb', 'schedules', 'crate',
   'capture', 'slotName', 'publicationName', 'slotWarnMb', 'hashSalt',
 ]);
 
@@ -353,6 +358,7 @@ export function loadConfig(env: Env, file: Record<string, unknown> = {}): Readon
     stopTimeoutMs: int('PG2CRATE_STOP_TIMEOUT_MS', pick('PG2CRATE_STOP_TIMEOUT_MS', 'stopTimeoutMs') ?? 30_000, 100, 3_600_000),
     backfillChunkRows: int('PG2CRATE_BACKFILL_CHUNK_ROWS', pick('PG2CRATE_BACKFILL_CHUNK_ROWS', 'backfillChunkRows') ?? 10_000, 1, 1_000_000),
     backfillInflight: int('PG2CRATE_BACKFILL_INFLIGHT', pick('PG2CRATE_BACKFILL_INFLIGHT', 'backfillInflight') ?? 4, 1, 1000),
+    initialLoad: oneOf('PG2CRATE_INITIAL_LOAD', pick('PG2CRATE_INITIAL_LOAD', 'initialLoad') ?? 'direct', ['direct', 'outbox'] as const),
     httpPort: httpRaw === undefined || httpRaw === 'off' ? undefined : int('PG2CRATE_HTTP_PORT', httpRaw, 0, 65535),
     readyMaxLagSeconds: int('PG2CRATE_READY_MAX_LAG_S', pick('PG2CRATE_READY_MAX_LAG_S', 'readyMaxLagSeconds') ?? 300, 1, 31_536_000),
     retentionRotateBytes: int('PG2CRATE_RETENTION_ROTATE_KB', pick('PG2CRATE_RETENTION_ROTATE_KB', 'retentionRotateKb') ?? 65_536, 8, 1_000_000_000) * 1024,

@@ -25,6 +25,7 @@ import { addTable, describeColumns, listTables, RegistryCatalog, removeTable, re
 import { discardDeadLetters, listDeadLetters, retryDeadLetters, type DeadLetterRow } from './source/dead-letters.js';
 import { crateNameMappings, type CrateNameMapping } from './sink/cratedb/names.js';
 import { PostgresSink } from './sink/postgres/postgres-sink.js';
+import { PgCopyLoader } from './sink/postgres/copy-load.js';
 import type { Sink } from './sink/sink.js';
 import { crateTargetName, CrateSink } from './sink/cratedb/cratedb-sink.js';
 
@@ -59,6 +60,7 @@ export class Runner {
   #drainer: Drainer | null = null;
   #listener: Listener | null = null;
   #sink: Sink | null = null;
+  #copyLoader: PgCopyLoader | null = null;
   #backfiller: Backfiller | null = null;
 
   constructor(config: Config, logger: Logger, opts: RunnerOptions = {}) {
@@ -237,7 +239,7 @@ export class Runner {
     // slot publishes (backfill.ts).
     const triggers = c.capture === 'trigger';
     if (!opts.untilCaughtUp) {
-      const backfiller = this.#newBackfiller(drainer);
+      const backfiller = this.#newBackfiller(drainer, sink);
       this.#backfiller = backfiller;
       // The copier watches for new jobs for as long as the replicator runs, so a source restart or
       // failover reaches it too: like the drainer, it waits and goes on (a copy resumes after its
@@ -363,12 +365,20 @@ export class Runner {
 
   #failure: unknown = null;
 
-  #newBackfiller(drainer: Drainer): Backfiller {
+  #newBackfiller(drainer: Drainer, sink: Sink): Backfiller {
     const c = this.#config;
+    // A Postgres target takes plain tables' initial loads as binary COPY; a wrapped sink (tests
+    // that inject faults) sees every row itself.
+    if (c.target.kind === 'postgres' && c.capture === 'trigger' && c.initialLoad === 'direct' && !this.#opts.wrapSink) {
+      this.#copyLoader ??= new PgCopyLoader(c.target.connectionString, this.#log);
+    }
     return new Backfiller(this.pool, {
       schema: c.schema, stream: c.stream, chunkRows: c.backfillChunkRows, inflight: c.backfillInflight, pollMs: Math.min(c.pollIntervalMs, 200),
       logger: this.#log, isLeader: () => drainer.stats.state !== 'acquiring' && drainer.stats.state !== 'stopped',
       slot: c.capture === 'pgoutput' ? c.slotName : undefined,
+      direct: c.capture === 'trigger' && c.initialLoad === 'direct'
+        ? { sink, catalog: new RegistryCatalog(this.pool, c.schema), rejectAttempts: c.rejectAttempts, deadLetterPolicy: c.deadLetterPolicy, pgCopy: this.#copyLoader ?? undefined }
+        : undefined,
     });
   }
 
@@ -431,6 +441,9 @@ export class Runner {
     const backfiller = this.#backfiller;
     this.#backfiller = null;
     await backfiller?.stop();
+    const copyLoader = this.#copyLoader;
+    this.#copyLoader = null;
+    await copyLoader?.close();
     const drainer = this.#drainer;
     await drainer?.stop();
     const sink = this.#sink;

@@ -36,6 +36,7 @@ import type { Logger } from '../logger.js';
 import { emitWaitMark, slotPassed } from './catch-up-state.js';
 import { sleep } from './outbox.js';
 import { backoffDelay, classify, describe } from '../errors.js';
+import { runDirectLoad, type DirectLoadDeps } from './direct-load.js';
 
 export interface BackfillProgress {
   table: string;
@@ -57,6 +58,8 @@ export interface BackfillOptions {
   isLeader: () => boolean;
   /** pgoutput mode: the slot whose confirmed position says a chunk is applied */
   slot?: string;
+  /** trigger mode: copy straight into the sink instead of through the outbox (direct-load.ts) */
+  direct?: DirectLoadDeps;
 }
 
 const LOCK_TIMEOUT_MS = 200;
@@ -71,7 +74,8 @@ const SAME_OUTPUT_AS_TRIGGER = [
 export async function scheduleBackfill(db: pg.ClientBase | pg.Pool, schema: string, tableId: number, restart: boolean): Promise<void> {
   await db.query(
     `insert into ${qualify(schema, 'backfills')} (table_id) values ($1)
-     on conflict (table_id) do update set status = 'pending', last_key = null, upper_key = null, rows_copied = 0, chunks = 0, started_at = null, finished_at = null, updated_at = now()
+     on conflict (table_id) do update set status = 'pending', last_key = null, upper_key = null, rows_copied = 0, chunks = 0, started_at = null, finished_at = null,
+                                         snapshot = null, copy_done = false, updated_at = now()
      where $2`,
     [tableId, restart],
   );
@@ -144,7 +148,8 @@ export class Backfiller {
       );
       if (next.rows.length === 0 || !this.#opts.isLeader()) {
         if (!forever) return;
-        await sleep(this.#opts.pollMs * 5, this.#abort.signal);
+        // A job waiting for this instance to hold the stream (it is acquiring at start) is looked at soon.
+        await sleep(next.rows.length === 0 ? this.#opts.pollMs * 5 : this.#opts.pollMs, this.#abort.signal);
         continue;
       }
       const r = next.rows[0];
@@ -172,6 +177,16 @@ export class Backfiller {
     const keyTypes = t.keyColumns.map((k) => columns.find((c) => c.name === k)?.type ?? 'text');
     const sql = chunkSql(s, t, keyTypes);
     const est = await this.#pool.query<{ n: string }>(`select greatest(reltuples, 0)::int8::text as n from pg_class where oid = $1`, [t.relid]);
+    // A history keeps every change as a row, so its initial load keeps to the stream (one 'B' event per row).
+    if (this.#opts.direct && !this.#opts.slot && !t.shape?.history) {
+      await runDirectLoad({
+        pool: this.#pool, schema: s, stream: this.#opts.stream, chunkRows: this.#opts.chunkRows, pollMs: this.#opts.pollMs, logger: this.#log,
+        signal: this.#abort.signal, isLeader: this.#opts.isLeader, deps: this.#opts.direct, keyTypes,
+        rowsEstimate: est.rows[0] ? Number(est.rows[0].n) : null, upperKeyOf: () => upperKeyOf(this.#pool, t),
+        applied: (xid) => chunkApplied(this.#pool, s, this.#opts.stream, xid),
+      }, t);
+      return;
+    }
     const job = await this.#pool.query<{ last_key: unknown; rows_copied: string; upper_key: unknown }>(
       `update ${qualify(s, 'backfills')} set status = 'running', rows_estimate = $2, started_at = coalesce(started_at, now()), updated_at = now()
         where table_id = $1 returning last_key, rows_copied::text, upper_key`,

@@ -11,7 +11,8 @@
 // into the partition to end; under the lock the run checks that every event in it is visible in
 // every stream's prev_snapshot (applied), and only then truncates. A transaction that read the old
 // generation number but writes after the truncate simply adds an event to the emptied partition,
-// which is read and applied like any other. Unapplied events are never removed.
+// which is read and applied like any other. Unapplied events are never removed, nor are those a
+// running direct initial load still has to look at (direct-load.ts).
 import type pg from 'pg';
 import { qualify } from '../identifiers.js';
 import type { Logger } from '../logger.js';
@@ -54,7 +55,11 @@ export async function runRetention(pool: pg.Pool, opts: RetentionOptions): Promi
         `select count(*)::text as n from ${part(g)} o
           where exists (select 1 from ${qualify(s, 'checkpoint')} c
                          where c.prev_snapshot is null or not pg_visible_in_snapshot(o.xid, c.prev_snapshot))
-             or not exists (select 1 from ${qualify(s, 'checkpoint')})`,
+             or not exists (select 1 from ${qualify(s, 'checkpoint')})
+             -- a direct initial load re-sends the keys of these once its copy is done (direct-load.ts)
+             or exists (select 1 from ${qualify(s, 'backfills')} b
+                         where b.table_id = o.table_id and b.status <> 'done' and b.snapshot is not null
+                           and not pg_visible_in_snapshot(o.xid, b.snapshot))`,
       );
       if (pending.rows[0].n !== '0') {
         await client.query('rollback');

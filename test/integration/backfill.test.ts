@@ -6,6 +6,7 @@ import type pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { assertNoLeaks, assertSameRows, makeConfig, pool, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
+import { runRetention } from '../../src/source/retention.js';
 
 let cluster: Cluster;
 const pools: pg.Pool[] = [];
@@ -35,11 +36,14 @@ async function backfillDone(src: pg.Pool): Promise<boolean> {
   return r.rows[0].ok === true;
 }
 
-test('an initial load of 200,000 rows while 4 writers update, insert and delete ends equal to the source', async () => {
+for (const method of ['direct', 'outbox'] as const) {
+test(`an initial load (${method}) of 200,000 rows while 4 writers update, insert and delete ends equal to the source`, async () => {
   const { s, d, src, dst } = await databases();
   await src.query(`create table items (id int primary key, grp int not null, label text, amount numeric(20,6), seen timestamptz)`);
   await src.query(`insert into items select g, g % 97, 'item ' || g, g * 1.000001, now() from generate_series(1, 200000) g`);
-  const rep = await startReplicator(makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.items', PG2CRATE_BACKFILL_CHUNK_ROWS: '5000' }));
+  const rep = await startReplicator(makeConfig({
+    DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.items', PG2CRATE_BACKFILL_CHUNK_ROWS: '5000', PG2CRATE_INITIAL_LOAD: method,
+  }));
   let stop = false;
   let writes = 0;
   const writer = async (n: number) => {
@@ -77,14 +81,14 @@ test('an initial load of 200,000 rows while 4 writers update, insert and delete 
   }
 });
 
-test('an initial load killed midway resumes after the last chunk and ends equal, with no chunk copied twice', async () => {
+test(`an initial load (${method}) killed midway resumes after the last chunk and ends equal, with no chunk counted twice`, async () => {
   const { s, d, src, dst } = await databases();
   await src.query(`create table big (id bigint primary key, payload text)`);
   await src.query(`insert into big select g, repeat('x', 50) || g from generate_series(1, 300000) g`);
   mkdirSync('.tmp', { recursive: true });
   const env = {
     ...process.env, DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.big', PG2CRATE_BACKFILL_CHUNK_ROWS: '2000',
-    PG2CRATE_POLL_INTERVAL_MS: '100', LOG_LEVEL: 'warn',
+    PG2CRATE_POLL_INTERVAL_MS: '100', LOG_LEVEL: 'warn', PG2CRATE_INITIAL_LOAD: method,
   };
   const run = (args: string[]) => {
     const fd = openSync(`.tmp/backfill-kill-${process.pid}.log`, 'a');
@@ -110,9 +114,83 @@ test('an initial load killed midway resumes after the last chunk and ends equal,
   await waitCaughtUp(src, 'pg2crate', 120_000);
   second.kill('SIGTERM');
   await exit(second);
-  // Each row was copied exactly once: chunks are committed with the job's position.
+  // Each chunk counted once: the job's position moves with the chunk (outbox: in the chunk's own
+  // transaction, so each row has exactly one event; direct: after the sink confirmed it, so the
+  // chunk in flight at the kill is written again, which an upsert makes harmless).
   const copied = await src.query(`select rows_copied::int8 as n, (select count(*) from pg2crate.outbox where op = 'B') as events from pg2crate.backfills`);
   assert.equal(Number(copied.rows[0].n), 300_000);
-  assert.equal(Number(copied.rows[0].events), 300_000);
+  assert.equal(Number(copied.rows[0].events), method === 'outbox' ? 300_000 : 0);
   assert.equal(await assertSameRows(src, dst, 'public.big', 'public.big', ['id']), 300_000);
+});
+}
+
+test('a table truncated during its direct initial load is copied again after the truncate reached the target', async () => {
+  const { s, d, src, dst } = await databases();
+  await src.query(`create table tr (id int primary key, v text)`);
+  await src.query(`insert into tr select g, 'before ' || g from generate_series(1, 100000) g`);
+  const rep = await startReplicator(makeConfig({
+    DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.tr', PG2CRATE_BACKFILL_CHUNK_ROWS: '500', PG2CRATE_INITIAL_LOAD: 'direct',
+  }));
+  try {
+    await waitFor('part of the copy', async () => {
+      const r = await src.query(`select rows_copied from pg2crate.backfills`);
+      return Number(r.rows[0]?.rows_copied ?? 0) >= 10_000;
+    }, 60_000, 10);
+    await src.query(`begin; truncate tr; insert into tr select g, 'after ' || g from generate_series(1, 3000) g; commit`);
+    await src.query(`update tr set v = 'changed' where id % 10 = 0`);
+    await waitFor('the copy to finish', () => backfillDone(src), 120_000, 100);
+    await waitCaughtUp(src, 'pg2crate', 120_000);
+  } finally {
+    await rep.stop();
+  }
+  // the copy started over after the truncate, and copied only what was left
+  const job = await src.query(`select rows_copied::int8 as n from pg2crate.backfills`);
+  assert.ok(Number(job.rows[0].n) <= 3000, `the copy did not start over (rows_copied ${job.rows[0].n})`);
+  assert.equal(await assertSameRows(src, dst, 'public.tr', 'public.tr', ['id']), 3000);
+});
+
+test('retention keeps the events a running direct load has still to re-send, and truncates them once it is done', async () => {
+  const { s, d, src } = await databases();
+  await src.query(`create table kept (id int primary key, v text)`);
+  const rep = await startReplicator(makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.kept' }));
+  try {
+    await waitFor('the (empty) initial load', () => backfillDone(src), 60_000, 50);
+    await src.query(`insert into kept select g, 'v' || g from generate_series(1, 100) g`);
+    await waitCaughtUp(src, 'pg2crate', 60_000);
+  } finally {
+    await rep.stop();
+  }
+  const before = (await src.query(`select count(*)::int as n from pg2crate.outbox where table_id = (select id from pg2crate.tables)`)).rows[0].n;
+  assert.equal(before, 100);
+  // A job still copying since a snapshot in which none of these writes is visible.
+  await src.query(`update pg2crate.backfills set status = 'running', copy_done = false, snapshot = '1:1:'`);
+  await src.query(`update pg2crate.state set gen = 1`);
+  const opts = { schema: 'pg2crate', rotateBytes: 1 << 30, lockTimeoutMs: 1000, logger: testLogger() };
+  const held = await runRetention(src, opts);
+  assert.deepEqual(held.truncated, [], 'a generation with events the load has to re-send was truncated');
+  assert.equal((await src.query(`select count(*)::int as n from pg2crate.outbox_0`)).rows[0].n, 100);
+  await src.query(`update pg2crate.backfills set status = 'done'`);
+  const freed = await runRetention(src, opts);
+  assert.deepEqual(freed.truncated, [0]);
+  assert.equal((await src.query(`select count(*)::int as n from pg2crate.outbox`)).rows[0].n, 0);
+});
+
+test('a direct load whose binary chunk the target refuses sends that chunk row by row and parks only the rows at fault', async () => {
+  const { s, d, src, dst } = await databases();
+  await src.query(`create table picky (id int primary key, v text not null)`);
+  await src.query(`insert into picky select g, case when g in (777, 4242, 9999) then 'bad' else 'ok ' || g end from generate_series(1, 12000) g`);
+  // The target table exists already, with a rule the source does not have.
+  await dst.query(`create table picky (id int primary key, v text not null check (v <> 'bad'))`);
+  const rep = await startReplicator(makeConfig({
+    DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.picky', PG2CRATE_BACKFILL_CHUNK_ROWS: '5000', PG2CRATE_REJECT_ATTEMPTS: '1',
+  }));
+  try {
+    await waitFor('the copy to finish', () => backfillDone(src), 60_000, 50);
+    await waitCaughtUp(src, 'pg2crate', 60_000);
+  } finally {
+    await rep.stop();
+  }
+  assert.equal(Number((await dst.query(`select count(*) as n from picky`)).rows[0].n), 11_997);
+  const letters = await src.query(`select op, data ->> 'id' as id, error_code from pg2crate.dead_letters order by (data ->> 'id')::int`);
+  assert.deepEqual(letters.rows.map((r) => [r.op, r.id, r.error_code]), [['B', '777', '23514'], ['B', '4242', '23514'], ['B', '9999', '23514']]);
 });

@@ -80,8 +80,11 @@ test('the initial load copies only the rows that pass the filter, without the ex
   assert.deepEqual(cols.map((c) => c.column_name), ['id', 'tenant_id', 'name', 'email', 'note'], 'the target has no ssn column');
   assert.equal(cols.find((c) => c.column_name === 'email').data_type, 'text');
   assert.equal(await outboxLeaks(), 0, 'no excluded or raw hashed value in the outbox');
-  const copied = await src.query(`select count(*)::int as n from pg2crate.outbox where op = 'B' and table_id = (select id from pg2crate.tables where source_table = 'people')`);
-  assert.equal(copied.rows[0].n, 19, 'rows outside the filter never entered the outbox');
+  // The direct load reads only rows that pass the filter and writes them straight to the target.
+  const copied = await src.query(`select rows_copied::int as n from pg2crate.backfills where table_id = (select id from pg2crate.tables where source_table = 'people')`);
+  assert.equal(copied.rows[0].n, 19, 'rows outside the filter were never read for the copy');
+  const events = await src.query(`select count(*)::int as n from pg2crate.outbox where op = 'B' and table_id = (select id from pg2crate.tables where source_table = 'people')`);
+  assert.equal(events.rows[0].n, 0, 'a direct load writes no row into the outbox');
 });
 
 test('updates move rows into and out of the filter; deletes and writes outside it never reach the target', async () => {

@@ -1,0 +1,133 @@
+// The fast path of a direct initial load into a Postgres target (source/direct-load.ts): a chunk
+// travels as COPY's binary format from the source straight into a temporary table of the target,
+// then one INSERT … ON CONFLICT merges it into the target table. No JSON is built, parsed or
+// transmitted, and nothing passes through Node but opaque buffers.
+//
+// Binary COPY carries each value in its type's binary form, so it is used only when every column
+// has the same built-in type on both sides (an enum, domain or composite has its own oid per
+// database, and the sink stores those as text). Any other table, and any chunk the merge refuses
+// (a value the target's type or constraints reject), goes through the sink's JSON path instead,
+// which isolates the rows at fault and parks them.
+import { pipeline } from 'node:stream/promises';
+import pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import type { TableInfo } from '../../change.js';
+import { qualify, quoteIdent } from '../../identifiers.js';
+import type { Logger } from '../../logger.js';
+
+/** Built-in types have oids below this (FirstNormalObjectId). */
+const FIRST_USER_OID = 16384;
+
+export interface StagedChunk {
+  rows: number;
+  /** moves the staged rows into the target table and commits */
+  merge(): Promise<void>;
+  /** rolls the staged rows back */
+  discard(): Promise<void>;
+}
+
+export class PgCopyLoader {
+  readonly #pool: pg.Pool;
+  readonly #log: Logger;
+  /** tables whose chunks met rows already in the target: merged from then on */
+  readonly #merging = new Set<number>();
+
+  constructor(targetUrl: string, logger: Logger) {
+    this.#pool = new pg.Pool({ connectionString: targetUrl, max: 2, application_name: 'pg2crate initial load', keepAlive: true });
+    this.#log = logger.child({ component: 'copy-load' });
+    this.#pool.on('error', (err) => this.#log.warn({ err }, 'idle target connection failed'));
+  }
+
+  /**
+   * True when `table` can be copied in binary: a plain copy (no shape) whose every column has the
+   * same built-in type in the source (`source`, a connection to it) and in the target table.
+   */
+  async usable(source: pg.ClientBase | pg.Pool, table: TableInfo): Promise<boolean> {
+    if (table.shape) return false;
+    const typesOf = async (db: pg.ClientBase | pg.Pool, schema: string, name: string) => {
+      const res = await db.query<{ name: string; oid: number; typmod: number }>(
+        `select a.attname as name, a.atttypid::int8 as oid, a.atttypmod as typmod
+           from pg_catalog.pg_attribute a join pg_catalog.pg_class c on c.oid = a.attrelid join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+          where n.nspname = $1 and c.relname = $2 and a.attnum > 0 and not a.attisdropped`,
+        [schema, name],
+      );
+      return new Map(res.rows.map((r) => [r.name, { oid: Number(r.oid), typmod: r.typmod }]));
+    };
+    const [src, dst] = await Promise.all([typesOf(source, table.sourceSchema, table.sourceTable), typesOf(this.#pool, table.targetSchema, table.targetTable)]);
+    return table.columns.every((c) => {
+      const a = src.get(c.name);
+      const b = dst.get(c.name);
+      return a !== undefined && b !== undefined && a.oid < FIRST_USER_OID && a.oid === b.oid && a.typmod === b.typmod;
+    });
+  }
+
+  /**
+   * Streams `copyOut` (a `COPY (select …) TO STDOUT (FORMAT binary)` of the table's columns in
+   * `table.columns` order) from the `source` connection into a temporary table of the target, in a
+   * target transaction left open: `merge()` then moves the rows into the target table and commits,
+   * `discard()` rolls back. Staging the next chunk while the previous one merges keeps both
+   * databases busy. Throws what either side throws (the target's transaction is rolled back then).
+   */
+  async stage(source: pg.ClientBase, copyOut: string, table: TableInfo): Promise<StagedChunk> {
+    const target = qualify(table.targetSchema, table.targetTable);
+    const staging = quoteIdent(`pg2crate_load_${table.id}`);
+    const names = table.columns.map((c) => quoteIdent(c.name));
+    const keys = new Set(table.keyColumns);
+    const rest = table.columns.filter((c) => !keys.has(c.name)).map((c) => `${quoteIdent(c.name)} = excluded.${quoteIdent(c.name)}`);
+    const action = rest.length > 0 ? `do update set ${rest.join(', ')}` : 'do nothing';
+    const client = await this.#pool.connect();
+    let released = false;
+    const end = async (err?: unknown): Promise<void> => {
+      if (released) return;
+      released = true;
+      const broken = err === undefined ? false : await client.query('rollback').then(() => false, () => true);
+      client.release(broken);
+    };
+    try {
+      await client.query('begin');
+      // Temporary: no WAL; made afresh for each chunk (the target may have gained columns since).
+      await client.query(`create temp table ${staging} (like ${target}) on commit drop`);
+      const into = client.query(copyFrom(`copy ${staging} (${names.join(', ')}) from stdin (format binary)`));
+      await pipeline(source.query(copyTo(copyOut)), into);
+      const rows = into.rowCount ?? 0;
+      const insert = `insert into ${target} (${names.join(', ')}) select ${names.join(', ')} from ${staging}`;
+      const upsert = `${insert} on conflict (${table.keyColumns.map(quoteIdent).join(', ')}) ${action}`;
+      return {
+        rows,
+        merge: async () => {
+          try {
+            // A plain insert costs about half an upsert. It fails only where the target has one of
+            // the keys already (the drainer applied a change of it, or the table is copied again);
+            // then the chunk is upserted, and so is the rest of this table's load.
+            if (this.#merging.has(table.id)) {
+              await client.query(upsert);
+            } else {
+              await client.query('savepoint pg2crate_plain');
+              try {
+                await client.query(insert);
+              } catch (err) {
+                if ((err as { code?: string }).code !== '23505') throw err;
+                await client.query('rollback to savepoint pg2crate_plain');
+                this.#merging.add(table.id);
+                await client.query(upsert);
+              }
+            }
+            await client.query('commit');
+            await end();
+          } catch (err) {
+            await end(err);
+            throw err;
+          }
+        },
+        discard: () => end(new Error('discarded')),
+      };
+    } catch (err) {
+      await end(err);
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.end().catch(() => {});
+  }
+}

@@ -1,0 +1,461 @@
+// The direct initial load (trigger mode): a table's existing rows go from the source straight to
+// the sink, chunk by chunk, without passing through the outbox; then every key changed while they
+// were copied is sent once more through the outbox, as its current state.
+//
+// Why the target ends equal to the source. The job takes a snapshot S0 before the first chunk is
+// read (the triggers were installed earlier still: CREATE TRIGGER waits for every writer of the
+// table, so each change not visible in S0 has an outbox event). Chunk i is read in its own short
+// snapshot Si, later than S0, and written as upserts. The drainer keeps applying the stream
+// meanwhile, so a chunk may land after newer events of its keys, overwriting them with older state,
+// or bring back a row whose delete was already applied. Both can only happen to a key that has an
+// event not visible in S0: for every other key the copy holds its state as of S0, and the stream's
+// events for it are all visible in S0, so applying them in order, before or after the copy, ends at
+// that same state. Once every chunk is in the target, the fix-up reads the keys of all events of the
+// table not visible in S0 and writes for each one an event with the row's current state, read
+// FOR SHARE (the argument of repair.ts: it is ordered after every writer of that row), or a delete
+// when the row is gone. Those events come after every chunk in the target, so each key ends at its
+// last state. A delete written for a missing row cannot lock anything, so an insert of that key
+// that drew its event id earlier but committed after the check could be applied before the delete
+// in the same window; once the fix-up's window is applied, those keys are read again and re-sent
+// FOR SHARE where a row exists by then, which closes that race for good (an insert that commits
+// later lands in a later window than the delete).
+// A truncate of the table not visible in S0 may have emptied the target under the copy: the job
+// then writes its own truncate through the outbox, waits until it is applied, and starts over.
+//
+// Retention keeps every event not visible in a running direct load's snapshot (retention.ts), so
+// the fix-up finds them however long the copy takes; the snapshot and the position are in the job
+// row, so a restart resumes after the last chunk the sink confirmed, or redoes the fix-up.
+// Rows the target refuses are retried and then parked as dead letters (event id 0), as the
+// drainer does.
+import type pg from 'pg';
+import type { Change, SourceCatalog, TableInfo } from '../change.js';
+import { keyOf, parseRow } from '../change.js';
+import { backoffDelay, describe } from '../errors.js';
+import { qualify, quoteIdent, quoteLiteral } from '../identifiers.js';
+import type { Logger } from '../logger.js';
+import type { PgCopyLoader, StagedChunk } from '../sink/postgres/copy-load.js';
+import type { Rejection, Sink } from '../sink/sink.js';
+import { capturesSourceTime } from '../table-shape.js';
+import { OUTPUT_SETTINGS } from '../verify/pg-session.js';
+import { repairSql } from '../verify/repair.js';
+import type { RegisteredTable } from './registry.js';
+import { rowFilterSql, rowImageSql } from './row-image.js';
+import { sleep } from './outbox.js';
+
+export interface DirectLoadDeps {
+  sink: Sink;
+  /** a Postgres target: chunks of plain tables travel as binary COPY (sink/postgres/copy-load.ts) */
+  pgCopy?: PgCopyLoader;
+  catalog: SourceCatalog;
+  rejectAttempts: number;
+  deadLetterPolicy: 'park' | 'halt';
+}
+
+export interface DirectLoadContext {
+  pool: pg.Pool;
+  schema: string;
+  stream: string;
+  chunkRows: number;
+  pollMs: number;
+  logger: Logger;
+  signal: AbortSignal;
+  isLeader: () => boolean;
+  deps: DirectLoadDeps;
+  /** the table's key types (format_type), for casting key bounds */
+  keyTypes: string[];
+  rowsEstimate: number | null;
+  /** the table's largest key as text values, or null when it is empty */
+  upperKeyOf: () => Promise<unknown>;
+  /** tells whether a transaction (by xid) is in an applied window */
+  applied: (xid: string) => Promise<boolean>;
+}
+
+export class DirectLoadHalt extends Error {
+  override name = 'DirectLoadHalt';
+}
+
+const FIXUP_BATCH = 1000;
+const LOCK_TIMEOUT_MS = 200;
+
+/**
+ * One chunk of a direct load: $1 the previous chunk's last key (text values) or null, $2 the chunk
+ * size, $3 the copy's upper key or null. Rows come with the capture trigger's image, in key order.
+ */
+export function directChunkSql(schema: string, t: RegisteredTable, keyTypes: string[]): string {
+  const table = qualify(t.sourceSchema, t.sourceTable);
+  const keys = t.keyColumns.map((k) => `t.${quoteIdent(k)}`);
+  const after = `(${keys.join(', ')}) > (${keyTypes.map((ty, i) => `($1::jsonb ->> ${i})::${ty}`).join(', ')})`;
+  const upTo = `(${keys.join(', ')}) <= (${keyTypes.map((ty, i) => `($3::jsonb ->> ${i})::${ty}`).join(', ')})`;
+  const image = rowImageSql(schema, t, 'c');
+  const filter = t.shape?.where !== undefined ? ` and ${rowFilterSql(t.shape)}` : '';
+  const at = capturesSourceTime(t.shape) ? `, to_char(now() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as source_time` : '';
+  return `select (${image.expr})::text as data, jsonb_build_array(${t.keyColumns.map((k) => `c.${quoteIdent(k)}::text`).join(', ')}) as last_key${at}
+  from (select t.* from ${table} t
+         where ($1::jsonb is null or ${after}) and ($3::jsonb is null or ${upTo})${filter}
+         order by ${keys.join(', ')}
+         limit $2) c${image.lateral}
+ order by ${t.keyColumns.map((k) => `c.${quoteIdent(k)}`).join(', ')}`;
+}
+
+/** The key objects of every event of table $1 not visible in snapshot $2 (truncates aside). */
+export function changedKeysSql(schema: string, keyColumns: readonly string[]): string {
+  return `select distinct jsonb_build_object(${keyColumns.map((c) => `${quoteLiteral(c)}, o.data -> ${quoteLiteral(c)}`).join(', ')})::text as k
+  from ${qualify(schema, 'outbox')} o
+ where o.table_id = $1 and o.op <> 'T' and o.data is not null and not pg_visible_in_snapshot(o.xid, $2::pg_snapshot)`;
+}
+
+interface Chunk {
+  changes: Change[];
+  lastKey: unknown;
+}
+
+/** Copies one table; returns false when the job was moved elsewhere or the copier stopped. */
+export async function runDirectLoad(ctx: DirectLoadContext, t: RegisteredTable): Promise<boolean> {
+  const s = ctx.schema;
+  const name = `${t.sourceSchema}.${t.sourceTable}`;
+  const log = ctx.logger;
+  const jobs = qualify(s, 'backfills');
+  for (;;) {
+    // The snapshot first: every chunk is read later than it.
+    const job = (await ctx.pool.query<{ last_key: unknown; rows_copied: string; upper_key: unknown; snapshot: string; copy_done: boolean }>(
+      `update ${jobs} set status = 'running', rows_estimate = $2, started_at = coalesce(started_at, now()), snapshot = coalesce(snapshot, pg_current_snapshot()), updated_at = now()
+        where table_id = $1 returning last_key, rows_copied::text, upper_key, snapshot::text as snapshot, copy_done`,
+      [t.id, ctx.rowsEstimate],
+    )).rows[0];
+    if (!job) return false;
+    const snapshot = job.snapshot;
+    const info = await ctx.deps.catalog.describe(t.id);
+    await ctx.deps.sink.prepare(info);
+    if (!job.copy_done) {
+      let upperKey = job.upper_key ?? null;
+      if (upperKey === null && job.last_key === null) {
+        upperKey = (await ctx.upperKeyOf()) ?? [];
+        await ctx.pool.query(`update ${jobs} set upper_key = $2 where table_id = $1`, [t.id, JSON.stringify(upperKey)]);
+      }
+      log.info({ table: name, estimate: ctx.rowsEstimate, resumeAfterRows: Number(job.rows_copied), method: 'direct' }, 'initial load started');
+      if (!(await copyChunks(ctx, t, info, job.last_key ?? null, upperKey, Number(job.rows_copied)))) return false;
+      const done = await ctx.pool.query(`update ${jobs} set copy_done = true, updated_at = now() where table_id = $1 and snapshot::text = $2`, [t.id, snapshot]);
+      if (done.rowCount !== 1) return false;
+    }
+    if (stopped(ctx)) return false;
+    // A truncate the copy did not see may have emptied the target under it: truncate again in
+    // stream order, wait until that is applied, and copy afresh.
+    const truncated = await ctx.pool.query(
+      `select 1 from ${qualify(s, 'outbox')} o where o.table_id = $1 and o.op = 'T' and not pg_visible_in_snapshot(o.xid, $2::pg_snapshot) limit 1`,
+      [t.id, snapshot],
+    );
+    if (truncated.rows.length > 0) {
+      log.warn({ table: name }, 'the table was truncated during its initial load; truncating the target in stream order and copying again');
+      const xid = await writeTruncate(ctx, t.id);
+      if (!(await waitApplied(ctx, xid))) return false;
+      await ctx.pool.query(
+        `update ${jobs} set snapshot = null, copy_done = false, last_key = null, upper_key = null, rows_copied = 0, chunks = 0, updated_at = now()
+          where table_id = $1 and snapshot::text = $2`,
+        [t.id, snapshot],
+      );
+      continue;
+    }
+    const lastXid = await fixUp(ctx, t, info, snapshot);
+    if (lastXid === false) return false;
+    const fin = await ctx.pool.query(
+      `update ${jobs} set status = 'done', finished_at = now(), last_xid = $3::xid8, updated_at = now() where table_id = $1 and snapshot::text = $2 and status <> 'done'`,
+      [t.id, snapshot, lastXid],
+    );
+    if (fin.rowCount === 1) log.info({ table: name }, 'initial load copied; changes made meanwhile sent again through the stream');
+    return fin.rowCount === 1;
+  }
+}
+
+function stopped(ctx: DirectLoadContext): boolean {
+  return ctx.signal.aborted || !ctx.isLeader();
+}
+
+async function copyChunks(ctx: DirectLoadContext, t: RegisteredTable, info: TableInfo, from: unknown, upperKey: unknown, copiedBefore: number): Promise<boolean> {
+  const sql = directChunkSql(ctx.schema, t, ctx.keyTypes);
+  const name = `${t.sourceSchema}.${t.sourceTable}`;
+  const read = (after: unknown) => readChunk(ctx, t, sql, after, upperKey);
+  let lastKey = from;
+  let copied = copiedBefore;
+  const started = Date.now();
+  let lastReport = started;
+  const progress = (n: number) => {
+    copied += n;
+    if (Date.now() - lastReport <= 10_000) return;
+    lastReport = Date.now();
+    const rate = (copied - copiedBefore) / Math.max((Date.now() - started) / 1000, 0.001);
+    const est = ctx.rowsEstimate;
+    ctx.logger.info({ table: name, rows: copied, estimate: est, rowsPerSecond: Math.round(rate), etaSeconds: est && rate > 0 ? Math.max(0, Math.round((est - copied) / rate)) : null }, 'initial load progress');
+  };
+  const advance = async (key: unknown, n: number): Promise<boolean> => {
+    const moved = await ctx.pool.query(
+      `update ${qualify(ctx.schema, 'backfills')} set last_key = $2::jsonb, rows_copied = rows_copied + $3, chunks = chunks + 1, updated_at = now()
+        where table_id = $1 and status = 'running' and not copy_done and last_key is not distinct from $4::jsonb`,
+      [t.id, JSON.stringify(key), n, lastKey === null ? null : JSON.stringify(lastKey)],
+    );
+    if (moved.rowCount !== 1) {
+      ctx.logger.info({ table: name }, 'initial load moved elsewhere; re-reading its position');
+      return false;
+    }
+    lastKey = key;
+    progress(n);
+    return true;
+  };
+  const pgCopy = ctx.deps.pgCopy;
+  if (pgCopy && (await pgCopy.usable(ctx.pool, info))) {
+    ctx.logger.info({ table: name }, 'initial load by binary COPY');
+    // Binary COPY, chunk by chunk; the next chunk is staged while the previous one merges. A
+    // chunk the target refuses goes through the JSON path, which isolates the rows at fault.
+    type Staged = { staged: StagedChunk; end: unknown; short: boolean };
+    let pending: Staged | null = null;
+    try {
+      for (;;) {
+        if (stopped(ctx)) return false;
+        const from = pending ? pending.end : lastKey;
+        const stageNext: Promise<Staged | null> = pending?.short ? Promise.resolve(null) : stageChunkBinary(ctx, t, info, pgCopy, from, upperKey);
+        stageNext.catch(() => {});
+        let merged = true;
+        if (pending) {
+          const p: Staged = pending;
+          pending = null;
+          try {
+            await p.staged.merge();
+            if (p.staged.rows > 0 && !(await advance(p.end, p.staged.rows))) {
+              await stageNext.then((n) => n?.staged.discard(), () => {});
+              return false;
+            }
+          } catch (err) {
+            const code = (err as { code?: string }).code ?? '';
+            if (!code.startsWith('22') && !code.startsWith('23')) {
+              await stageNext.then((n) => n?.staged.discard(), () => {});
+              throw err;
+            }
+            merged = false;
+            ctx.logger.warn({ table: name, code }, 'the target refused a copied chunk; sending it row by row');
+          }
+        }
+        let next: Staged | null = null;
+        try {
+          next = await stageNext;
+        } catch (err) {
+          const code = (err as { code?: string }).code ?? '';
+          if (!code.startsWith('22') && !code.startsWith('23')) throw err;
+          merged = false;
+          ctx.logger.warn({ table: name, code }, 'a copied chunk does not fit the target; sending it row by row');
+        }
+        if (!merged) {
+          // Row by row from the last position, then binary again.
+          await next?.staged.discard();
+          const one = await read(lastKey);
+          if (one.changes.length === 0) return true;
+          await applyChunk(ctx, info, one.changes);
+          if (!(await advance(one.lastKey, one.changes.length))) return false;
+          if (one.changes.length < ctx.chunkRows) return true;
+          continue;
+        }
+        if (next === null) return true;
+        pending = next;
+      }
+    } finally {
+      await (pending as Staged | null)?.staged.discard();
+    }
+  }
+  // The next chunk is read while this one is applied: the source and the target work at once.
+  let next: Promise<Chunk> | null = read(lastKey);
+  try {
+    for (;;) {
+      const chunk: Chunk = await next!;
+      next = null;
+      if (chunk.changes.length === 0) return true;
+      if (stopped(ctx)) return false;
+      const short = chunk.changes.length < ctx.chunkRows;
+      if (!short) {
+        next = read(chunk.lastKey);
+        next.catch(() => {});
+      }
+      await applyChunk(ctx, info, chunk.changes);
+      if (!(await advance(chunk.lastKey, chunk.changes.length))) return false;
+      if (short) return true;
+    }
+  } finally {
+    await next?.catch(() => {});
+  }
+}
+
+/**
+ * One chunk by binary COPY: in one repeatable-read transaction of the source, the key that ends the
+ * chunk (the chunkRows-th after `after`, or the copy's upper key near the end), then the rows up to
+ * it, streamed into a staging table of the target (merged by the caller). COPY takes no
+ * parameters, so the key bounds are literals.
+ */
+async function stageChunkBinary(ctx: DirectLoadContext, t: RegisteredTable, info: TableInfo, pgCopy: PgCopyLoader, after: unknown, upperKey: unknown): Promise<{ staged: StagedChunk; end: unknown; short: boolean }> {
+  const table = qualify(t.sourceSchema, t.sourceTable);
+  const keys = t.keyColumns.map((k) => `t.${quoteIdent(k)}`);
+  const bound = (op: '>' | '<=', key: unknown) => {
+    const values = key as (string | null)[];
+    return `(${keys.join(', ')}) ${op} (${ctx.keyTypes.map((ty, i) => `${values[i] === null || values[i] === undefined ? 'null' : quoteLiteral(values[i]!)}::${ty}`).join(', ')})`;
+  };
+  const range = (end: unknown) => [after === null ? 'true' : bound('>', after), end === null ? 'true' : bound('<=', end)].join(' and ');
+  const client = await ctx.pool.connect();
+  let broken = false;
+  try {
+    await client.query(`begin isolation level repeatable read read only; ${OUTPUT_SETTINGS}`);
+    const endRes = await client.query<{ k: unknown }>(
+      `select jsonb_build_array(${keys.map((k) => `${k}::text`).join(', ')}) as k from ${table} t where ${range(upperKey)} order by ${keys.join(', ')} offset $1 limit 1`,
+      [ctx.chunkRows - 1],
+    );
+    const short = endRes.rows.length === 0;
+    const end = short ? upperKey : endRes.rows[0].k;
+    const names = info.columns.map((c) => `t.${quoteIdent(c.name)}`);
+    const staged = await pgCopy.stage(client, `copy (select ${names.join(', ')} from ${table} t where ${range(end)} order by ${keys.join(', ')}) to stdout (format binary)`, info);
+    await client.query('commit');
+    // The tail chunk covered everything up to the copy's upper key.
+    return { staged, end: short ? (upperKey ?? after) : end, short };
+  } catch (err) {
+    broken = await client.query('rollback').then(() => false, () => true);
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}
+
+async function readChunk(ctx: DirectLoadContext, t: RegisteredTable, sql: string, after: unknown, upperKey: unknown): Promise<Chunk> {
+  const client = await ctx.pool.connect();
+  let broken = false;
+  try {
+    await client.query(`begin read only; ${OUTPUT_SETTINGS}`);
+    const res = await client.query<{ data: string; last_key: unknown; source_time?: string }>(sql, [
+      after === null ? null : JSON.stringify(after), ctx.chunkRows, upperKey === null ? null : JSON.stringify(upperKey),
+    ]);
+    await client.query('commit');
+    const changes: Change[] = new Array(res.rows.length);
+    for (let i = 0; i < res.rows.length; i++) {
+      const r = res.rows[i];
+      const row = parseRow(r.data);
+      const change: Change = { id: 0, tableId: t.id, op: 'B', key: keyOf(row, t.keyColumns), row, raw: r.data };
+      if (r.source_time) change.sourceTime = r.source_time;
+      changes[i] = change;
+    }
+    return { changes, lastKey: res.rows.length > 0 ? res.rows[res.rows.length - 1].last_key : after };
+  } catch (err) {
+    broken = await client.query('rollback').then(() => false, () => true);
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}
+
+async function applyChunk(ctx: DirectLoadContext, info: TableInfo, changes: Change[]): Promise<void> {
+  const { sink, rejectAttempts, deadLetterPolicy } = ctx.deps;
+  let rejected: Rejection[] = (await sink.apply([{ table: info, truncate: false, deletes: [], upserts: changes }])).rejected;
+  for (let attempt = 2; rejected.length > 0 && attempt <= rejectAttempts; attempt++) {
+    ctx.logger.warn({ rows: rejected.length, attempt }, 'target rejected copied rows; retrying them');
+    await sleep(backoffDelay(attempt - 2, 100, 2000), ctx.signal);
+    rejected = (await sink.apply([{ table: info, truncate: false, deletes: [], upserts: rejected.map((r) => r.change) }])).rejected;
+  }
+  if (rejected.length === 0) return;
+  if (deadLetterPolicy === 'halt') {
+    throw new DirectLoadHalt(
+      `the target rejected ${rejected.length} copied row(s) of ${info.sourceSchema}.${info.sourceTable} (target error code ${rejected[0].code ?? 'unknown'}); ` +
+        'halting as PG2CRATE_DEAD_LETTERS=halt says. Fix the target or the value, or set PG2CRATE_DEAD_LETTERS=park',
+    );
+  }
+  await ctx.pool.query(
+    `insert into ${qualify(ctx.schema, 'dead_letters')} (stream, event_id, table_id, op, data, error_code, error, attempts)
+     select $1, 0, $2, 'B', x.data, x.code, x.message, $3 from jsonb_to_recordset($4::jsonb) as x(data jsonb, code text, message text)`,
+    [ctx.stream, info.id, rejectAttempts, '[' + rejected.map((r) => `{"data":${r.change.raw ?? 'null'},"code":${JSON.stringify(r.code ?? null)},"message":${JSON.stringify(r.message)}}`).join(',') + ']'],
+  );
+  ctx.logger.error({ rows: rejected.length, tableId: info.id, code: rejected[0].code }, 'parked copied rows the target rejected as dead letters (see `pg2crate dead-letters list`)');
+}
+
+async function writeTruncate(ctx: DirectLoadContext, tableId: number): Promise<string> {
+  const res = await ctx.pool.query<{ xid: string }>(
+    `insert into ${qualify(ctx.schema, 'outbox')} (table_id, op, data) values ($1, 'T', null) returning xid::text as xid`,
+    [tableId],
+  );
+  return res.rows[0].xid;
+}
+
+async function waitApplied(ctx: DirectLoadContext, xid: string): Promise<boolean> {
+  for (;;) {
+    if (stopped(ctx)) return false;
+    if (await ctx.applied(xid)) return true;
+    await sleep(ctx.pollMs, ctx.signal);
+  }
+}
+
+/**
+ * Sends the current state of every key changed outside the snapshot again. Returns the xid of the
+ * last transaction that wrote such events (null when there was nothing to send), or false when the
+ * copier stopped on the way.
+ */
+async function fixUp(ctx: DirectLoadContext, t: RegisteredTable, info: TableInfo, snapshot: string): Promise<string | null | false> {
+  const sql = repairSql(ctx.schema, info);
+  const cursor = await ctx.pool.connect();
+  let broken = false;
+  let lastXid: string | null = null;
+  const gone: string[] = [];
+  let keysSeen = 0;
+  try {
+    // A cursor WITH HOLD keeps the key set once its transaction ends; each batch of keys is then
+    // re-sent in a short transaction of its own.
+    await cursor.query('begin');
+    await cursor.query(`declare pg2crate_fixup no scroll cursor with hold for ${changedKeysSql(ctx.schema, t.keyColumns)}`, [t.id, snapshot]);
+    await cursor.query('commit');
+    for (;;) {
+      if (stopped(ctx)) return false;
+      const batch = (await cursor.query<{ k: string }>(`fetch ${FIXUP_BATCH} from pg2crate_fixup`)).rows.map((r) => r.k);
+      if (batch.length === 0) break;
+      keysSeen += batch.length;
+      const out = await resend(ctx, sql, batch, true);
+      if (out === false) return false;
+      lastXid = out.xid;
+      gone.push(...out.gone);
+    }
+    await cursor.query('close pg2crate_fixup');
+  } catch (err) {
+    broken = true;
+    throw err;
+  } finally {
+    cursor.release(broken);
+  }
+  if (keysSeen > 0) ctx.logger.info({ table: `${t.sourceSchema}.${t.sourceTable}`, keys: keysSeen, gone: gone.length }, 'initial load: rows changed during the copy sent again');
+  if (gone.length === 0 || lastXid === null) return lastXid;
+  // The deletes just written could lose to an insert of the same key that drew its id earlier and
+  // committed after the check, in the same window. Once that window is applied, such an insert is
+  // visible: send those rows again, FOR SHARE.
+  if (!(await waitApplied(ctx, lastXid))) return false;
+  for (let i = 0; i < gone.length; i += FIXUP_BATCH) {
+    const out = await resend(ctx, sql, gone.slice(i, i + FIXUP_BATCH), false);
+    if (out === false) return false;
+    lastXid = out.xid;
+  }
+  return lastXid;
+}
+
+/** One batch of keys, in one transaction: an upsert for each row that exists, a delete for the others (with `deletes`). */
+async function resend(ctx: DirectLoadContext, sql: ReturnType<typeof repairSql>, keys: string[], deletes: boolean): Promise<{ xid: string; gone: string[] } | false> {
+  const param = `[${keys.join(',')}]`;
+  for (let attempt = 0; ; attempt++) {
+    if (stopped(ctx)) return false;
+    const client = await ctx.pool.connect();
+    let broken = false;
+    try {
+      await client.query(`begin; ${OUTPUT_SETTINGS}; set local lock_timeout = ${LOCK_TIMEOUT_MS}`);
+      await client.query(sql.upsert, [param]);
+      const gone = deletes ? (await client.query<{ k: string }>(`${sql.delete} returning data::text as k`, [param])).rows.map((r) => r.k) : [];
+      await client.query(sql.notify);
+      const xid = (await client.query<{ xid: string }>('select pg_current_xact_id()::text as xid')).rows[0].xid;
+      await client.query('commit');
+      return { xid, gone };
+    } catch (err) {
+      broken = await client.query('rollback').then(() => false, () => true);
+      const code = (err as { code?: string }).code;
+      // Never make the application wait long or be the deadlock victim: give way and try again.
+      if (code !== '55P03' && code !== '40P01') throw err;
+      ctx.logger.debug({ err: describe(err), attempt }, 'initial load fix-up waited for a row lock; trying again');
+      await sleep(backoffDelay(Math.min(attempt, 6), 20, 2000), ctx.signal);
+    } finally {
+      client.release(broken);
+    }
+  }
+}
