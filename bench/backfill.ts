@@ -35,7 +35,16 @@ function psqlBin(): string {
   return execFileSync('sh', ['-c', 'command -v psql'], { encoding: 'utf8' }).trim() || 'psql';
 }
 
-async function viaPg2crate(cluster: Cluster, rows: number, chunkRows: number, method: string): Promise<number> {
+const CRATE_SCHEMA = 'pg2crate_bench_load';
+
+async function crateSql(url: string, stmt: string, bulkArgs?: unknown[][]): Promise<{ rows?: unknown[][]; results?: { rowcount: number }[] }> {
+  const res = await fetch(`${url}/_sql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(bulkArgs ? { stmt, bulk_args: bulkArgs } : { stmt }) });
+  const body = (await res.json()) as { rows?: unknown[][]; results?: { rowcount: number }[]; error?: { message: string } };
+  if (!res.ok) throw new Error(`CrateDB: ${body.error?.message ?? res.status}`);
+  return body;
+}
+
+async function viaPg2crate(cluster: Cluster, rows: number, chunkRows: number, method: string, crateUrl?: string): Promise<number> {
   const [srcUrl, dstUrl] = [await cluster.createDatabase('bf_src'), await cluster.createDatabase('bf_dst')];
   const src = new pg.Pool({ connectionString: srcUrl, max: 2 });
   src.on('error', (err) => note(`idle source connection failed: ${err.message}`));
@@ -43,7 +52,9 @@ async function viaPg2crate(cluster: Cluster, rows: number, chunkRows: number, me
     await src.query(TABLE('public.items'));
     await src.query(FILL('public.items', rows));
     await src.query('analyze public.items');
-    const config = loadConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.items', PG2CRATE_PAGE_SIZE: '20000', PG2CRATE_BACKFILL_CHUNK_ROWS: String(chunkRows), PG2CRATE_INITIAL_LOAD: method });
+    if (crateUrl) await crateSql(crateUrl, `drop table if exists "${CRATE_SCHEMA}"."items"`);
+    const target = crateUrl ? { CRATEDB_URL: crateUrl, PG2CRATE_TARGET_SCHEMA: CRATE_SCHEMA } : { TARGET_DATABASE_URL: dstUrl };
+    const config = loadConfig({ DATABASE_URL: srcUrl, ...target, PG2CRATE_TABLES: 'public.items', PG2CRATE_PAGE_SIZE: '20000', PG2CRATE_BACKFILL_CHUNK_ROWS: String(chunkRows), PG2CRATE_INITIAL_LOAD: method });
     const runner = new Runner(config, logger);
     const start = performance.now();
     await runner.migrate();
@@ -58,6 +69,12 @@ async function viaPg2crate(cluster: Cluster, rows: number, chunkRows: number, me
     const seconds = (performance.now() - start) / 1000;
     await runner.close();
     await running;
+    if (crateUrl) {
+      await crateSql(crateUrl, `refresh table "${CRATE_SCHEMA}"."items"`);
+      const n = Number((await crateSql(crateUrl, `select count(*) from "${CRATE_SCHEMA}"."items"`)).rows![0][0]);
+      if (n !== rows) throw new Error(`CrateDB target holds ${n} rows, expected ${rows}`);
+      return seconds;
+    }
     const dst = new pg.Client({ connectionString: dstUrl });
     await dst.connect();
     const n = Number((await dst.query('select count(*) as n from items')).rows[0].n);
@@ -103,6 +120,45 @@ async function viaCopy(cluster: Cluster, rows: number): Promise<number> {
   }
 }
 
+/**
+ * CrateDB's raw rate for the same rows: read from the source as JSON before the clock starts, then
+ * INSERT … VALUES with bulk_args, --raw-request-rows per request, --raw-parallel requests in flight,
+ * into a table with the DDL pg2crate made (it must exist: run after a pg2crate round).
+ */
+async function viaCrateRaw(cluster: Cluster, rows: number, crateUrl: string, requestRows: number, parallel: number): Promise<number> {
+  const srcUrl = await cluster.createDatabase('raw_src');
+  const src = new pg.Client({ connectionString: srcUrl });
+  await src.connect();
+  try {
+    await src.query(TABLE('public.items'));
+    await src.query(FILL('public.items', rows));
+    const cols = ['id', 'k', 'name', 'amount', 'ratio', 'flag', 'created', 'day', 'tags', 'doc'];
+    const data = (await src.query<{ r: unknown[] }>(`select json_build_array(${cols.join(', ')}) as r from public.items order by id`)).rows.map((x) => x.r);
+    await crateSql(crateUrl, `drop table if exists "${CRATE_SCHEMA}"."raw"`);
+    const ddl = (await crateSql(crateUrl, `show create table "${CRATE_SCHEMA}"."items"`)).rows![0][0] as string;
+    await crateSql(crateUrl, ddl.replace(`"${CRATE_SCHEMA}"."items"`, `"${CRATE_SCHEMA}"."raw"`));
+    const stmt = `insert into "${CRATE_SCHEMA}"."raw" (${cols.map((c) => `"${c}"`).join(', ')}) values (${cols.map(() => '?').join(', ')})`;
+    const start = performance.now();
+    let next = 0;
+    const worker = async () => {
+      for (;;) {
+        const from = next;
+        next += requestRows;
+        if (from >= data.length) return;
+        const body = await crateSql(crateUrl, stmt, data.slice(from, from + requestRows) as unknown[][]);
+        if (!body.results || body.results.some((x) => x.rowcount !== 1)) throw new Error('raw insert: a row was refused');
+      }
+    };
+    await Promise.all(Array.from({ length: parallel }, worker));
+    const seconds = (performance.now() - start) / 1000;
+    await crateSql(crateUrl, `drop table if exists "${CRATE_SCHEMA}"."raw"`);
+    return seconds;
+  } finally {
+    await src.end();
+    await drop(cluster, [srcUrl]);
+  }
+}
+
 async function drop(cluster: Cluster, urls: string[]): Promise<void> {
   const admin = new pg.Client({ connectionString: cluster.url() });
   await admin.connect();
@@ -116,26 +172,31 @@ export async function run(args: BenchArgs): Promise<object> {
   const chunkRows = Number(args['chunk-rows'] ?? 10_000);
   const method = args.method ?? 'direct';
   if (method !== 'direct' && method !== 'outbox') throw new Error(`--method is direct or outbox, not ${method}`);
+  const crate = args.target === 'cratedb';
+  const crateUrl = crate ? (args.url ?? process.env.CRATEDB_URL) : undefined;
+  if (crate && !crateUrl) throw new Error('--target=cratedb needs CRATEDB_URL (e.g. CRATEDB_URL=http://127.0.0.1:4200)');
+  const rawRows = Number(args['raw-request-rows'] ?? 10_000);
+  const rawParallel = Number(args['raw-parallel'] ?? 2);
   const cluster = await startCluster();
   const loads: number[] = [];
   const copies: number[] = [];
   try {
     for (let r = 0; r < rounds; r++) {
-      loads.push(await viaPg2crate(cluster, rows, chunkRows, method));
+      loads.push(await viaPg2crate(cluster, rows, chunkRows, method, crateUrl));
       note(`round ${r + 1}: pg2crate initial load ${fmt(loads.at(-1)!)} s`);
-      copies.push(await viaCopy(cluster, rows));
-      note(`round ${r + 1}: COPY | COPY ${fmt(copies.at(-1)!)} s`);
+      copies.push(crateUrl ? await viaCrateRaw(cluster, rows, crateUrl, rawRows, rawParallel) : await viaCopy(cluster, rows));
+      note(`round ${r + 1}: ${crateUrl ? 'raw bulk_args loop' : 'COPY | COPY'} ${fmt(copies.at(-1)!)} s`);
     }
   } finally {
     await cluster.stop();
   }
   const rate = (xs: number[]) => spread(xs.map((s) => rows / s));
   const ratio = spread(loads.map((s, i) => s / copies[i]));
-  printTable(`initial load (${method}, chunks of ${chunkRows}) of ${rows.toLocaleString('en')} rows, 10 columns (min / median / max over ${rounds} interleaved rounds)`, ['path', 'seconds', 'rows/s'], [
+  printTable(`initial load (${method}, chunks of ${chunkRows}) into ${crateUrl ? 'CrateDB' : 'Postgres'} of ${rows.toLocaleString('en')} rows, 10 columns (min / median / max over ${rounds} interleaved rounds)`, ['path', 'seconds', 'rows/s'], [
     ['pg2crate initial load', fmtSpread(spread(loads)), fmtSpread(rate(loads))],
-    ['binary COPY TO STDOUT | COPY FROM STDIN', fmtSpread(spread(copies)), fmtSpread(rate(copies))],
-    ['time ratio load / COPY', fmtSpread(ratio, 2), ''],
-    ['rate ratio load / COPY', fmtSpread(spread(loads.map((s, i) => copies[i] / s)), 2), ''],
+    [crateUrl ? `raw INSERT bulk_args into CrateDB, ${rawRows} rows × ${rawParallel} in flight` : 'binary COPY TO STDOUT | COPY FROM STDIN', fmtSpread(spread(copies)), fmtSpread(rate(copies))],
+    ['time ratio load / baseline', fmtSpread(ratio, 2), ''],
+    ['rate ratio load / baseline', fmtSpread(spread(loads.map((s, i) => copies[i] / s)), 2), ''],
   ]);
-  return { rows, rounds, method, chunkRows, loads, copies };
+  return { rows, rounds, method, chunkRows, target: crateUrl ? 'cratedb' : 'postgres', rawRequestRows: crateUrl ? rawRows : undefined, rawParallel: crateUrl ? rawParallel : undefined, loads, baselines: copies };
 }
