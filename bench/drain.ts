@@ -1,13 +1,23 @@
 // Drain rate: how fast a backlog of --events events reaches a Postgres target.
 //
-// Per run, on one throwaway cluster: fresh source and target databases, a 5-column table captured
-// while empty, one short replicator run so that its (empty) initial load is done and the target
-// table exists, then the backlog written with no replicator running (transactions of --txn-rows
-// rows), ANALYZE of the outbox (what autovacuum would have done by then), CHECKPOINT. Then a Runner
-// starts in this process (as `pg2crate start` would, listener and all) and the clock runs until
-// caughtUp() (every event lies in a completed window), checked cheaply via the drainer's counters
-// first. Page sizes (--pages, default 1000,5000,20000) are interleaved round by round.
-// Reported: events/s, plus the CPU of this process (drainer + sink) and of the server per 1k events.
+// Two workloads (--workload):
+//   - inserts (default): one 5-column table captured while empty, the backlog all inserts
+//     (transactions of --txn-rows rows).
+//   - mixed (issue 11): three tables of 10 columns of mixed types (bigint, int, numeric, float8,
+//     text, boolean, timestamptz, date, jsonb), each holding rows before capture (copied by the
+//     initial load). The backlog: transactions of 1,000 events on one table in turn, each 200
+//     inserts, 700 updates (distinct rows within a statement, every row of the updatable range
+//     changed about twice in the whole backlog) and 100 deletes: 20% / 70% / 10%. At the end the
+//     target's tables are compared with the source's (count and an md5 over every row's text).
+// Per run, on one throwaway cluster: fresh source and target databases, the tables captured, one
+// short replicator run so that the initial load is done and the target tables exist, then the
+// backlog written with no replicator running, ANALYZE of the outbox (what autovacuum would have
+// done by then), CHECKPOINT. Then a Runner starts in this process (as `pg2crate start` would,
+// listener and all) and the clock runs until caughtUp() (every event lies in a completed window),
+// checked cheaply via the drainer's counters first. Page sizes (--pages, default 1000,5000,20000)
+// are interleaved round by round.
+// Reported: events/s, the CPU of this process (drainer + sink) and of the server per 1k events, and
+// the largest RSS of this process sampled while draining.
 import pg from 'pg';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
@@ -23,6 +33,63 @@ const TABLE = `create table public.items (
   id bigint primary key, k integer not null, v text not null, amount numeric(12,2), created timestamptz not null
 )`;
 
+type Workload = 'inserts' | 'mixed';
+const MIXED_TABLES = ['m1', 'm2', 'm3'];
+/** per table: rows 1..UPDATABLE are updated, the next DELETABLE rows deleted in order */
+const UPDATABLE = 100_000;
+const mixedTable = (t: string) => `create table public.${t} (
+  id bigint primary key, k integer not null, qty bigint, price numeric(12,2), ratio double precision,
+  name text not null, flag boolean, created timestamptz not null, day date, attrs jsonb
+)`;
+const mixedValues = (g: string, salt: string) =>
+  `${g}, (${g} % 1000)::int, ${g} * 3 + ${salt}, ((${g} * 7 + ${salt}) % 100000) / 100.0, (${g} + ${salt}) / 7.0, md5((${g} + ${salt})::text), (${g} + ${salt}) % 2 = 0,
+   timestamptz '2024-01-01' + (${g} + ${salt}) * interval '1.5 second', date '2024-01-01' + ((${g} + ${salt}) % 1000)::int,
+   jsonb_build_object('n', ${g} + ${salt}, 's', 'x' || ${salt})`;
+
+/** Writes the mixed backlog: `events / 1000` transactions of 200 inserts, 700 updates, 100 deletes. */
+async function writeMixedBacklog(src: pg.Pool, events: number, deletable: number): Promise<void> {
+  const txns = Math.ceil(events / 1000);
+  const perTable = MIXED_TABLES.map(() => ({ nextId: UPDATABLE + deletable + 1, nextUpdate: 0, nextDelete: UPDATABLE + 1 }));
+  const c = await src.connect();
+  try {
+    for (let i = 0; i < txns; i++) {
+      const t = MIXED_TABLES[i % 3];
+      const s = perTable[i % 3];
+      await c.query('begin');
+      await c.query(`insert into ${t} select ${mixedValues('g', String(i))} from generate_series($1::int8, $2::int8) g`, [s.nextId, s.nextId + 199]);
+      s.nextId += 200;
+      // 700 distinct rows: a stride coprime with UPDATABLE walks all of them before repeating one.
+      await c.query(
+        `update ${t} set qty = qty + 1, price = price + 0.01, ratio = ratio * 1.5, name = md5(name), flag = not flag, created = created + interval '1 ms', attrs = attrs || jsonb_build_object('u', $3::int)
+          where id in (select ((j * 7919) % ${UPDATABLE}) + 1 from generate_series($1::int8, $2::int8) j)`,
+        [s.nextUpdate, s.nextUpdate + 699, i],
+      );
+      s.nextUpdate += 700;
+      await c.query(`delete from ${t} where id between $1 and $2`, [s.nextDelete, s.nextDelete + 99]);
+      s.nextDelete += 100;
+      await c.query('commit');
+    }
+  } finally {
+    c.release();
+  }
+}
+
+/** count and md5 of every row's text, per mixed table */
+async function tableDigests(url: string): Promise<string[]> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const out: string[] = [];
+    for (const t of MIXED_TABLES) {
+      const r = await c.query<{ d: string }>(`select count(*) || ' ' || md5(string_agg(x::text, ',' order by id)) as d from ${t} x`);
+      out.push(`${t}: ${r.rows[0].d}`);
+    }
+    return out;
+  } finally {
+    await c.end();
+  }
+}
+
 interface DrainRun {
   pageSize: number;
   events: number;
@@ -35,24 +102,39 @@ interface DrainRun {
   serverCpuMsPer1k: number;
   pages: number;
   windows: number;
+  peakRssMiB: number;
+  /** RSS when the drain started (the benchmark's own share) */
+  startRssMiB: number;
 }
 
 const logger = createLogger(process.env.LOG_LEVEL ?? 'warn', { write: (s: string) => { process.stderr.write(s); } });
 
-async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events: number, txnRows: number): Promise<DrainRun> {
+async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events: number, txnRows: number, workload: Workload): Promise<DrainRun> {
   const [srcUrl, dstUrl] = [await cluster.createDatabase('drain_src'), await cluster.createDatabase('drain_dst')];
   const src = new pg.Pool({ connectionString: srcUrl, max: 2 });
   // An idle connection that the server ends must not crash the benchmark; say so and go on.
   src.on('error', (err) => process.stderr.write(`bench: idle source connection failed: ${err.message}; server log:\n${clusterLogTail(cluster.url(), 15)}\n`));
-  const config = loadConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.items', PG2CRATE_PAGE_SIZE: String(pageSize) });
+  const mixed = workload === 'mixed';
+  const tables = mixed ? MIXED_TABLES.map((t) => `public.${t}`).join(',') : 'public.items';
+  const config = loadConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: tables, PG2CRATE_PAGE_SIZE: String(pageSize) });
+  // rows deleted by the mixed backlog, per table
+  const deletable = Math.ceil(Math.ceil(events / 1000) / 3) * 100;
   try {
-    await src.query(TABLE);
-    // Capture while empty; one short run finishes the (empty) initial load and creates the target table.
+    if (mixed) {
+      for (const t of MIXED_TABLES) {
+        await src.query(mixedTable(t));
+        await src.query(`insert into ${t} select ${mixedValues('g', '0')} from generate_series(1, ${UPDATABLE + deletable}) g`);
+        await src.query(`vacuum analyze ${t}`);
+      }
+    } else {
+      await src.query(TABLE);
+    }
+    // Capture; one short run finishes the initial load and creates the target tables.
     const prime = new Runner(config, logger);
     await prime.migrate();
     const primed = prime.run();
     primed.catch(() => {});
-    await src.query(`insert into items values (0, 0, 'prime', 0, now())`);
+    if (!mixed) await src.query(`insert into items values (0, 0, 'prime', 0, now())`);
     for (;;) {
       const pending = await src.query<{ n: string }>(`select count(*) as n from pg2crate.backfills where status <> 'done'`).catch(() => ({ rows: [{ n: '0' }] }));
       if (Number(pending.rows[0].n) === 0 && (await caughtUp(src))) break;
@@ -63,13 +145,18 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
 
     // The backlog, written with nobody draining.
     const t0 = performance.now();
-    for (let from = 1; from <= events; from += txnRows) {
-      const to = Math.min(events, from + txnRows - 1);
-      await src.query(
-        `insert into items select g, g % 1000, md5(g::text), (g % 100000) / 100.0, timestamptz '2024-01-01' + g * interval '1 second' from generate_series($1::int8, $2::int8) g`,
-        [from, to],
-      );
+    if (mixed) await writeMixedBacklog(src, events, deletable);
+    else {
+      for (let from = 1; from <= events; from += txnRows) {
+        const to = Math.min(events, from + txnRows - 1);
+        await src.query(
+          `insert into items select g, g % 1000, md5(g::text), (g % 100000) / 100.0, timestamptz '2024-01-01' + g * interval '1 second' from generate_series($1::int8, $2::int8) g`,
+          [from, to],
+        );
+      }
     }
+    const written = Number((await src.query<{ n: string }>('select count(*) as n from pg2crate.outbox where op <> $1', ['B'])).rows[0].n);
+    if (written < events) throw new Error(`the backlog holds ${written} events, expected ${events}`);
     const backlogSeconds = (performance.now() - t0) / 1000;
     await src.query('analyze pg2crate.outbox');
     await src.query('checkpoint');
@@ -82,7 +169,10 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     const running = runner.run();
     running.catch(() => {});
     let countedAt = 0;
+    const startRss = process.memoryUsage.rss();
+    let peakRss = startRss;
     for (;;) {
+      peakRss = Math.max(peakRss, process.memoryUsage.rss());
       const applied = runner.drainer?.stats.appliedEvents ?? 0;
       if (applied >= events) {
         if (!countedAt) countedAt = performance.now();
@@ -100,15 +190,20 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     await runner.close();
     await running;
 
-    const dst = new pg.Client({ connectionString: dstUrl });
-    await dst.connect();
-    const n = Number((await dst.query<{ n: string }>('select count(*) as n from items')).rows[0].n);
-    await dst.end();
-    if (n !== events + 1) throw new Error(`target holds ${n} rows, expected ${events + 1}`);
+    if (mixed) {
+      const [want, got] = [await tableDigests(srcUrl), await tableDigests(dstUrl)];
+      if (want.join() !== got.join()) throw new Error(`target differs from source: source ${want.join('; ')}, target ${got.join('; ')}`);
+    } else {
+      const dst = new pg.Client({ connectionString: dstUrl });
+      await dst.connect();
+      const n = Number((await dst.query<{ n: string }>('select count(*) as n from items')).rows[0].n);
+      await dst.end();
+      if (n !== events + 1) throw new Error(`target holds ${n} rows, expected ${events + 1}`);
+    }
     return {
       pageSize, events, backlogSeconds, seconds, eventsPerSecond: events / seconds, countedSeconds: (countedAt - start) / 1000,
       nodeCpuMsPer1k: ((nodeCpu.user + nodeCpu.system) / 1000 / events) * 1000, serverCpuMsPer1k: (serverCpu * 1000 * 1000) / events,
-      pages: stats.pages, windows: stats.windows,
+      pages: stats.pages, windows: stats.windows, peakRssMiB: peakRss / 2 ** 20, startRssMiB: startRss / 2 ** 20,
     };
   } finally {
     await src.end();
@@ -124,6 +219,8 @@ export async function run(args: BenchArgs): Promise<object> {
   const rounds = Number(args.rounds ?? 3);
   const txnRows = Number(args['txn-rows'] ?? 10_000);
   const pageSizes = (args.pages ?? '1000,5000,20000').split(',').map(Number);
+  const workload = (args.workload ?? 'inserts') as Workload;
+  if (workload !== 'inserts' && workload !== 'mixed') throw new Error('--workload is inserts or mixed');
   const cluster = await startCluster();
   const runs: DrainRun[] = [];
   try {
@@ -133,12 +230,12 @@ export async function run(args: BenchArgs): Promise<object> {
     await admin.end();
     for (let r = 1; r <= rounds; r++) {
       for (const ps of pageSizes) {
-        const d = await drainOnce(cluster, pm, ps, events, txnRows).catch((err: unknown) => {
+        const d = await drainOnce(cluster, pm, ps, events, txnRows, workload).catch((err: unknown) => {
           process.stderr.write(`server log:\n${clusterLogTail(cluster.url())}\n`);
           throw err;
         });
         runs.push(d);
-        note(`  round ${r}/${rounds} page ${String(ps).padStart(6)}: ${fmt(d.eventsPerSecond, 0)} events/s (${fmt(d.seconds, 2)} s; counter reached at ${fmt(d.countedSeconds, 2)} s; ${d.pages} pages, ${d.windows} windows; backlog written in ${fmt(d.backlogSeconds, 1)} s)`);
+        note(`  round ${r}/${rounds} page ${String(ps).padStart(6)}: ${fmt(d.eventsPerSecond, 0)} events/s (${fmt(d.seconds, 2)} s; counter reached at ${fmt(d.countedSeconds, 2)} s; ${d.pages} pages, ${d.windows} windows; backlog written in ${fmt(d.backlogSeconds, 1)} s; peak RSS ${fmt(d.peakRssMiB, 0)} MiB, ${fmt(d.startRssMiB, 0)} MiB at start)`);
       }
     }
   } finally {
@@ -151,12 +248,19 @@ export async function run(args: BenchArgs): Promise<object> {
     seconds: spread(by(ps).map((d) => d.seconds)),
     nodeCpuMsPer1k: spread(by(ps).map((d) => d.nodeCpuMsPer1k)),
     serverCpuMsPer1k: spread(by(ps).map((d) => d.serverCpuMsPer1k)),
+    peakRssMiB: spread(by(ps).map((d) => d.peakRssMiB)),
   }));
   printTable(
-    `drain of ${events.toLocaleString('en')} insert events (transactions of ${txnRows.toLocaleString('en')} rows) into a Postgres target, ${rounds} interleaved rounds (min / median / max)`,
-    ['page size', 'events/s', 'seconds', 'node CPU ms / 1k events', 'server CPU ms / 1k events'],
-    figures.map((f) => [String(f.pageSize), fmtSpread(f.eventsPerSecond, 0), fmtSpread(f.seconds, 2), fmtSpread(f.nodeCpuMsPer1k, 1), fmtSpread(f.serverCpuMsPer1k, 1)]),
+    `drain of ${events.toLocaleString('en')} ${mixedTitle(workload, txnRows)} into a Postgres target, ${rounds} interleaved rounds (min / median / max)`,
+    ['page size', 'events/s', 'seconds', 'node CPU ms / 1k events', 'server CPU ms / 1k events', 'peak RSS MiB'],
+    figures.map((f) => [String(f.pageSize), fmtSpread(f.eventsPerSecond, 0), fmtSpread(f.seconds, 2), fmtSpread(f.nodeCpuMsPer1k, 1), fmtSpread(f.serverCpuMsPer1k, 1), fmtSpread(f.peakRssMiB, 0)]),
   );
   note('source, target and replicator share the machine (server CPU covers both databases: one cluster).');
-  return { settings: { events, rounds, txnRows, pageSizes }, figures, runs };
+  return { settings: { events, rounds, txnRows, pageSizes, workload }, figures, runs };
+}
+
+function mixedTitle(workload: Workload, txnRows: number): string {
+  return workload === 'mixed'
+    ? 'events (70% updates, 20% inserts, 10% deletes over 3 tables of 10 columns; transactions of 1,000 events)'
+    : `insert events (transactions of ${txnRows.toLocaleString('en')} rows)`;
 }
