@@ -27,6 +27,11 @@ export interface Change {
   row: Row | null;
   /** the exact JSON text of `row`, passed through untouched where a sink can use it */
   raw: string | null;
+  /**
+   * the member names of `row` where the source knows them without parsing it (the outbox); changes
+   * with the same names may share one array
+   */
+  readonly columns?: readonly string[] | undefined;
   /** the row holds the key and only some other columns (pgoutput's unchanged TOAST values) */
   partial?: boolean;
   /**

@@ -51,7 +51,7 @@ export class Drainer {
   readonly #sink: Sink;
   readonly #opts: DrainerOptions;
   readonly #log: Logger;
-  readonly #tables = new Map<number, { info: TableInfo; columns: Set<string> }>();
+  readonly #tables = new Map<number, { info: TableInfo; columns: Set<string>; seen: WeakSet<readonly string[]> }>();
   readonly stats: DrainerStats = {
     state: 'stopped', appliedEvents: 0, appliedRows: 0, pages: 0, windows: 0, deadLetters: 0, errors: {}, lastAppliedAt: null,
   };
@@ -198,15 +198,21 @@ export class Drainer {
     let entry = this.#tables.get(tableId);
     // A full row image carries exactly the table's current columns; any other set means the
     // table changed (a column added, dropped or renamed) and is described again.
-    const changed = (cols: Set<string>) => upserts.some((c) => {
-      if (c.row === null || c.partial) return false;
-      const keys = Object.keys(c.row);
-      return keys.length !== cols.size || keys.some((k) => !cols.has(k));
+    // Sources that know a row's names without parsing it share one array between rows with the same
+    // names, so each distinct array is compared once.
+    const changed = (e: { columns: Set<string>; seen: WeakSet<readonly string[]> }) => upserts.some((c) => {
+      if (c.partial) return false;
+      if (c.columns !== undefined && e.seen.has(c.columns)) return false;
+      const keys = c.columns ?? (c.row === null ? null : Object.keys(c.row));
+      if (keys === null) return false;
+      const differs = keys.length !== e.columns.size || keys.some((k) => !e.columns.has(k));
+      if (!differs && c.columns !== undefined) e.seen.add(c.columns);
+      return differs;
     });
-    if (!entry || changed(entry.columns)) {
+    if (!entry || changed(entry)) {
       const info = await this.#source.catalog.describe(tableId);
       const before = entry?.columns;
-      entry = { info, columns: new Set(info.columns.map((c) => c.name)) };
+      entry = { info, columns: new Set(info.columns.map((c) => c.name)), seen: new WeakSet() };
       await this.#sink.prepare(info);
       this.#tables.set(tableId, entry);
       const added = before ? info.columns.map((c) => c.name).filter((c) => !before.has(c)) : [];

@@ -29,7 +29,6 @@
 // nothing more.
 import pg from 'pg';
 import type { Change, Op, SourceCatalog } from '../change.js';
-import { keyOf, parseRow } from '../change.js';
 import { StreamBusyError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { qualify } from '../identifiers.js';
@@ -38,6 +37,7 @@ import { modeMismatch, readCaptureState } from './capture-state.js';
 import { streamLockText } from './names.js';
 import { RegistryCatalog } from './registry.js';
 import { scheduleBackfill } from './backfill.js';
+import { OutboxChange, readRowText } from './row-text.js';
 
 interface Checkpoint {
   prev: string | null;
@@ -74,6 +74,8 @@ export class OutboxSource implements ChangeSource {
   #catalogPool: pg.Pool;
   #cp: Checkpoint | null = null;
   #keys = new Map<number, string[]>();
+  /** per table and kind (deletes, others), the member names of the last row image read (shared by the rows that have the same) */
+  #names = new Map<number, readonly string[]>();
   /** the snapshot of the final window, once known; #finalDone once it is applied */
   #final: string | null = null;
   #finalDone = false;
@@ -229,11 +231,19 @@ export class OutboxSource implements ChangeSource {
       [from, cp.upper, cp.cur, cp.prev, limit],
     );
     const changes: Change[] = [];
+    // The rows stay text: only the key and the member names are read (row-text.ts).
     for (const r of res.rows) {
-      const row = r.data === null ? null : parseRow(r.data);
-      let key = '';
-      if (row !== null) key = keyOf(row, await this.#keyColumns(r.table_id));
-      const change: Change = { id: Number(r.id), tableId: r.table_id, op: r.op, key, row, raw: r.data };
+      let change: OutboxChange;
+      if (r.data === null) {
+        change = new OutboxChange(Number(r.id), r.table_id, r.op, '', null, undefined, null);
+      } else {
+        const key = this.#keys.get(r.table_id) ?? (await this.#keyColumns(r.table_id));
+        // deletes carry only the key: their names are kept apart from the full images'
+        const names = r.table_id * 2 + (r.op === 'D' ? 1 : 0);
+        const read = readRowText(r.data, key, this.#names.get(names));
+        this.#names.set(names, read.columns);
+        change = new OutboxChange(Number(r.id), r.table_id, r.op, read.key, r.data, read.columns, read.row);
+      }
       if (r.source_time !== null) change.sourceTime = r.source_time;
       changes.push(change);
     }
