@@ -6,10 +6,31 @@
 // writes a delete for each old key absent from the new rows, then an upsert for every new row:
 // applied in order, that gives the right final state even when one statement swaps keys.
 //
-// The function is SECURITY DEFINER (the application's roles need no grant on the outbox) with a
-// fixed search_path (a schema planted earlier on a caller's path cannot hijack it) and fixed output
-// settings, so that the JSON of a value never depends on the writing session (TimeZone above all:
-// the same instant must give the same key text in every session).
+// The function is SECURITY DEFINER (the application's roles need no grant on the outbox). Nothing
+// the caller plants on its search_path may reach it: the function of a plain table names every
+// function, operator and type schema-qualified (pg_catalog.to_jsonb, OPERATOR(pg_catalog.=),
+// ::pg_catalog.text) and so runs on the caller's path, since a SET search_path clause costs every
+// call a parse, apply, namespace lookup and undo (issue 11: about a fifth of the function's CPU on
+// a one-row UPDATE). A shaped table's function (a predicate, column filters, hashing, source time)
+// holds SQL that names things unqualified, and keeps `SET search_path = pg_catalog, pg_temp`.
+// (Relations are qualified; the transition tables are found before any schema is searched.)
+//
+// The JSON of a value must never depend on the writing session (TimeZone above all: the same
+// instant must give the same key text in every session), but fixing five output settings as SET
+// clauses costs every call a parse, apply and undo of each. So the body checks them instead (five
+// lookups): a session whose settings already give the canonical JSON (the defaults do) writes as
+// it is; any other gets the canonical ones for the call, and its own back before the function
+// returns. Both with set_config(…, true): a SET clause undoes at exit only the settings it names
+// itself, so a transaction-local change made in the body would otherwise stay until the writer's
+// transaction ends, and set back the same way, the session cannot tell (within the transaction,
+// after commit, after a rollback to a savepoint) that anything happened. An error in between
+// aborts the (sub)transaction, which restores them anyway.
+//
+// One SQL statement per call: the generation and the idle flag come from the state row in an
+// InitPlan of the outbox insert (evaluated once, when the first event is written; it notifies on
+// the way when the drainer is idle), and an UPDATE writes its key-change deletes and its upserts in
+// one INSERT … UNION ALL (the branches run in order, so the deletes take the smaller ids). A
+// statement that writes no event reads nothing and notifies nobody.
 //
 // A shaped table (table-shape.ts) gets its row image from row-image.ts (columns left out or
 // hashed) and a row predicate: INSERT writes only new rows that pass; UPDATE writes a delete for
@@ -18,7 +39,7 @@
 // filter arrives as an upsert); DELETE writes only old rows that passed. The predicate names the
 // table's columns unqualified, so the function resolves names to columns first
 // (`#variable_conflict use_column`) and its own variables are always qualified by the block label.
-import type { TableShape } from '../table-shape.js';
+import { capturesSourceTime, shapesImage, type TableShape } from '../table-shape.js';
 import { qualify, quoteIdent, quoteLiteral } from '../identifiers.js';
 import { captureFunctionName, triggerName, wakeupChannel } from './names.js';
 import { rowFilterSql, rowImageSql, sourceTimeSql } from './row-image.js';
@@ -42,46 +63,113 @@ function dollarTag(body: string): string {
   return `$pg2crate${n}$`;
 }
 
+/** The output settings every capture function writes under, in the order the guard saves them. */
+export const CANONICAL_SETTINGS: readonly (readonly [string, string])[] = [
+  ['TimeZone', 'UTC'], ['DateStyle', 'ISO, YMD'], ['IntervalStyle', 'postgres'], ['extra_float_digits', '1'], ['bytea_output', 'hex'],
+];
+
+// Every name below is written schema-qualified, operators too (`OPERATOR(pg_catalog.=)`): the
+// function of a plain table runs on the writer's search_path (see the top of the file).
+const EQ = 'OPERATOR(pg_catalog.=)';
+
+/**
+ * True when the session's settings give exactly the JSON the canonical ones give. ISO output does
+ * not depend on DateStyle's field order, every extra_float_digits above 0 gives the shortest exact
+ * text, and Etc/UTC is UTC. A row predicate may hold literals, though, whose reading depends on the
+ * field order (`'01/02/2024'`): with one, DateStyle must be the canonical one exactly.
+ */
+export function canonicalSettingsSql(withPredicate: boolean): string {
+  const setting = (name: string) => `pg_catalog.current_setting(${quoteLiteral(name)})`;
+  return `${setting('TimeZone')} ${EQ} any ('{UTC,Etc/UTC}'::pg_catalog.text[])
+      and ${setting('DateStyle')} ${withPredicate ? `${EQ} 'ISO, YMD'` : `OPERATOR(pg_catalog.~~) 'ISO,%'`}
+      and ${setting('IntervalStyle')} ${EQ} 'postgres'
+      and ${setting('extra_float_digits')}::pg_catalog.int4 OPERATOR(pg_catalog.>) 0
+      and ${setting('bytea_output')} ${EQ} 'hex'`;
+}
+
+/** Sets the canonical output settings unless the session's already give the same JSON, keeping the session's in `saved`. */
+export function settingsGuardSql(saved: string, withPredicate: boolean): string {
+  return `if not (${canonicalSettingsSql(withPredicate)}) then
+    ${saved} := array[${CANONICAL_SETTINGS.map(([k]) => `pg_catalog.current_setting(${quoteLiteral(k)})`).join(', ')}];
+    perform ${CANONICAL_SETTINGS.map(([k, v]) => `pg_catalog.set_config(${quoteLiteral(k)}, ${quoteLiteral(v)}, true)`).join(', ')};
+  end if;`;
+}
+
+/** Gives the session its own settings back, if settingsGuardSql changed them. */
+export function settingsRestoreSql(saved: string): string {
+  return `if ${saved} is not null then
+    perform ${CANONICAL_SETTINGS.map(([k], i) => `pg_catalog.set_config(${quoteLiteral(k)}, ${saved}[${i + 1}], true)`).join(', ')};
+  end if;`;
+}
+
+/**
+ * Whether the function needs a fixed search_path: a shape brings SQL that names things unqualified
+ * (the user's predicate, the image's column filters and hashing, now()). A plain table's function
+ * names everything qualified and runs on the writer's path, which saves a SET and its undo per call.
+ */
+export function needsSearchPath(shape: TableShape | null | undefined): boolean {
+  return !!shape && (shapesImage(shape) || shape.where !== undefined || capturesSourceTime(shape));
+}
+
+/**
+ * Old and new rows have the same key when the text of each key column is the same (for a configured
+ * key, NULL matching NULL): the target knows a row by that text, so a change of it (1.0 to 1.00 in a
+ * numeric, a change of case in a citext) is a change of key. Text equality needs no operator of the
+ * key's type (whose schema may be anywhere) and hashes, for the anti-join of a bulk update.
+ */
+export function sameKeySql(keyColumns: readonly string[], keyOrigin: CaptureTarget['keyOrigin']): string {
+  return keyColumns.map((c) => {
+    const [n, o] = [`n.${quoteIdent(c)}`, `o.${quoteIdent(c)}`];
+    const text = (v: string) => `(${v})::pg_catalog.text`;
+    return keyOrigin === 'primary key'
+      ? `${text(n)} ${EQ} ${text(o)}`
+      : `(${n} is null) ${EQ} (${o} is null) and coalesce(${text(n)}, '') ${EQ} coalesce(${text(o)}, '')`;
+  }).join(' and ');
+}
+
 export function captureFunctionSql(schema: string, t: CaptureTarget): string {
   const outbox = qualify(schema, 'outbox');
   const state = qualify(schema, 'state');
   const keyObject = (alias: string) =>
-    `jsonb_build_object(${t.keyColumns.map((c) => `${quoteLiteral(c)}, ${alias}.${quoteIdent(c)}`).join(', ')})`;
-  const eq = t.keyOrigin === 'primary key' ? '=' : 'is not distinct from';
-  const sameKey = t.keyColumns.map((c) => `n.${quoteIdent(c)} ${eq} o.${quoteIdent(c)}`).join(' and ');
+    `pg_catalog.jsonb_build_object(${t.keyColumns.map((c) => `${quoteLiteral(c)}, ${alias}.${quoteIdent(c)}`).join(', ')})`;
+  const sameKey = sameKeySql(t.keyColumns, t.keyOrigin);
   const id = String(t.tableId);
   const shape = t.shape ?? null;
   if (shape?.includeColumns && t.relid === undefined) throw new TypeError('a capture with includeColumns needs the table oid');
+  const pinned = needsSearchPath(shape);
   // `n.*`, not `n`: a bare `n` means the table's column "n" when it has one, not the row.
-  const image = rowImageSql(schema, { id: t.tableId, relid: t.relid ?? 0, shape }, 'n');
+  const image = pinned ? rowImageSql(schema, { id: t.tableId, relid: t.relid ?? 0, shape }, 'n') : { expr: 'pg_catalog.to_jsonb(n.*)', lateral: '' };
   const filtered = shape?.where !== undefined;
   const pass = rowFilterSql(shape);
   const at = sourceTimeSql(shape);
   const into = `insert into ${outbox} (gen, table_id, op, data${at.column})`;
-  const gen = 'pg2crate_capture.v_gen';
+  // The generation, from an uncorrelated subquery (an InitPlan: run once, when the first event is
+  // written); it notifies on the way while the drainer is idle (pg_notify returns void, whose text
+  // is '', so the condition is true either way).
+  const gen = `(select s.gen from ${state} s where case when s.idle then pg_catalog.pg_notify(${quoteLiteral(wakeupChannel(schema))}, '')::pg_catalog.text is not null else true end)`;
+  const saved = 'pg2crate_capture.v_saved';
+  const op = (name: string) => `tg_op ${EQ} '${name}'`;
   const body = `
 #variable_conflict use_column
 <<pg2crate_capture>>
 declare
-  v_gen smallint;
-  v_idle boolean;
+  v_saved pg_catalog.text[];
 begin
-  select s.gen, s.idle into pg2crate_capture.v_gen, pg2crate_capture.v_idle from ${state} s;
-  if tg_op = 'INSERT' then
+  ${settingsGuardSql(saved, filtered)}
+  if ${op('INSERT')} then
     ${into} select ${gen}, ${id}, 'I', ${image.expr}${at.value} from pg2crate_new n${image.lateral}${filtered ? ` where ${pass}` : ''};
-  elsif tg_op = 'UPDATE' then
+  elsif ${op('UPDATE')} then
     ${into}
       select ${gen}, ${id}, 'D', ${keyObject('o')}${at.value} from pg2crate_old o
-      where ${filtered ? `${pass} and ` : ''}not exists (select from pg2crate_new n where ${sameKey}${filtered ? ` and ${pass}` : ''});
-    ${into} select ${gen}, ${id}, 'U', ${image.expr}${at.value} from pg2crate_new n${image.lateral}${filtered ? ` where ${pass}` : ''};
-  elsif tg_op = 'DELETE' then
+      where ${filtered ? `${pass} and ` : ''}not exists (select from pg2crate_new n where ${sameKey}${filtered ? ` and ${pass}` : ''})
+      union all
+      select ${gen}, ${id}, 'U', ${image.expr}${at.value} from pg2crate_new n${image.lateral}${filtered ? ` where ${pass}` : ''};
+  elsif ${op('DELETE')} then
     ${into} select ${gen}, ${id}, 'D', ${keyObject('o')}${at.value} from pg2crate_old o${filtered ? ` where ${pass}` : ''};
   else
     ${into} values (${gen}, ${id}, 'T', null${at.value});
   end if;
-  if pg2crate_capture.v_idle then
-    perform pg_notify(${quoteLiteral(wakeupChannel(schema))}, '');
-  end if;
+  ${settingsRestoreSql(saved)}
   return null;
 end
 `;
@@ -89,13 +177,7 @@ end
   const fn = qualify(schema, captureFunctionName(t.tableId));
   return `create or replace function ${fn}() returns trigger
 language plpgsql security definer
-set search_path = pg_catalog, pg_temp
-set timezone = 'UTC'
-set datestyle = 'ISO, YMD'
-set intervalstyle = 'postgres'
-set extra_float_digits = 1
-set bytea_output = 'hex'
-as ${q}${body}${q};
+${pinned ? 'set search_path = pg_catalog, pg_temp\n' : ''}as ${q}${body}${q};
 revoke all on function ${fn}() from public;`;
 }
 

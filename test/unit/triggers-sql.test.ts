@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { captureFunctionSql, createTriggersSql, dropTriggersSql, type CaptureTarget } from '../../src/source/triggers.js';
+import { CANONICAL_SETTINGS, canonicalSettingsSql, captureFunctionSql, createTriggersSql, dropTriggersSql, type CaptureTarget } from '../../src/source/triggers.js';
 import { triggerName, wakeupChannel } from '../../src/source/names.js';
+import type { TableShape } from '../../src/table-shape.js';
 
 const TOOL = 'tool "Zq0"; x';
 const TARGET: CaptureTarget = {
@@ -11,6 +12,8 @@ const TARGET: CaptureTarget = {
   keyColumns: ['Zq3 Kéy', "Zq4's"],
   keyOrigin: 'primary key',
 };
+
+const FILTERED: TableShape = { where: `day > '01/02/2024'`, hashColumns: [], deletes: 'hard', deletedAtColumn: '_deleted_at', metadata: {}, history: null };
 
 /** The SQL with every quoted identifier and string literal cut out: what the parser reads as keywords. */
 function bare(sql: string): string {
@@ -44,15 +47,71 @@ test('the row image is taken from the whole row (n.*), never from a bare alias a
   assert.doesNotMatch(fn, /to_jsonb\(o\)/);
 });
 
-test('the function is SECURITY DEFINER with a fixed search_path and fixed output settings, and nobody else may call it', () => {
+test('the function is SECURITY DEFINER with no SET clause for a plain table, SET search_path for a shaped one, and nobody else may call it', () => {
   const fn = captureFunctionSql(TOOL, TARGET);
   assert.match(fn, /security definer/i);
-  assert.match(fn, /^set search_path = pg_catalog, pg_temp$/m, 'pg_catalog first and pg_temp last, so nothing planted wins');
-  assert.match(fn, /^set timezone = 'UTC'$/m);
-  assert.match(fn, /^set datestyle = 'ISO, YMD'$/m);
-  assert.match(fn, /^set extra_float_digits = 1$/m);
+  assert.doesNotMatch(fn, /^set /m, 'a SET clause is applied and undone on every call');
   assert.match(fn, /revoke all on function "tool ""Zq0""; x"\."capture_7"\(\) from public/);
-  assert.ok(fn.includes(`pg_notify('${wakeupChannel(TOOL)}'`), 'it notifies the tool schema\'s channel');
+  assert.ok(fn.includes(`pg_catalog.pg_notify('${wakeupChannel(TOOL)}'`), 'it notifies the tool schema\'s channel');
+  for (const shape of [FILTERED, { ...FILTERED, where: undefined, excludeColumns: ['x'] }, { ...FILTERED, where: undefined, hashColumns: ['x'] }, { ...FILTERED, where: undefined, deletes: 'soft' as const }]) {
+    const shaped = captureFunctionSql(TOOL, { ...TARGET, relid: 1, shape });
+    assert.match(shaped, /^set search_path = pg_catalog, pg_temp$/m, 'pg_catalog first and pg_temp last, so nothing planted wins');
+    assert.equal(shaped.match(/^set /gm)?.length, 1);
+  }
+});
+
+test('a plain table\'s function names every function, operator and type qualified: nothing on the caller\'s search_path can reach it', () => {
+  const { text } = body(captureFunctionSql('pg2crate', { ...TARGET, keyColumns: ['a', 'b'] }));
+  for (const keyOrigin of ['primary key', 'config'] as const) {
+    const b = bare(body(captureFunctionSql('pg2crate', { ...TARGET, keyColumns: ['a', 'b'], keyOrigin })).text).replace(/^#variable_conflict use_column$/m, '');
+    // Every call is pg_catalog.<name>( or SQL syntax that names no function.
+    const syntax = new Set(['if', 'elsif', 'not', 'exists', 'array', 'any', 'coalesce', 'values', 'select', 'and', 'or', 'then', 'in', 'is', 'null', 'operator', 'where', 'when', 'case', 'from']);
+    for (const m of b.matchAll(/([A-Za-z_][A-Za-z_0-9.]*)\s*\(/g)) {
+      const name = m[1].toLowerCase();
+      assert.ok(name.startsWith('pg_catalog.') || syntax.has(name) || name.endsWith('.outbox'), `unqualified call ${m[1]}( in:\n${b}`);
+    }
+    // Every operator is OPERATOR(pg_catalog.…); no LIKE, IN, IS DISTINCT FROM (they look "=" up on the path).
+    const withoutQualified = b.replace(/OPERATOR\(pg_catalog\.[^)]+\)/g, '⟨op⟩').replace(/:=/g, '⟨assign⟩').replace('<<pg2crate_capture>>', '').replaceAll('n.*', '⟨row⟩').replace(/::pg_catalog\.[a-z0-9_]+(\[\])?/g, '⟨cast⟩');
+    assert.doesNotMatch(withoutQualified, /[=<>!~|+\-*/%^&@#]/, `a bare operator in:\n${withoutQualified}`);
+    assert.doesNotMatch(withoutQualified, /\b(like|ilike|similar|distinct|in)\b/i);
+    // Every type is pg_catalog.<type>.
+    assert.doesNotMatch(withoutQualified, /::/, 'an unqualified cast');
+    assert.match(text, /v_saved pg_catalog\.text\[\];/);
+  }
+});
+
+test('a session with other output settings writes under the canonical ones and gets its own back before the function returns', () => {
+  const { text } = body(captureFunctionSql('pg2crate', TARGET));
+  const guard = text.indexOf('if not (pg_catalog.current_setting(\'TimeZone\')');
+  const restore = text.indexOf('if pg2crate_capture.v_saved is not null then');
+  const firstWrite = text.indexOf('insert into');
+  assert.ok(guard >= 0 && restore >= 0, 'the body checks the settings and sets them back');
+  assert.ok(guard < firstWrite && restore > text.lastIndexOf('insert into') && restore < text.indexOf('return null'), 'check before the first write, restore after the last one, before the return');
+  assert.equal(text.split('return').length - 1, 1, 'one return: nothing skips the restore');
+  for (const [k, v] of CANONICAL_SETTINGS) {
+    assert.ok(text.includes(`pg_catalog.set_config('${k}', '${v}', true)`), `${k} is set to ${v} for the call`);
+    assert.match(text, new RegExp(`pg_catalog\\.set_config\\('${k}', pg2crate_capture\\.v_saved\\[\\d\\], true\\)`), `${k} is set back`);
+  }
+  // Transaction-local, both ways: undone by a rollback of the writer's (sub)transaction if the call fails in between.
+  assert.doesNotMatch(text, /set_config\([^)]*, false\)/);
+});
+
+test('a row predicate needs the canonical DateStyle exactly (its literals are read by it); a plain table only its ISO output', () => {
+  assert.match(canonicalSettingsSql(false), /current_setting\('DateStyle'\) OPERATOR\(pg_catalog\.~~\) 'ISO,%'/);
+  assert.match(canonicalSettingsSql(true), /current_setting\('DateStyle'\) OPERATOR\(pg_catalog\.=\) 'ISO, YMD'/);
+  const plain = body(captureFunctionSql('pg2crate', TARGET)).text;
+  const filtered = body(captureFunctionSql('pg2crate', { ...TARGET, shape: FILTERED })).text;
+  assert.ok(plain.includes(canonicalSettingsSql(false)));
+  assert.ok(filtered.includes(canonicalSettingsSql(true)));
+});
+
+test('one outbox insert per call: the generation and the notify in an InitPlan, an update\'s deletes and upserts in one UNION ALL', () => {
+  const { text } = body(captureFunctionSql('pg2crate', TARGET));
+  assert.equal(text.split('insert into').length - 1, 4, 'one insert in each of the four branches (insert, update, delete, truncate)');
+  assert.doesNotMatch(text, /select [^;]* into /, 'the state row is not read by a statement of its own');
+  const update = text.slice(text.indexOf(`'UPDATE'`), text.indexOf(`'DELETE'`));
+  assert.ok(update.indexOf(`'D'`) < update.indexOf('union all') && update.indexOf('union all') < update.indexOf(`'U'`), 'deletes first, so they take the smaller ids');
+  assert.match(text, /\(select s\.gen from "pg2crate"\."state" s where case when s\.idle then pg_catalog\.pg_notify\('pg2crate_wakeup', ''\)::pg_catalog\.text is not null else true end\)/);
 });
 
 test('the dollar-quote tag never occurs inside the body, whatever the names hold', () => {
@@ -72,11 +131,11 @@ test('the dollar-quote tag never occurs inside the body, whatever the names hold
   assert.notEqual(tag, '$pg2crate0$');
 });
 
-test('a primary key matches old and new rows with =, a configured key with IS NOT DISTINCT FROM', () => {
+test('old and new rows have the same key when the text of each key column is the same; a configured key also NULL with NULL', () => {
   const pk = captureFunctionSql('pg2crate', { ...TARGET, keyColumns: ['a', 'b'] });
-  assert.ok(pk.includes('n."a" = o."a" and n."b" = o."b"'));
-  const configured = captureFunctionSql('pg2crate', { ...TARGET, keyColumns: ['a', 'b'], keyOrigin: 'config' });
-  assert.ok(configured.includes('n."a" is not distinct from o."a" and n."b" is not distinct from o."b"'));
+  assert.ok(pk.includes('(n."a")::pg_catalog.text OPERATOR(pg_catalog.=) (o."a")::pg_catalog.text and (n."b")::pg_catalog.text OPERATOR(pg_catalog.=) (o."b")::pg_catalog.text'));
+  const configured = captureFunctionSql('pg2crate', { ...TARGET, keyColumns: ['a'], keyOrigin: 'config' });
+  assert.ok(configured.includes(`(n."a" is null) OPERATOR(pg_catalog.=) (o."a" is null) and coalesce((n."a")::pg_catalog.text, '') OPERATOR(pg_catalog.=) coalesce((o."a")::pg_catalog.text, '')`));
 });
 
 test('four statement-level triggers with transition tables, each dropped first so that adding again is harmless', () => {
