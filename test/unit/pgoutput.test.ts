@@ -113,7 +113,7 @@ describe('the Postgres sink updates only the columns of a partial image', () => 
     assert.deepEqual(groups.map((g) => [g.columns, g.changes.map((c) => c.id)]), [[['a'], [1, 3]], [['a', 'n'], [2]]]);
     assert.equal(
       pgUpdateSql(TABLE, ['a', 'n'], false),
-      'update "doc"."t" as t set "a" = k."a", "n" = k."n" from jsonb_populate_recordset(null::"doc"."t", $1::jsonb) as k where t."id" = k."id"',
+      'update "doc"."t" as t set "a" = k."a", "n" = k."n" from json_populate_recordset(null::"doc"."t", $1::json) as k where t."id" = k."id"',
     );
   });
 });

@@ -1,5 +1,5 @@
 // SQL for shaped targets in PostgreSQL (pure): soft deletes, metadata columns, the history table
-// (table-shape.ts). Rows travel as in sql.ts, one jsonb array per statement expanded against the
+// (table-shape.ts). Rows travel as in sql.ts, one JSON array per statement expanded against the
 // target's own row type; the values pg2crate adds (source time, operation, event id) are put into
 // each row's JSON object under their column names, which never collide with the source's columns.
 //
@@ -53,7 +53,7 @@ export function shapedUpsertSql(t: Shaped): string {
   const keys = new Set(t.keyColumns);
   const set = names.filter((n) => !keys.has(n)).map((n) => `${quoteIdent(n)} = excluded.${quoteIdent(n)}`);
   return `insert into ${target} as t (${names.map(quoteIdent).join(', ')})
-select ${values.join(', ')} from jsonb_populate_recordset(null::${target}, $1::jsonb)
+select ${values.join(', ')} from json_populate_recordset(null::${target}, $1::json)
 on conflict (${t.keyColumns.map(quoteIdent).join(', ')}) do update set ${set.join(', ')}`;
 }
 
@@ -71,7 +71,7 @@ export function softDeleteSql(t: Shaped, nullableKey: boolean): string {
   const target = qualify(t.targetSchema, t.targetTable);
   const eq = nullableKey ? 'is not distinct from' : '=';
   const match = t.keyColumns.map((c) => `t.${quoteIdent(c)} ${eq} k.${quoteIdent(c)}`).join(' and ');
-  return `update ${target} as t set ${markSet(t.shape, 'k').join(', ')} from jsonb_populate_recordset(null::${target}, $1::jsonb) as k where ${match}`;
+  return `update ${target} as t set ${markSet(t.shape, 'k').join(', ')} from json_populate_recordset(null::${target}, $1::json) as k where ${match}`;
 }
 
 /** $1: the truncate's source time (text) or null. Marks every row that is not marked yet. */
@@ -106,6 +106,6 @@ export function historyInsertSql(h: HistoryShape, columns: readonly ColumnInfo[]
   const target = qualify(h.schema, h.table);
   const names = historyColumns(h, columns).map((c) => quoteIdent(c.name)).join(', ');
   return `insert into ${target} (${names})
-select ${names} from jsonb_populate_recordset(null::${target}, $1::jsonb)
+select ${names} from json_populate_recordset(null::${target}, $1::json)
 on conflict (${quoteIdent(h.eventIdColumn)}) do nothing`;
 }

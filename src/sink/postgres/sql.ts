@@ -1,6 +1,9 @@
-// SQL builders for the PostgreSQL target (pure). Rows travel as one jsonb array per statement,
-// expanded by jsonb_populate_recordset against the target's own row type: the values are converted
-// by Postgres from their exact text, never through JavaScript numbers.
+// SQL builders for the PostgreSQL target (pure). Rows travel as one JSON array per statement,
+// expanded by json_populate_recordset against the target's own row type: the values are converted
+// by Postgres from their exact text, never through JavaScript numbers. The parameter is `json`, not
+// `jsonb`: the text is parsed once, object by object, instead of first being built into one jsonb
+// value (about a tenth of the target's CPU per applied row); the rows are the outbox's jsonb text,
+// so both give the same values.
 import type { ColumnInfo, TableInfo } from '../../change.js';
 import { qualify, quoteIdent } from '../../identifiers.js';
 
@@ -38,7 +41,7 @@ export function upsertSql(t: TableInfo): string {
   const rest = t.columns.filter((c) => !keys.has(c.name)).map((c) => `${quoteIdent(c.name)} = excluded.${quoteIdent(c.name)}`);
   const action = rest.length > 0 ? `do update set ${rest.join(', ')}` : 'do nothing';
   return `insert into ${target} as t (${names.join(', ')})
-select ${names.join(', ')} from jsonb_populate_recordset(null::${target}, $1::jsonb)
+select ${names.join(', ')} from json_populate_recordset(null::${target}, $1::json)
 on conflict (${t.keyColumns.map(quoteIdent).join(', ')}) ${action}`;
 }
 
@@ -47,7 +50,7 @@ export function deleteSql(t: TableInfo, nullableKey: boolean): string {
   const target = qualify(t.targetSchema, t.targetTable);
   const eq = nullableKey ? 'is not distinct from' : '=';
   const match = t.keyColumns.map((c) => `t.${quoteIdent(c)} ${eq} k.${quoteIdent(c)}`).join(' and ');
-  return `delete from ${target} as t using jsonb_populate_recordset(null::${target}, $1::jsonb) as k where ${match}`;
+  return `delete from ${target} as t using json_populate_recordset(null::${target}, $1::json) as k where ${match}`;
 }
 
 export function truncateSql(t: TableInfo): string {
@@ -64,7 +67,7 @@ export function updateColumnsSql(t: TableInfo, columns: readonly string[], nulla
   const eq = nullableKey ? 'is not distinct from' : '=';
   const set = columns.map((c) => `${quoteIdent(c)} = k.${quoteIdent(c)}`).join(', ');
   const match = t.keyColumns.map((c) => `t.${quoteIdent(c)} ${eq} k.${quoteIdent(c)}`).join(' and ');
-  return `update ${target} as t set ${set} from jsonb_populate_recordset(null::${target}, $1::jsonb) as k where ${match}`;
+  return `update ${target} as t set ${set} from json_populate_recordset(null::${target}, $1::json) as k where ${match}`;
 }
 
 /** Partial changes grouped by the non-key columns they carry (one UPDATE statement per group). */
