@@ -6,18 +6,20 @@
 //              INSERT of the image into outbox_0, nothing else: no state row, no notify, no key
 //              changes, no deletes' keys; not a candidate)
 //   settings   `proconfig`: SECURITY DEFINER with search_path and five output settings as SET
-//              clauses (what ships: each one is applied and undone on every call);
+//              clauses (what shipped before issue 11: each one is applied and undone on every call);
 //              `guard`: SET search_path only, and the body checks the five settings and changes
-//              them (set_config(…, true), undone at the function's exit because it has a SET clause)
-//              only when the writing session's differ from the canonical ones;
+//              them only when the writing session's differ from the canonical ones, with
+//              set_config(…, true), and sets the session's back before returning (the guard of
+//              src/source/triggers.ts, which explains why the setting back is needed; what ships
+//              for shaped tables; a plain table's function has no SET clause at all);
 //              `path-only`: SET search_path only, no guard (a floor, not a candidate: the JSON then
 //              depends on the session); `secdef`: SECURITY DEFINER without any SET (a floor: not
 //              safe, the caller's search_path applies); `none`: no SECURITY DEFINER, no SET (a floor)
 //   body       `plpgsql`: read the state row, then one INSERT … SELECT per kind of event, then
-//              notify (what ships); `cte`: one statement (state, insert and notify in one query);
-//              `initplan`: one INSERT per call whose generation is a scalar subquery on the state
-//              row (an InitPlan: run once per statement, and only if a row is written) that also
-//              notifies when the drainer is idle
+//              notify (what shipped before issue 11); `cte`: one statement (state, insert and
+//              notify in one query); `initplan`: one INSERT per call whose generation is a scalar
+//              subquery on the state row (an InitPlan: run once per statement, and only if a row is
+//              written) that also notifies when the drainer is idle (what ships since issue 11)
 //   keyChange  `anti-join`: UPDATE writes a delete for each old key absent from the new rows (what
 //              ships; needs the OLD transition table); `row-trigger`: an extra row trigger
 //              `AFTER UPDATE OF <key columns> … WHEN (old key is distinct from new key)` writes the
@@ -26,9 +28,18 @@
 //   into       `parent`: insert into pg2crate.outbox and let Postgres route to the generation's
 //              partition (what ships); `partition`: insert into outbox_<gen> directly, chosen by
 //              an IF on the generation read first (plpgsql body only: `cte` always writes the parent)
+//   sink       for level `floor` only: a statement trigger (no SECURITY DEFINER, no SET, no state
+//              row, constant generation 0) that writes one event per row for INSERT and UPDATE (the
+//              image) and DELETE (the key), into: `outbox_0` (the partition: its index on id, an id
+//              from the CACHE 1 sequence, the xid8 default); `heap`, a bench table of the same
+//              columns without any index (bench_floor.heap; ids from a CACHE 1 sequence of its
+//              own); `heap-no-nextval`, the same with a constant id; `heap-no-xid`, also a constant
+//              xid; `heap-no-image`, also no jsonb (data NULL); `read`: nothing written, the
+//              transition table only counted. Each step down the ladder prices one component.
 // The bench tables have no row filter, column filter or hashing (issue 12): those keep their own SQL.
 import { qualify, quoteIdent, quoteLiteral } from '../src/identifiers.js';
 import { captureFunctionName, wakeupChannel } from '../src/source/names.js';
+import { settingsGuardSql, settingsRestoreSql } from '../src/source/triggers.js';
 
 export interface ShapeTable {
   id: number;
@@ -39,30 +50,29 @@ export interface ShapeTable {
 }
 
 export interface Shape {
-  level: 'statement' | 'row' | 'empty-row' | 'empty-statement' | 'bare-row' | 'bare-statement';
+  level: 'statement' | 'row' | 'empty-row' | 'empty-statement' | 'bare-row' | 'bare-statement' | 'floor';
   settings: 'proconfig' | 'guard' | 'path-only' | 'secdef' | 'none';
   body: 'plpgsql' | 'cte' | 'initplan';
   keyChange: 'anti-join' | 'row-trigger';
   into: 'parent' | 'partition';
+  sink?: 'outbox_0' | 'heap' | 'heap-no-nextval' | 'heap-no-xid' | 'heap-no-image' | 'read';
 }
 
 const TOOL = 'pg2crate';
 /** every trigger name any shape uses, so that installing one shape removes the others */
 export const TRIGGER_NAMES = ['i', 'u', 'd', 't', 'k', 'r'].map((op) => `pg2crate_capture_${op}`);
 
-/** The canonical output settings of the capture function: the JSON of a value never depends on the writer's session. */
-export const CANONICAL_SETTINGS: [string, string][] = [
-  ['TimeZone', 'UTC'], ['DateStyle', 'ISO, YMD'], ['IntervalStyle', 'postgres'], ['extra_float_digits', '1'], ['bytea_output', 'hex'],
+/** The guard of src/source/triggers.ts, on an unlabelled variable `v_saved`; the restore goes before every `return null`. */
+const SETTINGS_GUARD_SQL = `  ${settingsGuardSql('v_saved', false)}\n`;
+const SETTINGS_RESTORE_SQL = `${settingsRestoreSql('v_saved')}\n  `;
+
+/** Bench tables the floor shapes write into (capture-variants.ts creates them once). */
+export const FLOOR_SETUP_SQL = [
+  'create schema bench_floor',
+  'create sequence bench_floor.seq as bigint cache 1',
+  `create table bench_floor.heap (id bigint not null default nextval('bench_floor.seq'), gen smallint not null, xid xid8 not null default pg_current_xact_id(),
+    table_id integer not null, op "char" not null, data jsonb, source_time timestamptz)`,
 ];
-
-/** True when the session's settings already give the canonical JSON (DateStyle's field order does not change ISO output; every extra_float_digits > 0 gives the shortest exact text). */
-export const SETTINGS_CANONICAL_SQL = `current_setting('TimeZone') in ('UTC', 'Etc/UTC') and current_setting('DateStyle') like 'ISO,%'
-      and current_setting('IntervalStyle') = 'postgres' and current_setting('extra_float_digits')::integer > 0 and current_setting('bytea_output') = 'hex'`;
-
-export const SETTINGS_GUARD_SQL = `  if not (${SETTINGS_CANONICAL_SQL}) then
-    perform ${CANONICAL_SETTINGS.map(([k, v]) => `set_config(${quoteLiteral(k)}, ${quoteLiteral(v)}, true)`).join(', ')};
-  end if;
-`;
 
 function proconfig(settings: Shape['settings']): string {
   if (settings === 'none') return '';
@@ -77,11 +87,15 @@ export function installShapeSql(t: ShapeTable, shape: Shape): string[] {
   const table = qualify(t.schema, t.table);
   const fn = qualify(TOOL, captureFunctionName(t.id));
   const drops = TRIGGER_NAMES.map((n) => `drop trigger if exists ${quoteIdent(n)} on ${table}`);
-  const fnSql = `create or replace function ${fn}() returns trigger language plpgsql\n${proconfig(shape.settings)}as $pg2crate$\n${functionBody(t, shape)}$pg2crate$`;
+  // With the guard, the session's settings go back before every return.
+  const body = shape.settings === 'guard'
+    ? functionBody(t, shape).replace(/^declare\n/, 'declare\n  v_saved text[];\n').replace(/^begin\n/, 'declare\n  v_saved text[];\nbegin\n').replaceAll('return null;', `${SETTINGS_RESTORE_SQL}return null;`)
+    : functionBody(t, shape);
+  const fnSql = `create or replace function ${fn}() returns trigger language plpgsql\n${proconfig(shape.settings)}as $pg2crate$\n${body}$pg2crate$`;
   const trg = (op: string) => quoteIdent(`pg2crate_capture_${op}`);
   const exec = `execute function ${fn}()`;
   const creates: string[] = [];
-  if (shape.level === 'statement' || shape.level === 'empty-statement' || shape.level === 'bare-statement') {
+  if (shape.level === 'statement' || shape.level === 'empty-statement' || shape.level === 'bare-statement' || shape.level === 'floor') {
     const rowKey = (shape.level === 'statement' && shape.keyChange === 'row-trigger') || shape.level === 'bare-statement';
     creates.push(
       `create trigger ${trg('i')} after insert on ${table} referencing new table as pg2crate_new for each statement ${exec}`,
@@ -114,6 +128,37 @@ interface Part {
 
 function functionBody(t: ShapeTable, shape: Shape): string {
   if (shape.level === 'empty-row' || shape.level === 'empty-statement') return 'begin\n  return null;\nend\n';
+  if (shape.level === 'floor') {
+    const key = `jsonb_build_object(${t.keyColumns.map((c) => `${quoteLiteral(c)}, o.${quoteIdent(c)}`).join(', ')})`;
+    const sink = shape.sink ?? 'outbox_0';
+    if (sink === 'read') {
+      return `begin
+  if tg_op in ('INSERT', 'UPDATE') then perform count(*) from pg2crate_new;
+  elsif tg_op = 'DELETE' then perform count(*) from pg2crate_old;
+  end if;
+  return null;
+end
+`;
+    }
+    const table = sink === 'outbox_0' ? qualify(TOOL, 'outbox_0') : 'bench_floor.heap';
+    // The columns given explicitly, so that the defaults (nextval, pg_current_xact_id) are not called.
+    const given: [string, string][] = [['gen', '0'], ['table_id', String(t.id)], ['op', 'OP']];
+    if (sink !== 'outbox_0' && sink !== 'heap') given.unshift(['id', '0']);
+    if (sink === 'heap-no-xid' || sink === 'heap-no-image') given.push(['xid', `'0'::xid8`]);
+    const cols = `(${[...given.map(([c]) => c), 'data'].join(', ')})`;
+    const list = (op: string, data: string) => [...given.map(([, v]) => (v === 'OP' ? `'${op}'` : v)), data].join(', ');
+    const img = sink === 'heap-no-image' ? 'null::jsonb' : 'to_jsonb(n.*)';
+    const delImg = sink === 'heap-no-image' ? 'null::jsonb' : key;
+    return `begin
+  if tg_op in ('INSERT', 'UPDATE') then
+    insert into ${table} ${cols} select ${list('U', img)} from pg2crate_new n;
+  elsif tg_op = 'DELETE' then
+    insert into ${table} ${cols} select ${list('D', delImg)} from pg2crate_old o;
+  end if;
+  return null;
+end
+`;
+  }
   if (shape.level === 'bare-row' || shape.level === 'bare-statement') {
     // body `initplan`: the generation from the state row (an InitPlan, as the initplan shape) into
     // the parent; body `cte`: the state row read into variables first, then an IF picks the

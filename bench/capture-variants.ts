@@ -11,23 +11,27 @@
 //         (bench/server-cpu.ts), TPS, WAL bytes per transaction (pg_current_wal_insert_lsn), outbox
 //         bytes per event (the partitions with their index);
 //   loop  one session runs --loop-iterations TPC-B transactions (pgbench's statements, a COMMIT after
-//         each) inside one DO block: server CPU per transaction with no client, network, parsing or
-//         planning of the application's statements in it (the least noisy view of what capture adds
-//         to a transaction);
+//         each) inside one DO block: CPU per transaction of that backend alone (/proc/<pid>/schedstat,
+//         ns) with no client, network, parsing or planning of the application's statements in it,
+//         nor other server processes (the least noisy view of what capture adds to a transaction;
+//         the server-wide figure is kept beside it);
 //   bulk  INSERT … SELECT of --bulk-rows rows, UPDATE of all of them, DELETE of all of them.
-// Before measuring, every variant is checked against `current` in a session with hostile output
-// settings (TimeZone, DateStyle, IntervalStyle, extra_float_digits, bytea_output): the same events
+// Before measuring, every variant (and `current`) is checked against `before` (the shape that fixed
+// the settings by SET clauses) in a default session and in one with hostile output settings
+// (TimeZone, DateStyle, IntervalStyle, extra_float_digits, bytea_output): the same events
 // (or, where a shape writes extra deletes for key changes, the same final state), the session's
-// settings unchanged afterwards, and a NOTIFY when the state row says the drainer is idle.
+// settings unchanged afterwards and within its transaction, and a NOTIFY when the state row says
+// the drainer is idle.
 // Ratios are taken against the two runs of `none` on either side of each run, then reported as
 // min / median / max.
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { Runner } from '../src/runner.js';
 import { captureFunctionSql, createTriggersSql } from '../src/source/triggers.js';
 import { startCluster } from '../test/helpers/cluster.js';
-import { installShapeSql, removeShapeSql, type Shape, type ShapeTable } from './capture-shapes.js';
+import { FLOOR_SETUP_SQL, installShapeSql, removeShapeSql, type Shape, type ShapeTable } from './capture-shapes.js';
 import { pgbenchSummary, runPgbench } from './pgbench.js';
 import { fmt, fmtSpread, note, printTable, sleep, spread, type BenchArgs, type Spread } from './report.js';
 import { postmasterPid, serverCpuSeconds } from './server-cpu.js';
@@ -36,8 +40,9 @@ export const description = 'capture function shapes side by side (hand-installed
 
 type Variant = { note: string } & ({ kind: 'none' } | { kind: 'current' } | { kind: 'shape'; shape: Shape });
 
-const S = (level: Shape['level'], settings: Shape['settings'], body: Shape['body'], keyChange: Shape['keyChange'], into: Shape['into']): Shape =>
-  ({ level, settings, body, keyChange, into });
+const S = (level: Shape['level'], settings: Shape['settings'], body: Shape['body'], keyChange: Shape['keyChange'], into: Shape['into'], sink?: Shape['sink']): Shape =>
+  ({ level, settings, body, keyChange, into, sink });
+const FLOOR = (sink: NonNullable<Shape['sink']>): Shape => S('floor', 'none', 'plpgsql', 'anti-join', 'partition', sink);
 
 export const VARIANTS: Record<string, Variant> = {
   'none': { kind: 'none', note: 'no capture' },
@@ -57,6 +62,13 @@ export const VARIANTS: Record<string, Variant> = {
   'bare-stmt-state': { kind: 'shape', shape: S('bare-statement', 'none', 'initplan', 'anti-join', 'parent'), note: 'bare-stmt + the state row read in an InitPlan, into the parent' },
   'bare-stmt-select': { kind: 'shape', shape: S('bare-statement', 'none', 'cte', 'anti-join', 'partition'), note: 'bare-stmt + the state row read into variables, IF picks the partition' },
   'bare-row-secdef': { kind: 'shape', shape: S('bare-row', 'secdef', 'plpgsql', 'anti-join', 'partition'), note: 'bare-row + SECURITY DEFINER (no SET)' },
+  'floor-outbox': { kind: 'shape', shape: FLOOR('outbox_0'), note: 'floor: statement trigger, one INSERT … SELECT of the image (key for DELETE) into outbox_0, nothing else' },
+  'floor-heap': { kind: 'shape', shape: FLOOR('heap'), note: 'floor-outbox into a heap without index (nextval of a CACHE 1 sequence, xid8 default)' },
+  'floor-no-nextval': { kind: 'shape', shape: FLOOR('heap-no-nextval'), note: 'floor-heap with a constant id (no nextval)' },
+  'floor-no-xid': { kind: 'shape', shape: FLOOR('heap-no-xid'), note: 'floor-no-nextval with a constant xid (no pg_current_xact_id)' },
+  'floor-no-image': { kind: 'shape', shape: FLOOR('heap-no-image'), note: 'floor-no-xid with data NULL (no to_jsonb, a 30-byte row)' },
+  'floor-read': { kind: 'shape', shape: FLOOR('read'), note: 'floor: statement trigger that only counts its transition table' },
+  'before': { kind: 'shape', shape: S('statement', 'proconfig', 'plpgsql', 'anti-join', 'parent'), note: 'what src/source/triggers.ts generated before issue 11\'s change (five SET clauses, three statements per call)' },
   'current': { kind: 'current', note: 'a: what src/source/triggers.ts generates' },
   'guard': { kind: 'shape', shape: S('statement', 'guard', 'plpgsql', 'anti-join', 'parent'), note: 'b: SET search_path only; settings checked in the body, changed only when they differ' },
   'path-only': { kind: 'shape', shape: S('statement', 'path-only', 'plpgsql', 'anti-join', 'parent'), note: 'b floor: SET search_path only, no guard (not exact)' },
@@ -103,7 +115,7 @@ const SEM_SCRIPT = [
 const HOSTILE = [`timezone = 'America/New_York'`, `datestyle = 'SQL, DMY'`, `intervalstyle = 'iso_8601'`, 'extra_float_digits = -3', `bytea_output = 'escape'`];
 
 interface OltpRound { tps: number; cpuMsPerTxn: number; walBytesPerTxn: number; eventsPerTxn: number; outboxBytesPerEvent: number }
-interface LoopRound { cpuUsPerIteration: number }
+interface LoopRound { cpuUsPerIteration: number; serverCpuUsPerIteration: number; walBytesPerIteration: number }
 interface BulkRound { insertS: number; insertCpuS: number; insertWalMB: number; updateS: number; updateCpuS: number; updateWalMB: number; deleteS: number; deleteCpuS: number; deleteWalMB: number; events: number; outboxBytesPerEvent: number }
 
 export async function run(args: BenchArgs): Promise<object> {
@@ -131,6 +143,7 @@ export async function run(args: BenchArgs): Promise<object> {
     await runPgbench(['-i', '-q', '-s', String(scale), url]);
     await db.query(BULK_TABLE);
     await db.query(SEM_TABLE);
+    for (const q of FLOOR_SETUP_SQL) await db.query(q);
     const logger = createLogger('warn', { write: (s: string) => { process.stderr.write(s); } });
     const runner = new Runner(loadConfig({ DATABASE_URL: url, TARGET_DATABASE_URL: cluster.url() }), logger);
     try {
@@ -163,23 +176,41 @@ export async function run(args: BenchArgs): Promise<object> {
       await db.query('commit');
     };
 
-    // --- semantics: every variant against `current`, in a hostile session ---------------------
-    const semantics: Record<string, { sameEvents: boolean; sameFinalState: boolean; settingsKept: boolean; notified: boolean }> = {};
+    // --- semantics: every variant against `before`, in a hostile session and in a default one ----
+    // `before` set the five output settings by SET clauses: its events are the reference. The
+    // hostile session's settings must be the same afterwards, and also inside its transaction right
+    // after a captured write (a transaction-local change made by a function outlives the call
+    // unless the function sets it back).
+    const semantics: Record<string, { sameEvents: boolean; sameFinalState: boolean; sameEventsDefaultSession: boolean; settingsKept: boolean; settingsKeptInTransaction: boolean; notified: boolean }> = {};
     const semId = tables.get('sem')!.id;
+    const readSettings = async (c: pg.Client) => {
+      const r = (await c.query<{ tz: string; ds: string; is: string; efd: string; bo: string }>(
+        `select current_setting('TimeZone') tz, current_setting('DateStyle') ds, current_setting('IntervalStyle') "is", current_setting('extra_float_digits') efd, current_setting('bytea_output') bo`)).rows[0];
+      return r.tz === 'America/New_York' && r.ds === 'SQL, DMY' && r.is === 'iso_8601' && r.efd === '-3' && r.bo === 'escape';
+    };
+    const semEvents = async () => (await db.query<{ op: string; data: string | null; key: string | null }>(
+      `select op, data::text as data, (select jsonb_object_agg(k, o.data -> k) from unnest(array['id']) k)::text as key from pg2crate.outbox o where table_id = $1 order by id`, [semId])).rows;
     const semRun = async (name: string) => {
       await install(name, ['sem']);
       const s = new pg.Client({ connectionString: url });
       await s.connect();
       try {
+        // a default session first (the fast path of a guard)
+        await s.query('truncate sem');
+        await db.query('truncate pg2crate.outbox');
+        for (const stmt of SEM_SCRIPT) await s.query(stmt);
+        const defaultEvents = await semEvents();
         for (const set of HOSTILE) await s.query(`set ${set}`);
         await s.query('truncate sem');
         await db.query('truncate pg2crate.outbox');
         for (const stmt of SEM_SCRIPT) await s.query(stmt);
-        const after = (await s.query<{ tz: string; ds: string; is: string; efd: string; bo: string }>(
-          `select current_setting('TimeZone') tz, current_setting('DateStyle') ds, current_setting('IntervalStyle') "is", current_setting('extra_float_digits') efd, current_setting('bytea_output') bo`)).rows[0];
-        const settingsKept = after.tz === 'America/New_York' && after.ds === 'SQL, DMY' && after.is === 'iso_8601' && after.efd === '-3' && after.bo === 'escape';
-        const events = (await db.query<{ op: string; data: string | null; key: string | null }>(
-          `select op, data::text as data, (select jsonb_object_agg(k, o.data -> k) from unnest(array['id']) k)::text as key from pg2crate.outbox o where table_id = $1 order by id`, [semId])).rows;
+        const settingsKept = await readSettings(s);
+        const events = await semEvents();
+        await s.query('begin');
+        await s.query(`insert into sem values ${SEM_ROW(6)}`);
+        await s.query(`update sem set id = 66 where id = 6`);
+        const settingsKeptInTransaction = await readSettings(s);
+        await s.query('rollback');
         // NOTIFY while the drainer is idle
         const listener = new pg.Client({ connectionString: url });
         await listener.connect();
@@ -191,7 +222,7 @@ export async function run(args: BenchArgs): Promise<object> {
         for (let i = 0; i < 40 && !notified; i++) await sleep(50);
         await db.query('update pg2crate.state set idle = false');
         await listener.end();
-        return { events, settingsKept, notified };
+        return { events, defaultEvents, settingsKept, settingsKeptInTransaction, notified };
       } finally {
         await s.end();
       }
@@ -205,12 +236,15 @@ export async function run(args: BenchArgs): Promise<object> {
       }
       return JSON.stringify([...m.entries()].sort());
     };
-    const reference = await semRun('current');
-    if (!reference.settingsKept || !reference.notified) note('warning: current itself changed the session settings or did not notify');
-    for (const name of names) {
-      if (VARIANTS[name].kind !== 'shape' || (VARIANTS[name] as { shape: Shape }).shape.level.startsWith('empty') || (VARIANTS[name] as { shape: Shape }).shape.level.startsWith('bare')) continue;
+    const reference = await semRun('before');
+    if (!reference.settingsKept || !reference.settingsKeptInTransaction || !reference.notified) note('warning: before itself changed the session settings or did not notify');
+    for (const name of new Set([...names, 'current'])) {
+      const v = VARIANTS[name];
+      if (v.kind === 'none' || (v.kind === 'shape' && /^(empty|bare|floor)/.test(v.shape.level))) continue;
       const r = await semRun(name);
       semantics[name] = {
+        sameEventsDefaultSession: JSON.stringify(r.defaultEvents) === JSON.stringify(reference.events),
+        settingsKeptInTransaction: r.settingsKeptInTransaction,
         sameEvents: JSON.stringify(r.events) === JSON.stringify(reference.events),
         sameFinalState: finalState(r.events) === finalState(reference.events),
         settingsKept: r.settingsKept,
@@ -218,9 +252,9 @@ export async function run(args: BenchArgs): Promise<object> {
       };
     }
     await install('none', ['sem']);
-    printTable('semantics against current (hostile session settings; events of inserts, updates, key changes, a swap, delete, truncate)',
-      ['variant', 'same events', 'same final state', 'session settings kept', 'notifies when idle'],
-      Object.entries(semantics).map(([n, s]) => [n, String(s.sameEvents), String(s.sameFinalState), String(s.settingsKept), String(s.notified)]));
+    printTable('semantics against before (events of inserts, updates, key changes, a swap, delete, truncate; in a hostile session unless said)',
+      ['variant', 'same events', 'same final state', 'same events, default session', 'settings kept', 'settings kept within the transaction', 'notifies when idle'],
+      Object.entries(semantics).map(([n, s]) => [n, String(s.sameEvents), String(s.sameFinalState), String(s.sameEventsDefaultSession), String(s.settingsKept), String(s.settingsKeptInTransaction), String(s.notified)]));
     if (!names.includes('current')) names.push('current');
 
     // --- measurement ----------------------------------------------------------------------------
@@ -228,16 +262,22 @@ export async function run(args: BenchArgs): Promise<object> {
     const outboxFigures = async () => (await db.query<{ n: string; bytes: string }>(
       `select (select count(*) from pg2crate.outbox) as n,
               (select sum(pg_total_relation_size(c.oid)) from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = 'pg2crate.outbox'::regclass) as bytes`)).rows[0];
-    const measure = async <T>(f: () => Promise<T>): Promise<{ result: T; cpuS: number; walBytes: number; seconds: number }> => {
+    // This session's backend alone, in ns (/proc/<pid>/schedstat): what the loop reports, free of
+    // the other server processes (checkpointer, walwriter, autovacuum) and of tick granularity.
+    const backendPid = (await db.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0].pid;
+    const backendCpuS = () => Number(readFileSync(`/proc/${backendPid}/schedstat`, 'utf8').split(' ')[0]) / 1e9;
+    const measure = async <T>(f: () => Promise<T>): Promise<{ result: T; cpuS: number; backendCpuS: number; walBytes: number; seconds: number }> => {
       await db.query('checkpoint');
       await sleep(300);
+      const b0 = backendCpuS();
       const cpu0 = serverCpuSeconds(pm);
       const wal0 = await walNow();
       const t0 = performance.now();
       const result = await f();
       const seconds = (performance.now() - t0) / 1000;
       await sleep(200); // let the postmaster reap exited backends, so that their CPU is in its cutime
-      return { result, cpuS: serverCpuSeconds(pm) - cpu0, walBytes: Number((await walNow()) - wal0), seconds };
+      const b1 = backendCpuS();
+      return { result, cpuS: serverCpuSeconds(pm) - cpu0, backendCpuS: b1 - b0, walBytes: Number((await walNow()) - wal0), seconds };
     };
 
     const oltp: Record<string, OltpRound[]> = {};
@@ -261,7 +301,7 @@ export async function run(args: BenchArgs): Promise<object> {
         if (parts.has('oltp')) {
           await db.query('vacuum analyze pgbench_branches, pgbench_tellers, pgbench_accounts');
           await db.query('truncate pgbench_history');
-          await db.query('truncate pg2crate.outbox');
+          await db.query('truncate pg2crate.outbox, bench_floor.heap');
           const m = await measure(() => runPgbench(['-n', '-c', String(clients), '-j', String(threads), '-T', String(duration), url]));
           const { txns, tps } = pgbenchSummary(m.result);
           const ob = await outboxFigures();
@@ -273,7 +313,7 @@ export async function run(args: BenchArgs): Promise<object> {
         if (parts.has('loop')) {
           await db.query('vacuum pgbench_accounts');
           await db.query('truncate pgbench_history');
-          await db.query('truncate pg2crate.outbox');
+          await db.query('truncate pg2crate.outbox, bench_floor.heap');
           const m = await measure(() => db.query(`do $$ declare a int; t int; b int; begin
             for i in 1..${loopIterations} loop
               a := (i * 7919) % ${scale * 100_000} + 1; t := i % ${scale * 10} + 1; b := i % ${scale} + 1;
@@ -284,22 +324,22 @@ export async function run(args: BenchArgs): Promise<object> {
               insert into pgbench_history (tid, bid, aid, delta, mtime) values (t, b, a, 1, current_timestamp);
               commit;
             end loop; end $$`));
-          loop[name].push({ cpuUsPerIteration: (m.cpuS * 1e6) / loopIterations });
-          note(`  round ${r + 1}/${rounds} loop ${name.padEnd(22)} ${fmt((m.cpuS * 1e6) / loopIterations, 1)} µs CPU per TPC-B transaction`);
+          loop[name].push({ cpuUsPerIteration: (m.backendCpuS * 1e6) / loopIterations, serverCpuUsPerIteration: (m.cpuS * 1e6) / loopIterations, walBytesPerIteration: m.walBytes / loopIterations });
+          note(`  round ${r + 1}/${rounds} loop ${name.padEnd(22)} ${fmt((m.backendCpuS * 1e6) / loopIterations, 1)} µs backend CPU (${fmt((m.cpuS * 1e6) / loopIterations, 1)} server) per TPC-B transaction, ${fmt(m.walBytes / loopIterations, 0)} WAL B`);
         }
         if (parts.has('bulk')) {
           await db.query('truncate bulk');
-          await db.query('truncate pg2crate.outbox');
+          await db.query('truncate pg2crate.outbox, bench_floor.heap');
           const ins = await measure(() => db.query(bulkInsert(bulkRows)));
           const ob = await outboxFigures();
-          await db.query('truncate pg2crate.outbox');
+          await db.query('truncate pg2crate.outbox, bench_floor.heap');
           await db.query('vacuum analyze bulk');
           const upd = await measure(() => db.query('update bulk set k = k + 1, amount = amount + 1'));
           const events = Number((await outboxFigures()).n);
-          await db.query('truncate pg2crate.outbox');
+          await db.query('truncate pg2crate.outbox, bench_floor.heap');
           await db.query('vacuum analyze bulk');
           const del = await measure(() => db.query('delete from bulk'));
-          await db.query('truncate pg2crate.outbox');
+          await db.query('truncate pg2crate.outbox, bench_floor.heap');
           const b: BulkRound = {
             insertS: ins.seconds, insertCpuS: ins.cpuS, insertWalMB: ins.walBytes / 1e6,
             updateS: upd.seconds, updateCpuS: upd.cpuS, updateWalMB: upd.walBytes / 1e6,
@@ -331,6 +371,8 @@ export async function run(args: BenchArgs): Promise<object> {
       if (parts.has('loop')) {
         f.loopCpuUs = abs(loop, name, (x) => x.cpuUsPerIteration);
         f.loopCpuRatio = ratio(loop, name, (x) => x.cpuUsPerIteration);
+        f.loopServerCpuRatio = ratio(loop, name, (x) => x.serverCpuUsPerIteration);
+        f.loopWalBytes = abs(loop, name, (x) => x.walBytesPerIteration);
       }
       if (parts.has('bulk')) {
         f.insertCpuRatio = ratio(bulk, name, (x) => x.insertCpuS);
@@ -348,9 +390,10 @@ export async function run(args: BenchArgs): Promise<object> {
     const r2 = (s: Spread | undefined) => (s ? fmtSpread(s, 2) : '');
     if (parts.has('oltp') || parts.has('loop')) {
       printTable(`OLTP (pgbench TPC-B, ${clients} clients, ${rounds} × ${duration} s, scale ${scale}) and the loop (${loopIterations.toLocaleString('en')} TPC-B transactions in one DO block, one session); ratios to none, min / median / max`,
-        ['variant', 'CPU ms/txn', 'CPU/txn ratio', 'TPS ratio', 'WAL ratio', 'outbox B/event', 'loop µs/iter', 'loop ratio'],
+        ['variant', 'CPU ms/txn', 'CPU/txn ratio', 'TPS ratio', 'WAL ratio', 'outbox B/event', 'loop backend µs/iter', 'loop backend ratio', 'loop server ratio', 'loop WAL B/iter'],
         names.map((n) => [n, figures[n].oltpCpuMsPerTxn ? fmtSpread(figures[n].oltpCpuMsPerTxn, 3) : '', r2(figures[n].oltpCpuRatio), r2(figures[n].oltpTpsRatio), r2(figures[n].oltpWalRatio),
-          figures[n].oltpOutboxBytesPerEvent ? fmt(figures[n].oltpOutboxBytesPerEvent.median, 0) : '', figures[n].loopCpuUs ? fmtSpread(figures[n].loopCpuUs, 1) : '', r2(figures[n].loopCpuRatio)]));
+          figures[n].oltpOutboxBytesPerEvent ? fmt(figures[n].oltpOutboxBytesPerEvent.median, 0) : '', figures[n].loopCpuUs ? fmtSpread(figures[n].loopCpuUs, 1) : '', r2(figures[n].loopCpuRatio), r2(figures[n].loopServerCpuRatio),
+          figures[n].loopWalBytes ? fmt(figures[n].loopWalBytes.median, 0) : '']));
     }
     if (parts.has('bulk')) {
       printTable(`bulk (${bulkRows.toLocaleString('en')} rows, 10 columns; ${rounds} rounds); server CPU and wall ratios to none, min / median / max`,
