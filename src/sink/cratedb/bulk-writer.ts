@@ -49,6 +49,8 @@ export interface BulkOutcome {
 }
 
 const DOCUMENT_MISSING = 40411;
+/** rows per request when rows that failed without a reason are sent again */
+const UNEXPLAINED_REQUEST_ROWS = 32;
 
 /** Splits rows into requests of at most maxRows rows and maxBytes bytes (the envelope included). */
 export function chunkRows(stmt: string, items: readonly BulkItem[], limits: BulkLimits): BulkItem[][] {
@@ -103,6 +105,11 @@ function verdict(mode: BulkMode, r: BulkRowResult): Verdict {
   if (r.rowcount === 0 && mode !== 'upsert') return { ok: true };
   if (r.rowcount === -2 && r.error) {
     if ((mode === 'delete' || mode === 'mark' || mode === 'update') && r.error.code === DOCUMENT_MISSING) return { ok: true };
+    // An upsert whose row was deleted between finding the conflict and updating it (a concurrent
+    // delete of the same key, e.g. the drainer's beside an initial load's chunk): try again.
+    if ((mode === 'upsert' || mode === 'upsert-do-nothing') && r.error.code === DOCUMENT_MISSING) {
+      return { ok: false, transient: true, code: '5030', message: r.error.message };
+    }
     if (isTransient(r.error)) return { ok: false, transient: true, code: r.error.code === undefined ? undefined : String(r.error.code), message: r.error.message };
     return { ok: false, transient: false, code: r.error.code === undefined ? undefined : String(r.error.code), message: r.error.message };
   }
@@ -133,11 +140,23 @@ export async function writeBulk(client: CrateClient, stmt: string, items: readon
       throw new CrateRequestError(`CrateDB answered ${results.length} results for a bulk request of ${chunk.length} rows`, undefined, 200, undefined);
     }
     const transient: Array<{ code: string | undefined; message: string }> = [];
+    const unexplained: BulkItem[] = [];
     for (let i = 0; i < chunk.length; i++) {
+      // CrateDB names the reason of only the first few dozen failed rows of a request (6.4.3: at
+      // most 40); the others answer -2 alone. Those are sent again in smaller requests until each
+      // has its reason: a delete of a key already gone is then applied, not parked.
+      if (chunk.length > 1 && results[i].rowcount === -2 && !results[i].error) {
+        unexplained.push(chunk[i]);
+        continue;
+      }
       const v = verdict(mode, results[i]);
       if (v.ok) out.applied++;
       else if (v.transient) transient.push(v);
       else out.rejected.push({ change: chunk[i].change, code: v.code, message: v.message });
+    }
+    if (unexplained.length > 0 && transient.length === 0) {
+      const size = Math.max(1, Math.min(UNEXPLAINED_REQUEST_ROWS, chunk.length >> 1));
+      for (let i = 0; i < unexplained.length; i += size) await send(unexplained.slice(i, i + size));
     }
     if (transient.length > 0) {
       const [first] = transient;
