@@ -40,7 +40,8 @@ export class PgCopyLoader {
 
   /**
    * True when `table` can be copied in binary: a plain copy (no shape) whose every column has the
-   * same built-in type in the source (`source`, a connection to it) and in the target table.
+   * same built-in type in the source (`source`, a connection to it) and in the target table, into a
+   * target database where this role may create temporary tables.
    */
   async usable(source: pg.ClientBase | pg.Pool, table: TableInfo): Promise<boolean> {
     if (table.shape) return false;
@@ -53,6 +54,9 @@ export class PgCopyLoader {
       );
       return new Map(res.rows.map((r) => [r.name, { oid: Number(r.oid), typmod: r.typmod }]));
     };
+    // The staging table is a temporary one.
+    const temp = await this.#pool.query<{ ok: boolean }>(`select has_database_privilege(current_database(), 'TEMPORARY') as ok`);
+    if (!temp.rows[0].ok) return false;
     const [src, dst] = await Promise.all([typesOf(source, table.sourceSchema, table.sourceTable), typesOf(this.#pool, table.targetSchema, table.targetTable)]);
     return table.columns.every((c) => {
       const a = src.get(c.name);
