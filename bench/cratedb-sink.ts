@@ -12,6 +12,8 @@
 //   - sink insert, 1 in flight: the same as sink insert, one request at a time (as the plain loop).
 //   - plain insert: INSERT … VALUES (?, …) with bulk_args of the same request size, JSON.stringify
 //     and fetch(): what a bare client does, without conversion, conflict handling or checks.
+//   - plain insert, best: the same with --raw-rows (10,000) rows per request and --raw-parallel (2)
+//     requests in flight, the fastest raw setting found on this machine kind: the rate to beat.
 // Each timing ends when CrateDB acknowledged the last request (no refresh).
 import { LosslessNumber } from 'lossless-json';
 import type { Change, ColumnInfo, TableInfo } from '../src/change.js';
@@ -88,7 +90,10 @@ export async function run(args: BenchArgs): Promise<object> {
 
   const drop = (t: string) => client.sql(`DROP TABLE IF EXISTS "${SCHEMA}"."${t}"`);
   const one = 'sink insert, 1 in flight';
-  const result: Record<string, number[]> = { 'sink insert': [], 'sink update': [], 'sink delete': [], [one]: [], 'plain insert': [] };
+  const rawRows = Number(args['raw-rows'] ?? 10_000);
+  const rawParallel = Number(args['raw-parallel'] ?? 2);
+  const best = `plain insert, ${rawRows} rows × ${rawParallel} in flight`;
+  const result: Record<string, number[]> = { 'sink insert': [], 'sink update': [], 'sink delete': [], [one]: [], 'plain insert': [], [best]: [] };
 
   async function sinkRound(inFlight = parallel): Promise<void> {
     const info = tableInfo('sink');
@@ -113,24 +118,29 @@ export async function run(args: BenchArgs): Promise<object> {
     await sink.stop();
   }
 
-  async function plainRound(): Promise<void> {
+  async function plainRound(size = requestRows, inFlight = 1): Promise<void> {
     await drop('plain');
     // the same DDL the sink made, so that both write into the same kind of table
     const ddl = (await client.sql(`SHOW CREATE TABLE "${SCHEMA}"."sink"`)).rows[0][0] as string;
     await client.sql(ddl.replace(`"${SCHEMA}"."sink"`, `"${SCHEMA}"."plain"`));
     const stmt = `INSERT INTO "${SCHEMA}"."plain" ("id", "k", "v", "amount", "created", "tags", "body") VALUES (?, ?, ?, ?, ?, ?, ?)`;
+    const chunks = pages(inserts, size);
     const seconds = await timed(async () => {
-      for (const chunk of pages(inserts, requestRows)) {
-        const bulkArgs = chunk.map((c) => {
-          const r = c.row!;
-          return [String(r.id), r.k, r.v, String(r.amount), r.created, r.tags, r.body];
-        });
-        const res = await fetch(`${target.url}/_sql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify({ stmt, bulk_args: bulkArgs }) });
-        const body = (await res.json()) as { results?: Array<{ rowcount: number }> };
-        if (!res.ok || !body.results || body.results.some((x) => x.rowcount !== 1)) throw new Error(`plain insert failed: HTTP ${res.status}`);
-      }
+      let next = 0;
+      const worker = async () => {
+        for (let i = next++; i < chunks.length; i = next++) {
+          const bulkArgs = chunks[i].map((c) => {
+            const r = c.row!;
+            return [String(r.id), r.k, r.v, String(r.amount), r.created, r.tags, r.body];
+          });
+          const res = await fetch(`${target.url}/_sql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify({ stmt, bulk_args: bulkArgs }) });
+          const body = (await res.json()) as { results?: Array<{ rowcount: number }> };
+          if (!res.ok || !body.results || body.results.some((x) => x.rowcount !== 1)) throw new Error(`plain insert failed: HTTP ${res.status}`);
+        }
+      };
+      await Promise.all(Array.from({ length: inFlight }, worker));
     });
-    result['plain insert'].push(rows / seconds);
+    result[size === requestRows && inFlight === 1 ? 'plain insert' : best].push(rows / seconds);
   }
 
   // the sink goes first once, so that the plain round can copy its DDL
@@ -138,9 +148,11 @@ export async function run(args: BenchArgs): Promise<object> {
     if (i % 2 === 0) {
       await sinkRound();
       await plainRound();
+      await plainRound(rawRows, rawParallel);
       if (parallel !== 1) await sinkRound(1);
     } else {
       if (parallel !== 1) await sinkRound(1);
+      await plainRound(rawRows, rawParallel);
       await plainRound();
       await sinkRound();
     }
@@ -152,5 +164,7 @@ export async function run(args: BenchArgs): Promise<object> {
 
   const spreads: Record<string, Spread> = Object.fromEntries(Object.entries(result).filter(([, v]) => v.length > 0).map(([k, v]) => [k, spread(v)]));
   printTable(`rows/s, min / median / max of ${reps}`, ['variant', 'rows/s'], Object.entries(spreads).map(([k, s]) => [k, fmtSpread(s)]));
-  return { rows, reps, pageSize, parallel, requestRows, requestBytes: config.crate.maxRequestBytes, rowsPerSecond: spreads, raw: result };
+  const vsBest = spread(result['sink insert'].map((v, i) => v / result[best][i]));
+  printTable('sink insert / best plain insert, same repetition', ['ratio'], [[fmtSpread(vsBest, 2)]]);
+  return { rows, reps, pageSize, parallel, requestRows, requestBytes: config.crate.maxRequestBytes, rawRows, rawParallel, rowsPerSecond: spreads, sinkVsBestPlain: vsBest, raw: result };
 }
