@@ -95,6 +95,25 @@ export async function run(args: BenchArgs): Promise<object> {
   const best = `plain insert, ${rawRows} rows × ${rawParallel} in flight`;
   const result: Record<string, number[]> = { 'sink insert': [], 'sink update': [], 'sink delete': [], [one]: [], 'plain insert': [], [best]: [] };
 
+  // --also-max-rows=10000,…: the sink's insert with other request sizes, in the same repetitions.
+  const otherSizes = (args['also-max-rows'] ?? '').split(',').filter(Boolean).map(Number);
+  for (const n of otherSizes) result[`sink insert, ${n}-row requests`] = [];
+  async function sizedRound(maxRows: number): Promise<void> {
+    const info = tableInfo('sink');
+    await drop('sink');
+    const sink = new CrateSink(target, { ...config.crate, maxRequestRows: maxRows, maxRequestBytes: Math.max(config.crate.maxRequestBytes, 16 << 20) }, createLogger('warn'), { parallel });
+    await sink.start();
+    await sink.prepare(info);
+    const seconds = await timed(async () => {
+      for (const p of pages(inserts, pageSize)) {
+        const res = await sink.apply([{ table: info, truncate: false, deletes: [], upserts: p }]);
+        if (res.rejected.length > 0) throw new Error(`${res.rejected.length} rows rejected: ${res.rejected[0].message}`);
+      }
+    });
+    result[`sink insert, ${maxRows}-row requests`].push(rows / seconds);
+    await sink.stop();
+  }
+
   async function sinkRound(inFlight = parallel): Promise<void> {
     const info = tableInfo('sink');
     await drop('sink');
@@ -149,9 +168,11 @@ export async function run(args: BenchArgs): Promise<object> {
       await sinkRound();
       await plainRound();
       await plainRound(rawRows, rawParallel);
+      for (const n of otherSizes) await sizedRound(n);
       if (parallel !== 1) await sinkRound(1);
     } else {
       if (parallel !== 1) await sinkRound(1);
+      for (const n of [...otherSizes].reverse()) await sizedRound(n);
       await plainRound(rawRows, rawParallel);
       await plainRound();
       await sinkRound();
@@ -165,6 +186,8 @@ export async function run(args: BenchArgs): Promise<object> {
   const spreads: Record<string, Spread> = Object.fromEntries(Object.entries(result).filter(([, v]) => v.length > 0).map(([k, v]) => [k, spread(v)]));
   printTable(`rows/s, min / median / max of ${reps}`, ['variant', 'rows/s'], Object.entries(spreads).map(([k, s]) => [k, fmtSpread(s)]));
   const vsBest = spread(result['sink insert'].map((v, i) => v / result[best][i]));
-  printTable('sink insert / best plain insert, same repetition', ['ratio'], [[fmtSpread(vsBest, 2)]]);
+  const ratios: string[][] = [['sink insert', fmtSpread(vsBest, 2)]];
+  for (const n of otherSizes) ratios.push([`sink insert, ${n}-row requests`, fmtSpread(spread(result[`sink insert, ${n}-row requests`].map((v, i) => v / result[best][i])), 2)]);
+  printTable('sink / best plain insert, same repetition', ['variant', 'ratio'], ratios);
   return { rows, reps, pageSize, parallel, requestRows, requestBytes: config.crate.maxRequestBytes, rawRows, rawParallel, rowsPerSecond: spreads, sinkVsBestPlain: vsBest, raw: result };
 }
