@@ -16,8 +16,11 @@
 // listener and all) and the clock runs until caughtUp() (every event lies in a completed window),
 // checked cheaply via the drainer's counters first. Page sizes (--pages, default 1000,5000,20000)
 // are interleaved round by round.
-// Reported: events/s, the CPU of this process (drainer + sink) and of the server per 1k events, and
-// the largest RSS of this process sampled while draining.
+// Reported: events/s, the CPU of this process (drainer + sink) and of the server per 1k events (and of
+// that, the replicator's drainer backend in the source and sink backends in the target), and the
+// largest RSS of this process sampled while draining.
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
@@ -100,11 +103,28 @@ interface DrainRun {
   countedSeconds: number;
   nodeCpuMsPer1k: number;
   serverCpuMsPer1k: number;
+  /** CPU of the drainer's backend in the source (page reads, checkpoints) */
+  sourceBackendCpuMsPer1k: number;
+  /** CPU of the sink's backends in the target (applying pages) */
+  targetBackendCpuMsPer1k: number;
   pages: number;
   windows: number;
   peakRssMiB: number;
   /** RSS when the drain started (the benchmark's own share) */
   startRssMiB: number;
+}
+
+const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** CPU seconds one backend has used since it started (0 once it is gone). */
+function backendCpuSeconds(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / TICKS;
+  } catch {
+    return 0;
+  }
 }
 
 const logger = createLogger(process.env.LOG_LEVEL ?? 'warn', { write: (s: string) => { process.stderr.write(s); } });
@@ -168,11 +188,23 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     const start = performance.now();
     const running = runner.run();
     running.catch(() => {});
+    // The replicator's own backends (its drainer and its sink connections): their CPU since they
+    // started, read before they close, splits the server's share between source and target.
+    const backends = new Map<number, string>();
+    let lastLook = 0;
+    const look = async () => {
+      const res = await src.query<{ pid: number; app: string }>(`select pid, application_name as app from pg_stat_activity where application_name in ('pg2crate drainer', 'pg2crate sink')`);
+      for (const r of res.rows) backends.set(r.pid, r.app);
+    };
     let countedAt = 0;
     const startRss = process.memoryUsage.rss();
     let peakRss = startRss;
     for (;;) {
       peakRss = Math.max(peakRss, process.memoryUsage.rss());
+      if (performance.now() - lastLook > 250) {
+        lastLook = performance.now();
+        await look();
+      }
       const applied = runner.drainer?.stats.appliedEvents ?? 0;
       if (applied >= events) {
         if (!countedAt) countedAt = performance.now();
@@ -186,6 +218,9 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     const seconds = (performance.now() - start) / 1000;
     const nodeCpu = process.cpuUsage(node0);
     const serverCpu = serverCpuSeconds(pm) - cpu0;
+    await look();
+    const byApp = { drainer: 0, sink: 0 };
+    for (const [pid, app] of backends) byApp[app === 'pg2crate sink' ? 'sink' : 'drainer'] += backendCpuSeconds(pid);
     const stats = { ...runner.drainer!.stats };
     await runner.close();
     await running;
@@ -203,6 +238,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     return {
       pageSize, events, backlogSeconds, seconds, eventsPerSecond: events / seconds, countedSeconds: (countedAt - start) / 1000,
       nodeCpuMsPer1k: ((nodeCpu.user + nodeCpu.system) / 1000 / events) * 1000, serverCpuMsPer1k: (serverCpu * 1000 * 1000) / events,
+      sourceBackendCpuMsPer1k: (byApp.drainer * 1000 * 1000) / events, targetBackendCpuMsPer1k: (byApp.sink * 1000 * 1000) / events,
       pages: stats.pages, windows: stats.windows, peakRssMiB: peakRss / 2 ** 20, startRssMiB: startRss / 2 ** 20,
     };
   } finally {
@@ -248,12 +284,17 @@ export async function run(args: BenchArgs): Promise<object> {
     seconds: spread(by(ps).map((d) => d.seconds)),
     nodeCpuMsPer1k: spread(by(ps).map((d) => d.nodeCpuMsPer1k)),
     serverCpuMsPer1k: spread(by(ps).map((d) => d.serverCpuMsPer1k)),
+    sourceBackendCpuMsPer1k: spread(by(ps).map((d) => d.sourceBackendCpuMsPer1k)),
+    targetBackendCpuMsPer1k: spread(by(ps).map((d) => d.targetBackendCpuMsPer1k)),
     peakRssMiB: spread(by(ps).map((d) => d.peakRssMiB)),
   }));
   printTable(
     `drain of ${events.toLocaleString('en')} ${mixedTitle(workload, txnRows)} into a Postgres target, ${rounds} interleaved rounds (min / median / max)`,
-    ['page size', 'events/s', 'seconds', 'node CPU ms / 1k events', 'server CPU ms / 1k events', 'peak RSS MiB'],
-    figures.map((f) => [String(f.pageSize), fmtSpread(f.eventsPerSecond, 0), fmtSpread(f.seconds, 2), fmtSpread(f.nodeCpuMsPer1k, 1), fmtSpread(f.serverCpuMsPer1k, 1), fmtSpread(f.peakRssMiB, 0)]),
+    ['page size', 'events/s', 'seconds', 'node CPU ms / 1k events', 'server CPU ms / 1k events', '… of it drainer backend', '… sink backends', 'peak RSS MiB'],
+    figures.map((f) => [
+      String(f.pageSize), fmtSpread(f.eventsPerSecond, 0), fmtSpread(f.seconds, 2), fmtSpread(f.nodeCpuMsPer1k, 1), fmtSpread(f.serverCpuMsPer1k, 1),
+      fmtSpread(f.sourceBackendCpuMsPer1k, 1), fmtSpread(f.targetBackendCpuMsPer1k, 1), fmtSpread(f.peakRssMiB, 0),
+    ]),
   );
   note('source, target and replicator share the machine (server CPU covers both databases: one cluster).');
   return { settings: { events, rounds, txnRows, pageSizes, workload }, figures, runs };
