@@ -1,7 +1,8 @@
 // The fast path of a direct initial load into a Postgres target (source/direct-load.ts): a chunk
-// travels as COPY's binary format from the source straight into a temporary table of the target,
-// then one INSERT … ON CONFLICT merges it into the target table. No JSON is built, parsed or
-// transmitted, and nothing passes through Node but opaque buffers.
+// travels as COPY's binary format from the source straight into the target table; once a chunk
+// meets a key the target has already, the table's later chunks go into a temporary table and one
+// INSERT … ON CONFLICT merges each into the target. No JSON is built, parsed or transmitted, and
+// nothing passes through Node but opaque buffers.
 //
 // Binary COPY carries each value in its type's binary form, so it is used only when every column
 // has the same built-in type on both sides (an enum, domain or composite has its own oid per
@@ -29,7 +30,7 @@ export interface StagedChunk {
 export class PgCopyLoader {
   readonly #pool: pg.Pool;
   readonly #log: Logger;
-  /** tables whose chunks met rows already in the target: merged from then on */
+  /** tables whose chunks met rows already in the target: staged and upserted from then on */
   readonly #merging = new Set<number>();
 
   constructor(targetUrl: string, logger: Logger) {
@@ -89,33 +90,32 @@ export class PgCopyLoader {
     };
     try {
       await client.query('begin');
+      if (!this.#merging.has(table.id)) {
+        // Straight into the target table, as a plain COPY would. That fails (unique violation) only
+        // where the target has one of the keys already: the drainer applied a change of it, or the
+        // table is copied again. The caller then sends that chunk through the sink, and the rest of
+        // this table's load goes through a staging table and an upsert.
+        const direct = client.query(copyFrom(`copy ${target} (${names.join(', ')}) from stdin (format binary)`));
+        try {
+          await pipeline(source.query(copyTo(copyOut)), direct);
+        } catch (err) {
+          if ((err as { code?: string }).code === '23505') this.#merging.add(table.id);
+          throw err;
+        }
+        return { rows: direct.rowCount ?? 0, merge: async () => { try { await client.query('commit'); await end(); } catch (err) { await end(err); throw err; } }, discard: () => end(new Error('discarded')) };
+      }
       // Temporary: no WAL; made afresh for each chunk (the target may have gained columns since).
       await client.query(`create temp table ${staging} (like ${target}) on commit drop`);
       const into = client.query(copyFrom(`copy ${staging} (${names.join(', ')}) from stdin (format binary)`));
       await pipeline(source.query(copyTo(copyOut)), into);
       const rows = into.rowCount ?? 0;
-      const insert = `insert into ${target} (${names.join(', ')}) select ${names.join(', ')} from ${staging}`;
-      const upsert = `${insert} on conflict (${table.keyColumns.map(quoteIdent).join(', ')}) ${action}`;
+      const upsert = `insert into ${target} (${names.join(', ')}) select ${names.join(', ')} from ${staging}
+        on conflict (${table.keyColumns.map(quoteIdent).join(', ')}) ${action}`;
       return {
         rows,
         merge: async () => {
           try {
-            // A plain insert costs about half an upsert. It fails only where the target has one of
-            // the keys already (the drainer applied a change of it, or the table is copied again);
-            // then the chunk is upserted, and so is the rest of this table's load.
-            if (this.#merging.has(table.id)) {
-              await client.query(upsert);
-            } else {
-              await client.query('savepoint pg2crate_plain');
-              try {
-                await client.query(insert);
-              } catch (err) {
-                if ((err as { code?: string }).code !== '23505') throw err;
-                await client.query('rollback to savepoint pg2crate_plain');
-                this.#merging.add(table.id);
-                await client.query(upsert);
-              }
-            }
+            await client.query(upsert);
             await client.query('commit');
             await end();
           } catch (err) {
