@@ -188,7 +188,12 @@ export class Backfiller {
       return;
     }
     const job = await this.#pool.query<{ last_key: unknown; rows_copied: string; upper_key: unknown }>(
-      `update ${qualify(s, 'backfills')} set status = 'running', rows_estimate = $2, started_at = coalesce(started_at, now()), updated_at = now()
+      // A direct load left half done (the setting changed since) starts over: its chunks went
+      // around the outbox, and only its own end re-sends what changed meanwhile.
+      `update ${qualify(s, 'backfills')} set status = 'running', rows_estimate = $2, started_at = coalesce(started_at, now()), updated_at = now(),
+              last_key = case when snapshot is null then last_key end, upper_key = case when snapshot is null then upper_key end,
+              rows_copied = case when snapshot is null then rows_copied else 0 end, chunks = case when snapshot is null then chunks else 0 end,
+              snapshot = null, copy_done = false
         where table_id = $1 returning last_key, rows_copied::text, upper_key`,
       [t.id, est.rows[0]?.n ?? null],
     );
