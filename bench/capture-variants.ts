@@ -15,6 +15,10 @@
 //         ns) with no client, network, parsing or planning of the application's statements in it,
 //         nor other server processes (the least noisy view of what capture adds to a transaction;
 //         the server-wide figure is kept beside it);
+//   stmt  one session runs --stmt-iterations one-row UPDATEs (pgbench_branches), then as many one-row
+//         INSERTs (pgbench_history), a COMMIT after each, in a DO block: that backend's CPU per
+//         statement and what capture adds to it in µs (the finest view: it prices each step of the
+//         floor ladder and each piece of the capture function);
 //   bulk  INSERT … SELECT of --bulk-rows rows, UPDATE of all of them, DELETE of all of them.
 // Before measuring, every variant (and `current`) is checked against `before` (the shape that fixed
 // the settings by SET clauses) in a default session and in one with hostile output settings
@@ -116,6 +120,7 @@ const HOSTILE = [`timezone = 'America/New_York'`, `datestyle = 'SQL, DMY'`, `int
 
 interface OltpRound { tps: number; cpuMsPerTxn: number; walBytesPerTxn: number; eventsPerTxn: number; outboxBytesPerEvent: number }
 interface LoopRound { cpuUsPerIteration: number; serverCpuUsPerIteration: number; walBytesPerIteration: number }
+interface StmtRound { updateUs: number; insertUs: number }
 interface BulkRound { insertS: number; insertCpuS: number; insertWalMB: number; updateS: number; updateCpuS: number; updateWalMB: number; deleteS: number; deleteCpuS: number; deleteWalMB: number; events: number; outboxBytesPerEvent: number }
 
 export async function run(args: BenchArgs): Promise<object> {
@@ -126,6 +131,7 @@ export async function run(args: BenchArgs): Promise<object> {
   const threads = Math.min(clients, Number(args.threads ?? 2));
   const bulkRows = Number(args['bulk-rows'] ?? 500_000);
   const loopIterations = Number(args['loop-iterations'] ?? 10_000);
+  const stmtIterations = Number(args['stmt-iterations'] ?? 4_000);
   const parts = new Set((args.parts ?? 'oltp,loop,bulk').split(','));
   const names = (args.variants ?? DEFAULT_VARIANTS.join(',')).split(',');
   for (const n of names) if (!VARIANTS[n]) throw new Error(`unknown variant ${n}; known: ${Object.keys(VARIANTS).join(', ')}`);
@@ -282,8 +288,9 @@ export async function run(args: BenchArgs): Promise<object> {
 
     const oltp: Record<string, OltpRound[]> = {};
     const loop: Record<string, LoopRound[]> = {};
+    const stmt: Record<string, StmtRound[]> = {};
     const bulk: Record<string, BulkRound[]> = {};
-    for (const n of names) { oltp[n] = []; loop[n] = []; bulk[n] = []; }
+    for (const n of names) { oltp[n] = []; loop[n] = []; bulk[n] = []; stmt[n] = []; }
 
     // Each variant runs between two runs of `none` (none, a, none, b, none …; the order of the
     // others rotates from round to round), and its ratio is taken against the mean of those two:
@@ -327,6 +334,22 @@ export async function run(args: BenchArgs): Promise<object> {
           loop[name].push({ cpuUsPerIteration: (m.backendCpuS * 1e6) / loopIterations, serverCpuUsPerIteration: (m.cpuS * 1e6) / loopIterations, walBytesPerIteration: m.walBytes / loopIterations });
           note(`  round ${r + 1}/${rounds} loop ${name.padEnd(22)} ${fmt((m.backendCpuS * 1e6) / loopIterations, 1)} µs backend CPU (${fmt((m.cpuS * 1e6) / loopIterations, 1)} server) per TPC-B transaction, ${fmt(m.walBytes / loopIterations, 0)} WAL B`);
         }
+        if (parts.has('stmt')) {
+          await db.query('truncate pgbench_history');
+          await db.query('truncate pg2crate.outbox, bench_floor.heap');
+          const one = async (sql: string) => {
+            // warm up first: the function's compilation and its plans are made once per session
+            await db.query(`do $$ begin for i in 1..50 loop ${sql.replaceAll(' i,', ' -i,')}; commit; end loop; end $$`);
+            const m = await measure(() => db.query(`do $$ begin for i in 1..${stmtIterations} loop ${sql}; commit; end loop; end $$`));
+            return (m.backendCpuS * 1e6) / stmtIterations;
+          };
+          const s1: StmtRound = {
+            updateUs: await one('update pgbench_branches set bbalance = bbalance + 1 where bid = 1'),
+            insertUs: await one(`insert into pgbench_history (tid, bid, aid, delta, mtime) values (1, 1, i, 1, timestamp '2024-01-01')`),
+          };
+          stmt[name].push(s1);
+          note(`  round ${r + 1}/${rounds} stmt ${name.padEnd(22)} one-row UPDATE ${fmt(s1.updateUs, 1)} µs, one-row INSERT ${fmt(s1.insertUs, 1)} µs backend CPU (with its commit)`);
+        }
         if (parts.has('bulk')) {
           await db.query('truncate bulk');
           await db.query('truncate pg2crate.outbox, bench_floor.heap');
@@ -357,6 +380,10 @@ export async function run(args: BenchArgs): Promise<object> {
       ? spread(rs.none.map(() => 1))
       : spread(rs[name].map((x, i) => f(x) / ((f(rs.none[baseline[name][i][0]]) + f(rs.none[baseline[name][i][1]])) / 2)));
     const abs = <T>(rs: Record<string, T[]>, name: string, f: (x: T) => number): Spread => spread(rs[name].map(f));
+    // What capture adds, in the measure's own unit: the run minus the mean of the `none` runs beside it.
+    const added = <T>(rs: Record<string, T[]>, name: string, f: (x: T) => number): Spread => name === 'none'
+      ? spread(rs.none.map(() => 0))
+      : spread(rs[name].map((x, i) => f(x) - (f(rs.none[baseline[name][i][0]]) + f(rs.none[baseline[name][i][1]])) / 2));
     const figures: Record<string, Record<string, Spread>> = {};
     for (const name of names) {
       const f: Record<string, Spread> = {};
@@ -373,6 +400,12 @@ export async function run(args: BenchArgs): Promise<object> {
         f.loopCpuRatio = ratio(loop, name, (x) => x.cpuUsPerIteration);
         f.loopServerCpuRatio = ratio(loop, name, (x) => x.serverCpuUsPerIteration);
         f.loopWalBytes = abs(loop, name, (x) => x.walBytesPerIteration);
+      }
+      if (parts.has('stmt')) {
+        f.stmtUpdateUs = abs(stmt, name, (x) => x.updateUs);
+        f.stmtUpdateAddedUs = added(stmt, name, (x) => x.updateUs);
+        f.stmtInsertUs = abs(stmt, name, (x) => x.insertUs);
+        f.stmtInsertAddedUs = added(stmt, name, (x) => x.insertUs);
       }
       if (parts.has('bulk')) {
         f.insertCpuRatio = ratio(bulk, name, (x) => x.insertCpuS);
@@ -395,6 +428,11 @@ export async function run(args: BenchArgs): Promise<object> {
           figures[n].oltpOutboxBytesPerEvent ? fmt(figures[n].oltpOutboxBytesPerEvent.median, 0) : '', figures[n].loopCpuUs ? fmtSpread(figures[n].loopCpuUs, 1) : '', r2(figures[n].loopCpuRatio), r2(figures[n].loopServerCpuRatio),
           figures[n].loopWalBytes ? fmt(figures[n].loopWalBytes.median, 0) : '']));
     }
+    if (parts.has('stmt')) {
+      printTable(`one statement (${stmtIterations.toLocaleString('en')} one-row UPDATEs of pgbench_branches, then as many one-row INSERTs into pgbench_history, each with its COMMIT, in a DO block): backend CPU µs per statement, and what capture adds to it; min / median / max`,
+        ['variant', 'UPDATE µs', 'UPDATE added µs', 'INSERT µs', 'INSERT added µs'],
+        names.map((n) => [n, fmtSpread(figures[n].stmtUpdateUs, 1), fmtSpread(figures[n].stmtUpdateAddedUs, 1), fmtSpread(figures[n].stmtInsertUs, 1), fmtSpread(figures[n].stmtInsertAddedUs, 1)]));
+    }
     if (parts.has('bulk')) {
       printTable(`bulk (${bulkRows.toLocaleString('en')} rows, 10 columns; ${rounds} rounds); server CPU and wall ratios to none, min / median / max`,
         ['variant', 'INSERT CPU', 'INSERT wall', 'INSERT WAL', 'UPDATE CPU', 'UPDATE wall', 'UPDATE WAL', 'DELETE CPU', 'DELETE wall', 'outbox B/event'],
@@ -403,11 +441,11 @@ export async function run(args: BenchArgs): Promise<object> {
     }
     note(`\nvariants:\n${names.map((n) => `  ${n.padEnd(22)} ${VARIANTS[n].note}`).join('\n')}`);
     return {
-      settings: { rounds, duration, scale, clients, threads, bulkRows, loopIterations, parts: [...parts], variants: names, serverVersion },
+      settings: { rounds, duration, scale, clients, threads, bulkRows, loopIterations, stmtIterations, parts: [...parts], variants: names, serverVersion },
       variants: Object.fromEntries(names.map((n) => [n, VARIANTS[n]])),
       semantics,
       figures,
-      rounds: { oltp, loop, bulk },
+      rounds: { oltp, loop, stmt, bulk },
       baselineRuns: baseline,
     };
   } finally {
