@@ -1,4 +1,6 @@
-// Drain rate: how fast a backlog of --events events reaches a Postgres target.
+// Drain rate: how fast a backlog of --events events reaches a Postgres target (or, with
+// --target=cratedb and CRATEDB_URL, CrateDB: then each mixed run also measures a raw bulk_args
+// INSERT loop of the final rows into the same server, beside it).
 //
 // Two workloads (--workload):
 //   - inserts (default): one 5-column table captured while empty, the backlog all inserts
@@ -30,7 +32,7 @@ import { caughtUp } from '../test/helpers/replication.js';
 import { fmt, fmtSpread, note, printTable, sleep, spread, type BenchArgs } from './report.js';
 import { clusterLogTail, postmasterPid, serverCpuSeconds } from './server-cpu.js';
 
-export const description = 'drain rate: a backlog of 1M events into a Postgres target, by page size';
+export const description = 'drain rate: a backlog of 1M events into a Postgres target (or CrateDB with --target=cratedb), by page size';
 
 const TABLE = `create table public.items (
   id bigint primary key, k integer not null, v text not null, amount numeric(12,2), created timestamptz not null
@@ -94,6 +96,8 @@ async function tableDigests(url: string): Promise<string[]> {
 }
 
 interface DrainRun {
+  /** CrateDB target, mixed workload: a raw bulk_args loop of the final rows, rows/s */
+  rawRowsPerSecond?: number;
   pageSize: number;
   events: number;
   backlogSeconds: number;
@@ -129,14 +133,65 @@ function backendCpuSeconds(pid: number): number {
 
 const logger = createLogger(process.env.LOG_LEVEL ?? 'warn', { write: (s: string) => { process.stderr.write(s); } });
 
-async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events: number, txnRows: number, workload: Workload): Promise<DrainRun> {
+const CRATE_SCHEMA = 'pg2crate_bench_drain';
+
+async function crateSql(url: string, stmt: string, bulkArgs?: unknown[][]): Promise<{ rows?: unknown[][]; results?: { rowcount: number }[] }> {
+  const res = await fetch(`${url}/_sql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(bulkArgs ? { stmt, bulk_args: bulkArgs } : { stmt }) });
+  const body = (await res.json()) as { rows?: unknown[][]; results?: { rowcount: number }[]; error?: { message: string } };
+  if (!res.ok) throw new Error(`CrateDB: ${body.error?.message ?? res.status}`);
+  return body;
+}
+
+/**
+ * CrateDB's raw rate beside a CrateDB drain: the source's final rows of the mixed tables, read
+ * before the clock starts, inserted with bulk_args (10,000 rows per request, 2 in flight: the
+ * fastest raw setting found here) into copies of the tables pg2crate made. Rows/s.
+ */
+async function crateRawRate(srcUrl: string, crateUrl: string): Promise<number> {
+  const src = new pg.Client({ connectionString: srcUrl });
+  await src.connect();
+  try {
+    let rows = 0;
+    let seconds = 0;
+    for (const t of MIXED_TABLES) {
+      const cols = ['id', 'k', 'qty', 'price', 'ratio', 'name', 'flag', 'created', 'day', 'attrs'];
+      const data = (await src.query<{ r: unknown[] }>(`select json_build_array(${cols.join(', ')}) as r from public.${t} order by id`)).rows.map((x) => x.r);
+      const raw = `"${CRATE_SCHEMA}"."${t}_raw"`;
+      await crateSql(crateUrl, `drop table if exists ${raw}`);
+      const ddl = (await crateSql(crateUrl, `show create table "${CRATE_SCHEMA}"."${t}"`)).rows![0][0] as string;
+      await crateSql(crateUrl, ddl.replace(`"${CRATE_SCHEMA}"."${t}"`, raw));
+      const stmt = `insert into ${raw} (${cols.map((c) => `"${c}"`).join(', ')}) values (${cols.map(() => '?').join(', ')})`;
+      const start = performance.now();
+      let next = 0;
+      const worker = async () => {
+        for (let from = next; from < data.length; from = next) {
+          next += 10_000;
+          const body = await crateSql(crateUrl, stmt, data.slice(from, from + 10_000) as unknown[][]);
+          if (!body.results || body.results.some((x) => x.rowcount !== 1)) throw new Error('raw insert: a row was refused');
+        }
+      };
+      await Promise.all([worker(), worker()]);
+      seconds += (performance.now() - start) / 1000;
+      rows += data.length;
+      await crateSql(crateUrl, `drop table if exists ${raw}`);
+    }
+    return rows / seconds;
+  } finally {
+    await src.end();
+  }
+}
+
+async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events: number, txnRows: number, workload: Workload, crateUrl?: string): Promise<DrainRun> {
   const [srcUrl, dstUrl] = [await cluster.createDatabase('drain_src'), await cluster.createDatabase('drain_dst')];
   const src = new pg.Pool({ connectionString: srcUrl, max: 2 });
   // An idle connection that the server ends must not crash the benchmark; say so and go on.
   src.on('error', (err) => process.stderr.write(`bench: idle source connection failed: ${err.message}; server log:\n${clusterLogTail(cluster.url(), 15)}\n`));
   const mixed = workload === 'mixed';
   const tables = mixed ? MIXED_TABLES.map((t) => `public.${t}`).join(',') : 'public.items';
-  const config = loadConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: tables, PG2CRATE_PAGE_SIZE: String(pageSize) });
+  const target = crateUrl ? { CRATEDB_URL: crateUrl, PG2CRATE_TARGET_SCHEMA: CRATE_SCHEMA } : { TARGET_DATABASE_URL: dstUrl };
+  const config = loadConfig({ DATABASE_URL: srcUrl, ...target, PG2CRATE_TABLES: tables, PG2CRATE_PAGE_SIZE: String(pageSize) });
+  if (crateUrl) for (const t of [...MIXED_TABLES, 'items']) await crateSql(crateUrl, `drop table if exists "${CRATE_SCHEMA}"."${t}"`);
+  let rawRowsPerSecond: number | undefined;
   // rows deleted by the mixed backlog, per table
   const deletable = Math.ceil(Math.ceil(events / 1000) / 3) * 100;
   try {
@@ -225,7 +280,16 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     await runner.close();
     await running;
 
-    if (mixed) {
+    if (crateUrl) {
+      // CrateDB: every table holds as many rows as the source's, and the raw rate beside it.
+      for (const t of mixed ? MIXED_TABLES : ['items']) {
+        await crateSql(crateUrl, `refresh table "${CRATE_SCHEMA}"."${t}"`);
+        const got = Number((await crateSql(crateUrl, `select count(*) from "${CRATE_SCHEMA}"."${t}"`)).rows![0][0]);
+        const want = Number((await src.query<{ n: string }>(`select count(*) as n from public.${t}`)).rows[0].n);
+        if (got !== want) throw new Error(`CrateDB table ${t} holds ${got} rows, the source ${want}`);
+      }
+      if (mixed) rawRowsPerSecond = await crateRawRate(srcUrl, crateUrl);
+    } else if (mixed) {
       const [want, got] = [await tableDigests(srcUrl), await tableDigests(dstUrl)];
       if (want.join() !== got.join()) throw new Error(`target differs from source: source ${want.join('; ')}, target ${got.join('; ')}`);
     } else {
@@ -236,6 +300,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
       if (n !== events + 1) throw new Error(`target holds ${n} rows, expected ${events + 1}`);
     }
     return {
+      rawRowsPerSecond,
       pageSize, events, backlogSeconds, seconds, eventsPerSecond: events / seconds, countedSeconds: (countedAt - start) / 1000,
       nodeCpuMsPer1k: ((nodeCpu.user + nodeCpu.system) / 1000 / events) * 1000, serverCpuMsPer1k: (serverCpu * 1000 * 1000) / events,
       sourceBackendCpuMsPer1k: (byApp.drainer * 1000 * 1000) / events, targetBackendCpuMsPer1k: (byApp.sink * 1000 * 1000) / events,
@@ -256,6 +321,8 @@ export async function run(args: BenchArgs): Promise<object> {
   const txnRows = Number(args['txn-rows'] ?? 10_000);
   const pageSizes = (args.pages ?? '1000,5000,20000').split(',').map(Number);
   const workload = (args.workload ?? 'inserts') as Workload;
+  const crateUrl = args.target === 'cratedb' ? (args.url ?? process.env.CRATEDB_URL) : undefined;
+  if (args.target === 'cratedb' && !crateUrl) throw new Error('--target=cratedb needs CRATEDB_URL (e.g. CRATEDB_URL=http://127.0.0.1:4200)');
   if (workload !== 'inserts' && workload !== 'mixed') throw new Error('--workload is inserts or mixed');
   const cluster = await startCluster();
   const runs: DrainRun[] = [];
@@ -266,7 +333,7 @@ export async function run(args: BenchArgs): Promise<object> {
     await admin.end();
     for (let r = 1; r <= rounds; r++) {
       for (const ps of pageSizes) {
-        const d = await drainOnce(cluster, pm, ps, events, txnRows, workload).catch((err: unknown) => {
+        const d = await drainOnce(cluster, pm, ps, events, txnRows, workload, crateUrl).catch((err: unknown) => {
           process.stderr.write(`server log:\n${clusterLogTail(cluster.url())}\n`);
           throw err;
         });
@@ -289,7 +356,7 @@ export async function run(args: BenchArgs): Promise<object> {
     peakRssMiB: spread(by(ps).map((d) => d.peakRssMiB)),
   }));
   printTable(
-    `drain of ${events.toLocaleString('en')} ${mixedTitle(workload, txnRows)} into a Postgres target, ${rounds} interleaved rounds (min / median / max)`,
+    `drain of ${events.toLocaleString('en')} ${mixedTitle(workload, txnRows)} into ${crateUrl ? 'CrateDB' : 'a Postgres target'}, ${rounds} interleaved rounds (min / median / max)`,
     ['page size', 'events/s', 'seconds', 'node CPU ms / 1k events', 'server CPU ms / 1k events', '… of it drainer backend', '… sink backends', 'peak RSS MiB'],
     figures.map((f) => [
       String(f.pageSize), fmtSpread(f.eventsPerSecond, 0), fmtSpread(f.seconds, 2), fmtSpread(f.nodeCpuMsPer1k, 1), fmtSpread(f.serverCpuMsPer1k, 1),
@@ -297,7 +364,15 @@ export async function run(args: BenchArgs): Promise<object> {
     ]),
   );
   note('source, target and replicator share the machine (server CPU covers both databases: one cluster).');
-  return { settings: { events, rounds, txnRows, pageSizes, workload }, figures, runs };
+  const raws = runs.filter((d) => d.rawRowsPerSecond !== undefined);
+  if (raws.length > 0) {
+    printTable('CrateDB: drain events/s beside a raw bulk_args INSERT loop of the final rows (10,000 rows × 2 in flight), same round', ['page size', 'raw rows/s', 'drain / raw'],
+      pageSizes.map((ps) => {
+        const r = raws.filter((d) => d.pageSize === ps);
+        return [String(ps), fmtSpread(spread(r.map((d) => d.rawRowsPerSecond!)), 0), fmtSpread(spread(r.map((d) => d.eventsPerSecond / d.rawRowsPerSecond!)), 2)];
+      }));
+  }
+  return { settings: { events, rounds, txnRows, pageSizes, workload, target: crateUrl ? 'cratedb' : 'postgres' }, figures, runs };
 }
 
 function mixedTitle(workload: Workload, txnRows: number): string {
