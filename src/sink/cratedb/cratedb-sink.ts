@@ -203,9 +203,14 @@ export class CrateSink implements Sink {
   }
 
   async apply(batches: SinkTableBatch[]): Promise<ApplyResult> {
-    const rejected: Rejection[] = [];
-    for (const b of batches) rejected.push(...(await this.#applyTable(b)));
-    return { rejected };
+    // The tables of a page are written at once: their rows are independent (CrateDB has neither
+    // transactions nor foreign keys), and a page's requests are mostly waiting on CrateDB. Within
+    // one table the order stays truncate, deletes, upserts. All are settled before the page is
+    // confirmed or failed, so nothing of a failed attempt is still writing when it is replayed.
+    const outcomes = await Promise.allSettled(batches.map((b) => this.#applyTable(b)));
+    const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failed) throw failed.reason;
+    return { rejected: outcomes.flatMap((o) => (o.status === 'fulfilled' ? o.value : [])) };
   }
 
   /** Writes one table's part of a page; an unknown table or column re-reads the target once. */
