@@ -306,12 +306,15 @@ async function stageChunkBinary(ctx: DirectLoadContext, t: RegisteredTable, info
     const short = endRes.rows.length === 0;
     const end = short ? upperKey : endRes.rows[0].k;
     const names = info.columns.map((c) => `t.${quoteIdent(c.name)}`);
-    const staged = await pgCopy.stage(client, `copy (select ${names.join(', ')} from ${table} t where ${range(end)} order by ${keys.join(', ')}) to stdout (format binary)`, info);
+    // No ORDER BY: the chunk's bounds are known, and its rows may arrive in any order.
+    const staged = await pgCopy.stage(client, `copy (select ${names.join(', ')} from ${table} t where ${range(end)}) to stdout (format binary)`, info);
     await client.query('commit');
     // The tail chunk covered everything up to the copy's upper key.
     return { staged, end: short ? (upperKey ?? after) : end, short };
   } catch (err) {
-    broken = await client.query('rollback').then(() => false, () => true);
+    // A COPY cut short can leave the connection inside the COPY protocol, where a ROLLBACK would
+    // wait forever: the connection is closed instead, which ends its transaction.
+    broken = true;
     throw err;
   } finally {
     client.release(broken);

@@ -82,11 +82,12 @@ export class PgCopyLoader {
     const action = rest.length > 0 ? `do update set ${rest.join(', ')}` : 'do nothing';
     const client = await this.#pool.connect();
     let released = false;
+    // After a failed COPY the connection may still be in the middle of its COPY protocol, where a
+    // ROLLBACK would wait forever behind it: such a connection is closed, which rolls back.
     const end = async (err?: unknown): Promise<void> => {
       if (released) return;
       released = true;
-      const broken = err === undefined ? false : await client.query('rollback').then(() => false, () => true);
-      client.release(broken);
+      client.release(err === undefined ? undefined : true);
     };
     try {
       await client.query('begin');
