@@ -16,9 +16,6 @@
 //     insert's own time, well under a millisecond).
 // In pgoutput mode each database is loaded in trigger mode and switched (`switchCapture`), as a user would.
 // The source database commits with synchronous_commit on (the cluster's default here is off).
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import pg from 'pg';
 import { loadConfig, type Config } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
@@ -26,6 +23,7 @@ import { Runner } from '../src/runner.js';
 import { startCluster, type Cluster } from '../test/helpers/cluster.js';
 import { caughtUp } from '../test/helpers/replication.js';
 import { slotPassedMark } from '../test/helpers/pgoutput.js';
+import { pgBin, runPgbench } from './pgbench.js';
 import { fmtSpread, note, printTable, sleep, spread, type BenchArgs } from './report.js';
 
 export const description = 'trigger vs pgoutput capture: pgbench TPS with capture on, drain rate of a 1M-event backlog, commit-to-applied latency at 1,000 tx/s';
@@ -34,30 +32,6 @@ type Mode = 'trigger' | 'pgoutput';
 const MODES: Mode[] = ['trigger', 'pgoutput'];
 const logger = createLogger(process.env.LOG_LEVEL ?? 'warn', { write: (s: string) => { process.stderr.write(s); } });
 let dbs = 0;
-
-function pgBin(name: string): string {
-  const onPath = execFileSync('sh', ['-c', `command -v ${name} || true`], { encoding: 'utf8' }).trim();
-  if (onPath) return onPath;
-  const root = '/usr/lib/postgresql';
-  if (existsSync(root)) {
-    for (const v of readdirSync(root).sort((a, b) => Number(b) - Number(a))) {
-      const p = join(root, v, 'bin', name);
-      if (existsSync(p)) return p;
-    }
-  }
-  throw new Error(`${name} not found on PATH nor under /usr/lib/postgresql/*/bin`);
-}
-
-function runPgbench(bin: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { out += d; });
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`pgbench exited ${code}:\n${out}`))));
-  });
-}
 
 interface Stage {
   src: pg.Pool;
@@ -134,7 +108,7 @@ async function startRunner(config: Config): Promise<{ runner: Runner; done: Prom
 
 async function pgbenchTps(cluster: Cluster, mode: Mode, bin: string, scale: number, duration: number): Promise<number> {
   const s = await stage(cluster, mode, async (url) => {
-    await runPgbench(bin, ['-i', '-q', '-s', String(scale), url]);
+    await runPgbench(['-i', '-q', '-s', String(scale), url], bin);
     const c = new pg.Client({ connectionString: url });
     await c.connect();
     await c.query('alter table pgbench_history replica identity full');
@@ -147,7 +121,7 @@ async function pgbenchTps(cluster: Cluster, mode: Mode, bin: string, scale: numb
   try {
     await s.src.query('vacuum analyze pgbench_branches, pgbench_tellers');
     await s.src.query('checkpoint');
-    const out = await runPgbench(bin, ['-n', '-c', '8', '-j', '2', '-T', String(duration), s.srcUrl]);
+    const out = await runPgbench(['-n', '-c', '8', '-j', '2', '-T', String(duration), s.srcUrl], bin);
     const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(out)?.[1]);
     if (!tps) throw new Error(`cannot read pgbench's output:\n${out}`);
     return tps;
