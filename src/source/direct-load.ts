@@ -134,16 +134,25 @@ export async function runDirectLoad(ctx: DirectLoadContext, t: RegisteredTable):
       }
       log.info({ table: name, estimate: ctx.rowsEstimate, resumeAfterRows: Number(job.rows_copied), method: 'direct' }, 'initial load started');
       if (!(await copyChunks(ctx, t, info, job.last_key ?? null, upperKey, Number(job.rows_copied)))) return false;
+    }
+    // A truncate the copy did not see, applied to the target while chunks were still being
+    // written, leaves those chunks' rows behind: truncate again in stream order, wait until that is
+    // applied, and copy afresh. Right after the last chunk, only a truncate the drainer may already
+    // have applied (visible in the window it works on, or in the last one it finished) can have
+    // done so; one applied later empties the target of the copy too, and what follows it arrives
+    // as changes. After a restart that moment is gone, so any truncate the copy did not see counts.
+    const truncated = await ctx.pool.query(
+      `select 1 from ${qualify(s, 'outbox')} o where o.table_id = $1 and o.op = 'T' and not pg_visible_in_snapshot(o.xid, $2::pg_snapshot)
+          and ($3 or exists (select 1 from ${qualify(s, 'checkpoint')} c where c.stream = $4
+                              and pg_visible_in_snapshot(o.xid, coalesce(c.cur_snapshot, c.prev_snapshot))))
+        limit 1`,
+      [t.id, snapshot, job.copy_done, ctx.stream],
+    );
+    if (!job.copy_done && truncated.rows.length === 0) {
       const done = await ctx.pool.query(`update ${jobs} set copy_done = true, updated_at = now() where table_id = $1 and snapshot::text = $2`, [t.id, snapshot]);
       if (done.rowCount !== 1) return false;
     }
     if (stopped(ctx)) return false;
-    // A truncate the copy did not see may have emptied the target under it: truncate again in
-    // stream order, wait until that is applied, and copy afresh.
-    const truncated = await ctx.pool.query(
-      `select 1 from ${qualify(s, 'outbox')} o where o.table_id = $1 and o.op = 'T' and not pg_visible_in_snapshot(o.xid, $2::pg_snapshot) limit 1`,
-      [t.id, snapshot],
-    );
     if (truncated.rows.length > 0) {
       log.warn({ table: name }, 'the table was truncated during its initial load; truncating the target in stream order and copying again');
       const xid = await writeTruncate(ctx, t.id);
