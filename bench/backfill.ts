@@ -14,6 +14,7 @@ import { createLogger } from '../src/logger.js';
 import { Runner } from '../src/runner.js';
 import { backfillState } from '../src/source/backfill.js';
 import { startCluster, type Cluster } from '../test/helpers/cluster.js';
+import { crateSql, rawInsertSeconds } from './crate-raw.js';
 import { fmt, fmtSpread, note, printTable, sleep, spread, type BenchArgs } from './report.js';
 
 export const description = 'initial load of 1M rows (10 mixed columns) into Postgres vs binary COPY | COPY between the same databases';
@@ -36,13 +37,6 @@ function psqlBin(): string {
 }
 
 const CRATE_SCHEMA = 'pg2crate_bench_load';
-
-async function crateSql(url: string, stmt: string, bulkArgs?: unknown[][]): Promise<{ rows?: unknown[][]; results?: { rowcount: number }[] }> {
-  const res = await fetch(`${url}/_sql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(bulkArgs ? { stmt, bulk_args: bulkArgs } : { stmt }) });
-  const body = (await res.json()) as { rows?: unknown[][]; results?: { rowcount: number }[]; error?: { message: string } };
-  if (!res.ok) throw new Error(`CrateDB: ${body.error?.message ?? res.status}`);
-  return body;
-}
 
 /** seconds end to end (migrate, tables add, copy, applied) and of the copy alone (the job's start to its end) */
 async function viaPg2crate(cluster: Cluster, rows: number, chunkRows: number, method: string, crateUrl?: string): Promise<{ total: number; copy: number }> {
@@ -137,24 +131,7 @@ async function viaCrateRaw(cluster: Cluster, rows: number, crateUrl: string, req
     await src.query(FILL('public.items', rows));
     const cols = ['id', 'k', 'name', 'amount', 'ratio', 'flag', 'created', 'day', 'tags', 'doc'];
     const data = (await src.query<{ r: unknown[] }>(`select json_build_array(${cols.join(', ')}) as r from public.items order by id`)).rows.map((x) => x.r);
-    await crateSql(crateUrl, `drop table if exists "${CRATE_SCHEMA}"."raw"`);
-    const ddl = (await crateSql(crateUrl, `show create table "${CRATE_SCHEMA}"."items"`)).rows![0][0] as string;
-    await crateSql(crateUrl, ddl.replace(`"${CRATE_SCHEMA}"."items"`, `"${CRATE_SCHEMA}"."raw"`));
-    const stmt = `insert into "${CRATE_SCHEMA}"."raw" (${cols.map((c) => `"${c}"`).join(', ')}) values (${cols.map(() => '?').join(', ')})`;
-    const start = performance.now();
-    let next = 0;
-    const worker = async () => {
-      for (;;) {
-        const from = next;
-        next += requestRows;
-        if (from >= data.length) return;
-        const body = await crateSql(crateUrl, stmt, data.slice(from, from + requestRows) as unknown[][]);
-        if (!body.results || body.results.some((x) => x.rowcount !== 1)) throw new Error('raw insert: a row was refused');
-      }
-    };
-    await Promise.all(Array.from({ length: parallel }, worker));
-    const seconds = (performance.now() - start) / 1000;
-    await crateSql(crateUrl, `drop table if exists "${CRATE_SCHEMA}"."raw"`);
+    const seconds = await rawInsertSeconds(crateUrl, CRATE_SCHEMA, 'items', cols, data, requestRows, parallel);
     return seconds;
   } finally {
     await src.end();

@@ -29,6 +29,7 @@ import { createLogger } from '../src/logger.js';
 import { Runner } from '../src/runner.js';
 import { startCluster, type Cluster } from '../test/helpers/cluster.js';
 import { caughtUp } from '../test/helpers/replication.js';
+import { crateSql, rawInsertSeconds } from './crate-raw.js';
 import { fmt, fmtSpread, note, printTable, sleep, spread, type BenchArgs } from './report.js';
 import { clusterLogTail, postmasterPid, serverCpuSeconds } from './server-cpu.js';
 
@@ -135,13 +136,6 @@ const logger = createLogger(process.env.LOG_LEVEL ?? 'warn', { write: (s: string
 
 const CRATE_SCHEMA = 'pg2crate_bench_drain';
 
-async function crateSql(url: string, stmt: string, bulkArgs?: unknown[][]): Promise<{ rows?: unknown[][]; results?: { rowcount: number }[] }> {
-  const res = await fetch(`${url}/_sql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(bulkArgs ? { stmt, bulk_args: bulkArgs } : { stmt }) });
-  const body = (await res.json()) as { rows?: unknown[][]; results?: { rowcount: number }[]; error?: { message: string } };
-  if (!res.ok) throw new Error(`CrateDB: ${body.error?.message ?? res.status}`);
-  return body;
-}
-
 /**
  * CrateDB's raw rate beside a CrateDB drain: the source's final rows of the mixed tables, read
  * before the clock starts, inserted with bulk_args (10,000 rows per request, 2 in flight: the
@@ -156,24 +150,8 @@ async function crateRawRate(srcUrl: string, crateUrl: string): Promise<number> {
     for (const t of MIXED_TABLES) {
       const cols = ['id', 'k', 'qty', 'price', 'ratio', 'name', 'flag', 'created', 'day', 'attrs'];
       const data = (await src.query<{ r: unknown[] }>(`select json_build_array(${cols.join(', ')}) as r from public.${t} order by id`)).rows.map((x) => x.r);
-      const raw = `"${CRATE_SCHEMA}"."${t}_raw"`;
-      await crateSql(crateUrl, `drop table if exists ${raw}`);
-      const ddl = (await crateSql(crateUrl, `show create table "${CRATE_SCHEMA}"."${t}"`)).rows![0][0] as string;
-      await crateSql(crateUrl, ddl.replace(`"${CRATE_SCHEMA}"."${t}"`, raw));
-      const stmt = `insert into ${raw} (${cols.map((c) => `"${c}"`).join(', ')}) values (${cols.map(() => '?').join(', ')})`;
-      const start = performance.now();
-      let next = 0;
-      const worker = async () => {
-        for (let from = next; from < data.length; from = next) {
-          next += 10_000;
-          const body = await crateSql(crateUrl, stmt, data.slice(from, from + 10_000) as unknown[][]);
-          if (!body.results || body.results.some((x) => x.rowcount !== 1)) throw new Error('raw insert: a row was refused');
-        }
-      };
-      await Promise.all([worker(), worker()]);
-      seconds += (performance.now() - start) / 1000;
+      seconds += await rawInsertSeconds(crateUrl, CRATE_SCHEMA, t, cols, data, 10_000, 2);
       rows += data.length;
-      await crateSql(crateUrl, `drop table if exists ${raw}`);
     }
     return rows / seconds;
   } finally {

@@ -17,7 +17,7 @@ interface ScenarioModule {
 }
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const NOT_SCENARIOS = new Set(['run', 'report', 'server-cpu', 'pgbench', 'capture-shapes']);
+const NOT_SCENARIOS = new Set(['run', 'report', 'server-cpu', 'pgbench', 'capture-shapes', 'crate-raw']);
 
 function scenarios(): string[] {
   return readdirSync(HERE)
