@@ -30,6 +30,7 @@
 import type pg from 'pg';
 import type { Change, SourceCatalog, TableInfo } from '../change.js';
 import { keyOf, parseRow } from '../change.js';
+import { HaltError } from '../drain/drainer.js';
 import { backoffDelay, describe } from '../errors.js';
 import { qualify, quoteIdent, quoteLiteral } from '../identifiers.js';
 import type { Logger } from '../logger.js';
@@ -68,10 +69,6 @@ export interface DirectLoadContext {
   upperKeyOf: () => Promise<unknown>;
   /** tells whether a transaction (by xid) is in an applied window */
   applied: (xid: string) => Promise<boolean>;
-}
-
-export class DirectLoadHalt extends Error {
-  override name = 'DirectLoadHalt';
 }
 
 const FIXUP_BATCH = 1000;
@@ -366,7 +363,7 @@ async function applyChunk(ctx: DirectLoadContext, info: TableInfo, changes: Chan
   }
   if (rejected.length === 0) return;
   if (deadLetterPolicy === 'halt') {
-    throw new DirectLoadHalt(
+    throw new HaltError(
       `the target rejected ${rejected.length} copied row(s) of ${info.sourceSchema}.${info.sourceTable} (target error code ${rejected[0].code ?? 'unknown'}); ` +
         'halting as PG2CRATE_DEAD_LETTERS=halt says. Fix the target or the value, or set PG2CRATE_DEAD_LETTERS=park',
     );
