@@ -195,3 +195,45 @@ test('a direct load whose binary chunk the target refuses sends that chunk row b
   const letters = await src.query(`select op, data ->> 'id' as id, error_code from pg2crate.dead_letters order by (data ->> 'id')::int`);
   assert.deepEqual(letters.rows.map((r) => [r.op, r.id, r.error_code]), [['B', '777', '23514'], ['B', '4242', '23514'], ['B', '9999', '23514']]);
 });
+
+test('under PG2CRATE_DEAD_LETTERS=halt a direct load the target refuses stops the replicator, and resumes once the target is fixed', async () => {
+  const { s, d, src, dst } = await databases();
+  await src.query(`create table picky (id int primary key, v text not null)`);
+  await src.query(`insert into picky select g, case when g = 7777 then 'bad' else 'ok ' || g end from generate_series(1, 12000) g`);
+  await dst.query(`create table picky (id int primary key, v text not null, constraint no_bad check (v <> 'bad'))`);
+  const config = makeConfig({
+    DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.picky', PG2CRATE_BACKFILL_CHUNK_ROWS: '5000',
+    PG2CRATE_REJECT_ATTEMPTS: '1', PG2CRATE_DEAD_LETTERS: 'halt',
+  });
+  const first = await startReplicator(config);
+  try {
+    await assert.rejects(first.done, (err: Error) => {
+      assert.equal(err.name, 'HaltError');
+      assert.match(err.message, /rejected 1 copied row\(s\) of public\.picky \(target error code 23514\)/);
+      assert.match(err.message, /PG2CRATE_DEAD_LETTERS=park/);
+      // The refused value stays out of the error (it may be personal data).
+      assert.doesNotMatch(err.message, /'bad'|"bad"/);
+      return true;
+    });
+  } finally {
+    await first.stop();
+  }
+  // Nothing was parked, the load is not done, and the chunks before the refused one stay confirmed.
+  assert.equal((await src.query(`select count(*)::int as n from pg2crate.dead_letters`)).rows[0].n, 0);
+  assert.equal(await backfillDone(src), false);
+  const kept = Number((await dst.query(`select count(*) as n from picky`)).rows[0].n);
+  assert.ok(kept >= 5000 && kept < 12000, `${kept} rows in the target after the halt`);
+
+  // A change made while the replicator is stopped is not lost either.
+  await src.query(`update picky set v = 'changed' where id = 1`);
+  await dst.query(`alter table picky drop constraint no_bad`);
+  const second = await startReplicator(config);
+  try {
+    await waitFor('the copy to finish', () => backfillDone(src), 60_000, 50);
+    await waitCaughtUp(src, 'pg2crate', 60_000);
+  } finally {
+    await second.stop();
+  }
+  await assertSameRows(src, dst, 'public.picky', 'public.picky', ['id']);
+  assert.equal((await src.query(`select count(*)::int as n from pg2crate.dead_letters`)).rows[0].n, 0);
+});
