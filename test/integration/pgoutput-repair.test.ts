@@ -115,3 +115,35 @@ test('pgoutput mode: backfill copies a table again through the slot, with writer
   const n = await assertSameRows(src, dst, 'public.t', 'public.t', ['id']);
   assert.ok(n >= 300, `${n} rows`);
 });
+
+test('pgoutput mode: retention truncates outbox events once the slot has applied them, and never before', async () => {
+  const { src, dst, env } = await setup({ PG2CRATE_RETENTION_ROTATE_KB: '8' });
+  await dst.query(`delete from t`);
+  const pending = async () => Number((await src.query(`select count(*) as n from pg2crate.outbox where op = 'B'`)).rows[0].n);
+  // Events as an initial load writes them, while no replicator runs: the target gets its rows only from them.
+  await src.query(
+    `insert into pg2crate.outbox (gen, table_id, op, data)
+     select s.gen, t.id, 'B', jsonb_build_object('id', g, 'v', 'v' || g) from pg2crate.state s, pg2crate.tables t, generate_series(1, 300) g`,
+  );
+  const admin = new Runner(makeConfig(env), testLogger());
+  try {
+    // The first run moves writers to the next generation, the second may truncate the old one: not yet.
+    const first = await admin.retention();
+    assert.notEqual(first.rotatedTo, null, 'the generation holding the events should have rotated');
+    assert.deepEqual((await admin.retention()).truncated, []);
+    assert.equal(await pending(), 300);
+    const rep = await startReplicator(makeConfig(env));
+    try {
+      await waitFor('the events to reach the target', async () => Number((await dst.query(`select count(*) as n from t`)).rows[0].n) === 300, 30_000);
+      await waitFor('retention to truncate the applied events', async () => {
+        await admin.retention();
+        return (await pending()) === 0;
+      }, 30_000, 300);
+    } finally {
+      await rep.stop();
+    }
+  } finally {
+    await admin.close();
+  }
+  await assertSameRows(src, dst, 'public.t', 'public.t', ['id']);
+});

@@ -75,6 +75,8 @@ export interface PgoutputOptions {
 export const MARK_PREFIX = 'pg2crate';
 const STATUS_INTERVAL_MS = 10_000;
 const SLOT_CHECK_MS = 60_000;
+/** How often the outbox checkpoint's applied horizon moves (#advanceHorizon). */
+const HORIZON_MS = 1000;
 
 export class PgoutputSource implements ChangeSource {
   readonly catalog: SourceCatalog;
@@ -101,6 +103,9 @@ export class PgoutputSource implements ChangeSource {
   #txnWroteTables = false;
   #pendingApplied = 0;
   #statsAt = 0;
+  /** Snapshots, each with the WAL insert position read after it, oldest first (#advanceHorizon). */
+  #horizon: { snapshot: string; lsn: bigint; takenAt: Date }[] = [];
+  #horizonAt = 0;
   #slotTimer: NodeJS.Timeout | null = null;
   #arrived: (() => void) | null = null;
 
@@ -320,12 +325,40 @@ export class PgoutputSource implements ChangeSource {
       this.#confirmed = this.#keepaliveEnd;
       wal.acknowledge(this.#confirmed);
     }
+    if (Date.now() - this.#horizonAt >= HORIZON_MS && !this.#finished) await this.#advanceHorizon();
     if (this.#markReached && page.windowDone && this.#opts.stopAt && !this.#finished) {
       await this.#saveStats();
       await this.#stopStream();
       await this.#opts.stopAt.reached(this.#db);
       this.#finished = true;
     }
+  }
+
+  /**
+   * Moves the outbox checkpoint's prev_snapshot, which retention and status read to tell applied
+   * outbox events (initial loads, repairs, retries) from pending ones; in this mode those events
+   * come through the slot. A snapshot S read together with the WAL insert position L (S is the
+   * statement's, taken before L is read) shows only transactions whose commit record ends before
+   * L, and the slot decodes in commit order: once the confirmed position passed L, everything
+   * visible in S is applied, and S becomes prev_snapshot. A switch back to triggers sets the
+   * checkpoint anew (switch.ts), and a later snapshot hides fewer events, so low_id still bounds them.
+   */
+  async #advanceHorizon(): Promise<void> {
+    this.#horizonAt = Date.now();
+    let passed: { snapshot: string; takenAt: Date } | undefined;
+    while (this.#horizon.length > 0 && this.#horizon[0].lsn <= this.#confirmed) passed = this.#horizon.shift();
+    if (passed) {
+      await this.#db!.query(
+        `update ${qualify(this.#opts.schema, 'checkpoint')} set prev_snapshot = $2::pg_snapshot, prev_taken_at = $3 where stream = $1`,
+        [this.#opts.stream, passed.snapshot, passed.takenAt],
+      );
+    }
+    const now = await this.#db!.query<{ s: string; l: string; t: Date }>(
+      `select pg_current_snapshot()::text as s, pg_current_wal_insert_lsn()::text as l, statement_timestamp() as t`,
+    );
+    this.#horizon.push({ snapshot: now.rows[0].s, lsn: parseLsn(now.rows[0].l), takenAt: now.rows[0].t });
+    // The slot lags by more than a minute: dropping the oldest only delays the horizon.
+    if (this.#horizon.length > 64) this.#horizon.shift();
   }
 
   async #saveStats(): Promise<void> {
