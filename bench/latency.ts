@@ -210,7 +210,18 @@ export async function run(args: BenchArgs): Promise<object> {
           const unseen = ids.filter((id) => !arrived.has(id));
           const present = unseen.length === 0 ? 0 : Number((await dst.query(`select count(*)::int as n from items where id = any($1::int8[])`, [unseen])).rows[0].n);
           if (present < unseen.length) {
-            throw new Error(`${unseen.length - present} committed row(s) are not in the target 30 s after the last write (ids among ${unseen.slice(0, 20).join(', ')})`);
+            const events = await src.query(
+              `select o.id::text, o.gen, o.xid::text, o.op, o.data ->> 'id' as row_id, pg_visible_in_snapshot(o.xid, c.prev_snapshot) as applied,
+                      c.low_id::text as low, c.after_id::text as after, c.prev_snapshot::text as prev, c.cur_snapshot::text as cur
+                 from pg2crate.outbox o, pg2crate.checkpoint c where (o.data ->> 'id')::int8 = any($1::int8[])`,
+              [unseen],
+            );
+            const letters = await src.query(`select count(*)::int as n from pg2crate.dead_letters`);
+            throw new Error(
+              `${unseen.length - present} committed row(s) are not in the target 30 s after the last write (ids among ${unseen.slice(0, 20).join(', ')})\n` +
+                `their outbox events: ${JSON.stringify(events.rows)}\ndead letters: ${letters.rows[0].n}\n` +
+                `replicator warnings: ${r.output().split('\n').filter((l) => /"level":(40|50|60)/.test(l)).slice(-20).join('\n')}`,
+            );
           }
           const run: Run = {
             mode, rep, sent: ids.length, rate: achieved, missing: ids.length - lat.length, unseenButPresent: present,
