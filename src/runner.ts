@@ -407,8 +407,8 @@ export class Runner {
     const running = this.run({ listen: false, schedules: false }).finally(() => { ended = true; });
     running.catch(() => {});
     const ids = chosen.map((t) => t.id);
-    // pgoutput mode: backfillState's `applied` reads the outbox checkpoint, which does not move;
-    // once every copy is done, a mark emitted after that is applied when the slot passed it.
+    // pgoutput mode: backfillState's `applied` reads the outbox checkpoint, which trails the slot
+    // there; once every copy is done, a mark emitted after that is applied when the slot passed it.
     let mark: string | null = null;
     try {
       for (;;) {
