@@ -397,19 +397,22 @@ async function waitApplied(ctx: DirectLoadContext, xid: string): Promise<boolean
  * last transaction that wrote such events (null when there was nothing to send), or false when the
  * copier stopped on the way.
  */
-async function fixUp(ctx: DirectLoadContext, t: RegisteredTable, info: TableInfo, snapshot: string): Promise<string | null | false> {
+export async function fixUp(ctx: DirectLoadContext, t: RegisteredTable, info: TableInfo, snapshot: string): Promise<string | null | false> {
   const sql = repairSql(ctx.schema, info);
   const cursor = await ctx.pool.connect();
   let broken = false;
+  let open = false;
   let lastXid: string | null = null;
   const gone: string[] = [];
   let keysSeen = 0;
   try {
     // A cursor WITH HOLD keeps the key set once its transaction ends; each batch of keys is then
-    // re-sent in a short transaction of its own.
+    // re-sent in a short transaction of its own. It outlives its transaction on a pooled
+    // connection, so every way out of here closes it (the fix-up runs again after a stop).
     await cursor.query('begin');
     await cursor.query(`declare pg2crate_fixup no scroll cursor with hold for ${changedKeysSql(ctx.schema, t.keyColumns)}`, [t.id, snapshot]);
     await cursor.query('commit');
+    open = true;
     for (;;) {
       if (stopped(ctx)) return false;
       const batch = (await cursor.query<{ k: string }>(`fetch ${FIXUP_BATCH} from pg2crate_fixup`)).rows.map((r) => r.k);
@@ -420,11 +423,11 @@ async function fixUp(ctx: DirectLoadContext, t: RegisteredTable, info: TableInfo
       lastXid = out.xid;
       gone.push(...out.gone);
     }
-    await cursor.query('close pg2crate_fixup');
   } catch (err) {
     broken = true;
     throw err;
   } finally {
+    if (open && !broken) broken = await cursor.query('close pg2crate_fixup').then(() => false, () => true);
     cursor.release(broken);
   }
   if (keysSeen > 0) ctx.logger.info({ table: `${t.sourceSchema}.${t.sourceTable}`, keys: keysSeen, gone: gone.length }, 'initial load: rows changed during the copy sent again');
