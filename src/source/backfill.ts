@@ -24,8 +24,8 @@
 // pgoutput mode: the outbox is published, so a chunk's events arrive through the slot at its
 // commit, in commit order with the row changes; the FOR SHARE argument above holds for commit
 // order as it does for id order, and concurrent inserts come through the slot instead of the
-// triggers. The outbox checkpoint only trails the slot there, so a chunk counts as applied once the slot's
-// confirmed position passed a logical message emitted right after its commit. Waiting matters:
+// triggers. The outbox checkpoint only trails the slot there, so a chunk counts as applied once
+// the slot's confirmed position passed a logical message emitted right after its commit. Waiting matters:
 // a slot applies no backpressure on writers, and without it the copy would run ahead of the
 // target by the whole table, held as WAL.
 import type pg from 'pg';

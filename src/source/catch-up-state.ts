@@ -10,8 +10,8 @@
 // low_id (outbox.ts explains why), and events of transactions visible in the mark all have ids at or
 // below the sequence value read right after the mark was taken.
 //
-// In pgoutput mode the outbox checkpoint only trails the slot: the mark is then a logical message emitted
-// now, and the stream is caught up past it once the slot's confirmed position passed it (the
+// In pgoutput mode the outbox checkpoint only trails the slot: the mark is then a logical message
+// emitted now, and the stream is caught up past it once the slot's confirmed position passed it (the
 // source confirms only applied commits, and a message outside a transaction once everything before
 // it is applied). Outbox events (repairs, retries) come through the slot, so they are covered too.
 //
