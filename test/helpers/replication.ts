@@ -80,8 +80,13 @@ export async function caughtUp(source: pg.Pool | pg.Client, schema = 'pg2crate',
   return res.rows[0].ok;
 }
 
+/**
+ * Waits until the initial loads are done and every change is applied. Loads first: until a direct
+ * load has sent its fix-up, the target may hold a chunk older than changes already applied (or,
+ * after a truncate it has to redo, nothing), while the outbox alone looks applied.
+ */
 export async function waitCaughtUp(source: pg.Pool, schema = 'pg2crate', timeoutMs = 60_000): Promise<void> {
-  await waitFor('the replicator to catch up', () => caughtUp(source, schema), timeoutMs);
+  await waitFor('the replicator to finish its initial loads and catch up', async () => (await initialLoadsDone(source, schema)) && caughtUp(source, schema), timeoutMs);
 }
 
 /** True once no captured table waits for or is in its initial load. */
