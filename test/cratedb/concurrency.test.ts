@@ -5,8 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { as, assertSameAsSource, crateClient, dropSchema, skipWithoutCrate, testSchema, type ColumnCheck } from '../helpers/cratedb.js';
-import { assertNoLeaks, initialLoadsDone, makeConfig, pool, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { as, assertSameAsSource, crateClient, endCrateSuite, skipWithoutCrate, testSchema, type ColumnCheck } from '../helpers/cratedb.js';
+import { initialLoadsDone, makeConfig, pool, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
 import { qualify } from '../../src/identifiers.js';
 
@@ -102,14 +102,7 @@ describe('drain invariants with a real CrateDB', { skip: skipWithoutCrate }, () 
 
   after(async () => {
     for (const c of clients) await c.end().catch(() => {});
-    await rep?.stop();
-    await src?.end();
-    await cluster?.stop();
-    if (crate) {
-      await dropSchema(crate, schema);
-      crate.close();
-    }
-    await assertNoLeaks();
+    await endCrateSuite({ replicators: [rep], pools: [src], cluster, crate, schemas: [schema] });
   });
 
   test('a transaction that takes its outbox ids first but commits last is not lost', async () => {

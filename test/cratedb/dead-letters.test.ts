@@ -7,8 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { as, assertSameAsSource, crateClient, crateCount, dropSchema, refresh, skipWithoutCrate, testSchema } from '../helpers/cratedb.js';
-import { assertNoLeaks, initialLoadsDone, logLines, makeConfig, pool, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { as, assertSameAsSource, crateClient, crateCount, endCrateSuite, refresh, skipWithoutCrate, testSchema } from '../helpers/cratedb.js';
+import { initialLoadsDone, logLines, makeConfig, pool, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
 import { qualify } from '../../src/identifiers.js';
 
@@ -61,17 +61,7 @@ describe('dead letters with a real CrateDB', { skip: skipWithoutCrate }, () => {
   });
 
   after(async () => {
-    await rep?.stop();
-    await rep2?.stop();
-    await src?.end();
-    await src2?.end();
-    await cluster?.stop();
-    if (crate) {
-      await dropSchema(crate, schema);
-      await dropSchema(crate, schemaUnindexed);
-      crate.close();
-    }
-    await assertNoLeaks();
+    await endCrateSuite({ replicators: [rep, rep2], pools: [src, src2], cluster, crate, schemas: [schema, schemaUnindexed] });
   });
 
   test('each value CrateDB rejects is parked with its reason, and every other row of the page is applied', async () => {

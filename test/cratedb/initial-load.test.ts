@@ -5,8 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { as, assertSameAsSource, crateClient, dropSchema, skipWithoutCrate, testSchema } from '../helpers/cratedb.js';
-import { assertNoLeaks, initialLoadsDone, makeConfig, pool, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { as, assertSameAsSource, crateClient, endCrateSuite, skipWithoutCrate, testSchema } from '../helpers/cratedb.js';
+import { initialLoadsDone, makeConfig, pool, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
 
 const ROWS = 30_000;
@@ -32,14 +32,7 @@ describe('the direct initial load into a real CrateDB', { skip: skipWithoutCrate
   });
 
   after(async () => {
-    await rep?.stop();
-    await src?.end();
-    await cluster?.stop();
-    if (crate) {
-      await dropSchema(crate, schema);
-      crate.close();
-    }
-    await assertNoLeaks();
+    await endCrateSuite({ replicators: [rep], pools: [src], cluster, crate, schemas: [schema] });
   });
 
   test('rows updated, deleted, inserted and re-keyed while they are copied end equal to the source', async () => {

@@ -12,8 +12,8 @@ import { qualify } from '../../src/identifiers.js';
 import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
 import { createVerifyTarget, runVerify } from '../../src/verify/run-verify.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { crateClient, dropSchema, refresh, skipWithoutCrate, testSchema } from '../helpers/cratedb.js';
-import { assertNoLeaks, initialLoadsDone, makeConfig, pool, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { crateClient, endCrateSuite, refresh, skipWithoutCrate, testSchema } from '../helpers/cratedb.js';
+import { initialLoadsDone, makeConfig, pool, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 import { recorder, SimulatedCrash } from '../helpers/sinks.js';
 
 const SALT = 'crate-pepper';
@@ -49,14 +49,7 @@ describe('shaped targets in a real CrateDB', { skip: skipWithoutCrate }, () => {
   });
 
   after(async () => {
-    await rep?.stop();
-    await src?.end();
-    await cluster?.stop();
-    if (crate) {
-      await dropSchema(crate, schema);
-      crate.close();
-    }
-    await assertNoLeaks();
+    await endCrateSuite({ replicators: [rep], pools: [src], cluster, crate, schemas: [schema] });
   });
 
   /** Runs the statements in one transaction; returns its now() in epoch milliseconds (CrateDB's resolution). */

@@ -10,8 +10,8 @@ import { TableError } from '../../src/errors.js';
 import { qualify } from '../../src/identifiers.js';
 import { CrateSink } from '../../src/sink/cratedb/cratedb-sink.js';
 import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
-import { crateClient, crateCount, dropSchema, skipWithoutCrate, testSchema } from '../helpers/cratedb.js';
-import { assertNoLeaks, testLogger } from '../helpers/replication.js';
+import { crateClient, crateCount, endCrateSuite, skipWithoutCrate, testSchema } from '../helpers/cratedb.js';
+import { testLogger } from '../helpers/replication.js';
 
 const COLUMNS: ColumnInfo[] = [
   { name: 'id', type: 'bigint', baseType: 'int8', baseFormatted: 'bigint', dims: 0, typtype: 'b', notNull: true },
@@ -45,11 +45,7 @@ describe('the CrateDB sink against a real CrateDB', { skip: skipWithoutCrate }, 
 
   after(async () => {
     await sink?.stop();
-    if (crate) {
-      await dropSchema(crate, schema);
-      crate.close();
-    }
-    await assertNoLeaks();
+    await endCrateSuite({ crate, schemas: [schema] });
   });
 
   test('a truncate right after writes removes every row, refreshed or not', async () => {

@@ -5,8 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { as, assertSameAsSource, crateClient, dropSchema, skipWithoutCrate, testSchema, type ColumnCheck } from '../helpers/cratedb.js';
-import { assertNoLeaks, initialLoadsDone, makeConfig, pool, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { as, assertSameAsSource, crateClient, endCrateSuite, skipWithoutCrate, testSchema, type ColumnCheck } from '../helpers/cratedb.js';
+import { initialLoadsDone, makeConfig, pool, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 import type { JsonValue } from '../../src/change.js';
 import { crateColumnName, decodeJsonColumn } from '../../src/sink/cratedb/cratedb-sink.js';
 import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
@@ -91,14 +91,7 @@ describe('value types in a real CrateDB', { skip: skipWithoutCrate }, () => {
   });
 
   after(async () => {
-    await rep?.stop();
-    await src?.end();
-    await cluster?.stop();
-    if (crate) {
-      await dropSchema(crate, schema);
-      crate.close();
-    }
-    await assertNoLeaks();
+    await endCrateSuite({ replicators: [rep], pools: [src], cluster, crate, schemas: [schema] });
   });
 
   test('every type arrives with its value through insert, update, key change and delete', async () => {

@@ -12,8 +12,8 @@ import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
 import type { TableReport } from '../../src/verify/report.js';
 import { createVerifyTarget, runVerify, type VerifyResult } from '../../src/verify/run-verify.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { crateClient, dropSchema, refresh, skipWithoutCrate, testSchema } from '../helpers/cratedb.js';
-import { assertNoLeaks, initialLoadsDone, makeConfig, pool, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { crateClient, endCrateSuite, refresh, skipWithoutCrate, testSchema } from '../helpers/cratedb.js';
+import { initialLoadsDone, makeConfig, pool, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 
 const BASE = 9007199254740993n; // 2^53 + 1: a double cannot hold it
 const id = (g: number) => String(BASE + BigInt(g));
@@ -70,14 +70,7 @@ describe('verify against a real CrateDB', { skip: skipWithoutCrate }, () => {
   });
 
   after(async () => {
-    await rep?.stop();
-    await src?.end();
-    await cluster?.stop();
-    if (crate) {
-      await dropSchema(crate, schema);
-      crate.close();
-    }
-    await assertNoLeaks();
+    await endCrateSuite({ replicators: [rep], pools: [src], cluster, crate, schemas: [schema] });
   });
 
   async function verify(opts: { repair?: boolean; tables?: string[]; rangeRows?: number } = {}): Promise<VerifyResult & { lines: string[] }> {

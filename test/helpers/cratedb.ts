@@ -8,6 +8,8 @@ import type { JsonValue } from '../../src/change.js';
 import { CrateClient, parseAnswer } from '../../src/sink/cratedb/crate-client.js';
 import { decodeJsonColumn } from '../../src/sink/cratedb/cratedb-sink.js';
 import { qualify } from '../../src/identifiers.js';
+import type { Cluster } from './cluster.js';
+import { assertNoLeaks, type Running } from './replication.js';
 
 export const CRATEDB_URL = process.env.CRATEDB_URL;
 
@@ -33,6 +35,27 @@ export function testSchema(prefix: string): string {
 export async function dropSchema(c: CrateClient, schema: string): Promise<void> {
   const res = await c.sql('SELECT table_name FROM information_schema.tables WHERE table_schema = ?', [schema]);
   for (const [t] of res.rows) await c.sql(`DROP TABLE IF EXISTS ${qualify(schema, String(t))}`);
+}
+
+/**
+ * The end of a suite: its replicators stopped and pools closed (in the order given), the cluster
+ * stopped, the suite's CrateDB schemas dropped, and nothing left open.
+ */
+export async function endCrateSuite(parts: {
+  replicators?: (Running | undefined)[];
+  pools?: (pg.Pool | undefined)[];
+  cluster?: Cluster;
+  crate: CrateClient | undefined;
+  schemas: string[];
+}): Promise<void> {
+  for (const r of parts.replicators ?? []) await r?.stop();
+  for (const p of parts.pools ?? []) await p?.end();
+  await parts.cluster?.stop();
+  if (parts.crate) {
+    for (const schema of parts.schemas) await dropSchema(parts.crate, schema);
+    parts.crate.close();
+  }
+  await assertNoLeaks();
 }
 
 export async function refresh(c: CrateClient, schema: string, table: string): Promise<void> {
