@@ -35,6 +35,7 @@ import { qualify, quoteIdent } from '../identifiers.js';
 import type { Logger } from '../logger.js';
 import { emitWaitMark, slotPassed } from './catch-up-state.js';
 import { sleep } from './outbox.js';
+import { TAKE_XID } from './outbox-bounds.js';
 import { backoffDelay, classify, describe } from '../errors.js';
 import { runDirectLoad, type DirectLoadDeps } from './direct-load.js';
 
@@ -226,6 +227,9 @@ export class Backfiller {
       let res: { n: number; last_key: unknown; xid: string };
       try {
         await client.query('begin');
+        // Locking the chunk's rows gives the transaction its xid before the insert draws ids; taken
+        // explicitly so that no plan shape can reorder it (outbox-bounds.ts).
+        await client.query(TAKE_XID);
         for (const stmt of SAME_OUTPUT_AS_TRIGGER) await client.query(stmt);
         // Never make the application wait long, and never let it be the deadlock victim: the chunk
         // gives up a row lock it cannot get quickly (before the deadlock detector would pick a

@@ -42,6 +42,7 @@ import { repairSql } from '../verify/repair.js';
 import type { RegisteredTable } from './registry.js';
 import { rowFilterSql, rowImageSql } from './row-image.js';
 import { sleep } from './outbox.js';
+import { TAKE_XID } from './outbox-bounds.js';
 
 export interface DirectLoadDeps {
   sink: Sink;
@@ -152,7 +153,7 @@ export async function runDirectLoad(ctx: DirectLoadContext, t: RegisteredTable):
     if (stopped(ctx)) return false;
     if (truncated.rows.length > 0) {
       log.warn({ table: name }, 'the table was truncated during its initial load; truncating the target in stream order and copying again');
-      const xid = await writeTruncate(ctx, t.id);
+      const xid = await writeLoadTruncate(ctx.pool, ctx.schema, t.id);
       if (!(await waitApplied(ctx, xid))) return false;
       await ctx.pool.query(
         `update ${jobs} set snapshot = null, copy_done = false, last_key = null, upper_key = null, rows_copied = 0, chunks = 0, updated_at = now()
@@ -376,12 +377,27 @@ async function applyChunk(ctx: DirectLoadContext, info: TableInfo, changes: Chan
   ctx.logger.error({ rows: rejected.length, tableId: info.id, code: rejected[0].code }, 'parked copied rows the target rejected as dead letters (see `pg2crate dead-letters list`)');
 }
 
-async function writeTruncate(ctx: DirectLoadContext, tableId: number): Promise<string> {
-  const res = await ctx.pool.query<{ xid: string }>(
-    `insert into ${qualify(ctx.schema, 'outbox')} (table_id, op, data) values ($1, 'T', null) returning xid::text as xid`,
-    [tableId],
-  );
-  return res.rows[0].xid;
+/** Writes a truncate event for the table (the load starts over); returns its transaction's xid. */
+export async function writeLoadTruncate(pool: pg.Pool, schema: string, tableId: number): Promise<string> {
+  // The xid in a statement before the insert (outbox-bounds.ts): the insert's `id` default is
+  // evaluated before its `xid` default.
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query('begin');
+    await client.query(TAKE_XID);
+    const res = await client.query<{ xid: string }>(
+      `insert into ${qualify(schema, 'outbox')} (table_id, op, data) values ($1, 'T', null) returning xid::text as xid`,
+      [tableId],
+    );
+    await client.query('commit');
+    return res.rows[0].xid;
+  } catch (err) {
+    broken = await client.query('rollback').then(() => false, () => true);
+    throw err;
+  } finally {
+    client.release(broken);
+  }
 }
 
 async function waitApplied(ctx: DirectLoadContext, xid: string): Promise<boolean> {
@@ -453,6 +469,8 @@ async function resend(ctx: DirectLoadContext, sql: ReturnType<typeof repairSql>,
     let broken = false;
     try {
       await client.query(`begin; ${OUTPUT_SETTINGS}; set local lock_timeout = ${LOCK_TIMEOUT_MS}`);
+      // the xid before the first outbox id (outbox-bounds.ts): with every row gone, a delete is the first write
+      await client.query(TAKE_XID);
       await client.query(sql.upsert, [param]);
       const gone = deletes ? (await client.query<{ k: string }>(`${sql.delete} returning data::text as k`, [param])).rows.map((r) => r.k) : [];
       await client.query(sql.notify);

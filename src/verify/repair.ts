@@ -26,6 +26,7 @@ import type pg from 'pg';
 import type { TableInfo } from '../change.js';
 import { qualify, quoteIdent, quoteLiteral } from '../identifiers.js';
 import { wakeupChannel } from '../source/names.js';
+import { TAKE_XID } from '../source/outbox-bounds.js';
 import { sourceTimeSql } from '../source/row-image.js';
 import { keysJsonArray, pgKeySetCondition } from './key-range.js';
 import { pgVerifyTable } from './pg-digest-sql.js';
@@ -72,6 +73,8 @@ export async function writeRepairEvents(pool: pg.Pool, schema: string, table: Ta
     let n = 0;
     for (let i = 0; i < keys.length; i += BATCH) {
       n += await withOutputSettings(pool, async (c) => {
+        // the xid before the first outbox id (outbox-bounds.ts): a delete event is this transaction's first write
+        await c.query(TAKE_XID);
         const res = await c.query(stmt, [keysJsonArray(keys.slice(i, i + BATCH))]);
         await c.query(sql.notify);
         return res.rowCount ?? 0;

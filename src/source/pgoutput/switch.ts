@@ -23,6 +23,7 @@ import { readCaptureState, writeCaptureState } from '../capture-state.js';
 import type { FinalWindow } from '../outbox.js';
 import { captureTargetOf, listTables } from '../registry.js';
 import { captureFunctionSql, createTriggersSql, dropFunctionSql, dropTriggersSql } from '../triggers.js';
+import { readOutboxSequence } from '../outbox-bounds.js';
 import { MARK_PREFIX, type StopAt } from './pgoutput-source.js';
 import { checkServer, checkTables, ensurePublication } from './preflight.js';
 import { createSlotWithSnapshot, dropSlot, slotInfo } from './slot.js';
@@ -91,7 +92,8 @@ export function toTrigger(o: SwitchOptions): StopAt {
     async begin(db) {
       const state = await readCaptureState(db, o.schema, o.stream);
       if (state.mode === 'to-trigger' && state.stopMarker) return state.stopMarker;
-      const seq = await db.query<{ v: string }>(`select (case when is_called then last_value else last_value - 1 end)::text as v from ${qualify(o.schema, 'outbox_id_seq')}`);
+      // The lower id bound of the first trigger window: read under the sequence's lock (outbox-bounds.ts).
+      const lowId = await readOutboxSequence(db, o.schema);
       // One table per transaction: a transaction holding one table's lock while waiting for the
       // next could deadlock with an application transaction that writes both.
       for (const t of await listTables(db, o.schema)) {
@@ -109,7 +111,7 @@ export function toTrigger(o: SwitchOptions): StopAt {
       await db.query(`select pg_logical_emit_message(false, $1, $2)`, [MARK_PREFIX, mark]);
       await writeCaptureState(db, o.schema, o.stream, {
         mode: 'to-trigger', slotName: o.slot, publicationName: o.publication, finalSnapshot: null,
-        resumeSnapshot: snap.rows[0].s, resumeLowId: seq.rows[0].v, stopMarker: mark, switchedAt: new Date(),
+        resumeSnapshot: snap.rows[0].s, resumeLowId: lowId, stopMarker: mark, switchedAt: new Date(),
       });
       log.info({ slot: o.slot }, 'triggers installed; draining the slot up to the stop mark');
       return mark;
