@@ -121,6 +121,8 @@ async function main(argv: string[]): Promise<number> {
           `mode ${st.mode}, schema ${st.schema}, stream ${st.stream}: ${st.drainerPid ? `drained by pid ${st.drainerPid}${st.idle ? ' (idle)' : ''}` : 'no drainer running'}`,
           `backlog ${st.backlogEvents} event(s); applied ${st.appliedEvents} in ${st.windows} window(s); last applied ${st.lastAppliedAt ?? 'never'}${st.secondsSinceApplied !== null ? ` (${st.secondsSinceApplied} s ago)` : ''}`,
           `dead letters ${st.deadLetters}`,
+          ...(st.strandedEvents > 0 ? [`WARNING: ${st.strandedEvents} event(s) lie below the windows' lower id bound and no window will apply them; run \`pg2crate verify --repair\` to bring the target in line, and please report this`] : []),
+          ...(st.boundViolations > 0 ? [`window bound guard: kept a lower id bound ${st.boundViolations} time(s) that would have skipped events (the log names them); please report this`] : []),
           ...(st.slot ? [`slot ${st.slot.name}: ${st.slot.active ? `streaming to pid ${st.slot.activePid}` : 'inactive'}, retains ${(st.slot.retainedBytes / 1048576).toFixed(1)} MB of WAL${st.slot.warn ? ` — WARNING: over PG2CRATE_SLOT_WARN_MB (${config.slotWarnBytes / 1048576}); drain it or \`pg2crate slot drop\`` : ''}`] : []),
           ...st.tables.map((t) => `  ${t.name} → ${t.target} key (${t.key.join(', ')})${t.captured ? '' : ' NOT CAPTURED (triggers missing)'}${t.backfill && t.backfill !== 'done' ? `, initial load ${t.backfill} (${t.backfillRows} rows)` : ''}`),
         ];

@@ -48,6 +48,8 @@ export class MetricsServer {
     const dbGauge = (name: string, help: string, value: (s: StreamStatus) => number) =>
       new Gauge({ name, help, registers: [r], async collect() { const s = await once(); if (s) this.set(value(s)); } });
     dbGauge('pg2crate_backlog_events', 'Captured events not yet applied', (s) => s.backlogEvents);
+    dbGauge('pg2crate_stranded_events', 'Unapplied events below the lower id bound of the windows, which no window reads (always 0 unless a bound is wrong)', (s) => s.strandedEvents);
+    dbGauge('pg2crate_window_bound_violations', 'Times the window bound guard kept a lower id bound that would have skipped events', (s) => s.boundViolations);
     dbGauge('pg2crate_lag_seconds', 'Age of the oldest change that may not be applied yet', (s) => s.lagSeconds);
     dbGauge('pg2crate_dead_letters', 'Dead letters waiting in pg2crate.dead_letters', (s) => s.deadLetters);
     dbGauge('pg2crate_outbox_bytes', 'Size of the outbox partitions', (s) => s.outboxBytes);

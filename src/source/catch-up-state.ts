@@ -6,9 +6,10 @@
 // prev_snapshot. Without a mark the question is "is every event in the outbox applied", which under
 // constant load may never become true; a mark makes the wait finite.
 //
-// Bounds keep the check off the whole outbox: events not visible in prev_snapshot all have ids above
-// low_id (outbox.ts explains why), and events of transactions visible in the mark all have ids at or
-// below the sequence value read right after the mark was taken.
+// Events of transactions visible in the mark all have ids at or below the sequence value read right
+// after the mark was taken. Events not visible in prev_snapshot all have ids above low_id (outbox.ts
+// explains why), so the check asked while waiting looks there; it looks below low_id as well before
+// it says yes, so that a wrong bound shows as "not caught up" instead of a silent loss.
 //
 // In pgoutput mode the outbox checkpoint only trails the slot: the mark is then a logical message
 // emitted now, and the stream is caught up past it once the slot's confirmed position passed it (the
@@ -22,6 +23,7 @@ import { qualify } from '../identifiers.js';
 import { readCaptureState } from './capture-state.js';
 import { streamLockText } from './names.js';
 import { sleep } from './outbox.js';
+import { outboxSequenceSql } from './outbox-bounds.js';
 
 type Queryable = pg.ClientBase | pg.Pool;
 
@@ -34,10 +36,9 @@ export interface CatchUpMark {
 export type CatchUpOutcome = 'caught-up' | 'no-replicator' | 'timeout';
 
 export async function takeMark(db: Queryable, schema: string): Promise<CatchUpMark> {
-  const seq = qualify(schema, 'outbox_id_seq');
   const res = await db.query<{ snapshot: string; upper: string }>(
     `select pg_current_snapshot()::text as snapshot,
-            (select (case when is_called then last_value else last_value - 1 end)::text from ${seq}) as upper`,
+            ${outboxSequenceSql(schema)}::text as upper`,
   );
   return res.rows[0];
 }
@@ -49,19 +50,22 @@ export async function takeMark(db: Queryable, schema: string): Promise<CatchUpMa
 export async function caughtUp(db: Queryable, schema: string, stream: string, mark?: CatchUpMark): Promise<boolean> {
   const outbox = qualify(schema, 'outbox');
   const checkpoint = qualify(schema, 'checkpoint');
-  const res = await db.query<{ ok: boolean }>(
+  // First above the lower id bound (cheap, and asked again and again while waiting); once that says
+  // yes, below it as well: a wrong bound would leave events there that no window reads, and a
+  // check that trusted the bound could not see them.
+  const pending = (above: boolean) => db.query<{ ok: boolean }>(
     `select exists (select 1 from ${checkpoint} where stream = $1)
         and not exists (
           select 1 from ${outbox} o, ${checkpoint} c
            where c.stream = $1
-             and o.id > c.low_id
+             and ${above ? 'o.id > c.low_id' : 'o.id <= c.low_id'}
              and ($3::bigint is null or o.id <= $3::bigint)
              and ($2::pg_snapshot is null or pg_visible_in_snapshot(o.xid, $2::pg_snapshot))
              and (c.prev_snapshot is null or not pg_visible_in_snapshot(o.xid, c.prev_snapshot))
         ) as ok`,
     [stream, mark?.snapshot ?? null, mark?.upper ?? null],
   );
-  return res.rows[0].ok;
+  return (await pending(true)).rows[0].ok && (await pending(false)).rows[0].ok;
 }
 
 /** True when some session holds the stream (a replicator, or a catch-up run, is draining it). */

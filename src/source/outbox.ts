@@ -38,6 +38,7 @@ import { streamLockText } from './names.js';
 import { RegistryCatalog } from './registry.js';
 import { scheduleBackfill } from './backfill.js';
 import { OutboxChange, readRowText } from './row-text.js';
+import { outboxSequenceSql, readOutboxSequence } from './outbox-bounds.js';
 
 interface Checkpoint {
   prev: string | null;
@@ -69,11 +70,11 @@ export class OutboxSource implements ChangeSource {
   readonly catalog: SourceCatalog;
   readonly #opts: OutboxOptions;
   readonly #log: Logger;
-  readonly #t: { outbox: string; checkpoint: string; marks: string; state: string; dead: string; seq: string; tables: string };
+  readonly #t: { outbox: string; checkpoint: string; marks: string; state: string; dead: string; tables: string };
   #client: pg.Client | null = null;
   #catalogPool: pg.Pool;
   #cp: Checkpoint | null = null;
-  #keys = new Map<number, string[]>();
+  #keys = new Map<number, string[] | null>();
   /** per table and kind (deletes, others), the member names of the last row image read (shared by the rows that have the same) */
   #names = new Map<number, readonly string[]>();
   /** the snapshot of the final window, once known; #finalDone once it is applied */
@@ -86,7 +87,7 @@ export class OutboxSource implements ChangeSource {
     const s = opts.schema;
     this.#t = {
       outbox: qualify(s, 'outbox'), checkpoint: qualify(s, 'checkpoint'), marks: qualify(s, 'window_marks'),
-      state: qualify(s, 'state'), dead: qualify(s, 'dead_letters'), seq: qualify(s, 'outbox_id_seq'), tables: qualify(s, 'tables'),
+      state: qualify(s, 'state'), dead: qualify(s, 'dead_letters'), tables: qualify(s, 'tables'),
     };
     this.#catalogPool = new pg.Pool({ ...opts.connection, max: 2, application_name: 'pg2crate catalog' });
     this.#catalogPool.on('error', (err) => this.#log.warn({ err }, 'idle catalog connection failed'));
@@ -173,9 +174,11 @@ export class OutboxSource implements ChangeSource {
       // A mark: the sequence read first, then an xid assigned to this transaction. Any transaction
       // with a larger xid got it afterwards, so its ids exceed seq_before.
       // Two statements, so that the order of the two reads does not depend on the executor.
-      const seq = await db.query<{ v: string }>(`select (case when is_called then last_value else last_value - 1 end)::text as v from ${this.#t.seq}`);
+      // The read takes the sequence's lock (outbox-bounds.ts): a read of the page without it can
+      // see a value up to 31 too high, and a mark that high would skip events.
+      const seq = await readOutboxSequence(db, this.#opts.schema);
       await db.query(`insert into ${this.#t.marks} (stream, seq_before, xid_after) values ($1, $2, pg_current_xact_id()) on conflict do nothing`, [
-        this.#opts.stream, seq.rows[0].v,
+        this.#opts.stream, seq,
       ]);
       await db.query('commit');
     } catch (err) {
@@ -187,7 +190,7 @@ export class OutboxSource implements ChangeSource {
     // A final window's snapshot was taken earlier still, so the bound read now holds for it too.
     const snap = await db.query<{ snap: string; upper: string; at: Date }>(
       `select coalesce($1::pg_snapshot, pg_current_snapshot())::text as snap, statement_timestamp() as at,
-              (select (case when is_called then last_value else last_value - 1 end)::text from ${this.#t.seq}) as upper`,
+              ${outboxSequenceSql(this.#opts.schema)}::text as upper`,
       [this.#final],
     );
     const { snap: cur, upper, at } = snap.rows[0];
@@ -237,12 +240,17 @@ export class OutboxSource implements ChangeSource {
       if (r.data === null) {
         change = new OutboxChange(Number(r.id), r.table_id, r.op, '', null, undefined, null);
       } else {
-        const key = this.#keys.get(r.table_id) ?? (await this.#keyColumns(r.table_id));
-        // deletes carry only the key: their names are kept apart from the full images'
-        const names = r.table_id * 2 + (r.op === 'D' ? 1 : 0);
-        const read = readRowText(r.data, key, this.#names.get(names));
-        this.#names.set(names, read.columns);
-        change = new OutboxChange(Number(r.id), r.table_id, r.op, read.key, r.data, read.columns, read.row);
+        const key = this.#keys.has(r.table_id) ? this.#keys.get(r.table_id)! : await this.#keyColumns(r.table_id);
+        if (key === null) {
+          // No key known (the table left the registry): a key no other change has, so none coalesces away.
+          change = new OutboxChange(Number(r.id), r.table_id, r.op, `\u0000event ${r.id}`, r.data, undefined);
+        } else {
+          // deletes carry only the key: their names are kept apart from the full images'
+          const names = r.table_id * 2 + (r.op === 'D' ? 1 : 0);
+          const read = readRowText(r.data, key, this.#names.get(names));
+          this.#names.set(names, read.columns);
+          change = new OutboxChange(Number(r.id), r.table_id, r.op, read.key, r.data, read.columns, read.row);
+        }
       }
       if (r.source_time !== null) change.sourceTime = r.source_time;
       changes.push(change);
@@ -254,15 +262,14 @@ export class OutboxSource implements ChangeSource {
     };
   }
 
-  async #keyColumns(tableId: number): Promise<string[]> {
-    let k = this.#keys.get(tableId);
-    if (!k) {
-      const res = await this.#db.query<{ key_columns: string[] }>(`select key_columns from ${this.#t.tables} where id = $1`, [tableId]);
-      // A table removed while changes were pending: its registry row is gone; keep the rows apart by
-      // their whole image so nothing is coalesced wrongly.
-      k = res.rows[0]?.key_columns ?? [];
-      this.#keys.set(tableId, k);
-    }
+  async #keyColumns(tableId: number): Promise<string[] | null> {
+    const res = await this.#db.query<{ key_columns: string[] }>(`select key_columns from ${this.#t.tables} where id = $1`, [tableId]);
+    // A table removed while changes were pending: its registry row is gone, and with it the key.
+    // Such changes cannot be applied (the drainer parks them as dead letters); null keeps each one
+    // apart (readPage gives it a key of its own) so that no change is coalesced away unparked.
+    // Registry ids are never reused, so null is final.
+    const k = res.rows[0]?.key_columns ?? null;
+    this.#keys.set(tableId, k);
     return k;
   }
 
@@ -291,7 +298,7 @@ export class OutboxSource implements ChangeSource {
           where stream = $1 and xid_after < pg_snapshot_xmin($2::pg_snapshot) order by xid_after desc limit 1`,
         [this.#opts.stream, cp.cur],
       );
-      const newLow = low.rows[0]?.seq ?? cp.low;
+      const newLow = await this.#guardedLow(cp, low.rows[0]?.seq ?? cp.low);
       if (low.rows[0]?.xmax) {
         await db.query(`delete from ${this.#t.marks} where stream = $1 and xid_after < $2::xid8`, [this.#opts.stream, low.rows[0].xmax]);
       }
@@ -314,6 +321,31 @@ export class OutboxSource implements ChangeSource {
       this.#cp = null;
       throw err;
     }
+  }
+
+  /**
+   * The guard of the lower bound: no event with an id in (old, new] may belong to a transaction the
+   * closing window did not see, for the next windows read only above the new bound. Events of
+   * transactions still running are invisible here, so this cannot prove the bound, but it turns the
+   * usual shape of a wrong bound (a writer that committed just after the snapshot) from silent loss
+   * into an error: the bound stays where it was, so those events are read by a later window.
+   */
+  async #guardedLow(cp: Checkpoint, proposed: string): Promise<string> {
+    if (BigInt(proposed) <= BigInt(cp.low)) return proposed;
+    const res = await this.#db.query<{ id: string }>(
+      `select o.id::text as id from ${this.#t.outbox} o
+        where o.id > $1 and o.id <= $2 and not pg_visible_in_snapshot(o.xid, $3::pg_snapshot)
+        order by o.id limit 20`,
+      [cp.low, proposed, cp.cur],
+    );
+    if (res.rows.length === 0) return proposed;
+    const eventIds = res.rows.map((r) => r.id);
+    await this.#db.query(`update ${this.#t.checkpoint} set bound_violations = bound_violations + $2 where stream = $1`, [this.#opts.stream, eventIds.length]);
+    this.#log.error(
+      { stream: this.#opts.stream, lowId: cp.low, proposedLowId: proposed, eventIds },
+      'window bound guard: events below the proposed lower id bound belong to transactions the window did not see; keeping the old bound so they are applied (please report this)',
+    );
+    return cp.low;
   }
 
   park(letters: DeadLetter[]): Promise<void> {

@@ -12,8 +12,12 @@ export interface StreamStatus {
   slot: (SlotInfo & { warn: boolean }) | null;
   schema: string;
   stream: string;
-  /** events captured and not yet applied */
+  /** events captured and not yet applied (stranded ones included) */
   backlogEvents: number;
+  /** unapplied events below the window's lower id bound, which no window would read (always 0 unless a bound is wrong) */
+  strandedEvents: number;
+  /** times the window bound guard kept a lower bound that would have skipped events (outbox.ts) */
+  boundViolations: number;
   appliedEvents: number;
   windows: number;
   lastAppliedAt: string | null;
@@ -42,7 +46,12 @@ export async function readStatus(db: pg.Pool, schema: string, stream: string, lo
             extract(epoch from now() - c.last_applied_at)::float8 as since,
             extract(epoch from now() - coalesce(c.prev_taken_at, c.updated_at))::float8 as lag,
             (select count(*) from ${s('outbox')} o
-              where o.id > c.low_id and (c.prev_snapshot is null or not pg_visible_in_snapshot(o.xid, c.prev_snapshot)))::text as backlog
+              where o.id > c.low_id and (c.prev_snapshot is null or not pg_visible_in_snapshot(o.xid, c.prev_snapshot)))::text as backlog,
+            -- events no window will read: at or below the lower id bound yet never applied. Always 0
+            -- unless a bound was wrong; counted over the whole outbox so that such a bug cannot hide.
+            (select count(*) from ${s('outbox')} o
+              where o.id <= c.low_id and c.prev_snapshot is not null and not pg_visible_in_snapshot(o.xid, c.prev_snapshot))::text as stranded,
+            c.bound_violations::text as violations
        from ${s('checkpoint')} c where c.stream = $1`,
     [stream],
   );
@@ -75,13 +84,16 @@ export async function readStatus(db: pg.Pool, schema: string, stream: string, lo
   const flushLag = pgoutput && slot?.activePid
     ? await db.query<{ s: number | null }>(`select extract(epoch from flush_lag)::float8 as s from pg_stat_replication where pid = $1`, [slot.activePid])
     : null;
-  const backlogEvents = pgoutput ? 0 : Number(r?.backlog ?? backlogWithoutCheckpoint?.rows[0].n ?? 0);
+  const strandedEvents = pgoutput ? 0 : Number(r?.stranded ?? 0);
+  const backlogEvents = pgoutput ? 0 : Number(r?.backlog ?? backlogWithoutCheckpoint?.rows[0].n ?? 0) + strandedEvents;
   return {
     mode: capture.mode,
     slot: slot && watch ? { ...slot, warn: slot.retainedBytes > watch.warnBytes } : null,
     schema,
     stream,
     backlogEvents,
+    strandedEvents,
+    boundViolations: Number(r?.violations ?? 0),
     lagSeconds: pgoutput ? Math.max(0, Number(flushLag?.rows[0]?.s ?? 0)) : backlogEvents === 0 ? 0 : Math.max(0, Number(r?.lag ?? 0)),
     outboxBytes: Number(bytes.rows[0].n),
     appliedEvents: Number(r?.applied ?? 0),
