@@ -50,6 +50,8 @@ export interface Config {
   pollIntervalMs: number;
   /** how often a standby retries to take the stream */
   standbyRetryMs: number;
+  /** how often the partition watch looks for partitions created or attached since (partition-watch.ts) */
+  partitionWatchMs: number;
   logLevel: string;
   deadLetterPolicy: 'park' | 'halt';
   /** attempts for a change the target rejects before it is parked (or halts) */
@@ -213,7 +215,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
 
 const FILE_KEYS = new Set([
   'databaseUrl', 'targetDatabaseUrl', 'cratedbUrl', 'cratedbUser', 'cratedbPassword', 'schema', 'stream', 'tables',
-  'targetSchema', 'pageSize', 'pollIntervalMs', 'standbyRetryMs', 'logLevel', 'deadLetterPolicy', 'rejectAttempts',
+  'targetSchema', 'pageSize', 'pollIntervalMs', 'standbyRetryMs', 'partitionWatchMs', 'logLevel', 'deadLetterPolicy', 'rejectAttempts',
   'stopTimeoutMs', 'backfillChunkRows', 'backfillInflight', 'initialLoad', 'httpPort', 'readyMaxLagSeconds', 'retentionRotateKb', 'schedules', 'crate',
   'capture', 'slotName', 'publicationName', 'slotWarnMb', 'hashSalt',
 ]);
@@ -352,6 +354,7 @@ export function loadConfig(env: Env, file: Record<string, unknown> = {}): Readon
     pageSize: int('PG2CRATE_PAGE_SIZE', pick('PG2CRATE_PAGE_SIZE', 'pageSize') ?? 5000, 1, 1_000_000),
     pollIntervalMs: int('PG2CRATE_POLL_INTERVAL_MS', pick('PG2CRATE_POLL_INTERVAL_MS', 'pollIntervalMs') ?? 1000, 10, 3_600_000),
     standbyRetryMs: int('PG2CRATE_STANDBY_RETRY_MS', pick('PG2CRATE_STANDBY_RETRY_MS', 'standbyRetryMs') ?? 2000, 10, 600_000),
+    partitionWatchMs: int('PG2CRATE_PARTITION_WATCH_MS', pick('PG2CRATE_PARTITION_WATCH_MS', 'partitionWatchMs') ?? 1000, 10, 3_600_000),
     logLevel,
     deadLetterPolicy: oneOf('PG2CRATE_DEAD_LETTERS', pick('PG2CRATE_DEAD_LETTERS', 'deadLetterPolicy') ?? 'park', ['park', 'halt'] as const),
     rejectAttempts: int('PG2CRATE_REJECT_ATTEMPTS', pick('PG2CRATE_REJECT_ATTEMPTS', 'rejectAttempts') ?? 3, 1, 100),

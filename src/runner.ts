@@ -16,6 +16,7 @@ import { sleep } from './source/outbox.js';
 import { Listener } from './source/listener.js';
 import { streamLockText, wakeupChannel } from './source/names.js';
 import { readStatus, type StreamStatus } from './source/status.js';
+import { PartitionWatcher, watchPartitions } from './source/partition-watch.js';
 import { OutboxSource } from './source/outbox.js';
 import { readCaptureState } from './source/capture-state.js';
 import { PgoutputSource } from './source/pgoutput/pgoutput-source.js';
@@ -232,6 +233,11 @@ export class Runner {
       await this.stop();
       return;
     }
+    if (opts.untilCaughtUp) await this.#watchPartitionsOnce();
+    else {
+      this.#partitions = new PartitionWatcher(this.pool, { schema: c.schema, stream: c.stream, logger: this.#log, intervalMs: c.partitionWatchMs });
+      this.#partitions.start();
+    }
     const drainer = this.#newDrainer(sink, { untilCaughtUp: opts.untilCaughtUp, waitForStream: opts.waitForStream });
     this.#drainer = drainer;
     const done = drainer.start();
@@ -276,6 +282,7 @@ export class Runner {
   }
 
   #stopped: (() => void) | null = null;
+  #partitions: PartitionWatcher | null = null;
   #scheduler: Scheduler | null = null;
   #http: MetricsServer | null = null;
   get schedulerStats(): Scheduler['stats'] | null {
@@ -322,10 +329,18 @@ export class Runner {
     }
   }
 
+  /** Partitions created or attached since the last run get their triggers before a catch-up drains. */
+  async #watchPartitionsOnce(): Promise<void> {
+    const c = this.#config;
+    await watchPartitions(this.pool, { schema: c.schema, stream: c.stream, logger: this.#log })
+      .catch((err: unknown) => this.#log.warn({ err }, 'partition watch failed; the next run tries again'));
+  }
+
   /** One scheduled catch-up: drains what is committed and returns; skips when another instance holds the stream. */
   async #catchUpOnce(): Promise<void> {
     const sink = this.#sink;
     if (!sink) return;
+    await this.#watchPartitionsOnce();
     const drainer = this.#newDrainer(sink, { untilCaughtUp: true, waitForStream: false });
     this.#drainer = drainer;
     try {
@@ -435,6 +450,9 @@ export class Runner {
     const scheduler = this.#scheduler;
     this.#scheduler = null;
     await scheduler?.stop();
+    const partitions = this.#partitions;
+    this.#partitions = null;
+    await partitions?.stop();
     const listener = this.#listener;
     this.#listener = null;
     await listener?.stop();

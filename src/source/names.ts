@@ -10,13 +10,17 @@ export function wakeupChannel(schema: string): string {
   return `pg2crate_wakeup${tag(schema)}`;
 }
 
-/** Trigger names on a captured table; one per operation. */
-export function triggerName(schema: string, op: 'i' | 'u' | 'd' | 't'): string {
+/** Trigger names on a captured table; one per operation (b: before truncate, g: a partitioned table's guard). */
+export function triggerName(schema: string, op: 'i' | 'u' | 'd' | 't' | 'b' | 'g'): string {
   return `pg2crate_capture${tag(schema)}_${op}`;
 }
 
 export function captureFunctionName(tableId: number): string {
   return `capture_${tableId}`;
+}
+
+export function guardFunctionName(tableId: number): string {
+  return `capture_${tableId}_guard`;
 }
 
 /** The text whose 64-bit hash keys the advisory lock of a stream. */

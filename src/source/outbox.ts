@@ -223,7 +223,8 @@ export class OutboxSource implements ChangeSource {
     const res = await this.#db.query<{ id: string; table_id: number; op: Op; data: string | null; source_time: string | null }>(
       // Order by the column, not the text alias of the same name (that would sort "10" before "9").
       // source_time as ISO 8601 in UTC, whatever the session's time zone.
-      `select o.id::text as id, o.table_id, o.op, o.data::text as data,
+      // 'P': a delete written by a partition's truncate (triggers.ts), a delete like any other here.
+      `select o.id::text as id, o.table_id, case when o.op = 'P' then 'D' else o.op end as op, o.data::text as data,
               to_char(o.source_time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as source_time
          from ${this.#t.outbox} o
         where o.id > $1 and o.id <= $2

@@ -8,7 +8,8 @@ import { displayName, qualify } from '../identifiers.js';
 import { resolveShape, type TableShape } from '../table-shape.js';
 import { scheduleBackfill } from './backfill.js';
 import { checkShape, shapedColumns } from './shape-check.js';
-import { captureFunctionSql, createTriggersSql, dropFunctionSql, dropTriggersSql, type CaptureTarget } from './triggers.js';
+import type { CaptureTarget } from './triggers.js';
+import { installCapture, removeCapture } from './capture-install.js';
 
 export interface RegisteredTable {
   id: number;
@@ -165,9 +166,8 @@ export async function addTable(
         shape !== null && shape.hashColumns.length > 0 ? spec.hashSalt ?? null : null],
     );
     const table = rowToTable(res.rows[0]);
-    const capture = captureTargetOf(table);
-    await client.query(captureFunctionSql(schema, capture));
-    for (const stmt of createTriggersSql(schema, capture)) await client.query(stmt);
+    // the table, and every partition of a partitioned one (capture-install.ts)
+    await installCapture(client, schema, captureTargetOf(table));
     // A newly captured table gets its existing rows copied; the triggers above are in place first,
     // so nothing written after the copy reads a row is missed. Re-adding keeps a finished copy.
     await scheduleBackfill(client, schema, table.id, false);
@@ -191,9 +191,9 @@ export async function removeTable(pool: pg.Pool, schema: string, spec: TableSpec
       [spec.schema, spec.table],
     );
     if (res.rows.length === 0) { await client.query('rollback'); return false; }
-    const exists = await client.query(`select 1 from pg_class where oid = $1`, [res.rows[0].relid]);
-    if (exists.rows.length > 0) for (const stmt of dropTriggersSql(schema, spec.schema, spec.table)) await client.query(stmt);
-    await client.query(dropFunctionSql(schema, res.rows[0].id));
+    // wherever its triggers are: the table, its partitions, tables detached from it
+    await removeCapture(client, schema, res.rows[0].id);
+    await client.query(`delete from ${qualify(schema, 'partition_writes')} where table_id = $1`, [res.rows[0].id]);
     await client.query(`delete from ${qualify(schema, 'tables')} where id = $1`, [res.rows[0].id]);
     await client.query('commit');
     return true;

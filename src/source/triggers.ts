@@ -49,7 +49,7 @@
 // (`#variable_conflict use_column`) and its own variables are always qualified by the block label.
 import { capturesSourceTime, shapesImage, type TableShape } from '../table-shape.js';
 import { qualify, quoteIdent, quoteLiteral } from '../identifiers.js';
-import { captureFunctionName, triggerName, wakeupChannel } from './names.js';
+import { captureFunctionName, guardFunctionName, triggerName, wakeupChannel } from './names.js';
 import { rowFilterSql, rowImageSql, sourceTimeSql } from './row-image.js';
 
 export interface CaptureTarget {
@@ -63,6 +63,8 @@ export interface CaptureTarget {
   relid?: number;
   /** column filters, hashing, predicate, source time; absent: the whole row, every row */
   shape?: TableShape | null;
+  /** set when the table is partitioned: its oid (capture-install.ts fills it in from the catalog) */
+  partitionRoot?: number;
 }
 
 function dollarTag(body: string): string {
@@ -141,12 +143,16 @@ export function captureFunctionSql(schema: string, t: CaptureTarget): string {
   const gen = `(select s.gen from ${state} s where case when s.idle then pg_catalog.pg_notify(${quoteLiteral(wakeupChannel(schema))}, '')::pg_catalog.text is not null else true end)`;
   const saved = 'pg2crate_capture.v_saved';
   const op = (name: string) => `tg_op ${EQ} '${name}'`;
+  const root = t.partitionRoot;
   const body = `
 #variable_conflict use_column
 <<pg2crate_capture>>
 declare
-  v_saved pg_catalog.text[];
-begin
+  v_saved pg_catalog.text[];${root !== undefined ? `
+  v_flag pg_catalog.text;
+  v_rel pg_catalog.text;` : ''}
+begin${root !== undefined ? `
+  ${detachedGuardSql(root)}` : ''}
   ${settingsGuardSql(saved, filtered)}
   if ${op('INSERT')} then
     ${into} select ${gen}, ${id}, 'I', ${image.expr}${at.value} from pg2crate_new n${image.lateral}${filtered ? ` where ${pass}` : ''};
@@ -158,8 +164,9 @@ begin
       select ${gen}, ${id}, 'U', ${image.expr}${at.value} from pg2crate_new n${image.lateral}${filtered ? ` where ${pass}` : ''};
   elsif ${op('DELETE')} then
     ${into} select ${gen}, ${id}, 'D', ${keyObject('o')}${at.value} from pg2crate_old o${filtered ? ` where ${pass}` : ''};
-  else
-    ${into} values (${gen}, ${id}, 'T', null${at.value});
+  else${root !== undefined ? `
+    ${partitionTruncateSql(root, into, gen, id, keyObject('o'), at.value, filtered ? ` where ${pass}` : '')}` : `
+    ${into} values (${gen}, ${id}, 'T', null${at.value});`}
   end if;
   ${settingsRestoreSql(saved)}
   return null;
@@ -173,25 +180,132 @@ ${pinned ? 'set search_path = pg_catalog, pg_temp\n' : ''}as ${q}${body}${q};
 revoke all on function ${fn}() from public;`;
 }
 
-/** Statements that (re)create the four triggers; run after captureFunctionSql in one transaction. */
-export function createTriggersSql(schema: string, t: CaptureTarget): string[] {
-  const table = qualify(t.sourceSchema, t.sourceTable);
+// A partitioned table (partitions.md in docs/ has the cases). Statement triggers fire only on the
+// relation a statement names, so the root and every partition at every level carry the same
+// statement triggers, calling the same function: a write through any name is captured once.
+//
+// A partition is no longer part of the table once detached, but keeps the triggers created on it:
+// the function returns at once on a relation outside the root's tree (until the partition watch
+// drops those triggers). Checked before anything else, so it costs one catalog walk per statement.
+function detachedGuardSql(root: number): string {
+  return `if tg_relid ${NE} ${root}::pg_catalog.oid
+     and coalesce(pg_catalog.pg_partition_root(tg_relid)::pg_catalog.oid, 0::pg_catalog.oid) ${NE} ${root}::pg_catalog.oid then
+    return null;
+  end if;`;
+}
+
+const NE = 'OPERATOR(pg_catalog.<>)';
+const CAT = 'OPERATOR(pg_catalog.||)';
+
+/**
+ * TRUNCATE of a partitioned table. A TRUNCATE of the root fires the truncate triggers of the root
+ * and of every partition, root first; a TRUNCATE of one partition (or of a sub-partitioned
+ * partition) fires only those of that subtree, and must remove only its rows from the target. So
+ * BEFORE the truncate, a partition writes a delete ('P', read as 'D') for each of its rows, unless
+ * an ancestor truncated in the same statement covers it: each relation that acts adds its oid to a
+ * transaction-local setting that the later ones in the statement read, and AFTER the truncate it is
+ * cleared (every BEFORE trigger of a statement runs before any AFTER one). The root writes its one
+ * 'T' after the truncate, as a plain table does. 'P' rather than 'D' because in pgoutput mode the
+ * slot does not send a partition's truncate (publish_via_partition_root), so these deletes must be
+ * applied even in a transaction whose other changes the slot does send (outbox-events.ts).
+ * Every name is qualified: the function of a plain shape runs on the writer's search_path.
+ */
+function partitionTruncateSql(root: number, into: string, gen: string, id: string, keyObject: string, at: string, where: string): string {
+  const setting = `'pg2crate.truncating'`;
+  const covered = `exists (select from pg_catalog.pg_partition_ancestors(tg_relid) a
+        where pg_catalog.strpos(pg2crate_capture.v_flag, ',' ${CAT} a::pg_catalog.oid::pg_catalog.text ${CAT} ',') OPERATOR(pg_catalog.>) 0)`;
+  const deletes = `${into} select ${gen}, ${id}, 'P', ${keyObject}${at} from `;
+  return `if tg_when ${EQ} 'BEFORE' then
+      pg2crate_capture.v_flag := coalesce(pg_catalog.current_setting(${setting}, true), '');
+      if not ${covered} then
+        if tg_relid ${NE} ${root}::pg_catalog.oid then
+          select pg_catalog.quote_ident(n.nspname) ${CAT} '.' ${CAT} pg_catalog.quote_ident(c.relname) into pg2crate_capture.v_rel
+            from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid ${EQ} c.relnamespace where c.oid ${EQ} tg_relid;
+          execute ${quoteLiteral(deletes)} ${CAT} pg2crate_capture.v_rel ${CAT} ${quoteLiteral(` o${where}`)};
+        end if;
+        perform pg_catalog.set_config(${setting}, pg2crate_capture.v_flag ${CAT} ',' ${CAT} tg_relid::pg_catalog.text ${CAT} ',', true);
+      end if;
+    else
+      perform pg_catalog.set_config(${setting}, '', true);
+      if tg_relid ${EQ} ${root}::pg_catalog.oid then
+        ${into} values (${gen}, ${id}, 'T', null${at});
+      end if;
+    end if;`;
+}
+
+/**
+ * The guard of a partitioned table: a row trigger on the root, which Postgres clones onto every
+ * partition, also onto each one created or attached later, in the same transaction. Once a
+ * partition has its statement triggers its clone is disabled; until then (a partition the watch has
+ * not reached yet) it records every key written into it, so that the watch can send those keys'
+ * current state (partition-watch.ts). No write into a new partition goes unseen between its creation
+ * and its first capture.
+ */
+export function guardFunctionSql(schema: string, t: CaptureTarget): string {
+  const writes = qualify(schema, 'partition_writes');
+  const keyObject = (alias: string) =>
+    `pg_catalog.jsonb_build_object(${t.keyColumns.map((c) => `${quoteLiteral(c)}, ${alias}.${quoteIdent(c)}`).join(', ')})`;
+  const body = `
+begin
+  if tg_op <> 'INSERT' then
+    insert into ${writes} (table_id, relid, key) values (${t.tableId}, tg_relid, ${keyObject('old')});
+  end if;
+  if tg_op <> 'DELETE' then
+    insert into ${writes} (table_id, relid, key) values (${t.tableId}, tg_relid, ${keyObject('new')});
+  end if;
+  return null;
+end
+`;
+  const q = dollarTag(body);
+  const fn = qualify(schema, guardFunctionName(t.tableId));
+  return `create or replace function ${fn}() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as ${q}${body}${q};
+revoke all on function ${fn}() from public;`;
+}
+
+export interface TriggerOptions {
+  /** the relation to put the triggers on (a partition); default: the table itself */
+  on?: { schema: string; table: string };
+  /** the insert, update and delete triggers; false in pgoutput mode, where a partitioned table keeps only its truncate triggers */
+  dml?: boolean;
+}
+
+/** Statements that (re)create the triggers on the table or one of its partitions; run after captureFunctionSql in one transaction. */
+export function createTriggersSql(schema: string, t: CaptureTarget, opts: TriggerOptions = {}): string[] {
+  const on = opts.on ?? { schema: t.sourceSchema, table: t.sourceTable };
+  const table = qualify(on.schema, on.table);
   const fn = qualify(schema, captureFunctionName(t.tableId));
-  const trg = (op: 'i' | 'u' | 'd' | 't') => quoteIdent(triggerName(schema, op));
+  const trg = (op: 'i' | 'u' | 'd' | 't' | 'b') => quoteIdent(triggerName(schema, op));
+  const partitioned = t.partitionRoot !== undefined;
   return [
-    ...dropTriggersSql(schema, t.sourceSchema, t.sourceTable),
-    `create trigger ${trg('i')} after insert on ${table} referencing new table as pg2crate_new for each statement execute function ${fn}()`,
-    `create trigger ${trg('u')} after update on ${table} referencing old table as pg2crate_old new table as pg2crate_new for each statement execute function ${fn}()`,
-    `create trigger ${trg('d')} after delete on ${table} referencing old table as pg2crate_old for each statement execute function ${fn}()`,
-    `create trigger ${trg('t')} after truncate on ${table} for each statement execute function ${fn}()`,
+    ...dropTriggersSql(schema, on.schema, on.table),
+    ...(opts.dml === false ? [] : [
+      `create trigger ${trg('i')} after insert on ${table} referencing new table as pg2crate_new for each statement execute function ${fn}()`,
+      `create trigger ${trg('u')} after update on ${table} referencing old table as pg2crate_old new table as pg2crate_new for each statement execute function ${fn}()`,
+      `create trigger ${trg('d')} after delete on ${table} referencing old table as pg2crate_old for each statement execute function ${fn}()`,
+    ]),
+    ...(partitioned || opts.dml !== false ? [`create trigger ${trg('t')} after truncate on ${table} for each statement execute function ${fn}()`] : []),
+    ...(partitioned ? [`create trigger ${trg('b')} before truncate on ${table} for each statement execute function ${fn}()`] : []),
+  ];
+}
+
+/** The guard row trigger on a partitioned table's root (cloned by Postgres onto its partitions). */
+export function createGuardSql(schema: string, t: CaptureTarget): string[] {
+  const table = qualify(t.sourceSchema, t.sourceTable);
+  const g = quoteIdent(triggerName(schema, 'g'));
+  return [
+    `drop trigger if exists ${g} on ${table}`,
+    `create trigger ${g} after insert or update or delete on ${table} for each row execute function ${qualify(schema, guardFunctionName(t.tableId))}()`,
   ];
 }
 
 export function dropTriggersSql(schema: string, sourceSchema: string, sourceTable: string): string[] {
   const table = qualify(sourceSchema, sourceTable);
-  return (['i', 'u', 'd', 't'] as const).map((op) => `drop trigger if exists ${quoteIdent(triggerName(schema, op))} on ${table}`);
+  return (['i', 'u', 'd', 't', 'b'] as const).map((op) => `drop trigger if exists ${quoteIdent(triggerName(schema, op))} on ${table}`);
 }
 
 export function dropFunctionSql(schema: string, tableId: number): string {
-  return `drop function if exists ${qualify(schema, captureFunctionName(tableId))}()`;
+  return `drop function if exists ${qualify(schema, captureFunctionName(tableId))}(); drop function if exists ${qualify(schema, guardFunctionName(tableId))}()`;
 }
