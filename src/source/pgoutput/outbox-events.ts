@@ -8,6 +8,9 @@
 // arguments (FOR SHARE: the event's transaction commits after every earlier writer of the row and
 // before every later one) carry over from id order to commit order unchanged.
 //
+// The one exception: a partitioned table keeps its truncate triggers in this mode, because the slot
+// does not send the TRUNCATE of one partition; their deletes ('P') are always applied.
+//
 // Trigger events arrive too, while triggers are installed during a switch, and are skipped: they
 // would apply twice what the slot already sent (the switch to pgoutput promises nothing twice).
 // They are recognised by their transaction: a statement trigger writes its events at the end of a
@@ -26,7 +29,7 @@ type ColumnText = string | null | undefined;
 export class OutboxEvents {
   readonly #db: pg.Pool;
   readonly #schema: string;
-  readonly #keys = new Map<number, string[]>();
+  readonly #keys = new Map<number, string[] | null>();
 
   constructor(db: pg.Pool, schema: string) {
     this.#db = db;
@@ -44,22 +47,30 @@ export class OutboxEvents {
     const tableId = Number(v.table_id);
     const raw = v.data ?? null;
     const row = raw === null ? null : parseRow(raw);
-    const key = row === null ? '' : keyOf(row, await this.#keyColumns(tableId));
-    const change: Change = { id, tableId, op: v.op as Op, key, row, raw };
+    const keyColumns = row === null ? null : await this.#keyColumns(tableId);
+    // As in outbox.ts: a table removed meanwhile has no key; each change keeps a key of its own.
+    const key = row === null ? '' : keyColumns === null ? `\u0000event ${id}` : keyOf(row, keyColumns);
+    // 'P', a delete written by a partition's truncate (triggers.ts), is a delete like any other.
+    const change: Change = { id, tableId, op: v.op === 'P' ? 'D' : (v.op as Op), key, row, raw };
     const at = isoUtc(v.source_time);
     if (at !== null) change.sourceTime = at;
     out.push(change);
   }
 
-  async #keyColumns(tableId: number): Promise<string[]> {
-    let k = this.#keys.get(tableId);
-    if (!k) {
-      const res = await this.#db.query<{ key_columns: string[] }>(`select key_columns from ${qualify(this.#schema, 'tables')} where id = $1`, [tableId]);
-      // As in outbox.ts: a table removed meanwhile keeps its rows apart by their whole image.
-      k = res.rows[0]?.key_columns ?? [];
-      this.#keys.set(tableId, k);
-    }
+  async #keyColumns(tableId: number): Promise<string[] | null> {
+    if (this.#keys.has(tableId)) return this.#keys.get(tableId)!;
+    const res = await this.#db.query<{ key_columns: string[] }>(`select key_columns from ${qualify(this.#schema, 'tables')} where id = $1`, [tableId]);
+    const k = res.rows[0]?.key_columns ?? null;
+    this.#keys.set(tableId, k);
     return k;
+  }
+
+  /**
+   * Whether an outbox insert is applied even in a transaction that changed captured tables: the
+   * deletes of a partition's truncate, which the slot itself does not send (publish_via_partition_root).
+   */
+  static sentOnlyHere(msg: Pgoutput.MessageInsert): boolean {
+    return (msg.new as Record<string, ColumnText>).op === 'P';
   }
 }
 

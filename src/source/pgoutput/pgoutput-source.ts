@@ -295,7 +295,7 @@ export class PgoutputSource implements ChangeSource {
     const rel = this.#relations!;
     if (this.#outbox.isOutbox(msg.relation)) {
       // Trigger events (see outbox-events.ts) are skipped: the row changes before them are their content.
-      if (msg.tag === 'insert' && !this.#txnWroteTables) await this.#outbox.change(msg, ++this.#seq, out);
+      if (msg.tag === 'insert' && (!this.#txnWroteTables || OutboxEvents.sentOnlyHere(msg))) await this.#outbox.change(msg, ++this.#seq, out);
       return;
     }
     this.#txnWroteTables = true;

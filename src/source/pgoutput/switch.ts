@@ -22,7 +22,7 @@ import type { Logger } from '../../logger.js';
 import { readCaptureState, writeCaptureState } from '../capture-state.js';
 import type { FinalWindow } from '../outbox.js';
 import { captureTargetOf, listTables } from '../registry.js';
-import { captureFunctionSql, createTriggersSql, dropFunctionSql, dropTriggersSql } from '../triggers.js';
+import { installCapture, removeCapture } from '../capture-install.js';
 import { readOutboxSequence } from '../outbox-bounds.js';
 import { MARK_PREFIX, type StopAt } from './pgoutput-source.js';
 import { checkServer, checkTables, ensurePublication } from './preflight.js';
@@ -74,11 +74,8 @@ export function toPgoutput(o: SwitchOptions): FinalWindow {
     async reached(db) {
       const state = await readCaptureState(db, o.schema, o.stream);
       for (const t of await listTables(db, o.schema)) {
-        const exists = await db.query(`select 1 from pg_class where oid = $1`, [t.relid]);
-        await inTransaction(db, async () => {
-          if (exists.rows.length > 0) for (const stmt of dropTriggersSql(o.schema, t.sourceSchema, t.sourceTable)) await db.query(stmt);
-          await db.query(dropFunctionSql(o.schema, t.id));
-        });
+        // A partitioned table keeps its truncate triggers and guard (capture-install.ts).
+        await inTransaction(db, () => removeCapture(db, o.schema, t.id, 'pgoutput'));
       }
       await writeCaptureState(db, o.schema, o.stream, { ...state, mode: 'pgoutput', switchedAt: new Date() });
       log.info({ slot: o.slot }, 'the outbox is applied up to the slot\'s snapshot; triggers dropped, capturing with pgoutput');
@@ -99,10 +96,8 @@ export function toTrigger(o: SwitchOptions): StopAt {
       for (const t of await listTables(db, o.schema)) {
         // with the table's shape: columns left out or hashed, the row filter (table-shape.ts)
         const target = captureTargetOf(t);
-        await inTransaction(db, async () => {
-          await db.query(captureFunctionSql(o.schema, target));
-          for (const stmt of createTriggersSql(o.schema, target)) await db.query(stmt);
-        });
+        // the table and every partition of a partitioned one
+        await inTransaction(db, () => installCapture(db, o.schema, target));
       }
       // P after every trigger is in place, the mark after P: a transaction visible in P committed
       // before the mark, so the slot applies it; one not visible in P is in the outbox after P.

@@ -1,0 +1,118 @@
+// Partitioned source tables in pgoutput mode, and across both switches. The slot sends inserts,
+// updates and deletes made through any partition as the root's (publish_via_partition_root), also
+// for partitions created later, but not the TRUNCATE of one partition: that one comes from the
+// truncate triggers the table keeps in this mode, through the outbox, even in a transaction whose
+// other changes the slot sends.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type pg from 'pg';
+import { Runner } from '../../src/runner.js';
+import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { captureMode, waitSlotCaughtUp } from '../helpers/pgoutput.js';
+import { assertNoLeaks, assertSameRows, makeConfig, pool, settle, startReplicator, tableRows, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+
+let cluster: Cluster;
+let src: pg.Pool;
+let dst: pg.Pool;
+let env: Record<string, string>;
+const reps: Running[] = [];
+
+async function switchTo(to: 'trigger' | 'pgoutput'): Promise<void> {
+  const runner = new Runner(makeConfig(env), testLogger());
+  try {
+    assert.equal(await runner.switchCapture(to), 'switched');
+  } finally {
+    await runner.close();
+  }
+  assert.equal(await captureMode(src), to);
+}
+
+async function sameViaSlot(): Promise<number> {
+  await waitSlotCaughtUp(src, 'parts');
+  return assertSameRows(src, dst, 'public.m', 'public.m', ['id']);
+}
+
+async function watchReachedAll(): Promise<void> {
+  await waitFor('the partition watch to reach every partition', async () => {
+    const res = await src.query(`select 1 from pg_partition_tree('public.m') p
+      where p.level > 0 and case when p.isleaf
+        then exists (select 1 from pg_trigger g where g.tgrelid = p.relid and g.tgname = 'pg2crate_capture_g' and g.tgenabled <> 'D')
+        else not exists (select 1 from pg_trigger g where g.tgrelid = p.relid and g.tgname = 'pg2crate_capture_b') end`);
+    return res.rows.length === 0;
+  }, 30_000, 100);
+}
+
+before(async () => {
+  cluster = await startCluster();
+  const [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
+  src = pool(srcUrl, 6);
+  dst = pool(dstUrl);
+  await src.query(`
+    create table public.m (id integer primary key, v text not null) partition by range (id);
+    create table public.m1 partition of public.m for values from (0) to (100);
+    create table public.m2 partition of public.m for values from (100) to (200) partition by range (id);
+    create table public.m2a partition of public.m2 for values from (100) to (150);
+    create table public.m2b partition of public.m2 for values from (150) to (200);
+    insert into public.m select g, 'seed ' || g from generate_series(0, 199, 2) g;`);
+  env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.m', PG2CRATE_SLOT: 'parts', PG2CRATE_PARTITION_WATCH_MS: '1000' };
+  await settle(makeConfig(env), src);
+  await switchTo('pgoutput');
+  reps.push(await startReplicator(makeConfig({ ...env, PG2CRATE_CAPTURE: 'pgoutput' })));
+});
+
+after(async () => {
+  for (const r of reps) await r.stop();
+  await src?.end();
+  await dst?.end();
+  await cluster?.stop();
+  await assertNoLeaks();
+});
+
+test('in pgoutput mode the table keeps only its truncate triggers and guard', async () => {
+  const names = await src.query<{ tgname: string }>(`select distinct tgname from pg_trigger where tgname like 'pg2crate%' order by 1`);
+  assert.deepEqual(names.rows.map((r) => r.tgname), ['pg2crate_capture_b', 'pg2crate_capture_g', 'pg2crate_capture_t']);
+});
+
+test('pgoutput: writes through any partition arrive, and a TRUNCATE of one partition removes only its rows, also beside other changes in its transaction', async () => {
+  await src.query(`insert into public.m1 values (1, 'partition'); insert into public.m2a values (101, 'sub-partition'); insert into public.m values (151, 'parent')`);
+  await src.query(`update public.m2 set v = 'through the partition above' where id between 100 and 160`);
+  await src.query(`update public.m set id = 199 where id = 1`);
+  await sameViaSlot();
+  await src.query(`begin; insert into public.m1 values (3, 'before the truncate'); truncate public.m2a; insert into public.m2b values (153, 'beside it'); commit`);
+  await sameViaSlot();
+  await src.query(`truncate public.m2`);
+  await sameViaSlot();
+  await src.query(`truncate public.m`);
+  assert.equal(await sameViaSlot(), 0);
+  await src.query(`insert into public.m select g, 'refilled' from generate_series(0, 199, 3) g`);
+  await sameViaSlot();
+});
+
+test('pgoutput: a partition created later is sent from its first row, and its TRUNCATE before the watch reached it is seen through its recorded keys', async () => {
+  await src.query(`create table public.m3 partition of public.m for values from (200) to (300)`);
+  await src.query(`insert into public.m3 select g, 'new partition' from generate_series(200, 220) g`);
+  await src.query(`truncate public.m3`);
+  await src.query(`insert into public.m3 values (250, 'stays')`);
+  await watchReachedAll();
+  await sameViaSlot();
+  await src.query(`truncate public.m3`);
+  await sameViaSlot();
+  await src.query(`create table public.m4 (id integer primary key, v text not null); insert into public.m4 select g, 'attached' from generate_series(300, 330) g`);
+  await src.query(`alter table public.m attach partition public.m4 for values from (300) to (400)`);
+  await watchReachedAll();
+  await waitFor('the attached rows to be copied', async () =>
+    (await src.query(`select 1 from pg2crate.backfills where status <> 'done'`)).rows.length === 0);
+  await sameViaSlot();
+});
+
+test('switching back to triggers gives every partition, old and new, its triggers again', async () => {
+  await reps.pop()!.stop();
+  await switchTo('trigger');
+  reps.push(await startReplicator(makeConfig({ ...env, PG2CRATE_CAPTURE: 'trigger' })));
+  await src.query(`insert into public.m1 values (7, 'trigger mode again'); update public.m3 set v = 'through m3' ; delete from public.m4 where id < 310`);
+  await src.query(`truncate public.m2b`);
+  await waitCaughtUp(src);
+  assert.ok(await assertSameRows(src, dst, 'public.m', 'public.m', ['id']) > 30);
+  const rows = await tableRows(dst, 'public.m', ['id']);
+  assert.ok(rows.some((r) => r.includes('trigger mode again')));
+});
