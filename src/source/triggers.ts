@@ -180,7 +180,7 @@ ${pinned ? 'set search_path = pg_catalog, pg_temp\n' : ''}as ${q}${body}${q};
 revoke all on function ${fn}() from public;`;
 }
 
-// A partitioned table (partitions.md in docs/ has the cases). Statement triggers fire only on the
+// A partitioned table (the README's "Partitioned tables" has every case). Statement triggers fire only on the
 // relation a statement names, so the root and every partition at every level carry the same
 // statement triggers, calling the same function: a write through any name is captured once.
 //
