@@ -120,6 +120,11 @@ export class WalStream {
       }
       // Values stay in their text form: the library's type parsers would round numbers and dates.
       if (msg.tag === 'relation') for (const c of msg.columns) c.parser = (raw: unknown) => raw;
+      // A logical message's content is a view into node-postgres' read buffer, which it reuses for
+      // the next socket reads (pg-protocol's mergeBuffer copies a partial message to its start). A
+      // message that waits in the queue behind a backlog would then read other bytes: a stop mark
+      // read that way was never recognised and a switch waited for it forever. Copy it now.
+      if (msg.tag === 'message') msg.content = Buffer.from(msg.content);
       this.#queue.push({ lsn, msg });
       if (this.length === 1) this.#opts.onItem();
       if (this.length >= this.#opts.highWater && !this.#paused) {
