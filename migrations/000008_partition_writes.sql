@@ -8,3 +8,12 @@ create table __SCHEMA__.partition_writes (
   relid    oid not null,
   key      jsonb not null
 );
+
+-- Relations a TRUNCATE statement has already covered, in the truncating transaction only (the
+-- capture function of a partitioned table, src/source/triggers.ts): a partition whose ancestor is
+-- listed here writes nothing of its own. A table, not a session setting, so that the application's
+-- roles (which cannot write it) cannot make a partition's truncate go unseen.
+create table __SCHEMA__.truncating (
+  xid   xid8 not null,
+  relid oid not null
+);

@@ -149,7 +149,6 @@ export function captureFunctionSql(schema: string, t: CaptureTarget): string {
 <<pg2crate_capture>>
 declare
   v_saved pg_catalog.text[];${root !== undefined ? `
-  v_flag pg_catalog.text;
   v_rel pg_catalog.text;` : ''}
 begin${root !== undefined ? `
   ${detachedGuardSql(root)}` : ''}
@@ -165,7 +164,7 @@ begin${root !== undefined ? `
   elsif ${op('DELETE')} then
     ${into} select ${gen}, ${id}, 'D', ${keyObject('o')}${at.value} from pg2crate_old o${filtered ? ` where ${pass}` : ''};
   else${root !== undefined ? `
-    ${partitionTruncateSql(root, into, gen, id, keyObject('o'), at.value, filtered ? ` where ${pass}` : '')}` : `
+    ${partitionTruncateSql(schema, root, into, gen, id, keyObject('o'), at.value, filtered ? ` where ${pass}` : '')}` : `
     ${into} values (${gen}, ${id}, 'T', null${at.value});`}
   end if;
   ${settingsRestoreSql(saved)}
@@ -202,31 +201,32 @@ const CAT = 'OPERATOR(pg_catalog.||)';
  * and of every partition, root first; a TRUNCATE of one partition (or of a sub-partitioned
  * partition) fires only those of that subtree, and must remove only its rows from the target. So
  * BEFORE the truncate, a partition writes a delete ('P', read as 'D') for each of its rows, unless
- * an ancestor truncated in the same statement covers it: each relation that acts adds its oid to a
- * transaction-local setting that the later ones in the statement read, and AFTER the truncate it is
- * cleared (every BEFORE trigger of a statement runs before any AFTER one). The root writes its one
- * 'T' after the truncate, as a plain table does. 'P' rather than 'D' because in pgoutput mode the
- * slot does not send a partition's truncate (publish_via_partition_root), so these deletes must be
- * applied even in a transaction whose other changes the slot does send (outbox-events.ts).
- * Every name is qualified: the function of a plain shape runs on the writer's search_path.
+ * an ancestor truncated in the same statement covers it: each relation that acts is listed in
+ * pg2crate.truncating for its transaction, which the later ones in the statement read, and AFTER
+ * the truncate the list is emptied (every BEFORE trigger of a statement runs before any AFTER one).
+ * A table only this function writes, not a setting the writer could set itself to hide a truncate.
+ * The root writes its one 'T' after the truncate, as a plain table does. 'P' rather than 'D'
+ * because in pgoutput mode the slot does not send a partition's truncate
+ * (publish_via_partition_root), so these deletes must be applied even in a transaction whose other
+ * changes the slot does send (outbox-events.ts). Every name is qualified: the function of a plain
+ * shape runs on the writer's search_path.
  */
-function partitionTruncateSql(root: number, into: string, gen: string, id: string, keyObject: string, at: string, where: string): string {
-  const setting = `'pg2crate.truncating'`;
-  const covered = `exists (select from pg_catalog.pg_partition_ancestors(tg_relid) a
-        where pg_catalog.strpos(pg2crate_capture.v_flag, ',' ${CAT} a::pg_catalog.oid::pg_catalog.text ${CAT} ',') OPERATOR(pg_catalog.>) 0)`;
+function partitionTruncateSql(schema: string, root: number, into: string, gen: string, id: string, keyObject: string, at: string, where: string): string {
+  const listed = qualify(schema, 'truncating');
+  const covered = `exists (select from ${listed} l, pg_catalog.pg_partition_ancestors(tg_relid) a
+        where l.xid ${EQ} pg_catalog.pg_current_xact_id() and l.relid ${EQ} a::pg_catalog.oid)`;
   const deletes = `${into} select ${gen}, ${id}, 'P', ${keyObject}${at} from `;
   return `if tg_when ${EQ} 'BEFORE' then
-      pg2crate_capture.v_flag := coalesce(pg_catalog.current_setting(${setting}, true), '');
       if not ${covered} then
         if tg_relid ${NE} ${root}::pg_catalog.oid then
           select pg_catalog.quote_ident(n.nspname) ${CAT} '.' ${CAT} pg_catalog.quote_ident(c.relname) into pg2crate_capture.v_rel
             from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid ${EQ} c.relnamespace where c.oid ${EQ} tg_relid;
           execute ${quoteLiteral(deletes)} ${CAT} pg2crate_capture.v_rel ${CAT} ${quoteLiteral(` o${where}`)};
         end if;
-        perform pg_catalog.set_config(${setting}, pg2crate_capture.v_flag ${CAT} ',' ${CAT} tg_relid::pg_catalog.text ${CAT} ',', true);
+        insert into ${listed} (xid, relid) values (pg_catalog.pg_current_xact_id(), tg_relid);
       end if;
     else
-      perform pg_catalog.set_config(${setting}, '', true);
+      delete from ${listed} l where l.xid ${EQ} pg_catalog.pg_current_xact_id();
       if tg_relid ${EQ} ${root}::pg_catalog.oid then
         ${into} values (${gen}, ${id}, 'T', null${at});
       end if;

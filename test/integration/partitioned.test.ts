@@ -87,6 +87,22 @@ test('a TRUNCATE of one partition removes only its rows, of a sub-partitioned pa
   await same();
 });
 
+test('an application role with no grant on the pg2crate schema writes and truncates partitions, and both are captured', async () => {
+  await src.query(`create role app; grant usage on schema public to app;
+    grant select, insert, update, delete, truncate on public.m, public.m1, public.m2, public.m2a, public.m2b to app`);
+  const c = await src.connect();
+  try {
+    await c.query(`begin; set local role app; insert into public.m1 values (98, 'by the app'), (99, 'by the app'); insert into public.m2b values (198, 'by the app'); commit`);
+    await same();
+    await c.query(`begin; set local role app; truncate public.m1; commit`);
+  } finally {
+    c.release();
+  }
+  await same();
+  const outboxDenied = await src.query(`select has_table_privilege('app', 'pg2crate.truncating', 'INSERT') as ins, has_schema_privilege('app', 'pg2crate', 'USAGE') as usage`);
+  assert.deepEqual(outboxDenied.rows[0], { ins: false, usage: false });
+});
+
 test('a partition created later is captured from its first row: written, changed, moved and truncated through its own name before the watch reached it', async () => {
   // In the transaction that creates it, and right after, before the watch gives it its triggers.
   await src.query(`begin;
