@@ -21,7 +21,7 @@ import { OutboxSource } from './source/outbox.js';
 import { readCaptureState } from './source/capture-state.js';
 import { PgoutputSource } from './source/pgoutput/pgoutput-source.js';
 import { dropSlot } from './source/pgoutput/slot.js';
-import { toPgoutput, toTrigger } from './source/pgoutput/switch.js';
+import { toPgoutput, toTrigger, type SwitchOptions } from './source/pgoutput/switch.js';
 import { addTable, describeColumns, listTables, RegistryCatalog, removeTable, resolveTable, type RegisteredTable } from './source/registry.js';
 import { discardDeadLetters, listDeadLetters, retryDeadLetters, type DeadLetterRow } from './source/dead-letters.js';
 import { crateNameMappings, type CrateNameMapping } from './sink/cratedb/names.js';
@@ -51,6 +51,8 @@ export function targetNameFor(config: Config): (spec: TableSpec) => { schema: st
 export interface RunnerOptions {
   /** a seam for tests: wraps the sink (to fail the Nth page, count calls …) */
   wrapSink?: (sink: Sink) => Sink;
+  /** a seam for tests: runs at each step of a capture switch (switch.ts); throwing crashes the switch there */
+  switchStep?: SwitchOptions['step'];
 }
 
 export class Runner {
@@ -154,17 +156,28 @@ export class Runner {
     const base = createSink(c, this.#log);
     const sink = this.#opts.wrapSink ? this.#opts.wrapSink(base) : base;
     await sink.start();
-    const drainer = this.#newDrainer(sink, { untilCaughtUp: true, waitForStream: false, switchTo: to });
-    this.#drainer = drainer;
+    let halted = false;
+    this.#stopped = () => { halted = true; };
+    let mode: string = '';
     try {
-      await drainer.start();
+      // A drain ends after the windows a catch-up needs; the way to pgoutput can need one more (the
+      // window a stopped replicator left open, then the final one), so it goes on from where it is.
+      for (let round = 0; round < 3 && !halted; round++) {
+        const drainer = this.#newDrainer(sink, { untilCaughtUp: true, waitForStream: false, switchTo: to });
+        this.#drainer = drainer;
+        try {
+          await drainer.start();
+        } finally {
+          await drainer.stop();
+        }
+        mode = (await readCaptureState(this.pool, c.schema, c.stream)).mode;
+        if (mode === to) return 'switched';
+      }
     } finally {
-      await drainer.stop();
+      this.#stopped = null;
       await sink.stop();
     }
-    const mode = (await readCaptureState(this.pool, c.schema, c.stream)).mode;
-    if (mode !== to) throw new Error(`the switch to ${to} mode stopped half-way (the stream is in ${mode} mode); run it again to finish`);
-    return 'switched';
+    throw new Error(`the switch to ${to} mode stopped half-way (the stream is in ${mode} mode); run it again to finish`);
   }
 
   /** Drops the replication slot; refuses while the stream reads from it unless forced. */
@@ -295,7 +308,9 @@ export class Runner {
   #newDrainer(sink: Sink, opts: { untilCaughtUp?: boolean; waitForStream?: boolean; switchTo?: 'trigger' | 'pgoutput' }): Drainer {
     const c = this.#config;
     const connection = sourceConnection(c);
-    const switching = opts.switchTo ? { connection, schema: c.schema, stream: c.stream, slot: c.slotName, publication: c.publicationName, logger: this.#log } : null;
+    const switching: SwitchOptions | null = opts.switchTo
+      ? { connection, schema: c.schema, stream: c.stream, slot: c.slotName, publication: c.publicationName, logger: this.#log, step: this.#opts.switchStep }
+      : null;
     // A switch drains the mode it leaves.
     const pgoutput = opts.switchTo ? opts.switchTo === 'trigger' : c.capture === 'pgoutput';
     let drainer: Drainer | null = null;

@@ -1,52 +1,45 @@
-// Switching the capture mode while four writers keep writing: trigger → pgoutput without a gap and
-// without applying any change twice, then pgoutput → trigger without a gap (duplicates allowed),
-// and the target ends equal to the source row by row. An append-only table proves the first claim:
-// every row of it is applied exactly once across the trigger replicator, the switch and the
-// pgoutput replicator.
+// Switching the capture mode while four writers keep writing, through both switches and the waits
+// inside them: trigger → pgoutput without a gap and without applying any change twice, then
+// pgoutput → trigger without a gap (duplicates allowed), and the target ends equal to the source
+// row by row. An append-only table proves the first claim: every row of it is applied exactly
+// once across the trigger replicator, the switch and the pgoutput replicator.
+//
+// Each switch starts from what a stopped replicator leaves under load: the way in from a window
+// left open (the drain needs one window more than a catch-up), the way back from a backlog in the
+// slot, so that the stop mark arrives behind thousands of messages (it once was read from a reused
+// buffer there, never recognised, and the switch waited for ever).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
+import type pg from 'pg';
 import { captureMode, waitSlotCaughtUp } from '../helpers/pgoutput.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, settle, startReplicator, testLogger, waitCaughtUp, type Running } from '../helpers/replication.js';
+import { assertNoLeaks, assertSameRows, makeConfig, startReplicator, testLogger, waitCaughtUp, type Running } from '../helpers/replication.js';
 import { RecordingSink } from '../helpers/sinks.js';
-import { Runner } from '../../src/runner.js';
+import { startSwitchBed, startWriters, switchCapture, type SwitchBed } from '../helpers/switch-writers.js';
 import type { Sink } from '../../src/sink/sink.js';
 
-let cluster: Cluster;
-let srcUrl: string;
+let bed: SwitchBed;
 let src: pg.Pool;
 let dst: pg.Pool;
 let env: Record<string, string>;
 const reps: Running[] = [];
 
 before(async () => {
-  cluster = await startCluster();
-  srcUrl = await cluster.createDatabase('src');
-  const dstUrl = await cluster.createDatabase('dst');
-  src = pool(srcUrl, 10);
-  dst = pool(dstUrl);
-  await src.query(`
-    create table public.items (id integer primary key, qty integer not null, note text);
-    create table public.pairs (a integer, b text, val numeric(20,4), primary key (a, b));
-    create table public.log (seq bigint primary key, writer integer not null, at timestamptz not null default now());
-    insert into items select g, g, 'seed' from generate_series(1, 300, 2) g;`);
-  env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.items, public.pairs, public.log', PG2CRATE_PAGE_SIZE: '100', PG2CRATE_SLOT: 'switching' };
-  await settle(makeConfig(env), src);
+  bed = await startSwitchBed('switching');
+  ({ src, dst } = bed);
+  env = { ...bed.env, PG2CRATE_PAGE_SIZE: '100' };
 });
 
 after(async () => {
   for (const r of reps) await r.stop();
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
+  await bed?.close();
   await assertNoLeaks();
 });
 
 /** Every log row any sink applied, counted by seq. */
 const applied = new Map<string, number>();
-function counting(sink: Sink): Sink {
+function counting(sink: Sink, slow = 0): Sink {
   return new RecordingSink(sink, {
+    before: () => slow > 0 ? new Promise((r) => setTimeout(r, slow)) : undefined,
     after(_call, batches) {
       for (const b of batches) {
         if (b.table.sourceTable !== 'log') continue;
@@ -59,87 +52,66 @@ function counting(sink: Sink): Sink {
   });
 }
 
-async function writer(id: number, stop: () => boolean, tally: { tx: number }): Promise<void> {
-  const c = new pg.Client({ connectionString: srcUrl, application_name: `writer ${id}` });
-  await c.connect();
-  let x = id * 7919;
-  const next = (n: number) => { x = (x * 1103515245 + 12345) % 2147483648; return 1 + (x % n); };
-  try {
-    while (!stop()) {
-      try {
-        await c.query('begin');
-        await c.query(`insert into log (seq, writer) values (nextval('log_seq'), $1)`, [id]);
-        const k = next(300);
-        const op = next(10);
-        if (op <= 3) await c.query(`insert into items values ($1, $2, 'w') on conflict (id) do update set qty = items.qty + 1`, [k, k]);
-        else if (op <= 6) await c.query(`update items set qty = qty * 2 % 10007, note = note || '.' where id between $1 and $1 + 5`, [k]);
-        else if (op === 7) await c.query(`delete from items where id = $1`, [k]);
-        else if (op === 8) await c.query(`update items set id = $2 where id = $1`, [k, 300 + next(300)]);
-        else if (op === 9) await c.query(`insert into pairs values ($1, 'x', $2) on conflict (a, b) do update set val = pairs.val + 1`, [k % 40, k]);
-        else await c.query(`update pairs set a = $2 where a = $1`, [k % 40, next(40)]);
-        await c.query('commit');
-        tally.tx++;
-      } catch (err) {
-        await c.query('rollback').catch(() => {});
-        const code = (err as { code?: string }).code;
-        if (code !== '23505' && code !== '40P01') throw err;
-      }
-    }
-  } finally {
-    await c.end();
-  }
-}
-
 test('switching trigger → pgoutput → trigger under four writers loses nothing, applies nothing twice on the way in, and ends equal row by row', async () => {
-  await src.query(`create sequence log_seq`);
-  let stopped = false;
-  const tally = { tx: 0 };
-  const writers = [1, 2, 3, 4].map((i) => writer(i, () => stopped, tally));
+  const writers = startWriters(bed.srcUrl);
   const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
-  const start = async (capture: 'trigger' | 'pgoutput') => {
-    const r = await startReplicator(makeConfig({ ...env, PG2CRATE_CAPTURE: capture }), testLogger(), { wrapSink: counting });
+  const start = async (capture: 'trigger' | 'pgoutput', slow = 0) => {
+    const r = await startReplicator(makeConfig({ ...env, PG2CRATE_CAPTURE: capture }), testLogger(), { wrapSink: (s) => counting(s, slow) });
     reps.push(r);
     return r;
   };
+  // The writers' transactions committed while each switch runs: from its start to the hand-over,
+  // and from the moment it waits for the outbox or for the stop mark to that point.
+  const during: Record<string, number> = {};
   const switchTo = async (to: 'trigger' | 'pgoutput') => {
-    const runner = new Runner(makeConfig(env), testLogger(), { wrapSink: counting });
-    try {
-      assert.equal(await runner.switchCapture(to), 'switched');
-    } finally {
-      await runner.close();
-    }
+    const started = writers.tx;
+    let waiting = 0;
+    // The way back reads with the default page size: the stream then reads on while the mark waits.
+    const config = makeConfig(to === 'trigger' ? { ...env, PG2CRATE_PAGE_SIZE: '5000' } : env);
+    await switchCapture(config, testLogger(), to, {
+      wrapSink: (s) => counting(s),
+      switchStep: async (at) => {
+        if (at === 'to-pgoutput:recorded' || at === 'to-trigger:draining') waiting = writers.tx;
+        if (at === 'to-pgoutput:reached' || at === 'to-trigger:reached') {
+          during[`${to}: whole switch`] = writers.tx - started;
+          during[`${to}: drain to the hand-over`] = writers.tx - waiting;
+        }
+      },
+    });
   };
   try {
-    const t1 = await start('trigger');
+    // A slow target: the replicator is stopped inside a window.
+    const t1 = await start('trigger', 30);
     await pause(2000);
     await t1.stop();
-    const before = tally.tx;
+    const open = await src.query<{ open: boolean }>(`select cur_snapshot is not null as open from pg2crate.checkpoint`);
+    assert.ok(open.rows[0].open, 'the trigger replicator was meant to stop inside a window');
     await switchTo('pgoutput');
     assert.equal(await captureMode(src), 'pgoutput');
     const triggers = await src.query<{ n: number }>(`select count(*)::int as n from pg_trigger where tgname like 'pg2crate_capture%'`);
     assert.equal(triggers.rows[0].n, 0, 'the triggers are dropped after the switch');
     const p = await start('pgoutput');
     await pause(2500);
-    assert.ok(tally.tx > before + 50, 'the writers must keep writing across the switch');
     // The way in must not apply anything twice: compare before the way back, which may.
     await waitSlotCaughtUp(src, 'switching');
     const twice = [...applied].filter(([, n]) => n > 1);
     assert.deepEqual(twice.slice(0, 5), [], `${twice.length} log rows applied more than once across trigger → pgoutput`);
     await p.stop();
+    // A backlog in the slot: the stop mark comes behind it.
+    await pause(1500);
     await switchTo('trigger');
     assert.equal(await captureMode(src), 'trigger');
     const slot = await src.query(`select 1 from pg_replication_slots where slot_name = 'switching'`);
     assert.equal(slot.rows.length, 0, 'the slot is dropped after the way back');
     const t2 = await start('trigger');
     await pause(2000);
-    stopped = true;
-    await Promise.all(writers);
+    await writers.stop();
     await waitCaughtUp(src);
     await t2.stop();
   } finally {
-    stopped = true;
-    await Promise.all(writers).catch(() => {});
+    await writers.stop().catch(() => {});
   }
+  for (const [what, n] of Object.entries(during)) assert.ok(n > 0, `the writers committed nothing during ${what}`);
   // (a rolled-back transaction leaves a gap in the sequence: only rows that exist are expected)
   const seqs = (await src.query<{ seq: string }>(`select seq::text from log order by seq`)).rows.map((r) => r.seq);
   const logRows = seqs.length;
@@ -148,4 +120,5 @@ test('switching trigger → pgoutput → trigger under four writers loses nothin
   assert.equal(await assertSameRows(src, dst, 'public.log', 'public.log', ['seq']), logRows);
   assert.ok(await assertSameRows(src, dst, 'public.items', 'public.items', ['id']) > 50);
   await assertSameRows(src, dst, 'public.pairs', 'public.pairs', ['a', 'b']);
+  console.log(`writers' transactions during the switches: ${JSON.stringify(during)}`);
 });

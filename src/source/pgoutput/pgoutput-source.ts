@@ -18,8 +18,13 @@
 // Stop marks: a non-transactional logical message (prefix 'pg2crate') is the exact point "every
 // transaction that committed before this is delivered". Catch-up emits one when it takes the stream
 // and ends there; the switch to trigger mode drains up to the one it emitted after installing the
-// triggers, and nothing after it is handed out. Keepalives are not acknowledged past a reached mark,
-// so that a switch interrupted there finds its mark again.
+// triggers (before the stream starts), and nothing after it is handed out. Postgres decodes a
+// non-transactional message only if it starts at or after the position decoding starts from (the
+// slot's confirmed position), and such a message arrives at its end position, so acknowledging a
+// keepalive's WAL end or the mark's own position would make a restarted switch start behind its
+// mark and wait for it forever. A switch therefore acknowledges only commits of applied
+// transactions: the slot's confirmed position stays at or before the mark until the hand-over is
+// recorded, and every restart of the switch emits a fresh mark anyway (switch.ts).
 //
 // The trade-off: pages are cut from what has arrived, so a trickle gives small pages (low latency)
 // and a backlog gives full ones; reading pauses while two pages of messages wait (wal-stream.ts).
@@ -48,8 +53,11 @@ import { WalStream } from './wal-stream.js';
 
 /** The switch to trigger mode, run on the connection that holds the stream. */
 export interface StopAt {
-  /** installs the triggers and emits the stop mark (once; again after a crash it returns the stored mark) */
-  begin(db: pg.ClientBase): Promise<string>;
+  /**
+   * Installs the triggers and emits a stop mark, before the stream starts (`slot`: the slot exists).
+   * Without a slot it only makes sure a hand-over point is recorded: nothing is left to drain.
+   */
+  begin(db: pg.ClientBase, slot: boolean): Promise<string>;
   /** everything before the mark is applied and the stream is stopped: hand over to the outbox */
   reached(db: pg.ClientBase): Promise<void>;
 }
@@ -166,9 +174,8 @@ export class PgoutputSource implements ChangeSource {
     if (!slot?.confirmedFlushLsn && o.stopAt) {
       // Either the switch dropped the slot once the mark was reached and stopped before recording
       // it, or someone dropped the slot (`slot drop --force`): then nothing can be drained, and
-      // the switch goes on so that the tables can be loaded again (backfill).
-      if (state.mode === 'pgoutput') this.#log.warn({ slot: o.slot }, 'the slot is gone: switching to trigger mode without draining it; run `pg2crate backfill` to load the tables again');
-      await o.stopAt.begin(db);
+      // the switch goes on (begin() tells which, and asks for a backfill in the second case).
+      await o.stopAt.begin(db, false);
       await o.stopAt.reached(db);
       this.#finished = true;
       return;
@@ -191,9 +198,11 @@ export class PgoutputSource implements ChangeSource {
     });
     this.#wal = wal;
     wal.assume(this.#confirmed);
+    // The mark before the stream: it lies after the slot's confirmed position, so it is decoded and
+    // sent, and it is known before anything arrives.
+    if (o.stopAt) this.#mark = await o.stopAt.begin(db, true);
     await wal.start();
-    if (o.stopAt) this.#mark = await o.stopAt.begin(db);
-    else if (o.catchUp) {
+    if (o.catchUp) {
       this.#mark = `${o.stream}:${randomUUID()}`;
       await db.query(`select pg_logical_emit_message(false, $1, $2)`, [MARK_PREFIX, this.#mark]);
     }
@@ -217,8 +226,9 @@ export class PgoutputSource implements ChangeSource {
     }
   }
 
+  /** Nothing pending, so a keepalive's WAL end may be acknowledged: never during a switch (see the top). */
   #idle(): boolean {
-    return this.#wal !== null && this.#wal.length === 0 && !this.#inTxn && !this.#inFlight && !this.#markReached;
+    return this.#wal !== null && this.#wal.length === 0 && !this.#inTxn && !this.#inFlight && !this.#markReached && !this.#opts.stopAt;
   }
 
   #waitForItem(ms: number): Promise<void> {
@@ -278,14 +288,18 @@ export class PgoutputSource implements ChangeSource {
           if (plan?.tableId) out.push({ id: ++this.#seq, tableId: plan.tableId, op: 'T', key: '', row: null, raw: null });
         }
         return;
-      case 'message':
-        // Outside a transaction, everything before it is delivered: its position can be acknowledged.
-        if (!msg.transactional && !this.#inTxn && lsn > this.#complete) this.#complete = lsn;
-        if (!msg.transactional && msg.prefix === MARK_PREFIX && this.#mark !== null && Buffer.from(msg.content).toString() === this.#mark) {
+      case 'message': {
+        if (msg.transactional || this.#inTxn) return;
+        const ours = msg.prefix === MARK_PREFIX && this.#mark !== null && Buffer.from(msg.content).toString() === this.#mark;
+        // Outside a transaction, everything before it is delivered: its position can be acknowledged,
+        // except a switch's own mark, which a restarted switch must find again (see the top).
+        if (lsn > this.#complete && !(ours && this.#opts.stopAt)) this.#complete = lsn;
+        if (ours) {
           this.#markReached = true;
           this.#log.info({ lsn: formatLsn(lsn) }, 'reached the stop mark');
         }
         return;
+      }
       default:
         return;
     }
@@ -325,7 +339,9 @@ export class PgoutputSource implements ChangeSource {
       this.#confirmed = this.#keepaliveEnd;
       wal.acknowledge(this.#confirmed);
     }
-    if (Date.now() - this.#horizonAt >= HORIZON_MS && !this.#finished) await this.#advanceHorizon();
+    // Not during a switch back: the outbox's checkpoint is set at its hand-over point (switch.ts),
+    // and trigger events written meanwhile must stay for it.
+    if (Date.now() - this.#horizonAt >= HORIZON_MS && !this.#finished && !this.#opts.stopAt) await this.#advanceHorizon();
     if (this.#markReached && page.windowDone && this.#opts.stopAt && !this.#finished) {
       await this.#saveStats();
       await this.#stopStream();
