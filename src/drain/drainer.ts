@@ -211,12 +211,12 @@ export class Drainer {
     });
     if (!entry || changed(entry)) {
       const info = await this.#source.catalog.describe(tableId);
-      const before = entry?.columns;
       entry = { info, columns: new Set(info.columns.map((c) => c.name)), seen: new WeakSet() };
+      // Before the target gets new columns: a copy the source schedules for them then survives a
+      // crash between the two (column-watch.ts).
+      await this.#source.columnsChanged?.(tableId);
       await this.#sink.prepare(info);
       this.#tables.set(tableId, entry);
-      const added = before ? info.columns.map((c) => c.name).filter((c) => !before.has(c)) : [];
-      if (added.length > 0) await this.#source.columnsAdded?.(tableId, added);
     }
     return entry.info;
   }

@@ -35,10 +35,11 @@ export interface ChangeSource {
   /** Parks changes the target refused, so that they are never counted as applied without a trace. */
   park(letters: DeadLetter[]): Promise<void>;
   /**
-   * A table gained columns. Rows that existed before an `ADD COLUMN … DEFAULT` hold the default
-   * without any trigger firing, so the source may schedule a fresh copy of the table.
+   * A table's columns were read again (rows arrived with another set of columns). Rows that existed
+   * before an `ADD COLUMN … DEFAULT` hold the default without any trigger firing, so the source may
+   * schedule a fresh copy of the table (column-watch.ts). Called before the target gets the columns.
    */
-  columnsAdded?(tableId: number, columns: string[]): Promise<void>;
+  columnsChanged?(tableId: number): Promise<void>;
   /** Tells the capture side whether to send wake-ups (only while idle; they are costly under load). */
   setIdle(idle: boolean): Promise<void>;
   /** Drops the connection (after an error); the next acquire() reconnects. */

@@ -36,7 +36,7 @@ import type { ChangeSource, DeadLetter, Page } from './change-source.js';
 import { modeMismatch, readCaptureState } from './capture-state.js';
 import { streamLockText } from './names.js';
 import { RegistryCatalog } from './registry.js';
-import { scheduleBackfill } from './backfill.js';
+import { noteColumns } from './column-watch.js';
 import { OutboxChange, readRowText } from './row-text.js';
 import { outboxSequenceSql, readOutboxSequence } from './outbox-bounds.js';
 
@@ -368,21 +368,11 @@ export class OutboxSource implements ChangeSource {
     );
   }
 
-  columnsAdded(tableId: number, columns: string[]): Promise<void> {
-    return this.#serial(() => this.#columnsAdded(tableId, columns));
-  }
-
-  async #columnsAdded(tableId: number, columns: string[]): Promise<void> {
-    // Existing rows got a default (or a volatile default's values) without a trigger firing: copy
-    // the table again so that the target has them. Rows changed since are captured as usual.
-    const res = await this.#db.query<{ n: number }>(
-      `select count(*)::int as n from ${this.#t.tables} t join pg_attribute a on a.attrelid = t.relid
-        where t.id = $1 and a.attname = any($2::text[]) and (a.atthasdef or a.atthasmissing)`,
-      [tableId, columns],
-    );
-    if (res.rows[0].n === 0) return;
-    await scheduleBackfill(this.#db, this.#opts.schema, tableId, true);
-    this.#log.info({ tableId, columns }, 'columns with a default were added; copying the table again so existing rows carry them');
+  columnsChanged(tableId: number): Promise<void> {
+    return this.#serial(async () => {
+      const added = await noteColumns(this.#db, this.#opts.schema, tableId);
+      if (added.length > 0) this.#log.info({ tableId, columns: added }, 'columns with a default were added; copying the table again so existing rows carry them');
+    });
   }
 
   setIdle(idle: boolean): Promise<void> {

@@ -156,10 +156,13 @@ export async function addTable(
     }
     const shape = resolveShape(spec, history);
     const res = await client.query(
-      `insert into ${qualify(schema, 'tables')} as t (relid, source_schema, source_table, key_columns, key_origin, target_schema, target_table, shape, hash_salt)
-       values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+      `insert into ${qualify(schema, 'tables')} as t (relid, source_schema, source_table, key_columns, key_origin, target_schema, target_table, shape, hash_salt, columns_seen)
+       values ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+               (select coalesce(array_agg(a.attnum || ':' || a.attname order by a.attnum), '{}') from pg_attribute a where a.attrelid = $1 and a.attnum > 0 and not a.attisdropped))
        on conflict (source_schema, source_table) do update
          set relid = excluded.relid, key_columns = excluded.key_columns, key_origin = excluded.key_origin,
+             -- the columns as last seen stay (column-watch.ts), unless this is another table by the same name
+             columns_seen = case when t.relid = excluded.relid then t.columns_seen else excluded.columns_seen end,
              target_schema = excluded.target_schema, target_table = excluded.target_table, shape = excluded.shape, hash_salt = excluded.hash_salt
        returning id, relid::int8 as relid, source_schema, source_table, key_columns, key_origin, target_schema, target_table, shape`,
       [key.relid, spec.schema, spec.table, key.keyColumns, key.keyOrigin, target.schema, target.table, shape === null ? null : JSON.stringify(shape),

@@ -43,6 +43,7 @@ import type { ChangeSource, DeadLetter, Page } from '../change-source.js';
 import { streamLockText } from '../names.js';
 import { sleep } from '../outbox.js';
 import { RegistryCatalog } from '../registry.js';
+import { noteColumns } from '../column-watch.js';
 import { formatLsn, parseLsn } from './lsn.js';
 import { OutboxEvents } from './outbox-events.js';
 import { checkServer, checkTables, ensurePublication } from './preflight.js';
@@ -413,6 +414,16 @@ export class PgoutputSource implements ChangeSource {
         }).replace(/"data":null/, `"data":${l.change.raw ?? 'null'}`)).join(',') + ']',
       ],
     );
+  }
+
+  async columnsChanged(tableId: number): Promise<void> {
+    const client = await this.#catalogPool.connect();
+    try {
+      const added = await noteColumns(client, this.#opts.schema, tableId);
+      if (added.length > 0) this.#log.info({ tableId, columns: added }, 'columns with a default were added; copying the table again so existing rows carry them');
+    } finally {
+      client.release();
+    }
   }
 
   /** No wake-ups to arrange: the stream itself says when changes arrive. */
