@@ -32,6 +32,11 @@ export class StreamBusyError extends Error {
   override name = 'StreamBusyError';
 }
 
+/** The target refused a fenced write (sink.ts): a newer holder of the stream took over. */
+export class FencedError extends Error {
+  override name = 'FencedError';
+}
+
 export type ErrorKind =
   /** the network, a restart, an overloaded server: try again later with backoff */
   | 'retryable'
@@ -75,6 +80,8 @@ function classifyCrateCode(code: number): ErrorKind {
 
 export function classify(err: unknown): ErrorKind {
   if (err instanceof ConfigError || err instanceof TableError || err instanceof SchemaVersionError) return 'fatal';
+  // The copier steps back; it starts again only once it holds the stream (source/backfill.ts).
+  if (err instanceof FencedError) return 'retryable';
   if (err instanceof TargetError && err.code !== undefined) {
     // CrateDB codes have four digits; five characters are a SQLSTATE even when all are digits (23505).
     if (/^\d{4}$/.test(err.code)) return classifyCrateCode(Number(err.code));

@@ -37,13 +37,35 @@ export interface ApplyResult {
   rejected: Rejection[];
 }
 
+/**
+ * A write only the stream's current holder may make: a direct load's chunk (source/direct-load.ts),
+ * which, landing after a newer change of its rows, would put an older state back. A holder's token
+ * is a source xid taken when it starts (so a later holder's is larger).
+ */
+export interface Fence {
+  /** the tool's schema name (the target keeps its fences under it) */
+  schema: string;
+  stream: string;
+  token: string;
+}
+
 export interface Sink {
   readonly name: string;
   start(): Promise<void>;
   /** Makes sure the target table exists with every column of `table` (creates or adds columns). */
   prepare(table: TableInfo): Promise<void>;
-  /** Applies one page, table by table: truncate, then deletes, then upserts. */
-  apply(batches: SinkTableBatch[]): Promise<ApplyResult>;
+  /**
+   * Applies one page, table by table: truncate, then deletes, then upserts. With a fence (only a
+   * sink that has raiseFence gets one), atomically with the page: FencedError when a newer token
+   * was raised.
+   */
+  apply(batches: SinkTableBatch[], fence?: Fence): Promise<ApplyResult>;
+  /**
+   * Makes `fence.token` the newest for its stream: from then on a write with an older token is
+   * refused, and one already under way has landed when this returns. Only a target with
+   * transactions can offer this (Postgres); without it the direct load makes up for a late chunk.
+   */
+  raiseFence?(fence: Fence): Promise<void>;
   /** Throws when the target does not answer (readiness). */
   ping?(): Promise<void>;
   stop(): Promise<void>;

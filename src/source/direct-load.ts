@@ -22,6 +22,17 @@
 // A truncate of the table not visible in S0 may have emptied the target under the copy: the job
 // then writes its own truncate through the outbox, waits until it is applied, and starts over.
 //
+// "Every chunk is in the target before the fix-up" must hold across a takeover too: an instance
+// that lost the stream while a chunk's write was under way (or held back: a pause, a slow target)
+// could land it after the new holder's fix-up. Each pass over a job therefore takes a fence token
+// (a source xid: a later pass's is larger) and raises it in the target before it writes anything;
+// a Postgres target checks the token in each chunk's own transaction and refuses an older one
+// (sink/postgres/fence.ts), so an old chunk lands before the raise or not at all. A target without
+// transactions (CrateDB) cannot refuse: there, a chunk whose job row moved on while it was written
+// (another instance took it over) has its rows sent again through the outbox, read FOR SHARE after
+// the write, so they come after it (direct-load-fixup.ts). What that cannot cover: a process that
+// dies with a request to CrateDB still queued there, which the target may run later.
+//
 // Retention keeps every event not visible in a running direct load's snapshot (retention.ts), so
 // the fix-up finds them however long the copy takes; the snapshot and the position are in the job
 // row, so a restart resumes after the last chunk the sink confirmed, or redoes the fix-up.
@@ -31,18 +42,20 @@ import type pg from 'pg';
 import type { Change, SourceCatalog, TableInfo } from '../change.js';
 import { keyOf, parseRow } from '../change.js';
 import { HaltError } from '../drain/drainer.js';
-import { backoffDelay, describe } from '../errors.js';
+import { backoffDelay, FencedError } from '../errors.js';
 import { qualify, quoteIdent, quoteLiteral } from '../identifiers.js';
 import type { Logger } from '../logger.js';
 import type { PgCopyLoader, StagedChunk } from '../sink/postgres/copy-load.js';
-import type { Rejection, Sink } from '../sink/sink.js';
+import type { Fence, Rejection, Sink } from '../sink/sink.js';
 import { capturesSourceTime } from '../table-shape.js';
 import { OUTPUT_SETTINGS } from '../verify/pg-session.js';
-import { repairSql } from '../verify/repair.js';
+import { fixUp, sendChunkAgain, stopped, waitApplied } from './direct-load-fixup.js';
 import type { RegisteredTable } from './registry.js';
 import { rowFilterSql, rowImageSql } from './row-image.js';
 import { sleep } from './outbox.js';
 import { TAKE_XID } from './outbox-bounds.js';
+
+export { changedKeysSql, fixUp } from './direct-load-fixup.js';
 
 export interface DirectLoadDeps {
   sink: Sink;
@@ -72,9 +85,6 @@ export interface DirectLoadContext {
   applied: (xid: string) => Promise<boolean>;
 }
 
-const FIXUP_BATCH = 1000;
-const LOCK_TIMEOUT_MS = 200;
-
 /**
  * One chunk of a direct load: $1 the previous chunk's last key (text values) or null, $2 the chunk
  * size, $3 the copy's upper key or null. Rows come with the capture trigger's image, in key order.
@@ -95,13 +105,6 @@ export function directChunkSql(schema: string, t: RegisteredTable, keyTypes: str
  order by ${t.keyColumns.map((k) => `c.${quoteIdent(k)}`).join(', ')}`;
 }
 
-/** The key objects of every event of table $1 not visible in snapshot $2 (truncates aside). */
-export function changedKeysSql(schema: string, keyColumns: readonly string[]): string {
-  return `select distinct jsonb_build_object(${keyColumns.map((c) => `${quoteLiteral(c)}, o.data -> ${quoteLiteral(c)}`).join(', ')})::text as k
-  from ${qualify(schema, 'outbox')} o
- where o.table_id = $1 and o.op <> 'T' and o.data is not null and not pg_visible_in_snapshot(o.xid, $2::pg_snapshot)`;
-}
-
 interface Chunk {
   changes: Change[];
   lastKey: unknown;
@@ -109,11 +112,37 @@ interface Chunk {
 
 /** Copies one table; returns false when the job was moved elsewhere or the copier stopped. */
 export async function runDirectLoad(ctx: DirectLoadContext, t: RegisteredTable): Promise<boolean> {
+  try {
+    return await load(ctx, t);
+  } catch (err) {
+    if (!(err instanceof FencedError)) throw err;
+    ctx.logger.info({ table: `${t.sourceSchema}.${t.sourceTable}`, reason: err.message }, 'another instance took the initial load over; this copier steps back');
+    return false;
+  }
+}
+
+/**
+ * The fence of this pass over the job (sink.ts): a source xid, newer than any earlier pass's token
+ * of this instance or another, raised in the target before this pass writes anything. A chunk that
+ * an earlier holder still has under way then lands before that, or is refused. Null when the target
+ * has no fence (chunks are then made up for, see copyChunks).
+ */
+async function holdFence(ctx: DirectLoadContext): Promise<Fence | null> {
+  const sink = ctx.deps.sink;
+  if (!sink.raiseFence) return null;
+  const token = (await ctx.pool.query<{ x: string }>(`select pg_current_xact_id()::text as x`)).rows[0].x;
+  const fence = { schema: ctx.schema, stream: ctx.stream, token };
+  await sink.raiseFence(fence);
+  return fence;
+}
+
+async function load(ctx: DirectLoadContext, t: RegisteredTable): Promise<boolean> {
   const s = ctx.schema;
   const name = `${t.sourceSchema}.${t.sourceTable}`;
   const log = ctx.logger;
   const jobs = qualify(s, 'backfills');
   for (;;) {
+    const fence = await holdFence(ctx);
     // The snapshot first: every chunk is read later than it.
     const job = (await ctx.pool.query<{ last_key: unknown; rows_copied: string; upper_key: unknown; snapshot: string; copy_done: boolean }>(
       `update ${jobs} set status = 'running', rows_estimate = $2, started_at = coalesce(started_at, now()), snapshot = coalesce(snapshot, pg_current_snapshot()), updated_at = now()
@@ -131,7 +160,7 @@ export async function runDirectLoad(ctx: DirectLoadContext, t: RegisteredTable):
         await ctx.pool.query(`update ${jobs} set upper_key = $2 where table_id = $1`, [t.id, JSON.stringify(upperKey)]);
       }
       log.info({ table: name, estimate: ctx.rowsEstimate, resumeAfterRows: Number(job.rows_copied), method: 'direct' }, 'initial load started');
-      if (!(await copyChunks(ctx, t, info, job.last_key ?? null, upperKey, Number(job.rows_copied)))) return false;
+      if (!(await copyChunks(ctx, t, info, fence, job.last_key ?? null, upperKey, Number(job.rows_copied)))) return false;
     }
     // A truncate the copy did not see, applied to the target while chunks were still being
     // written, leaves those chunks' rows behind: truncate again in stream order, wait until that is
@@ -173,11 +202,7 @@ export async function runDirectLoad(ctx: DirectLoadContext, t: RegisteredTable):
   }
 }
 
-function stopped(ctx: DirectLoadContext): boolean {
-  return ctx.signal.aborted || !ctx.isLeader();
-}
-
-async function copyChunks(ctx: DirectLoadContext, t: RegisteredTable, info: TableInfo, from: unknown, upperKey: unknown, copiedBefore: number): Promise<boolean> {
+async function copyChunks(ctx: DirectLoadContext, t: RegisteredTable, info: TableInfo, fence: Fence | null, from: unknown, upperKey: unknown, copiedBefore: number): Promise<boolean> {
   const sql = directChunkSql(ctx.schema, t, ctx.keyTypes);
   const name = `${t.sourceSchema}.${t.sourceTable}`;
   const read = (after: unknown) => readChunk(ctx, t, sql, after, upperKey);
@@ -208,7 +233,7 @@ async function copyChunks(ctx: DirectLoadContext, t: RegisteredTable, info: Tabl
     return true;
   };
   const pgCopy = ctx.deps.pgCopy;
-  if (pgCopy && (await pgCopy.usable(ctx.pool, info))) {
+  if (pgCopy && fence && (await pgCopy.usable(ctx.pool, info))) {
     ctx.logger.info({ table: name }, 'initial load by binary COPY');
     // Binary COPY, chunk by chunk; the next chunk is staged while the previous one merges. A
     // chunk the target refuses goes through the JSON path, which isolates the rows at fault.
@@ -218,7 +243,7 @@ async function copyChunks(ctx: DirectLoadContext, t: RegisteredTable, info: Tabl
       for (;;) {
         if (stopped(ctx)) return false;
         const from = pending ? pending.end : lastKey;
-        const stageNext: Promise<Staged | null> = pending?.short ? Promise.resolve(null) : stageChunkBinary(ctx, t, info, pgCopy, from, upperKey);
+        const stageNext: Promise<Staged | null> = pending?.short ? Promise.resolve(null) : stageChunkBinary(ctx, t, info, pgCopy, fence, from, upperKey);
         stageNext.catch(() => {});
         let merged = true;
         if (pending) {
@@ -254,7 +279,7 @@ async function copyChunks(ctx: DirectLoadContext, t: RegisteredTable, info: Tabl
           await next?.staged.discard();
           const one = await read(lastKey);
           if (one.changes.length === 0) return true;
-          await applyChunk(ctx, info, one.changes);
+          await applyChunk(ctx, info, one.changes, fence);
           if (!(await advance(one.lastKey, one.changes.length))) return false;
           if (one.changes.length < ctx.chunkRows) return true;
           continue;
@@ -279,8 +304,13 @@ async function copyChunks(ctx: DirectLoadContext, t: RegisteredTable, info: Tabl
         next = read(chunk.lastKey);
         next.catch(() => {});
       }
-      await applyChunk(ctx, info, chunk.changes);
-      if (!(await advance(chunk.lastKey, chunk.changes.length))) return false;
+      await applyChunk(ctx, info, chunk.changes, fence);
+      if (!(await advance(chunk.lastKey, chunk.changes.length))) {
+        // Unfenced, the chunk may have landed after another instance moved the job on (and after
+        // its fix-up): its rows are sent again, after it.
+        if (!fence) await sendChunkAgain(ctx, info, chunk.changes);
+        return false;
+      }
       if (short) return true;
     }
   } finally {
@@ -294,7 +324,7 @@ async function copyChunks(ctx: DirectLoadContext, t: RegisteredTable, info: Tabl
  * it, streamed into a staging table of the target (merged by the caller). COPY takes no
  * parameters, so the key bounds are literals.
  */
-async function stageChunkBinary(ctx: DirectLoadContext, t: RegisteredTable, info: TableInfo, pgCopy: PgCopyLoader, after: unknown, upperKey: unknown): Promise<{ staged: StagedChunk; end: unknown; short: boolean }> {
+async function stageChunkBinary(ctx: DirectLoadContext, t: RegisteredTable, info: TableInfo, pgCopy: PgCopyLoader, fence: Fence, after: unknown, upperKey: unknown): Promise<{ staged: StagedChunk; end: unknown; short: boolean }> {
   const table = qualify(t.sourceSchema, t.sourceTable);
   const keys = t.keyColumns.map((k) => `t.${quoteIdent(k)}`);
   const bound = (op: '>' | '<=', key: unknown) => {
@@ -314,7 +344,7 @@ async function stageChunkBinary(ctx: DirectLoadContext, t: RegisteredTable, info
     const end = short ? upperKey : endRes.rows[0].k;
     const names = info.columns.map((c) => `t.${quoteIdent(c.name)}`);
     // No ORDER BY: the chunk's bounds are known, and its rows may arrive in any order.
-    const staged = await pgCopy.stage(client, `copy (select ${names.join(', ')} from ${table} t where ${range(end)}) to stdout (format binary)`, info);
+    const staged = await pgCopy.stage(client, `copy (select ${names.join(', ')} from ${table} t where ${range(end)}) to stdout (format binary)`, info, fence);
     await client.query('commit');
     // The tail chunk covered everything up to the copy's upper key.
     return { staged, end: short ? (upperKey ?? after) : end, short };
@@ -354,13 +384,14 @@ async function readChunk(ctx: DirectLoadContext, t: RegisteredTable, sql: string
   }
 }
 
-async function applyChunk(ctx: DirectLoadContext, info: TableInfo, changes: Change[]): Promise<void> {
+async function applyChunk(ctx: DirectLoadContext, info: TableInfo, changes: Change[], fence: Fence | null): Promise<void> {
   const { sink, rejectAttempts, deadLetterPolicy } = ctx.deps;
-  let rejected: Rejection[] = (await sink.apply([{ table: info, truncate: false, deletes: [], upserts: changes }])).rejected;
+  const apply = (upserts: Change[]) => sink.apply([{ table: info, truncate: false, deletes: [], upserts }], fence ?? undefined);
+  let rejected: Rejection[] = (await apply(changes)).rejected;
   for (let attempt = 2; rejected.length > 0 && attempt <= rejectAttempts; attempt++) {
     ctx.logger.warn({ rows: rejected.length, attempt }, 'target rejected copied rows; retrying them');
     await sleep(backoffDelay(attempt - 2, 100, 2000), ctx.signal);
-    rejected = (await sink.apply([{ table: info, truncate: false, deletes: [], upserts: rejected.map((r) => r.change) }])).rejected;
+    rejected = (await apply(rejected.map((r) => r.change))).rejected;
   }
   if (rejected.length === 0) return;
   if (deadLetterPolicy === 'halt') {
@@ -397,95 +428,5 @@ export async function writeLoadTruncate(pool: pg.Pool, schema: string, tableId: 
     throw err;
   } finally {
     client.release(broken);
-  }
-}
-
-async function waitApplied(ctx: DirectLoadContext, xid: string): Promise<boolean> {
-  for (;;) {
-    if (stopped(ctx)) return false;
-    if (await ctx.applied(xid)) return true;
-    await sleep(ctx.pollMs, ctx.signal);
-  }
-}
-
-/**
- * Sends the current state of every key changed outside the snapshot again. Returns the xid of the
- * last transaction that wrote such events (null when there was nothing to send), or false when the
- * copier stopped on the way.
- */
-export async function fixUp(ctx: DirectLoadContext, t: RegisteredTable, info: TableInfo, snapshot: string): Promise<string | null | false> {
-  const sql = repairSql(ctx.schema, info);
-  const cursor = await ctx.pool.connect();
-  let broken = false;
-  let open = false;
-  let lastXid: string | null = null;
-  const gone: string[] = [];
-  let keysSeen = 0;
-  try {
-    // A cursor WITH HOLD keeps the key set once its transaction ends; each batch of keys is then
-    // re-sent in a short transaction of its own. It outlives its transaction on a pooled
-    // connection, so every way out of here closes it (the fix-up runs again after a stop).
-    await cursor.query('begin');
-    await cursor.query(`declare pg2crate_fixup no scroll cursor with hold for ${changedKeysSql(ctx.schema, t.keyColumns)}`, [t.id, snapshot]);
-    await cursor.query('commit');
-    open = true;
-    for (;;) {
-      if (stopped(ctx)) return false;
-      const batch = (await cursor.query<{ k: string }>(`fetch ${FIXUP_BATCH} from pg2crate_fixup`)).rows.map((r) => r.k);
-      if (batch.length === 0) break;
-      keysSeen += batch.length;
-      const out = await resend(ctx, sql, batch, true);
-      if (out === false) return false;
-      lastXid = out.xid;
-      gone.push(...out.gone);
-    }
-  } catch (err) {
-    broken = true;
-    throw err;
-  } finally {
-    if (open && !broken) broken = await cursor.query('close pg2crate_fixup').then(() => false, () => true);
-    cursor.release(broken);
-  }
-  if (keysSeen > 0) ctx.logger.info({ table: `${t.sourceSchema}.${t.sourceTable}`, keys: keysSeen, gone: gone.length }, 'initial load: rows changed during the copy sent again');
-  if (gone.length === 0 || lastXid === null) return lastXid;
-  // The deletes just written could lose to an insert of the same key that drew its id earlier and
-  // committed after the check, in the same window. Once that window is applied, such an insert is
-  // visible: send those rows again, FOR SHARE.
-  if (!(await waitApplied(ctx, lastXid))) return false;
-  for (let i = 0; i < gone.length; i += FIXUP_BATCH) {
-    const out = await resend(ctx, sql, gone.slice(i, i + FIXUP_BATCH), false);
-    if (out === false) return false;
-    lastXid = out.xid;
-  }
-  return lastXid;
-}
-
-/** One batch of keys, in one transaction: an upsert for each row that exists, a delete for the others (with `deletes`). */
-async function resend(ctx: DirectLoadContext, sql: ReturnType<typeof repairSql>, keys: string[], deletes: boolean): Promise<{ xid: string; gone: string[] } | false> {
-  const param = `[${keys.join(',')}]`;
-  for (let attempt = 0; ; attempt++) {
-    if (stopped(ctx)) return false;
-    const client = await ctx.pool.connect();
-    let broken = false;
-    try {
-      await client.query(`begin; ${OUTPUT_SETTINGS}; set local lock_timeout = ${LOCK_TIMEOUT_MS}`);
-      // the xid before the first outbox id (outbox-bounds.ts): with every row gone, a delete is the first write
-      await client.query(TAKE_XID);
-      await client.query(sql.upsert, [param]);
-      const gone = deletes ? (await client.query<{ k: string }>(`${sql.delete} returning data::text as k`, [param])).rows.map((r) => r.k) : [];
-      await client.query(sql.notify);
-      const xid = (await client.query<{ xid: string }>('select pg_current_xact_id()::text as xid')).rows[0].xid;
-      await client.query('commit');
-      return { xid, gone };
-    } catch (err) {
-      broken = await client.query('rollback').then(() => false, () => true);
-      const code = (err as { code?: string }).code;
-      // Never make the application wait long or be the deadlock victim: give way and try again.
-      if (code !== '55P03' && code !== '40P01') throw err;
-      ctx.logger.debug({ err: describe(err), attempt }, 'initial load fix-up waited for a row lock; trying again');
-      await sleep(backoffDelay(Math.min(attempt, 6), 20, 2000), ctx.signal);
-    } finally {
-      client.release(broken);
-    }
   }
 }

@@ -1,6 +1,6 @@
 // Sink wrappers for the Runner's `wrapSink` seam: count and record what is applied, fail the Nth
 // page, slow pages down. They delegate to the real sink, so the target is really written.
-import type { ApplyResult, Sink, SinkTableBatch } from '../../src/sink/sink.js';
+import type { ApplyResult, Fence, Sink, SinkTableBatch } from '../../src/sink/sink.js';
 
 export interface ApplyCall {
   /** 1-based number of the apply call in this sink's life */
@@ -21,9 +21,13 @@ export class RecordingSink implements Sink {
   readonly #inner: Sink;
   readonly #hooks: Hooks;
 
+  /** the inner sink's fence, where it has one (a wrapper must not claim a fence its target lacks) */
+  readonly raiseFence?: (fence: Fence) => Promise<void>;
+
   constructor(inner: Sink, hooks: Hooks = {}) {
     this.#inner = inner;
     this.#hooks = hooks;
+    if (inner.raiseFence) this.raiseFence = (fence) => inner.raiseFence!(fence);
   }
 
   get name(): string {
@@ -38,12 +42,12 @@ export class RecordingSink implements Sink {
     return this.#inner.prepare(...args);
   }
 
-  async apply(batches: SinkTableBatch[]): Promise<ApplyResult> {
+  async apply(batches: SinkTableBatch[], fence?: Fence): Promise<ApplyResult> {
     const ids = batches.flatMap((b) => [...b.deletes, ...b.upserts].map((c) => c.id)).sort((a, b) => a - b);
     const call: ApplyCall = { n: this.calls.length + 1, ids };
     this.calls.push(call);
     await this.#hooks.before?.(call, batches);
-    const result = await this.#inner.apply(batches);
+    const result = await this.#inner.apply(batches, fence);
     await this.#hooks.after?.(call, batches);
     return result;
   }

@@ -15,6 +15,8 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { TableInfo } from '../../change.js';
 import { qualify, quoteIdent } from '../../identifiers.js';
 import type { Logger } from '../../logger.js';
+import type { Fence } from '../sink.js';
+import { checkFence } from './fence.js';
 
 /** Built-in types have oids below this (FirstNormalObjectId). */
 const FIRST_USER_OID = 16384;
@@ -72,8 +74,9 @@ export class PgCopyLoader {
    * target transaction left open: `merge()` then moves the rows into the target table and commits,
    * `discard()` rolls back. Staging the next chunk while the previous one merges keeps both
    * databases busy. Throws what either side throws (the target's transaction is rolled back then).
+   * The fence is checked first in that transaction (fence.ts), and held until the merge commits.
    */
-  async stage(source: pg.ClientBase, copyOut: string, table: TableInfo): Promise<StagedChunk> {
+  async stage(source: pg.ClientBase, copyOut: string, table: TableInfo, fence: Fence): Promise<StagedChunk> {
     const target = qualify(table.targetSchema, table.targetTable);
     const staging = quoteIdent(`pg2crate_load_${table.id}`);
     const names = table.columns.map((c) => quoteIdent(c.name));
@@ -91,6 +94,7 @@ export class PgCopyLoader {
     };
     try {
       await client.query('begin');
+      await checkFence(client, fence);
       if (!this.#merging.has(table.id)) {
         // Straight into the target table, as a plain COPY would. That fails (unique violation) only
         // where the target has one of the keys already: the drainer applied a change of it, or the

@@ -4,7 +4,8 @@
 // target moves from one page boundary to the next. When a statement fails on a row's value
 // (SQLSTATE class 22/23), the page is rolled back and applied again with a savepoint around each
 // statement, halving the rows of a failing statement until the rows at fault are isolated; those
-// are returned as rejected and everything else is applied. A partial image (pgoutput: unchanged
+// are returned as rejected and everything else is applied. A fenced page (a direct load's chunk)
+// checks the fence first in that transaction (fence.ts). A partial image (pgoutput: unchanged
 // TOASTed columns absent) updates only the columns it carries. A shaped table (soft deletes,
 // metadata, history: table-shape.ts) is applied with the statements of shape-sql.ts, in the same
 // transaction; its history rows are written first, every change of the page one row.
@@ -12,7 +13,8 @@ import pg from 'pg';
 import type { Change, TableInfo } from '../../change.js';
 import { classify, describe } from '../../errors.js';
 import type { Logger } from '../../logger.js';
-import type { ApplyResult, Rejection, Sink, SinkTableBatch } from '../sink.js';
+import type { ApplyResult, Fence, Rejection, Sink, SinkTableBatch } from '../sink.js';
+import { checkFence, raiseFence } from './fence.js';
 import { addColumnSql, createSchemaSql, createTableSql, deleteSql, groupPartial, truncateSql, updateColumnsSql, upsertSql } from './sql.js';
 import {
   addExtraColumnSql, createHistorySql, historyColumns, historyInsertSql, historyRowJson, shapedUpsertSql, softDeleteSql, softTruncateSql, stateExtras, stateRowJson,
@@ -103,12 +105,17 @@ export class PostgresSink implements Sink {
     return new Set(res.rows.map((r) => r.name));
   }
 
-  async apply(batches: SinkTableBatch[]): Promise<ApplyResult> {
+  async raiseFence(fence: Fence): Promise<void> {
+    await raiseFence(this.#pool, fence);
+  }
+
+  async apply(batches: SinkTableBatch[], fence?: Fence): Promise<ApplyResult> {
     const client = await this.#pool.connect();
     let broken = false;
     try {
       try {
         await client.query('begin');
+        if (fence) await checkFence(client, fence);
         for (const b of batches) await this.#applyTable(client, b, null);
         await client.query('commit');
         return { rejected: [] };
@@ -119,6 +126,7 @@ export class PostgresSink implements Sink {
       }
       const rejected: Rejection[] = [];
       await client.query('begin');
+      if (fence) await checkFence(client, fence);
       for (const b of batches) await this.#applyTable(client, b, rejected);
       await client.query('commit');
       return { rejected };
