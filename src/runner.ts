@@ -29,6 +29,7 @@ import { PostgresSink } from './sink/postgres/postgres-sink.js';
 import { PgCopyLoader } from './sink/postgres/copy-load.js';
 import type { Sink } from './sink/sink.js';
 import { crateTargetName, CrateSink } from './sink/cratedb/cratedb-sink.js';
+import { createPool } from './pg-pool.js';
 
 export function sourceConnection(config: Config): pg.ClientConfig {
   return config.sourceUrl ? { connectionString: config.sourceUrl } : {};
@@ -78,8 +79,7 @@ export class Runner {
 
   get pool(): pg.Pool {
     if (!this.#pool) {
-      this.#pool = new pg.Pool({ ...sourceConnection(this.#config), max: 4, application_name: 'pg2crate' });
-      this.#pool.on('error', (err) => this.#log.warn({ err }, 'idle source connection failed'));
+      this.#pool = createPool({ ...sourceConnection(this.#config), max: 4, application_name: 'pg2crate' }, this.#log, 'source');
     }
     return this.#pool;
   }

@@ -39,6 +39,7 @@ import { RegistryCatalog } from './registry.js';
 import { noteColumns } from './column-watch.js';
 import { OutboxChange, readRowText } from './row-text.js';
 import { outboxSequenceSql, readOutboxSequence } from './outbox-bounds.js';
+import { createPool } from '../pg-pool.js';
 
 interface Checkpoint {
   prev: string | null;
@@ -89,8 +90,7 @@ export class OutboxSource implements ChangeSource {
       outbox: qualify(s, 'outbox'), checkpoint: qualify(s, 'checkpoint'), marks: qualify(s, 'window_marks'),
       state: qualify(s, 'state'), dead: qualify(s, 'dead_letters'), tables: qualify(s, 'tables'),
     };
-    this.#catalogPool = new pg.Pool({ ...opts.connection, max: 2, application_name: 'pg2crate catalog' });
-    this.#catalogPool.on('error', (err) => this.#log.warn({ err }, 'idle catalog connection failed'));
+    this.#catalogPool = createPool({ ...opts.connection, max: 2, application_name: 'pg2crate catalog' }, this.#log, 'catalog');
     this.catalog = new RegistryCatalog(this.#catalogPool, s);
   }
 

@@ -13,6 +13,7 @@ import { displayName } from '../identifiers.js';
 import { md5Hex, normaliseColumns } from './canonical.js';
 import { PgSide } from './pg-side.js';
 import type { DigestForm, KeyRange, KeyRef, RowCounts, RowHash, TargetTableState, VerifyTarget } from './verify-target.js';
+import { createPool } from '../pg-pool.js';
 
 export interface PostgresVerifyTargetOptions {
   form?: 'postgres-md5' | 'client';
@@ -42,9 +43,8 @@ class PostgresVerifyTarget implements VerifyTarget {
 
   constructor(connectionString: string, opts: PostgresVerifyTargetOptions) {
     this.form = opts.form === 'client' ? { kind: 'client', normaliseSourceRow: pickSourceColumns } : { kind: 'postgres-md5' };
-    this.#pool = new pg.Pool({ connectionString, max: 2, application_name: 'pg2crate verify' });
     const log = opts.logger?.child({ component: 'verify' });
-    this.#pool.on('error', (err) => log?.warn({ err }, 'idle target connection failed'));
+    this.#pool = createPool({ connectionString, max: 2, application_name: 'pg2crate verify' }, log, 'target');
     this.#side = new PgSide(this.#pool, 'target', this.form, {
       normalise: pickSourceColumns,
       missing: (t) => this.#known.get(id(t))?.missing ?? new Set(),

@@ -17,6 +17,7 @@ import { qualify, quoteIdent } from '../../identifiers.js';
 import type { Logger } from '../../logger.js';
 import type { Fence } from '../sink.js';
 import { checkFence } from './fence.js';
+import { createPool } from '../../pg-pool.js';
 
 /** Built-in types have oids below this (FirstNormalObjectId). */
 const FIRST_USER_OID = 16384;
@@ -36,9 +37,8 @@ export class PgCopyLoader {
   readonly #merging = new Set<number>();
 
   constructor(targetUrl: string, logger: Logger) {
-    this.#pool = new pg.Pool({ connectionString: targetUrl, max: 2, application_name: 'pg2crate initial load', keepAlive: true });
     this.#log = logger.child({ component: 'copy-load' });
-    this.#pool.on('error', (err) => this.#log.warn({ err }, 'idle target connection failed'));
+    this.#pool = createPool({ connectionString: targetUrl, max: 2, application_name: 'pg2crate initial load', keepAlive: true }, this.#log, 'target');
   }
 
   /**

@@ -16,6 +16,7 @@ import type { Logger } from '../../logger.js';
 import type { ApplyResult, Fence, Rejection, Sink, SinkTableBatch } from '../sink.js';
 import { checkFence, raiseFence } from './fence.js';
 import { addColumnSql, createSchemaSql, createTableSql, deleteSql, groupPartial, truncateSql, updateColumnsSql, upsertSql } from './sql.js';
+import { createPool } from '../../pg-pool.js';
 import {
   addExtraColumnSql, createHistorySql, historyColumns, historyInsertSql, historyRowJson, shapedUpsertSql, softDeleteSql, softTruncateSql, stateExtras, stateRowJson,
 } from './shape-sql.js';
@@ -35,9 +36,8 @@ export class PostgresSink implements Sink {
   readonly #known = new Map<string, Set<string>>();
 
   constructor(connectionString: string, logger: Logger) {
-    this.#pool = new pg.Pool({ connectionString, max: 2, application_name: 'pg2crate sink', keepAlive: true });
-    this.#pool.on('error', (err) => this.#log.warn({ err }, 'idle target connection failed'));
     this.#log = logger.child({ component: 'sink-postgres' });
+    this.#pool = createPool({ connectionString, max: 2, application_name: 'pg2crate sink', keepAlive: true }, this.#log, 'target');
   }
 
   async start(): Promise<void> {

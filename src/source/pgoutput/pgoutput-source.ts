@@ -51,6 +51,7 @@ import { RelationMap } from './relations.js';
 import { rowChanges } from './row-changes.js';
 import { slotInfo } from './slot.js';
 import { WalStream } from './wal-stream.js';
+import { createPool } from '../../pg-pool.js';
 
 /** The switch to trigger mode, run on the connection that holds the stream. */
 export interface StopAt {
@@ -121,8 +122,7 @@ export class PgoutputSource implements ChangeSource {
   constructor(opts: PgoutputOptions) {
     this.#opts = opts;
     this.#log = opts.logger.child({ component: 'pgoutput' });
-    this.#catalogPool = new pg.Pool({ ...opts.connection, max: 2, application_name: 'pg2crate catalog' });
-    this.#catalogPool.on('error', (err) => this.#log.warn({ err }, 'idle catalog connection failed'));
+    this.#catalogPool = createPool({ ...opts.connection, max: 2, application_name: 'pg2crate catalog' }, this.#log, 'catalog');
     this.catalog = new RegistryCatalog(this.#catalogPool, opts.schema);
     this.#outbox = new OutboxEvents(this.#catalogPool, opts.schema);
   }
