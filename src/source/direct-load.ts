@@ -9,8 +9,10 @@
 // meanwhile, so a chunk may land after newer events of its keys, overwriting them with older state,
 // or bring back a row whose delete was already applied. Both can only happen to a key that has an
 // event not visible in S0: for every other key the copy holds its state as of S0, and the stream's
-// events for it are all visible in S0, so applying them in order, before or after the copy, ends at
-// that same state. Once every chunk is in the target, the fix-up reads the keys of all events of the
+// events for it are all visible in S0 and applied before the first chunk is read (the load waits
+// for that). Applied after a chunk they could also end at another state: an event written before a
+// column was added carries no value for it, and the copy taken because of that column (the
+// drainer's column watch) would be undone there. Once every chunk is in the target, the fix-up reads the keys of all events of the
 // table not visible in S0 and writes for each one an event with the row's current state, read
 // FOR SHARE (the argument of repair.ts: it is ordered after every writer of that row), or a delete
 // when the row is gone. Those events come after every chunk in the target, so each key ends at its
@@ -159,6 +161,7 @@ async function load(ctx: DirectLoadContext, t: RegisteredTable): Promise<boolean
         upperKey = (await ctx.upperKeyOf()) ?? [];
         await ctx.pool.query(`update ${jobs} set upper_key = $2 where table_id = $1`, [t.id, JSON.stringify(upperKey)]);
       }
+      if (!(await waitTableApplied(ctx, t.id, snapshot))) return false;
       log.info({ table: name, estimate: ctx.rowsEstimate, resumeAfterRows: Number(job.rows_copied), method: 'direct' }, 'initial load started');
       if (!(await copyChunks(ctx, t, info, fence, job.last_key ?? null, upperKey, Number(job.rows_copied)))) return false;
     }
@@ -199,6 +202,22 @@ async function load(ctx: DirectLoadContext, t: RegisteredTable): Promise<boolean
     );
     if (fin.rowCount === 1) log.info({ table: name }, 'initial load copied; changes made meanwhile sent again through the stream');
     return fin.rowCount === 1;
+  }
+}
+
+/** Waits until every event of the table visible in `snapshot` is applied; false when the copier stopped. */
+async function waitTableApplied(ctx: DirectLoadContext, tableId: number, snapshot: string): Promise<boolean> {
+  for (;;) {
+    if (stopped(ctx)) return false;
+    const res = await ctx.pool.query<{ ok: boolean }>(
+      `select not exists (
+         select 1 from ${qualify(ctx.schema, 'outbox')} o, ${qualify(ctx.schema, 'checkpoint')} c
+          where c.stream = $3 and o.id > c.low_id and o.table_id = $1 and pg_visible_in_snapshot(o.xid, $2::pg_snapshot)
+            and (c.prev_snapshot is null or not pg_visible_in_snapshot(o.xid, c.prev_snapshot))) as ok`,
+      [tableId, snapshot, ctx.stream],
+    );
+    if (res.rows[0].ok) return true;
+    await sleep(ctx.pollMs, ctx.signal);
   }
 }
 

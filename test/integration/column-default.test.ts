@@ -50,6 +50,22 @@ test('a column added with a default while the replicator is down reaches every o
   assert.equal(await assertSameRows(src, dst, 'public.docs', 'public.docs', ['id']), 201);
 });
 
+test('older changes still waiting in the stream when the column is added do not undo the copy', async () => {
+  // A backlog of changes written before the column existed, one transaction each, in small pages:
+  // the replicator reads the table's columns (and copies it again) long before it has applied them.
+  for (let i = 1; i <= 600; i++) await src.query(`update public.docs set v = 'old ' || $1 where id = $1`, [i % 200 + 1]);
+  await src.query(`alter table public.docs add column d integer default 7`);
+  await src.query(`update public.docs set v = 'after' where id = 1`);
+  const rep = await startReplicator(makeConfig({ ...env, PG2CRATE_PAGE_SIZE: '10' }));
+  try {
+    await waitFor('the copy of the table', () => initialLoadsDone(src), 120_000);
+    await waitCaughtUp(src, 'pg2crate', 120_000);
+  } finally {
+    await rep.stop();
+  }
+  assert.equal(await assertSameRows(src, dst, 'public.docs', 'public.docs', ['id']), 201);
+});
+
 test('pgoutput: a column added with a default reaches every older row in the target', async () => {
   const runner = new Runner(makeConfig(env), testLogger());
   try {
