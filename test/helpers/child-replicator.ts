@@ -68,18 +68,30 @@ export function spawnReplicator(env: Record<string, string>, args: string[] = ['
 }
 
 /** Runs the CLI to completion and returns its exit code and output. */
-export async function runCli(env: Record<string, string>, args: string[]): Promise<{ code: number | string; stdout: string; stderr: string }> {
+export function runCli(env: Record<string, string>, args: string[]): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  return runCliUntil(env, args);
+}
+
+/**
+ * Runs the CLI to completion like runCli, unless `signal` aborts first: the child is then killed
+ * (SIGKILL) and the result carries that signal as its code.
+ */
+export async function runCliUntil(env: Record<string, string>, args: string[], signal?: AbortSignal): Promise<{ code: number | string; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [...CLI, ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(child);
+  const kill = () => child.kill('SIGKILL');
+  if (signal?.aborted) kill();
+  else signal?.addEventListener('abort', kill, { once: true });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
   const code = await new Promise<number | string>((resolve) => child.once('close', (c, s) => resolve(c ?? s ?? 'unknown')));
+  signal?.removeEventListener('abort', kill);
   live.delete(child);
   return { code, stdout, stderr };
 }
