@@ -30,45 +30,27 @@
 // from its trigger.
 import { spawnSync } from 'node:child_process';
 import pg from 'pg';
-import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/logger.js';
-import { Runner } from '../src/runner.js';
 import { startCluster } from '../test/helpers/cluster.js';
+import {
+  BULK_TABLE, bulkRound, captureWithPg2crate, pg2crateOutbox, pgbenchStep, treeBytesSql, type BulkRun, type Measured,
+} from './capture-common.js';
 import { pgbenchSummary, runPgbench } from './pgbench.js';
-import { fmt, fmtSpread, note, printTable, sleep, spread, type BenchArgs, type Spread } from './report.js';
-import { postmasterPid, serverCpuSeconds } from './server-cpu.js';
+import { fmt, fmtSpread, note, printTable, spread, type BenchArgs, type Spread } from './report.js';
+import { postmasterPid } from './server-cpu.js';
 
 export const description = 'capture cost: pgbench TPC-B (1 and 8 clients) and 500k-row bulk INSERT/UPDATE/DELETE; no capture vs pg2crate vs PgQ, interleaved';
-
-const BULK_TABLE = `create table bulk (
-  id bigint primary key, k integer not null, v text not null, amount numeric(12,2), created timestamptz not null,
-  flag boolean not null, ratio double precision, day date, tags text[], doc jsonb
-) with (autovacuum_enabled = false)`;
-
-const bulkInsert = (rows: number) => `insert into bulk
-  select g, g % 1000, md5(g::text), (g % 100000) / 100.0, timestamptz '2024-01-01' + g * interval '1 second',
-         g % 2 = 0, g / 7.0, date '2024-01-01' + (g % 365)::int, array['a' || (g % 10), 'b'], jsonb_build_object('g', g, 's', md5(g::text))
-  from generate_series(1, ${rows}) g`;
-const BULK_UPDATE = 'update bulk set k = k + 1, amount = amount + 1';
-const BULK_DELETE = 'delete from bulk';
 
 const PGBENCH_TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'];
 const QUEUE = 'bench';
 
 type Name = 'none' | 'pg2crate' | 'pgq';
 
-interface Variant {
+interface Variant extends Measured {
   name: Name;
   url: string;
-  db: pg.Client;
-  /** events written so far and the bytes their tables take */
-  events(): Promise<{ n: number; bytes: number }>;
-  empty(): Promise<void>;
 }
 
 interface OltpRun { tps: number; txns: number; cpuMsPerTxn: number; walBytesPerTxn: number; eventsPerTxn: number; bytesPerEvent: number }
-interface BulkStep { seconds: number; cpuSeconds: number; walMB: number; events: number; bytesPerEvent: number }
-interface BulkRun { insert: BulkStep; update: BulkStep; delete: BulkStep }
 
 const say = (text: string) => note(text);
 
@@ -108,11 +90,6 @@ async function setupPgq(db: pg.Client, tables: { name: string; pkey?: string }[]
   return (await db.query<{ pfx: string }>('select queue_data_pfx as pfx from pgq.queue where queue_name = $1', [QUEUE])).rows[0].pfx;
 }
 
-/** Sum of pg_total_relation_size over a table and everything that inherits from it (partitions, PgQ's rotating tables). */
-const treeBytesSql = (regclass: string) => `with recursive tree(oid) as (
-    select '${regclass}'::regclass::oid union all select i.inhrelid from pg_inherits i join tree t on i.inhparent = t.oid
-  ) select (select count(*) from ${regclass}) as n, coalesce(sum(pg_total_relation_size(oid)), 0)::bigint as bytes from tree`;
-
 export async function run(args: BenchArgs): Promise<object> {
   const reps = Number(args.reps ?? args.rounds ?? 3);
   const duration = Number(args.duration ?? 20);
@@ -147,19 +124,11 @@ export async function run(args: BenchArgs): Promise<object> {
       let events: Variant['events'] = async () => ({ n: 0, bytes: 0 });
       let empty: Variant['empty'] = async () => {};
       if (name === 'pg2crate') {
-        const logger = createLogger('warn', { write: (s: string) => { process.stderr.write(s); } });
-        const runner = new Runner(loadConfig({ DATABASE_URL: url, TARGET_DATABASE_URL: cluster.url() }), logger);
-        try {
-          await runner.migrate();
-          await runner.addTables([
-            ...PGBENCH_TABLES.map((table) => ({ schema: 'public', table, ...(table === 'pgbench_history' ? { keyColumns: ['aid', 'mtime'] } : {}) })),
-            { schema: 'public', table: 'bulk' },
-          ]);
-        } finally {
-          await runner.close();
-        }
-        events = async () => { const r = (await db.query<{ n: string; bytes: string }>(treeBytesSql('pg2crate.outbox'))).rows[0]; return { n: Number(r.n), bytes: Number(r.bytes) }; };
-        empty = async () => { await db.query('truncate pg2crate.outbox'); };
+        await captureWithPg2crate(url, cluster.url(), [
+          ...PGBENCH_TABLES.map((table) => ({ schema: 'public', table, ...(table === 'pgbench_history' ? { keyColumns: ['aid', 'mtime'] } : {}) })),
+          { schema: 'public', table: 'bulk' },
+        ]);
+        ({ events, empty } = pg2crateOutbox(db));
       } else if (name === 'pgq') {
         const table = await setupPgq(db, [...PGBENCH_TABLES.map((t) => ({ name: t, pkey: t === 'pgbench_history' ? 'aid,mtime' : undefined })), { name: 'bulk' }]);
         pgqVersion = (await db.query<{ v: string }>(`select extversion as v from pg_extension where extname = 'pgq'`)).rows[0].v;
@@ -179,7 +148,6 @@ export async function run(args: BenchArgs): Promise<object> {
     say(`pg2crate capture measured: ${captured.triggers.length} trigger(s) on pgbench_accounts (${captured.triggers.map((t) => /FOR EACH (ROW|STATEMENT)/.exec(t)?.[1] ?? '?').join(', ')}), md5 of the pg2crate schema's functions ${captured.md5}`);
     await admin.query('checkpoint');
 
-    const walNow = async (): Promise<bigint> => BigInt((await admin.query<{ b: string }>(`select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::text as b`)).rows[0].b.split('.')[0]);
     const order = (rep: number) => variants.map((_, i) => variants[(i + rep) % variants.length]);
 
     const oltp: Record<string, Record<Name, OltpRun[]>> = {};
@@ -188,17 +156,11 @@ export async function run(args: BenchArgs): Promise<object> {
       for (let r = 0; r < reps; r++) {
         for (const clients of clientCounts) {
           for (const v of order(r)) {
-            await v.db.query('vacuum analyze pgbench_branches, pgbench_tellers');
-            await v.db.query('truncate pgbench_history');
-            await v.empty();
-            await admin.query('checkpoint');
-            await sleep(500);
-            const cpu0 = serverCpuSeconds(pm);
-            const wal0 = await walNow();
-            const out = await runPgbench(['-n', '-c', String(clients), '-j', String(Math.min(clients, 2)), '-T', String(duration), v.url]);
-            await sleep(300); // let the postmaster reap the backends, so that their CPU is in its cutime
-            const cpu = serverCpuSeconds(pm) - cpu0;
-            const wal = Number((await walNow()) - wal0);
+            const { out, cpuSeconds: cpu, walBytes: wal } = await pgbenchStep(admin, pm, async () => {
+              await v.db.query('vacuum analyze pgbench_branches, pgbench_tellers');
+              await v.db.query('truncate pgbench_history');
+              await v.empty();
+            }, ['-n', '-c', String(clients), '-j', String(Math.min(clients, 2)), '-T', String(duration), v.url]);
             const { txns, tps } = pgbenchSummary(out);
             const ev = await v.events();
             const run: OltpRun = { tps, txns, cpuMsPerTxn: (cpu * 1000) / txns, walBytesPerTxn: wal / txns, eventsPerTxn: ev.n / txns, bytesPerEvent: ev.n ? ev.bytes / ev.n : 0 };
@@ -209,31 +171,11 @@ export async function run(args: BenchArgs): Promise<object> {
       }
     }
 
-    const bulkStep = async (v: Variant, sql: string): Promise<BulkStep> => {
-      await v.empty();
-      await admin.query('checkpoint');
-      await sleep(300);
-      const cpu0 = serverCpuSeconds(pm);
-      const wal0 = await walNow();
-      const t0 = performance.now();
-      await v.db.query(sql);
-      const seconds = (performance.now() - t0) / 1000;
-      await sleep(100);
-      const cpuSeconds = serverCpuSeconds(pm) - cpu0;
-      const walMB = Number((await walNow()) - wal0) / 1e6;
-      const ev = await v.events();
-      return { seconds, cpuSeconds, walMB, events: ev.n, bytesPerEvent: ev.n ? ev.bytes / ev.n : 0 };
-    };
     const bulk: Record<Name, BulkRun[]> = { none: [], pg2crate: [], pgq: [] };
     if (parts.has('bulk')) {
       for (let r = 0; r < reps; r++) {
         for (const v of order(r)) {
-          await v.db.query('truncate bulk');
-          const ins = await bulkStep(v, bulkInsert(bulkRows));
-          await v.db.query('vacuum analyze bulk');
-          const upd = await bulkStep(v, BULK_UPDATE);
-          await v.db.query('vacuum analyze bulk');
-          const del = await bulkStep(v, BULK_DELETE);
+          const { insert: ins, update: upd, delete: del } = await bulkRound(admin, pm, v, bulkRows);
           bulk[v.name].push({ insert: ins, update: upd, delete: del });
           say(`  rep ${r + 1}/${reps} bulk ${v.name.padEnd(8)} insert ${fmt(ins.seconds, 2)} s, update ${fmt(upd.seconds, 2)} s, delete ${fmt(del.seconds, 2)} s${v.name !== 'none' ? ` (${ins.events} + ${upd.events} + ${del.events} events)` : ''}`);
         }

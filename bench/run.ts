@@ -17,7 +17,7 @@ interface ScenarioModule {
 }
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const NOT_SCENARIOS = new Set(['run', 'report', 'server-cpu', 'pgbench', 'capture-shapes', 'crate-raw']);
+const NOT_SCENARIOS = new Set(['run', 'report', 'server-cpu', 'pgbench', 'capture-shapes', 'capture-common', 'crate-raw']);
 
 function scenarios(): string[] {
   return readdirSync(HERE)
@@ -45,11 +45,12 @@ async function main(): Promise<number> {
   if (!scenario || args.help || !known.includes(scenario)) {
     if (scenario && !known.includes(scenario)) process.stderr.write(`unknown scenario ${JSON.stringify(scenario)}\n`);
     process.stdout.write('usage: npm run bench -- <scenario> [--name=value …]\n\nscenarios:\n');
+    const width = Math.max(14, ...known.map((n) => n.length));
     for (const name of known) {
       // Read, not imported: importing a standalone script would run it.
       const text = readFileSync(join(HERE, `${name}.ts`), 'utf8');
       const description = /^export const description = '([^']*)'/m.exec(text)?.[1] ?? '';
-      process.stdout.write(`  ${name.padEnd(14)} ${description}\n`);
+      process.stdout.write(`  ${name.padEnd(width)} ${description}\n`);
     }
     return scenario && !args.help ? 2 : 0;
   }
