@@ -23,7 +23,7 @@
 import type pg from 'pg';
 import { qualify, quoteIdent } from '../identifiers.js';
 import type { Logger } from '../logger.js';
-import { OUTPUT_SETTINGS } from '../verify/pg-session.js';
+import { OUTPUT_SETTINGS, withOutputSettings } from '../verify/pg-session.js';
 import { repairSql } from '../verify/repair.js';
 import { scheduleBackfill } from './backfill.js';
 import { capturePartition, type Partition } from './capture-install.js';
@@ -195,19 +195,11 @@ async function sendOrphanKeys(pool: pg.Pool, opts: PartitionWatchOptions): Promi
   for (const o of orphans.rows) {
     const table = (await listTables(pool, s)).find((t) => t.id === o.table_id);
     if (!table) continue;
-    const client = await pool.connect();
-    let broken = false;
-    try {
-      await client.query(`begin; ${OUTPUT_SETTINGS}`);
+    // the xid before the first outbox id (outbox-bounds.ts)
+    n += await withOutputSettings(pool, async (client) => {
       await client.query(TAKE_XID);
-      n += await sendRecordedKeys(client, s, table, `relid not in (select p.relid::oid from pg_partition_tree(${Number(table.relid)}::oid) p)`);
-      await client.query('commit');
-    } catch (err) {
-      broken = await client.query('rollback').then(() => false, () => true);
-      throw err;
-    } finally {
-      client.release(broken);
-    }
+      return sendRecordedKeys(client, s, table, `relid not in (select p.relid::oid from pg_partition_tree(${Number(table.relid)}::oid) p)`);
+    }, true);
   }
   // keys of tables no longer registered have nobody to send them to
   await pool.query(`delete from ${qualify(s, 'partition_writes')} w where not exists (select 1 from ${qualify(s, 'tables')} t where t.id = w.table_id)`);

@@ -73,6 +73,11 @@ function dollarTag(body: string): string {
   return `$pg2crate${n}$`;
 }
 
+/** The key of row `alias` as the jsonb object a delete event carries. */
+function keyObjectSql(keyColumns: readonly string[], alias: string): string {
+  return `pg_catalog.jsonb_build_object(${keyColumns.map((c) => `${quoteLiteral(c)}, ${alias}.${quoteIdent(c)}`).join(', ')})`;
+}
+
 /** The output settings every capture function writes under, in the order the guard saves them. */
 export const CANONICAL_SETTINGS: readonly (readonly [string, string])[] = [
   ['TimeZone', 'UTC'], ['DateStyle', 'ISO, YMD'], ['IntervalStyle', 'postgres'], ['extra_float_digits', '1'], ['bytea_output', 'hex'],
@@ -124,8 +129,7 @@ export function needsSearchPath(shape: TableShape | null | undefined): boolean {
 export function captureFunctionSql(schema: string, t: CaptureTarget): string {
   const outbox = qualify(schema, 'outbox');
   const state = qualify(schema, 'state');
-  const keyObject = (alias: string) =>
-    `pg_catalog.jsonb_build_object(${t.keyColumns.map((c) => `${quoteLiteral(c)}, ${alias}.${quoteIdent(c)}`).join(', ')})`;
+  const keyObject = (alias: string) => keyObjectSql(t.keyColumns, alias);
   const keyList = (alias: string) => t.keyColumns.map((c) => `${alias}.${quoteIdent(c)}`).join(', ');
   const id = String(t.tableId);
   const shape = t.shape ?? null;
@@ -243,8 +247,7 @@ function partitionTruncateSql(schema: string, root: number, into: string, gen: s
  */
 export function guardFunctionSql(schema: string, t: CaptureTarget): string {
   const writes = qualify(schema, 'partition_writes');
-  const keyObject = (alias: string) =>
-    `pg_catalog.jsonb_build_object(${t.keyColumns.map((c) => `${quoteLiteral(c)}, ${alias}.${quoteIdent(c)}`).join(', ')})`;
+  const keyObject = (alias: string) => keyObjectSql(t.keyColumns, alias);
   const body = `
 begin
   if tg_op <> 'INSERT' then

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { Runner } from '../../src/runner.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { PARTITIONED_TABLE, watchReachedAll } from '../helpers/partitions.js';
 import { captureMode, waitSlotCaughtUp } from '../helpers/pgoutput.js';
 import { assertNoLeaks, assertSameRows, makeConfig, pool, settle, startReplicator, tableRows, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 
@@ -32,15 +33,6 @@ async function sameViaSlot(): Promise<number> {
   return assertSameRows(src, dst, 'public.m', 'public.m', ['id']);
 }
 
-async function watchReachedAll(): Promise<void> {
-  await waitFor('the partition watch to reach every partition', async () => {
-    const res = await src.query(`select 1 from pg_partition_tree('public.m') p
-      where p.level > 0 and case when p.isleaf
-        then exists (select 1 from pg_trigger g where g.tgrelid = p.relid and g.tgname = 'pg2crate_capture_g' and g.tgenabled <> 'D')
-        else not exists (select 1 from pg_trigger g where g.tgrelid = p.relid and g.tgname = 'pg2crate_capture_b') end`);
-    return res.rows.length === 0;
-  }, 30_000, 100);
-}
 
 before(async () => {
   cluster = await startCluster();
@@ -48,11 +40,7 @@ before(async () => {
   src = pool(srcUrl, 6);
   dst = pool(dstUrl);
   await src.query(`
-    create table public.m (id integer primary key, v text not null) partition by range (id);
-    create table public.m1 partition of public.m for values from (0) to (100);
-    create table public.m2 partition of public.m for values from (100) to (200) partition by range (id);
-    create table public.m2a partition of public.m2 for values from (100) to (150);
-    create table public.m2b partition of public.m2 for values from (150) to (200);
+    ${PARTITIONED_TABLE}
     insert into public.m select g, 'seed ' || g from generate_series(0, 199, 2) g;`);
   env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.m', PG2CRATE_SLOT: 'parts', PG2CRATE_PARTITION_WATCH_MS: '1000' };
   await settle(makeConfig(env), src);
@@ -93,13 +81,13 @@ test('pgoutput: a partition created later is sent from its first row, and its TR
   await src.query(`insert into public.m3 select g, 'new partition' from generate_series(200, 220) g`);
   await src.query(`truncate public.m3`);
   await src.query(`insert into public.m3 values (250, 'stays')`);
-  await watchReachedAll();
+  await watchReachedAll(src);
   await sameViaSlot();
   await src.query(`truncate public.m3`);
   await sameViaSlot();
   await src.query(`create table public.m4 (id integer primary key, v text not null); insert into public.m4 select g, 'attached' from generate_series(300, 330) g`);
   await src.query(`alter table public.m attach partition public.m4 for values from (300) to (400)`);
-  await watchReachedAll();
+  await watchReachedAll(src);
   await waitFor('the attached rows to be copied', async () =>
     (await src.query(`select 1 from pg2crate.backfills where status <> 'done'`)).rows.length === 0);
   await sameViaSlot();

@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { PARTITIONED_TABLE, watchReachedAll } from '../helpers/partitions.js';
 import { assertNoLeaks, assertSameRows, makeConfig, pool, startReplicator, tableRows, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 
 let cluster: Cluster;
@@ -20,16 +21,6 @@ async function same(): Promise<number> {
   return assertSameRows(src, dst, 'public.m', 'public.m', ['id']);
 }
 
-/** Waits until the partition watch has reached every partition (no guard clone left enabled). */
-async function watchReachedAll(): Promise<void> {
-  await waitFor('the partition watch to reach every partition', async () => {
-    const res = await src.query(`select 1 from pg_partition_tree('public.m') p
-      where p.level > 0 and case when p.isleaf
-        then exists (select 1 from pg_trigger g where g.tgrelid = p.relid and g.tgname = 'pg2crate_capture_g' and g.tgenabled <> 'D')
-        else not exists (select 1 from pg_trigger g where g.tgrelid = p.relid and g.tgname = 'pg2crate_capture_b') end`);
-    return res.rows.length === 0;
-  }, 30_000, 100);
-}
 
 before(async () => {
   cluster = await startCluster();
@@ -37,11 +28,7 @@ before(async () => {
   src = pool(srcUrl, 6);
   dst = pool(dstUrl);
   await src.query(`
-    create table public.m (id integer primary key, v text not null) partition by range (id);
-    create table public.m1 partition of public.m for values from (0) to (100);
-    create table public.m2 partition of public.m for values from (100) to (200) partition by range (id);
-    create table public.m2a partition of public.m2 for values from (100) to (150);
-    create table public.m2b partition of public.m2 for values from (150) to (200);
+    ${PARTITIONED_TABLE}
     insert into public.m select g, 'seed ' || g from generate_series(0, 199, 3) g;`);
   rep = await startReplicator(makeConfig({
     DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.m', PG2CRATE_PARTITION_WATCH_MS: String(WATCH_MS),
@@ -116,7 +103,7 @@ test('a partition created later is captured from its first row: written, changed
   await src.query(`insert into public.m values (240, 'through the parent')`);
   const before = await src.query<{ n: number }>(`select count(*)::int as n from pg2crate.partition_writes`);
   assert.ok(before.rows[0].n > 0, 'the writes above must have happened before the watch reached the partition');
-  await watchReachedAll();
+  await watchReachedAll(src);
   await same();
   // Now with its triggers: writes through its name are captured directly.
   await src.query(`update public.m3 set v = 'captured directly' where id = 201`);
@@ -127,7 +114,7 @@ test('a partition created later is captured from its first row: written, changed
   await src.query(`insert into public.m4 select g, 'soon gone' from generate_series(300, 320) g`);
   await src.query(`truncate public.m4`);
   await src.query(`insert into public.m4 values (399, 'stays')`);
-  await watchReachedAll();
+  await watchReachedAll(src);
   await same();
 });
 
@@ -138,7 +125,7 @@ test('a sub-partitioned partition created later is captured through its sub-part
     insert into public.m5a values (401, 'sub-partition of a new partition');
     create table public.m5b partition of public.m5 for values from (500) to (600)`);
   await src.query(`insert into public.m5b values (501, 'later sub-partition')`);
-  await watchReachedAll();
+  await watchReachedAll(src);
   await same();
   await src.query(`update public.m5a set v = 'after the watch' where id = 401`);
   await src.query(`truncate public.m5b`);
@@ -148,7 +135,7 @@ test('a sub-partitioned partition created later is captured through its sub-part
     create table public.m5c partition of public.m5 for values from (500) to (600)`);
   await src.query(`insert into public.m5c values (502, 'later sub-partition of a captured partition'), (503, 'gone soon')`);
   await src.query(`delete from public.m5c where id = 503`);
-  await watchReachedAll();
+  await watchReachedAll(src);
   await src.query(`update public.m5c set v = 'captured directly' where id = 502`);
   await same();
 });
@@ -157,7 +144,7 @@ test('a table attached with rows has them copied; a detached or dropped partitio
   await src.query(`create table public.m6 (id integer primary key, v text not null)`);
   await src.query(`insert into public.m6 select g, 'came with the attach' from generate_series(600, 650) g`);
   await src.query(`alter table public.m attach partition public.m6 for values from (600) to (700)`);
-  await watchReachedAll();
+  await watchReachedAll(src);
   await same();
 
   const kept = await tableRows(src, 'public.m6', ['id']);
