@@ -93,6 +93,25 @@ test('pgoutput: a partition created later is sent from its first row, and its TR
   await sameViaSlot();
 });
 
+test('pgoutput: a detached or dropped partition keeps its rows in the target, and writes to the detached table are not sent', async () => {
+  await src.query(`create table public.m5 partition of public.m for values from (500) to (600); create table public.m6 partition of public.m for values from (600) to (700)`);
+  await src.query(`insert into public.m select g, 'to leave' from generate_series(500, 690, 10) g`);
+  await watchReachedAll(src);
+  await sameViaSlot();
+  const detached = await tableRows(src, 'public.m5', ['id']);
+  const dropped = await tableRows(src, 'public.m6', ['id']);
+  await src.query(`alter table public.m detach partition public.m5`);
+  await src.query(`drop table public.m6`);
+  await src.query(`insert into public.m5 values (555, 'after the detach'); update public.m5 set v = 'changed after the detach'`);
+  await src.query(`insert into public.m values (8, 'an end mark')`);
+  await waitSlotCaughtUp(src, 'parts');
+  const source = await tableRows(src, 'public.m', ['id']);
+  const byId = (a: string, b: string) => (JSON.parse(a) as { id: number }).id - (JSON.parse(b) as { id: number }).id;
+  assert.deepEqual(await tableRows(dst, 'public.m', ['id']), [...source, ...detached, ...dropped].sort(byId));
+  // What verify --repair would remove; gone by hand so that the next test starts from equal tables.
+  await dst.query(`delete from public.m where id between 500 and 699`);
+});
+
 test('switching back to triggers gives every partition, old and new, its triggers again', async () => {
   await reps.pop()!.stop();
   await switchTo('trigger');
