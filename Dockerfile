@@ -11,7 +11,7 @@ COPY src ./src
 RUN npm run build
 
 # Runtime stage: production dependencies, the compiled code and the migrations, run as a non-root user.
-# src/source/migrate.ts finds the SQL files at ../../migrations/ from dist/source/migrate.js, i.e.
+# src/capture/migrate.ts finds the SQL files at ../../migrations/ from dist/capture/migrate.js, i.e.
 # /app/migrations: keep migrations/ next to dist/.
 FROM node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production

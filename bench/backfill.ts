@@ -9,10 +9,10 @@
 // psql processes. Rounds interleave a, b, a, b …
 import { execFileSync, spawn } from 'node:child_process';
 import pg from 'pg';
-import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/logger.js';
+import { loadConfig } from '../src/core/config.js';
+import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
-import { backfillState } from '../src/source/backfill.js';
+import { backfillState } from '../src/load/backfill.js';
 import { startCluster, type Cluster } from '../test/helpers/cluster.js';
 import { crateSql, rawInsertSeconds } from './crate-raw.js';
 import { fmt, fmtSpread, note, printTable, sleep, spread, type BenchArgs } from './report.js';

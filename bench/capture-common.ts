@@ -3,9 +3,9 @@
 // code path (Runner.migrate and Runner.addTables), and one measured run (a bulk statement, or
 // pgbench) with the server's CPU from /proc and the WAL it wrote.
 import pg from 'pg';
-import type { TableSpec } from '../src/config.js';
-import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/logger.js';
+import type { TableSpec } from '../src/core/config.js';
+import { loadConfig } from '../src/core/config.js';
+import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
 import { runPgbench } from './pgbench.js';
 import { sleep } from './report.js';

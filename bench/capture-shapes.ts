@@ -37,9 +37,9 @@
 //              xid; `heap-no-image`, also no jsonb (data NULL); `read`: nothing written, the
 //              transition table only counted. Each step down the ladder prices one component.
 // The bench tables have no row filter, column filter or hashing (issue 12): those keep their own SQL.
-import { qualify, quoteIdent, quoteLiteral } from '../src/identifiers.js';
-import { captureFunctionName, wakeupChannel } from '../src/source/names.js';
-import { settingsGuardSql, settingsRestoreSql } from '../src/source/triggers.js';
+import { qualify, quoteIdent, quoteLiteral } from '../src/core/identifiers.js';
+import { captureFunctionName, wakeupChannel } from '../src/capture/names.js';
+import { settingsGuardSql, settingsRestoreSql } from '../src/capture/triggers.js';
 
 export interface ShapeTable {
   id: number;

@@ -30,10 +30,10 @@
 // min / median / max.
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/logger.js';
+import { loadConfig } from '../src/core/config.js';
+import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
-import { captureFunctionSql, createTriggersSql } from '../src/source/triggers.js';
+import { captureFunctionSql, createTriggersSql } from '../src/capture/triggers.js';
 import { startCluster } from '../test/helpers/cluster.js';
 import { FLOOR_SETUP_SQL, installShapeSql, removeShapeSql, type Shape, type ShapeTable } from './capture-shapes.js';
 import { pgbenchSummary, runPgbench } from './pgbench.js';

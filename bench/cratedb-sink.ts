@@ -16,9 +16,9 @@
 //     requests in flight, the fastest raw setting found on this machine kind: the rate to beat.
 // Each timing ends when CrateDB acknowledged the last request (no refresh).
 import { LosslessNumber } from 'lossless-json';
-import type { Change, ColumnInfo, TableInfo } from '../src/change.js';
-import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/logger.js';
+import type { Change, ColumnInfo, TableInfo } from '../src/core/change.js';
+import { loadConfig } from '../src/core/config.js';
+import { createLogger } from '../src/core/logger.js';
 import { CrateSink } from '../src/sink/cratedb/cratedb-sink.js';
 import { CrateClient } from '../src/sink/cratedb/crate-client.js';
 import { fmt, fmtSpread, note, printTable, spread, type BenchArgs, type Spread } from './report.js';

@@ -17,8 +17,8 @@
 // In pgoutput mode each database is loaded in trigger mode and switched (`switchCapture`), as a user would.
 // The source database commits with synchronous_commit on (the cluster's default here is off).
 import pg from 'pg';
-import { loadConfig, type Config } from '../src/config.js';
-import { createLogger } from '../src/logger.js';
+import { loadConfig, type Config } from '../src/core/config.js';
+import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
 import { startCluster, type Cluster } from '../test/helpers/cluster.js';
 import { caughtUp } from '../test/helpers/replication.js';

@@ -7,8 +7,8 @@
 // backlog and the rotation count are sampled. Reported: size over time, its maximum after the
 // first minute, and whether the target equals the source at the end.
 import pg from 'pg';
-import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/logger.js';
+import { loadConfig } from '../src/core/config.js';
+import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
 import { startCluster } from '../test/helpers/cluster.js';
 import { caughtUp } from '../test/helpers/replication.js';

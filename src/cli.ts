@@ -1,11 +1,11 @@
 // The command line: argv → config → runner. The only place that reads process.env, installs signal
 // handlers or calls process.exit.
-import { loadConfig, parseQualifiedName, readConfigFile, type Config } from './config.js';
-import { ConfigError, StreamBusyError, TableError, SchemaVersionError, describe } from './errors.js';
-import { createLogger, type Logger } from './logger.js';
+import { loadConfig, parseQualifiedName, readConfigFile, type Config } from './core/config.js';
+import { ConfigError, StreamBusyError, TableError, SchemaVersionError, describe } from './core/errors.js';
+import { createLogger, type Logger } from './core/logger.js';
 import { Runner } from './runner.js';
-import { displayName } from './identifiers.js';
-import type { BackfillProgress } from './source/backfill.js';
+import { displayName } from './core/identifiers.js';
+import type { BackfillProgress } from './load/backfill.js';
 
 const USAGE = `usage: pg2crate <command> [options]
 

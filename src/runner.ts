@@ -1,35 +1,36 @@
 // The composition root: builds the source, sink, drainer and listener from the configuration,
 // starts them in order and stops them in reverse order.
 import pg from 'pg';
-import type { Config, TableSpec } from './config.js';
-import { backoffDelay, classify, StreamBusyError, TableError } from './errors.js';
-import { MetricsServer } from './metrics.js';
+import type { Config, TableSpec } from './core/config.js';
+import { backoffDelay, classify, StreamBusyError, TableError } from './core/errors.js';
+import { MetricsServer } from './ops/metrics.js';
 import { createVerifyTarget, runVerify, type RunVerifyOptions, type VerifyResult } from './verify/run-verify.js';
-import { Scheduler } from './schedule/scheduler.js';
-import { runRetention, type RetentionResult } from './source/retention.js';
+import { Scheduler } from './ops/scheduler.js';
+import { runRetention, type RetentionResult } from './ops/retention.js';
 import { Drainer } from './drain/drainer.js';
-import type { Logger } from './logger.js';
-import { assertSchemaCurrent, migrate } from './source/migrate.js';
-import { Backfiller, backfillState, scheduleBackfill, type BackfillProgress } from './source/backfill.js';
+import type { Logger } from './core/logger.js';
+import { assertSchemaCurrent, migrate } from './capture/migrate.js';
+import { Backfiller, backfillState, type BackfillProgress } from './load/backfill.js';
+import { scheduleBackfill } from './capture/backfill-request.js';
 import { emitWaitMark, slotPassed } from './source/catch-up-state.js';
-import { sleep } from './source/outbox.js';
+import { sleep } from './core/sleep.js';
 import { Listener } from './source/listener.js';
-import { streamLockText, wakeupChannel } from './source/names.js';
-import { readStatus, type StreamStatus } from './source/status.js';
-import { PartitionWatcher, watchPartitions } from './source/partition-watch.js';
+import { streamLockText, wakeupChannel } from './capture/names.js';
+import { readStatus, type StreamStatus } from './ops/status.js';
+import { PartitionWatcher, watchPartitions } from './ops/partition-watch.js';
 import { OutboxSource } from './source/outbox.js';
-import { readCaptureState } from './source/capture-state.js';
+import { readCaptureState } from './capture/capture-state.js';
 import { PgoutputSource } from './source/pgoutput/pgoutput-source.js';
 import { dropSlot } from './source/pgoutput/slot.js';
 import { toPgoutput, toTrigger, type SwitchOptions } from './source/pgoutput/switch.js';
-import { addTable, describeColumns, listTables, RegistryCatalog, removeTable, resolveTable, type RegisteredTable } from './source/registry.js';
-import { discardDeadLetters, listDeadLetters, retryDeadLetters, type DeadLetterRow } from './source/dead-letters.js';
+import { addTable, describeColumns, listTables, RegistryCatalog, removeTable, resolveTable, type RegisteredTable } from './capture/registry.js';
+import { discardDeadLetters, listDeadLetters, retryDeadLetters, type DeadLetterRow } from './ops/dead-letters.js';
 import { crateNameMappings, type CrateNameMapping } from './sink/cratedb/names.js';
 import { PostgresSink } from './sink/postgres/postgres-sink.js';
 import { PgCopyLoader } from './sink/postgres/copy-load.js';
 import type { Sink } from './sink/sink.js';
 import { crateTargetName, CrateSink } from './sink/cratedb/cratedb-sink.js';
-import { createPool } from './pg-pool.js';
+import { createPool } from './core/pg-pool.js';
 
 export function sourceConnection(config: Config): pg.ClientConfig {
   return config.sourceUrl ? { connectionString: config.sourceUrl } : {};

@@ -11,7 +11,7 @@
 // updates only its columns. After a delete of the same key it is dropped: applied in order, an
 // update of a deleted row changes nothing.
 import { stringify as losslessStringify } from 'lossless-json';
-import type { Change } from '../change.js';
+import type { Change } from '../core/change.js';
 
 export interface TableBatch {
   tableId: number;

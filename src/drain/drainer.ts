@@ -12,9 +12,9 @@
 // Wake-ups: the triggers NOTIFY only while the state row says idle. Before sleeping the drainer sets
 // idle and reads once more, so a change committed before that flag flipped is not left waiting; a
 // change whose trigger ran just before the flip waits at most one poll interval.
-import type { Change, TableInfo } from '../change.js';
-import { backoffDelay, classify, describe, StreamBusyError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import type { Change, TableInfo } from '../core/change.js';
+import { backoffDelay, classify, describe, HaltError, StreamBusyError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 import type { ChangeSource, DeadLetter, Page } from '../source/change-source.js';
 import type { Sink, SinkTableBatch } from '../sink/sink.js';
 import { coalesce } from './coalesce.js';
@@ -40,10 +40,6 @@ export interface DrainerStats {
   deadLetters: number;
   errors: Record<string, number>;
   lastAppliedAt: Date | null;
-}
-
-export class HaltError extends Error {
-  override name = 'HaltError';
 }
 
 export class Drainer {

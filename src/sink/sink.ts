@@ -7,7 +7,7 @@
 // refuses is returned in `rejected` with the target's code and message, and everything else in the
 // batch is applied. Errors it throws are classified by errors.ts (retryable → the page is retried
 // with backoff; fatal → the replicator stops).
-import type { Change, TableInfo } from '../change.js';
+import type { Change, TableInfo } from '../core/change.js';
 
 export interface SinkTableBatch {
   table: TableInfo;

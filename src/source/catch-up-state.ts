@@ -19,11 +19,11 @@
 // A replicator is "running" when some session holds the stream's advisory lock (pg_locks is readable
 // by every role). With nobody holding it, waiting is pointless and the caller is told so.
 import type pg from 'pg';
-import { qualify } from '../identifiers.js';
-import { readCaptureState } from './capture-state.js';
-import { streamLockText } from './names.js';
-import { sleep } from './outbox.js';
-import { outboxSequenceSql } from './outbox-bounds.js';
+import { qualify } from '../core/identifiers.js';
+import { readCaptureState } from '../capture/capture-state.js';
+import { streamLockText } from '../capture/names.js';
+import { sleep } from '../core/sleep.js';
+import { outboxSequenceSql } from '../capture/outbox-bounds.js';
 
 type Queryable = pg.ClientBase | pg.Pool;
 

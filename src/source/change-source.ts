@@ -1,5 +1,5 @@
 // What the drainer needs from a capture mode. The trigger outbox implements it; pgoutput will too.
-import type { Change, SourceCatalog } from '../change.js';
+import type { Change, SourceCatalog } from '../core/change.js';
 
 export interface Page {
   changes: Change[];

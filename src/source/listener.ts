@@ -6,8 +6,8 @@
 import * as pgListen from 'pg-listen';
 import type { Subscriber, Options } from 'pg-listen';
 import type pg from 'pg';
-import { backoffDelay } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { backoffDelay } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 
 // pg-listen is CommonJS with a default export; under ESM it arrives wrapped.
 type CreateSubscriber = (config: pg.ClientConfig, options: Options) => Subscriber;

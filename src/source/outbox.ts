@@ -28,18 +28,19 @@
 // transaction visible in it is applied and the slot has every later one; the source then hands out
 // nothing more.
 import pg from 'pg';
-import type { Change, Op, SourceCatalog } from '../change.js';
-import { StreamBusyError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import { qualify } from '../identifiers.js';
+import type { Change, Op, SourceCatalog } from '../core/change.js';
+import { StreamBusyError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { qualify } from '../core/identifiers.js';
 import type { ChangeSource, DeadLetter, Page } from './change-source.js';
-import { modeMismatch, readCaptureState } from './capture-state.js';
-import { streamLockText } from './names.js';
-import { RegistryCatalog } from './registry.js';
-import { noteColumns } from './column-watch.js';
+import { modeMismatch, readCaptureState } from '../capture/capture-state.js';
+import { streamLockText } from '../capture/names.js';
+import { RegistryCatalog } from '../capture/registry.js';
+import { noteColumns } from '../capture/column-watch.js';
 import { OutboxChange, readRowText } from './row-text.js';
-import { outboxSequenceSql, readOutboxSequence } from './outbox-bounds.js';
-import { createPool } from '../pg-pool.js';
+import { outboxSequenceSql, readOutboxSequence } from '../capture/outbox-bounds.js';
+import { createPool } from '../core/pg-pool.js';
+import { sleep } from '../core/sleep.js';
 
 interface Checkpoint {
   prev: string | null;
@@ -396,15 +397,3 @@ export class OutboxSource implements ChangeSource {
   }
 }
 
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
-}

@@ -10,7 +10,7 @@
 // escapes, whose key values are strings, booleans, nulls or integers of at most 15 digits. For
 // anything else it returns null and the caller parses the row as before, so the key text is always
 // exactly what keyOf(parseRow(text)) gives.
-import { keyOf, parseRow, type Change, type Op, type Row } from '../change.js';
+import { keyOf, parseRow, type Change, type Op, type Row } from '../core/change.js';
 
 export interface RowScan {
   key: string;

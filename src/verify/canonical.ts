@@ -7,8 +7,8 @@
 // order or number formatting their drivers used. The Postgres in-database form (md5 over jsonb text)
 // is defined in pg-digest-sql.ts and composes range digests the same way (rangeDigestOf).
 import { createHash } from 'node:crypto';
-import { keyOf, LosslessNumber, type JsonValue, type Row } from '../change.js';
-import type { ColumnInfo } from '../change.js';
+import { keyOf, LosslessNumber, type JsonValue, type Row } from '../core/change.js';
+import type { ColumnInfo } from '../core/change.js';
 
 /** Exact decimal text of a number: no exponent, no leading/trailing zeros, no "-0". */
 export function exactNumberText(v: number | LosslessNumber | string): string {

@@ -31,9 +31,9 @@
 // would refuse (a sub-millisecond timestamp) is floored instead, which keeps the ranges ordered.
 import { isIPv4, isIPv6 } from 'node:net';
 import { LosslessNumber, parse as losslessParse } from 'lossless-json';
-import type { ColumnInfo, JsonValue, Row, TableInfo } from '../change.js';
-import { TableError } from '../errors.js';
-import { displayName, qualify, quoteIdent } from '../identifiers.js';
+import type { ColumnInfo, JsonValue, Row, TableInfo } from '../core/change.js';
+import { TableError } from '../core/errors.js';
+import { displayName, qualify, quoteIdent } from '../core/identifiers.js';
 import { planTable, type ColumnPlan, type PlanOptions } from '../sink/cratedb/column-types.js';
 import { parseAnswer } from '../sink/cratedb/crate-client.js';
 import { columnValue, decodeJsonColumn } from '../sink/cratedb/row-values.js';

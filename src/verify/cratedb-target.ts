@@ -15,14 +15,14 @@
 // A target table that does not exist yet answers as empty; a source column it lacks is read as
 // NULL (a column added with NULLs everywhere compares equal, one added with values does not). A
 // table with soft deletes (table-shape.ts) is compared by its live rows (deletion time NULL).
-import type { JsonValue, TableInfo } from '../change.js';
-import { displayName } from '../identifiers.js';
-import type { Logger } from '../logger.js';
+import type { JsonValue, TableInfo } from '../core/change.js';
+import { displayName } from '../core/identifiers.js';
+import type { Logger } from '../core/logger.js';
 import type { PlanOptions } from '../sink/cratedb/column-types.js';
 import { CrateClient, type CrateConnection } from '../sink/cratedb/crate-client.js';
 import { COLUMNS_QUERY } from '../sink/cratedb/sql.js';
 import { crateColumnName } from '../sink/cratedb/names.js';
-import { quoteIdent } from '../identifiers.js';
+import { quoteIdent } from '../core/identifiers.js';
 import { keyTextOf, md5Hex, rangeDigester, rowHashOf } from './canonical.js';
 import { crateReadPlan, keyParams, normaliseSourceRow, targetKeyJson, targetRow, type CrateReadPlan } from './cratedb-normalise.js';
 import { lexicographicCondition, type SqlPart } from './key-range.js';

@@ -10,7 +10,7 @@
 // CrateDB has no row-value comparison: lexicographicCondition() spells it out
 // (a >= ? AND (a > ? OR (a = ? AND b > ?))), the leading `a >= ?` letting the engine narrow on the
 // first column.
-import { quoteIdent } from '../identifiers.js';
+import { quoteIdent } from '../core/identifiers.js';
 import type { KeyRange, KeyRef } from './verify-target.js';
 
 export interface SqlPart {

@@ -21,10 +21,10 @@
 // and its hashed columns as the capture writes them (row-image.ts), so a filtered or hashed copy
 // compares equal; a target with soft deletes compares only its live rows (deletion time NULL). The
 // columns pg2crate adds to a target are not among TableInfo.columns, so they are never compared.
-import type { ColumnInfo, TableInfo } from '../change.js';
-import { qualify, quoteIdent, quoteLiteral } from '../identifiers.js';
+import type { ColumnInfo, TableInfo } from '../core/change.js';
+import { qualify, quoteIdent, quoteLiteral } from '../core/identifiers.js';
 import { pgColumnType } from '../sink/postgres/sql.js';
-import { rowFilterSql, rowImageSql, type RowImageSql } from '../source/row-image.js';
+import { rowFilterSql, rowImageSql, type RowImageSql } from '../capture/row-image.js';
 import { anyNullKeySql, orderBySql, pgKeySetCondition, pgRangeCondition, type PgKeyTable, type SqlPart } from './key-range.js';
 import type { KeyRange, KeyRef } from './verify-target.js';
 

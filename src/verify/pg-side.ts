@@ -5,12 +5,12 @@
 //   the target's normaliseSourceRow), then hashed here (canonical.ts).
 // Memory: at most `limit` rows (or hashes) of one range are held at a time.
 import type pg from 'pg';
-import { keyOf, parseRow, type Row, type TableInfo } from '../change.js';
+import { keyOf, parseRow, type Row, type TableInfo } from '../core/change.js';
 import { keyTextOf, rangeDigester, rangeDigestOf, rowHashOf } from './canonical.js';
 import {
   countSql, nextRangeSql, pgVerifyTable, rangeDigestSql, rowHashesByKeysSql, rowHashesSql, type PgVerifyTable,
 } from './pg-digest-sql.js';
-import { querySettled } from './pg-session.js';
+import { querySettled } from '../core/pg-session.js';
 import type { DigestForm, KeyRange, KeyRef, RowCounts, RowHash, VerifySource, WalkedRange } from './verify-target.js';
 
 /** How a client-form side turns one of its rows into a canonical Row. */

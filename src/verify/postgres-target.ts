@@ -7,13 +7,13 @@
 // A target table that does not exist yet (the sink creates it with the first change) answers as an
 // empty table; a source column it lacks compares as NULL (see pg-digest-sql.ts).
 import pg from 'pg';
-import type { Row, TableInfo } from '../change.js';
-import type { Logger } from '../logger.js';
-import { displayName } from '../identifiers.js';
+import type { Row, TableInfo } from '../core/change.js';
+import type { Logger } from '../core/logger.js';
+import { displayName } from '../core/identifiers.js';
 import { md5Hex, normaliseColumns } from './canonical.js';
 import { PgSide } from './pg-side.js';
 import type { DigestForm, KeyRange, KeyRef, RowCounts, RowHash, TargetTableState, VerifyTarget } from './verify-target.js';
-import { createPool } from '../pg-pool.js';
+import { createPool } from '../core/pg-pool.js';
 
 export interface PostgresVerifyTargetOptions {
   form?: 'postgres-md5' | 'client';

@@ -3,17 +3,17 @@
 // at the end, and says whether everything is equal. The CLI maps that to the exit code: 0 equal,
 // 1 different, 2 an error (anything thrown from here).
 import type pg from 'pg';
-import type { Config, TableSpec } from '../config.js';
-import { ConfigError, TableError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import { displayName } from '../identifiers.js';
+import type { Config, TableSpec } from '../core/config.js';
+import { ConfigError, TableError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { displayName } from '../core/identifiers.js';
 import { waitCaughtUp } from '../source/catch-up-state.js';
-import { assertSchemaCurrent } from '../source/migrate.js';
-import { listTables, RegistryCatalog, type RegisteredTable } from '../source/registry.js';
+import { assertSchemaCurrent } from '../capture/migrate.js';
+import { listTables, RegistryCatalog, type RegisteredTable } from '../capture/registry.js';
 import { crateVerifyTarget } from './cratedb-target.js';
 import { PgSide } from './pg-side.js';
 import { postgresVerifyTarget } from './postgres-target.js';
-import { writeRepairEvents } from './repair.js';
+import { resendRows } from '../resend.js';
 import { formatTableReport, type TableReport } from './report.js';
 import { DEFAULT_SETTINGS, verifyTable, type VerifySettings } from './verify.js';
 import type { VerifyTarget } from './verify-target.js';
@@ -56,7 +56,7 @@ export async function runVerify(o: RunVerifyOptions): Promise<VerifyResult> {
     const report = await verifyTable({
       table, source, target, settings, logger: o.logger, signal: o.signal,
       waitForReplicator: () => waitCaughtUp(pool, { schema: config.schema, stream: config.stream, timeoutMs: settings.catchUpTimeoutMs, signal: o.signal }),
-      writeRepair: (upserts, deletes) => writeRepairEvents(pool, config.schema, table, upserts, deletes),
+      writeRepair: (upserts, deletes) => resendRows(pool, config.schema, table, upserts, deletes),
     });
     reports.push(report);
     if (!o.json) for (const line of formatTableReport(report)) o.out?.(line);

@@ -27,7 +27,7 @@
 // orders (collations, user-defined key types stored as text) can make a row look missing in one
 // range and extra in another, but never hides one. Every difference is re-checked by exact key
 // lookup before it is reported, so such disagreement costs time, never a false report.
-import type { Row, TableInfo } from '../change.js';
+import type { Row, TableInfo } from '../core/change.js';
 
 export interface KeyRef {
   /** canonical key text, equal on both sides for the same key */

@@ -24,12 +24,12 @@
 // Memory: the rows of one range (rangeRows source hashes plus one page of rangeRows target hashes)
 // plus the differing keys, capped at `maxKeys` (beyond it differences are counted only). Not the
 // table.
-import type { TableInfo } from '../change.js';
-import type { Logger } from '../logger.js';
-import { displayName } from '../identifiers.js';
+import type { TableInfo } from '../core/change.js';
+import type { Logger } from '../core/logger.js';
+import { displayName } from '../core/identifiers.js';
 import type { CatchUpOutcome } from '../source/catch-up-state.js';
 import { DiffSet, type Diff } from './diff-set.js';
-import type { RepairCounts } from './repair.js';
+import type { ResendCounts } from '../resend.js';
 import { differencesOf, type RepairReport, type TableReport } from './report.js';
 import type { KeyRange, KeyRef, RowHash, VerifySource, VerifyTarget } from './verify-target.js';
 
@@ -58,7 +58,7 @@ export interface VerifyTableOptions {
   /** waits until the replicator applied what is committed now (catch-up-state.ts waitCaughtUp) */
   waitForReplicator: () => Promise<CatchUpOutcome>;
   /** writes repair events: 'U' for `upserts` (source keys), 'D' for `deletes` (target keys) */
-  writeRepair: (upserts: KeyRef[], deletes: KeyRef[]) => Promise<RepairCounts>;
+  writeRepair: (upserts: KeyRef[], deletes: KeyRef[]) => Promise<ResendCounts>;
   logger: Logger;
   signal?: AbortSignal;
 }

@@ -9,7 +9,7 @@ import { as, assertSameAsSource, crateClient, crateCount, endCrateSuite, skipWit
 import { initialLoadsDone, makeConfig, pool, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 import { crateColumnName, crateTargetName } from '../../src/sink/cratedb/cratedb-sink.js';
 import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
-import { qualify } from '../../src/identifiers.js';
+import { qualify } from '../../src/core/identifiers.js';
 
 const qc = (name: string) => `"${crateColumnName(name).replace(/"/g, '""')}"`;
 

@@ -8,7 +8,7 @@ import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { as, assertSameAsSource, crateClient, endCrateSuite, skipWithoutCrate, testSchema, type ColumnCheck } from '../helpers/cratedb.js';
 import { initialLoadsDone, makeConfig, pool, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
-import { qualify } from '../../src/identifiers.js';
+import { qualify } from '../../src/core/identifiers.js';
 
 const WRITERS = 8;
 const DURATION_MS = Number(process.env.PG2CRATE_TEST_WRITE_MS ?? 15_000);

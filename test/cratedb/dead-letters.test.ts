@@ -10,7 +10,7 @@ import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { as, assertSameAsSource, crateClient, crateCount, endCrateSuite, refresh, skipWithoutCrate, testSchema } from '../helpers/cratedb.js';
 import { initialLoadsDone, logLines, makeConfig, pool, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
-import { qualify } from '../../src/identifiers.js';
+import { qualify } from '../../src/core/identifiers.js';
 
 const LONG = `long-text-marker ${'ä'.repeat(20_000)}`; // 40 KB in UTF-8
 

@@ -4,10 +4,10 @@
 // dropped behind the sink's back, and a target table whose key differs.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Change, ColumnInfo, TableInfo } from '../../src/change.js';
-import { loadConfig } from '../../src/config.js';
-import { TableError } from '../../src/errors.js';
-import { qualify } from '../../src/identifiers.js';
+import type { Change, ColumnInfo, TableInfo } from '../../src/core/change.js';
+import { loadConfig } from '../../src/core/config.js';
+import { TableError } from '../../src/core/errors.js';
+import { qualify } from '../../src/core/identifiers.js';
 import { CrateSink } from '../../src/sink/cratedb/cratedb-sink.js';
 import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
 import { crateClient, crateCount, endCrateSuite, skipWithoutCrate, testSchema } from '../helpers/cratedb.js';

@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { as, assertSameAsSource, crateClient, endCrateSuite, skipWithoutCrate, testSchema, type ColumnCheck } from '../helpers/cratedb.js';
 import { initialLoadsDone, makeConfig, pool, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
-import type { JsonValue } from '../../src/change.js';
+import type { JsonValue } from '../../src/core/change.js';
 import { crateColumnName, decodeJsonColumn } from '../../src/sink/cratedb/cratedb-sink.js';
 import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
 

@@ -6,8 +6,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import type { Config } from '../../src/config.js';
-import { qualify } from '../../src/identifiers.js';
+import type { Config } from '../../src/core/config.js';
+import { qualify } from '../../src/core/identifiers.js';
 import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
 import type { TableReport } from '../../src/verify/report.js';
 import { createVerifyTarget, runVerify, type VerifyResult } from '../../src/verify/run-verify.js';

@@ -4,10 +4,10 @@
 import assert from 'node:assert/strict';
 import { LosslessNumber } from 'lossless-json';
 import type pg from 'pg';
-import type { JsonValue } from '../../src/change.js';
+import type { JsonValue } from '../../src/core/change.js';
 import { CrateClient, parseAnswer } from '../../src/sink/cratedb/crate-client.js';
 import { decodeJsonColumn } from '../../src/sink/cratedb/cratedb-sink.js';
-import { qualify } from '../../src/identifiers.js';
+import { qualify } from '../../src/core/identifiers.js';
 import type { Cluster } from './cluster.js';
 import { assertNoLeaks, type Running } from './replication.js';
 

@@ -3,10 +3,10 @@
 import assert from 'node:assert/strict';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import pg from 'pg';
-import { loadConfig, type Config } from '../../src/config.js';
-import { createLogger, type Logger } from '../../src/logger.js';
+import { loadConfig, type Config } from '../../src/core/config.js';
+import { createLogger, type Logger } from '../../src/core/logger.js';
 import { Runner, type RunnerOptions } from '../../src/runner.js';
-import { qualify } from '../../src/identifiers.js';
+import { qualify } from '../../src/core/identifiers.js';
 
 export const LOG_DIR = '.tmp/test-logs';
 

@@ -3,8 +3,8 @@
 // fails the test instead of hanging it.
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import type { Config } from '../../src/config.js';
-import type { Logger } from '../../src/logger.js';
+import type { Config } from '../../src/core/config.js';
+import type { Logger } from '../../src/core/logger.js';
 import { Runner, type RunnerOptions } from '../../src/runner.js';
 import { startCluster, type Cluster } from './cluster.js';
 import { makeConfig, pool, settle } from './replication.js';

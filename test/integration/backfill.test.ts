@@ -6,7 +6,7 @@ import type pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { assertNoLeaks, assertSameRows, makeConfig, pool, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
-import { runRetention } from '../../src/source/retention.js';
+import { runRetention } from '../../src/ops/retention.js';
 
 let cluster: Cluster;
 const pools: pg.Pool[] = [];

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { assertNoLeaks, makeConfig, pool, settle, testLogger } from '../helpers/replication.js';
-import { fixUp, type DirectLoadContext } from '../../src/source/direct-load.js';
-import { listTables, RegistryCatalog } from '../../src/source/registry.js';
+import { fixUp, type DirectLoadContext } from '../../src/load/direct-load.js';
+import { listTables, RegistryCatalog } from '../../src/capture/registry.js';
 
 let cluster: Cluster;
 const pools: pg.Pool[] = [];

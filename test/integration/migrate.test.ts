@@ -7,8 +7,8 @@ import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { runCli } from '../helpers/child-replicator.js';
 import { assertNoLeaks, makeConfig, pool, testLogger } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
-import { SchemaVersionError } from '../../src/errors.js';
-import { bundledMigrationNames } from '../../src/source/migrate.js';
+import { SchemaVersionError } from '../../src/core/errors.js';
+import { bundledMigrationNames } from '../../src/capture/migrate.js';
 
 let cluster: Cluster;
 const pools: pg.Pool[] = [];

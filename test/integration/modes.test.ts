@@ -12,7 +12,7 @@ import { waitSlotCaughtUp } from '../helpers/pgoutput.js';
 import { assertNoLeaks, assertSameRows, makeConfig, pool, settle, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 import { recorder, SimulatedCrash } from '../helpers/sinks.js';
 import { Runner } from '../../src/runner.js';
-import type { Config } from '../../src/config.js';
+import type { Config } from '../../src/core/config.js';
 
 const WRITE_MS = Number(process.env.PG2CRATE_TEST_WRITE_MS ?? 8_000);
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { assertNoLeaks, assertSameRows, makeConfig, pool, startReplicator, waitCaughtUp, type Running } from '../helpers/replication.js';
-import { qualify, quoteIdent } from '../../src/identifiers.js';
+import { qualify, quoteIdent } from '../../src/core/identifiers.js';
 
 let cluster: Cluster;
 let src: pg.Pool;

@@ -7,7 +7,7 @@ import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { runCli } from '../helpers/child-replicator.js';
 import { assertNoLeaks, assertSameRows, makeConfig, pool, startReplicator, testLogger, waitCaughtUp } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
-import { TableError } from '../../src/errors.js';
+import { TableError } from '../../src/core/errors.js';
 
 let cluster: Cluster;
 let srcUrl: string;

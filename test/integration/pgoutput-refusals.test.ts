@@ -10,7 +10,7 @@ import type pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { killReplicators, runCli } from '../helpers/child-replicator.js';
 import { assertNoLeaks, makeConfig, pool, settle } from '../helpers/replication.js';
-import { ConfigError } from '../../src/errors.js';
+import { ConfigError } from '../../src/core/errors.js';
 import { checkServer } from '../../src/source/pgoutput/preflight.js';
 
 let cluster: Cluster;

@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { createPool } from '../../src/pg-pool.js';
+import { createPool } from '../../src/core/pg-pool.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { assertNoLeaks, pool, testLogger, waitFor } from '../helpers/replication.js';
 

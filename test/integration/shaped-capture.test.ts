@@ -6,8 +6,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import type { Config } from '../../src/config.js';
-import { TableError } from '../../src/errors.js';
+import type { Config } from '../../src/core/config.js';
+import { TableError } from '../../src/core/errors.js';
 import { Runner } from '../../src/runner.js';
 import { postgresVerifyTarget } from '../../src/verify/postgres-target.js';
 import { runVerify } from '../../src/verify/run-verify.js';

@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { TableError } from '../../src/errors.js';
+import { TableError } from '../../src/core/errors.js';
 import { Runner } from '../../src/runner.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { waitSlotCaughtUp } from '../helpers/pgoutput.js';

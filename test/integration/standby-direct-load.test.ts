@@ -9,11 +9,11 @@ import pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { killReplicators, spawnReplicator, waitForLog } from '../helpers/child-replicator.js';
 import { assertNoLeaks, assertSameRows, logLines, makeConfig, pool, settle, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
-import { FencedError } from '../../src/errors.js';
+import { FencedError } from '../../src/core/errors.js';
 import { PgCopyLoader } from '../../src/sink/postgres/copy-load.js';
 import { PostgresSink } from '../../src/sink/postgres/postgres-sink.js';
 import type { ApplyResult, Fence, Sink, SinkTableBatch } from '../../src/sink/sink.js';
-import { listTables, RegistryCatalog } from '../../src/source/registry.js';
+import { listTables, RegistryCatalog } from '../../src/capture/registry.js';
 
 let cluster: Cluster;
 const pools: pg.Pool[] = [];

@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { assertNoLeaks, assertSameRows, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
 import { startSwitchBed, startWriters, switchCapture, type SwitchBed } from '../helpers/switch-writers.js';
-import { listTables, RegistryCatalog } from '../../src/source/registry.js';
-import { repairSql } from '../../src/verify/repair.js';
-import { TAKE_XID } from '../../src/source/outbox-bounds.js';
+import { listTables, RegistryCatalog } from '../../src/capture/registry.js';
+import { resendSql } from '../../src/resend.js';
+import { TAKE_XID } from '../../src/capture/outbox-bounds.js';
 
 let bed: SwitchBed;
 let srcUrl: string;
@@ -41,7 +41,7 @@ test('a repair that is open while the switch back reads its bounds and commits a
     // The target lost row 5000; a repair re-sends it, the way `verify --repair` does, and stays open.
     await dst.query(`delete from items where id = 5000`);
     const [items] = (await listTables(src, 'pg2crate')).filter((t) => t.sourceTable === 'items');
-    const sql = repairSql('pg2crate', await new RegistryCatalog(src, 'pg2crate').describe(items.id));
+    const sql = resendSql('pg2crate', await new RegistryCatalog(src, 'pg2crate').describe(items.id));
     await repair.query('begin');
     await repair.query(TAKE_XID);
     assert.equal((await repair.query(sql.upsert, ['[{"id": 5000}]'])).rowCount, 1);

@@ -5,9 +5,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import type { Config } from '../../src/config.js';
+import type { Config } from '../../src/core/config.js';
 import type { Sink, SinkTableBatch, ApplyResult } from '../../src/sink/sink.js';
-import type { TableInfo } from '../../src/change.js';
+import type { TableInfo } from '../../src/core/change.js';
 import { postgresVerifyTarget } from '../../src/verify/postgres-target.js';
 import { runVerify, type VerifyResult } from '../../src/verify/run-verify.js';
 import type { TableReport } from '../../src/verify/report.js';

@@ -4,15 +4,15 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import type { Change } from '../../src/change.js';
+import type { Change } from '../../src/core/change.js';
 import type { Page } from '../../src/source/change-source.js';
-import { writeLoadTruncate } from '../../src/source/direct-load.js';
+import { writeLoadTruncate } from '../../src/load/direct-load.js';
 import { OutboxSource } from '../../src/source/outbox.js';
-import { readOutboxSequence } from '../../src/source/outbox-bounds.js';
-import { RegistryCatalog, removeTable } from '../../src/source/registry.js';
-import { readStatus } from '../../src/source/status.js';
-import { streamLockText } from '../../src/source/names.js';
-import { writeRepairEvents } from '../../src/verify/repair.js';
+import { readOutboxSequence } from '../../src/capture/outbox-bounds.js';
+import { RegistryCatalog, removeTable } from '../../src/capture/registry.js';
+import { readStatus } from '../../src/ops/status.js';
+import { streamLockText } from '../../src/capture/names.js';
+import { resendRows } from '../../src/resend.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { assertNoLeaks, makeConfig, pool, settle, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
 
@@ -150,7 +150,7 @@ test('writers whose first write is the outbox insert (a repair delete, a load\'s
     assert.equal(table.sourceTable, 'accounts');
     await drainWindows(source, 2);
     const writers: [string, () => Promise<unknown>, (c: Change) => boolean][] = [
-      ['a repair delete', () => writeRepairEvents(slow, 'pg2crate', table, [], [{ text: '[42]', json: '{"id": 42}' }]), (c) => c.op === 'D' && String(c.row?.id) === '42'],
+      ['a repair delete', () => resendRows(slow, 'pg2crate', table, [], [{ json: '{"id": 42}' }]), (c) => c.op === 'D' && String(c.row?.id) === '42'],
       ['a load\'s truncate', () => writeLoadTruncate(slow, 'pg2crate', table.id), (c) => c.op === 'T'],
     ];
     for (const [what, write, isIt] of writers) {

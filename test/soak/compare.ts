@@ -11,8 +11,8 @@ import { canonicalJson, canonicalNumber } from '../helpers/cratedb.js';
 import { parseAnswer, type CrateClient } from '../../src/sink/cratedb/crate-client.js';
 import { decodeJsonColumn } from '../../src/sink/cratedb/row-values.js';
 import { crateColumnName } from '../../src/sink/cratedb/names.js';
-import { qualify, quoteIdent, quoteLiteral } from '../../src/identifiers.js';
-import type { JsonValue } from '../../src/change.js';
+import { qualify, quoteIdent, quoteLiteral } from '../../src/core/identifiers.js';
+import type { JsonValue } from '../../src/core/change.js';
 
 export type TargetSide = { kind: 'postgres'; pool: pg.Pool } | { kind: 'cratedb'; client: CrateClient };
 

@@ -8,7 +8,7 @@ import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { crateClient, dropSchema } from '../helpers/cratedb.js';
 import { pool } from '../helpers/replication.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
-import { qualify } from '../../src/identifiers.js';
+import { qualify } from '../../src/core/identifiers.js';
 import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
 import type { TargetSide } from './compare.js';
 import { pause } from './random.js';

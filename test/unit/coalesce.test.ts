@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { coalesce, type TableBatch } from '../../src/drain/coalesce.js';
-import { keyOf, parseRow, type Change, type Op, type Row } from '../../src/change.js';
+import { keyOf, parseRow, type Change, type Op, type Row } from '../../src/core/change.js';
 
 let nextId = 1;
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadConfig, parseQualifiedName } from '../../src/config.js';
-import { ConfigError } from '../../src/errors.js';
+import { loadConfig, parseQualifiedName } from '../../src/core/config.js';
+import { ConfigError } from '../../src/core/errors.js';
 
 const SRC = 'postgres://app:s3cret-pw@db.example:5432/shop';
 const DST = 'postgres://copy@target.example/shop_copy';

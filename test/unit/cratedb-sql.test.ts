@@ -1,8 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sqlparse } from '@cratedb/cratedb-sqlparse';
-import type { ColumnInfo, TableInfo } from '../../src/change.js';
-import { TableError } from '../../src/errors.js';
+import type { ColumnInfo, TableInfo } from '../../src/core/change.js';
+import { TableError } from '../../src/core/errors.js';
 import { planTable, type PlanOptions } from '../../src/sink/cratedb/column-types.js';
 import { crateColumnName, crateNameMappings, crateTargetName } from '../../src/sink/cratedb/names.js';
 import { addColumnSql, createTableSql, deleteByKeySql, truncateSql, updateColumnsSql, upsertSql } from '../../src/sink/cratedb/sql.js';

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LosslessNumber, parseRow, type Change, type ColumnInfo, type TableInfo } from '../../src/change.js';
+import { LosslessNumber, parseRow, type Change, type ColumnInfo, type TableInfo } from '../../src/core/change.js';
 import { planTable, type PlanOptions } from '../../src/sink/cratedb/column-types.js';
 import { toJson } from '../../src/sink/cratedb/json-text.js';
 import { decodeJsonColumn, deleteArgs, encodeJsonColumn, objectKeepsNumber, upsertArgs, ValueRejected } from '../../src/sink/cratedb/row-values.js';

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backoffDelay, classify, ConfigError, describe, SchemaVersionError, TableError, TargetError, type ErrorKind } from '../../src/errors.js';
+import { backoffDelay, classify, ConfigError, describe, SchemaVersionError, TableError, TargetError, type ErrorKind } from '../../src/core/errors.js';
 
 /** An error as node-postgres raises it: a message and a SQLSTATE in `code`. */
 function pgError(code: string, message = `pg error ${code}`): Error {

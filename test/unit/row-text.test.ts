@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { keyOf, parseRow } from '../../src/change.js';
+import { keyOf, parseRow } from '../../src/core/change.js';
 import { OutboxChange, readRowText, scanRow } from '../../src/source/row-text.js';
 
 /** What the outbox gave before: the whole row parsed losslessly. */

@@ -5,12 +5,12 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sqlparse } from '@cratedb/cratedb-sqlparse';
-import type { Change, ColumnInfo, TableInfo } from '../../src/change.js';
-import { loadConfig } from '../../src/config.js';
-import { ConfigError } from '../../src/errors.js';
-import { checkPredicateText, resolveShape, type TableShape } from '../../src/table-shape.js';
-import { captureFunctionSql } from '../../src/source/triggers.js';
-import { chunkSql } from '../../src/source/backfill.js';
+import type { Change, ColumnInfo, TableInfo } from '../../src/core/change.js';
+import { loadConfig } from '../../src/core/config.js';
+import { ConfigError } from '../../src/core/errors.js';
+import { checkPredicateText, resolveShape, type TableShape } from '../../src/core/table-shape.js';
+import { captureFunctionSql } from '../../src/capture/triggers.js';
+import { chunkSql } from '../../src/load/backfill.js';
 import { planTable } from '../../src/sink/cratedb/column-types.js';
 import {
   createHistorySql, historyArgs, historyDay, historyInsertSql, historyPlan, shapedUpsertArgs, shapedUpsertSql, softDeleteArgs, softDeleteSql, softTruncate, withExtraColumns,

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CANONICAL_SETTINGS, canonicalSettingsSql, captureFunctionSql, createTriggersSql, dropTriggersSql, type CaptureTarget } from '../../src/source/triggers.js';
-import { triggerName, wakeupChannel } from '../../src/source/names.js';
-import type { TableShape } from '../../src/table-shape.js';
+import { CANONICAL_SETTINGS, canonicalSettingsSql, captureFunctionSql, createTriggersSql, dropTriggersSql, type CaptureTarget } from '../../src/capture/triggers.js';
+import { triggerName, wakeupChannel } from '../../src/capture/names.js';
+import type { TableShape } from '../../src/core/table-shape.js';
 
 const TOOL = 'tool "Zq0"; x';
 const TARGET: CaptureTarget = {

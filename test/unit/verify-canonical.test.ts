@@ -2,7 +2,7 @@
 // key-range SQL builders, the diff bookkeeping and the report text.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LosslessNumber, parseRow } from '../../src/change.js';
+import { LosslessNumber, parseRow } from '../../src/core/change.js';
 import { byteaAs, canonicalJson, epochMillis, exactNumberText, md5Hex, rangeDigestOf, rowHashOf } from '../../src/verify/canonical.js';
 import { DiffSet } from '../../src/verify/diff-set.js';
 import { lexicographicCondition, pgRangeCondition } from '../../src/verify/key-range.js';

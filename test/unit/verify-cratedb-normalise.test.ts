@@ -3,7 +3,7 @@
 // refuses map to fixed markers; keys convert the way the sink writes them.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseRow, type ColumnInfo, type JsonValue, type TableInfo } from '../../src/change.js';
+import { parseRow, type ColumnInfo, type JsonValue, type TableInfo } from '../../src/core/change.js';
 import { parseAnswer } from '../../src/sink/cratedb/crate-client.js';
 import { keyTextOf, rowHashOf } from '../../src/verify/canonical.js';
 import {

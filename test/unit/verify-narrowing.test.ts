@@ -3,8 +3,8 @@
 // source outgrew since the walk.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { TableInfo } from '../../src/change.js';
-import { createLogger } from '../../src/logger.js';
+import type { TableInfo } from '../../src/core/change.js';
+import { createLogger } from '../../src/core/logger.js';
 import { rangeDigestOf } from '../../src/verify/canonical.js';
 import { DEFAULT_SETTINGS, verifyTable } from '../../src/verify/verify.js';
 import type { KeyRange, KeyRef, RowCounts, RowHash, VerifySource, VerifyTarget, WalkedRange } from '../../src/verify/verify-target.js';

@@ -10,8 +10,8 @@
 // halved, and each half sent again, until the failing rows stand alone: k bad rows among n cost
 // about 2·k·log2(n) extra requests and leave every good row applied. Any other whole-request error
 // is thrown for the caller (retryable, schema or fatal: see errors.ts).
-import type { Change } from '../../change.js';
-import { classify } from '../../errors.js';
+import type { Change } from '../../core/change.js';
+import { classify } from '../../core/errors.js';
 import type { Rejection } from '../sink.js';
 import { CrateClient, CrateRequestError, crateExceptionName, type BulkRowResult } from './crate-client.js';
 

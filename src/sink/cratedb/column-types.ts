@@ -20,10 +20,10 @@
 //   refuses points outside the lon/lat range (parked).
 // - inet becomes IP; an address with a network prefix (192.168.0.5/24) is refused by CrateDB
 //   (parked); cidr, macaddr and everything else without a CrateDB type become TEXT.
-import type { ColumnInfo, TableInfo } from '../../change.js';
-import type { CrateOptions } from '../../config.js';
-import { TableError } from '../../errors.js';
-import { displayName } from '../../identifiers.js';
+import type { ColumnInfo, TableInfo } from '../../core/change.js';
+import type { CrateOptions } from '../../core/config.js';
+import { TableError } from '../../core/errors.js';
+import { displayName } from '../../core/identifiers.js';
 import { crateColumnName } from './names.js';
 
 /** How a value is converted before it is sent (see row-values.ts). */

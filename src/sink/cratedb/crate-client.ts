@@ -10,8 +10,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import { LosslessNumber, isSafeNumber, parse as losslessParse } from 'lossless-json';
-import type { JsonValue } from '../../change.js';
-import { TargetError } from '../../errors.js';
+import type { JsonValue } from '../../core/change.js';
+import { TargetError } from '../../core/errors.js';
 import { toJson } from './json-text.js';
 
 export interface CrateConnection {

@@ -13,11 +13,11 @@
 //
 // A shaped table (table-shape.ts) gets the columns pg2crate adds, soft deletes as marks by key, and
 // a history table beside it, written first (one row per change of the page): shape-sql.ts.
-import type { Change, TableInfo } from '../../change.js';
-import type { CrateOptions, TargetConfig } from '../../config.js';
-import { classify, describe, TableError } from '../../errors.js';
-import { displayName } from '../../identifiers.js';
-import type { Logger } from '../../logger.js';
+import type { Change, TableInfo } from '../../core/change.js';
+import type { CrateOptions, TargetConfig } from '../../core/config.js';
+import { classify, describe, TableError } from '../../core/errors.js';
+import { displayName } from '../../core/identifiers.js';
+import type { Logger } from '../../core/logger.js';
 import type { ApplyResult, Rejection, Sink, SinkTableBatch } from '../sink.js';
 import { writeBulk, type BulkItem, type BulkLimits } from './bulk-writer.js';
 import { planTable, type ColumnPlan, type CrateFeatures, type TablePlan } from './column-types.js';

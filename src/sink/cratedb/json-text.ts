@@ -2,7 +2,7 @@
 // here a LosslessNumber is written as its own digits, so a bigint inside a jsonb object or a
 // numeric(38,10) reaches CrateDB exactly as it left Postgres.
 import { LosslessNumber } from 'lossless-json';
-import type { JsonValue } from '../../change.js';
+import type { JsonValue } from '../../core/change.js';
 
 /** JSON text of a value, LosslessNumber as its exact digits. */
 export function toJson(v: JsonValue | undefined): string {

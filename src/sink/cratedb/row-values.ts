@@ -6,7 +6,7 @@
 // A value CrateDB surely cannot store is refused here with the reason (ValueRejected), so that
 // the row is parked with a message a person can act on instead of failing a whole request.
 import { LosslessNumber, parse as losslessParse } from 'lossless-json';
-import type { Change, JsonValue, Row } from '../../change.js';
+import type { Change, JsonValue, Row } from '../../core/change.js';
 import { MAX_INDEXED_TEXT_BYTES, type ColumnPlan, type TablePlan } from './column-types.js';
 import { toJson } from './json-text.js';
 

@@ -13,9 +13,9 @@
 //   nothing (ON CONFLICT DO NOTHING). CrateDB 6.4.3 answers a bulk request whose rows create more
 //   than one new partition with its row results out of order (rows of existing partitions first),
 //   which would pin a refused row on the wrong change; so history rows are sent one day per request.
-import type { Change, JsonValue, TableInfo } from '../../change.js';
-import { qualify, quoteIdent, quoteLiteral } from '../../identifiers.js';
-import { operationName, stateExtraColumns, type HistoryShape, type TableShape } from '../../table-shape.js';
+import type { Change, JsonValue, TableInfo } from '../../core/change.js';
+import { qualify, quoteIdent, quoteLiteral } from '../../core/identifiers.js';
+import { operationName, stateExtraColumns, type HistoryShape, type TableShape } from '../../core/table-shape.js';
 import { planColumn, type ColumnPlan, type CrateFeatures, type PlanOptions, type TablePlan } from './column-types.js';
 import { toJson } from './json-text.js';
 import { crateColumnName } from './names.js';

@@ -4,8 +4,8 @@
 // Deletes go BY KEY with one parameter row per key (`WHERE "pk" = ?`): CrateDB runs those as
 // lookups by id, which see a row written a moment ago. `= ANY(?)` and `IN (?, …)` are searches,
 // which only see rows a refresh has made visible, and silently delete nothing otherwise.
-import type { CrateOptions } from '../../config.js';
-import { qualify, quoteIdent, quoteLiteral } from '../../identifiers.js';
+import type { CrateOptions } from '../../core/config.js';
+import { qualify, quoteIdent, quoteLiteral } from '../../core/identifiers.js';
 import type { ColumnPlan, TablePlan } from './column-types.js';
 
 export type DdlOptions = Pick<CrateOptions, 'shards' | 'replicas'>;

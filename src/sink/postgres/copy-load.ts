@@ -12,12 +12,12 @@
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import type { TableInfo } from '../../change.js';
-import { qualify, quoteIdent } from '../../identifiers.js';
-import type { Logger } from '../../logger.js';
+import type { TableInfo } from '../../core/change.js';
+import { qualify, quoteIdent } from '../../core/identifiers.js';
+import type { Logger } from '../../core/logger.js';
 import type { Fence } from '../sink.js';
 import { checkFence } from './fence.js';
-import { createPool } from '../../pg-pool.js';
+import { createPool } from '../../core/pg-pool.js';
 
 /** Built-in types have oids below this (FirstNormalObjectId). */
 const FIRST_USER_OID = 16384;

@@ -5,8 +5,8 @@
 // it sees the new token. A chunk of an older holder therefore lands before the newer holder raised
 // the fence (and so before anything that holder writes), or not at all.
 import type pg from 'pg';
-import { FencedError } from '../../errors.js';
-import { qualify, quoteIdent } from '../../identifiers.js';
+import { FencedError } from '../../core/errors.js';
+import { qualify, quoteIdent } from '../../core/identifiers.js';
 import type { Fence } from '../sink.js';
 
 const RAISE_LOCK_TIMEOUT_MS = 10_000;

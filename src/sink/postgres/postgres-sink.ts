@@ -10,13 +10,13 @@
 // metadata, history: table-shape.ts) is applied with the statements of shape-sql.ts, in the same
 // transaction; its history rows are written first, every change of the page one row.
 import pg from 'pg';
-import type { Change, TableInfo } from '../../change.js';
-import { classify, describe } from '../../errors.js';
-import type { Logger } from '../../logger.js';
+import type { Change, TableInfo } from '../../core/change.js';
+import { classify, describe } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
 import type { ApplyResult, Fence, Rejection, Sink, SinkTableBatch } from '../sink.js';
 import { checkFence, raiseFence } from './fence.js';
 import { addColumnSql, createSchemaSql, createTableSql, deleteSql, groupPartial, truncateSql, updateColumnsSql, upsertSql } from './sql.js';
-import { createPool } from '../../pg-pool.js';
+import { createPool } from '../../core/pg-pool.js';
 import {
   addExtraColumnSql, createHistorySql, historyColumns, historyInsertSql, historyRowJson, shapedUpsertSql, softDeleteSql, softTruncateSql, stateExtras, stateRowJson,
 } from './shape-sql.js';

@@ -10,9 +10,9 @@
 //   the target has seen are kept as deleted.
 // - soft truncate: every live row marked, the same way.
 // - history: INSERT … ON CONFLICT (event id) DO NOTHING: a replayed page adds nothing.
-import type { Change, ColumnInfo, TableInfo } from '../../change.js';
-import { qualify, quoteIdent } from '../../identifiers.js';
-import { operationName, stateExtraColumns, type HistoryShape, type TableShape } from '../../table-shape.js';
+import type { Change, ColumnInfo, TableInfo } from '../../core/change.js';
+import { qualify, quoteIdent } from '../../core/identifiers.js';
+import { operationName, stateExtraColumns, type HistoryShape, type TableShape } from '../../core/table-shape.js';
 import { pgColumnType } from './sql.js';
 
 type Shaped = TableInfo & { shape: TableShape };

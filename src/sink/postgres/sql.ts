@@ -4,8 +4,8 @@
 // `jsonb`: the text is parsed once, object by object, instead of first being built into one jsonb
 // value (about a tenth of the target's CPU per applied row); the rows are the outbox's jsonb text,
 // so both give the same values.
-import type { ColumnInfo, TableInfo } from '../../change.js';
-import { qualify, quoteIdent } from '../../identifiers.js';
+import type { ColumnInfo, TableInfo } from '../../core/change.js';
+import { qualify, quoteIdent } from '../../core/identifiers.js';
 
 /** The target column type: the source type where the target surely has it, text otherwise. */
 export function pgColumnType(c: ColumnInfo): string {

@@ -20,9 +20,9 @@
 // outbox are not changes of any table: skipped as well.
 import type pg from 'pg';
 import type { Pgoutput } from 'pg-logical-replication';
-import type { Change, Op } from '../../change.js';
-import { keyOf, parseRow } from '../../change.js';
-import { qualify } from '../../identifiers.js';
+import type { Change, Op } from '../../core/change.js';
+import { keyOf, parseRow } from '../../core/change.js';
+import { qualify } from '../../core/identifiers.js';
 
 type ColumnText = string | null | undefined;
 

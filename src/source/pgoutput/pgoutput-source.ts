@@ -34,16 +34,16 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Pgoutput } from 'pg-logical-replication';
-import type { Change, SourceCatalog } from '../../change.js';
-import { ConfigError, StreamBusyError } from '../../errors.js';
-import { qualify } from '../../identifiers.js';
-import type { Logger } from '../../logger.js';
-import { modeMismatch, readCaptureState } from '../capture-state.js';
+import type { Change, SourceCatalog } from '../../core/change.js';
+import { ConfigError, StreamBusyError } from '../../core/errors.js';
+import { qualify } from '../../core/identifiers.js';
+import type { Logger } from '../../core/logger.js';
+import { modeMismatch, readCaptureState } from '../../capture/capture-state.js';
 import type { ChangeSource, DeadLetter, Page } from '../change-source.js';
-import { streamLockText } from '../names.js';
-import { sleep } from '../outbox.js';
-import { RegistryCatalog } from '../registry.js';
-import { noteColumns } from '../column-watch.js';
+import { streamLockText } from '../../capture/names.js';
+import { sleep } from '../../core/sleep.js';
+import { RegistryCatalog } from '../../capture/registry.js';
+import { noteColumns } from '../../capture/column-watch.js';
 import { formatLsn, parseLsn } from './lsn.js';
 import { OutboxEvents } from './outbox-events.js';
 import { checkServer, checkTables, ensurePublication } from './preflight.js';
@@ -51,7 +51,7 @@ import { RelationMap } from './relations.js';
 import { rowChanges } from './row-changes.js';
 import { slotInfo } from './slot.js';
 import { WalStream } from './wal-stream.js';
-import { createPool } from '../../pg-pool.js';
+import { createPool } from '../../core/pg-pool.js';
 
 /** The switch to trigger mode, run on the connection that holds the stream. */
 export interface StopAt {

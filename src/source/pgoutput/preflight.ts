@@ -2,8 +2,8 @@
 // line that says what to change (or to use trigger mode); and the publication that lists the
 // captured tables.
 import type pg from 'pg';
-import { ConfigError, TableError } from '../../errors.js';
-import { displayName, qualify, quoteIdent } from '../../identifiers.js';
+import { ConfigError, TableError } from '../../core/errors.js';
+import { displayName, qualify, quoteIdent } from '../../core/identifiers.js';
 import { checkShapesForPgoutput, publishedTables, type PublishedTable } from './publication-shape.js';
 
 type Queryable = pg.ClientBase | pg.Pool;

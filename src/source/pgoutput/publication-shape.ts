@@ -18,9 +18,9 @@
 // (BEGIN message); until it does, soft deletes are stamped with the applied time and the source
 // time column stays NULL.
 import type pg from 'pg';
-import { TableError } from '../../errors.js';
-import { displayName, qualify, quoteIdent } from '../../identifiers.js';
-import type { TableShape } from '../../table-shape.js';
+import { TableError } from '../../core/errors.js';
+import { displayName, qualify, quoteIdent } from '../../core/identifiers.js';
+import type { TableShape } from '../../core/table-shape.js';
 
 type Queryable = pg.ClientBase | pg.Pool;
 

@@ -9,7 +9,7 @@
 // the registry (a table added to the publication by hand) has no table id; its changes are skipped
 // with one warning.
 import type pg from 'pg';
-import { qualify } from '../../identifiers.js';
+import { qualify } from '../../core/identifiers.js';
 import { columnOrder, type ScalarKind, type ValueKind } from './text-values.js';
 
 type Queryable = pg.ClientBase | pg.Pool;

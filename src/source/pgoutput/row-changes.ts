@@ -11,10 +11,10 @@
 import { stringify as losslessStringify } from 'lossless-json';
 import type pg from 'pg';
 import type { Pgoutput } from 'pg-logical-replication';
-import type { Change, Op } from '../../change.js';
-import { keyOf, parseRow } from '../../change.js';
-import { TableError } from '../../errors.js';
-import { quoteIdent } from '../../identifiers.js';
+import type { Change, Op } from '../../core/change.js';
+import { keyOf, parseRow } from '../../core/change.js';
+import { TableError } from '../../core/errors.js';
+import { quoteIdent } from '../../core/identifiers.js';
 import type { RelationPlan } from './relations.js';
 import { rowJson, type ColumnText } from './text-values.js';
 

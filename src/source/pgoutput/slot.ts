@@ -1,8 +1,8 @@
 // The logical replication slot: created with an exported snapshot (for a switch without a gap),
 // dropped on request, and watched for the WAL it holds back.
 import pg from 'pg';
-import { ConfigError } from '../../errors.js';
-import { quoteIdent, quoteLiteral } from '../../identifiers.js';
+import { ConfigError } from '../../core/errors.js';
+import { quoteIdent, quoteLiteral } from '../../core/identifiers.js';
 import { WALSENDER_OPTIONS } from './wal-stream.js';
 
 type Queryable = pg.ClientBase | pg.Pool;

@@ -22,14 +22,14 @@
 // over at the recorded P ("drained"), or warns that changes were lost (someone dropped the slot).
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { TableError } from '../../errors.js';
-import { qualify, quoteIdent } from '../../identifiers.js';
-import type { Logger } from '../../logger.js';
-import { modeMismatch, readCaptureState, writeCaptureState } from '../capture-state.js';
+import { TableError } from '../../core/errors.js';
+import { qualify, quoteIdent } from '../../core/identifiers.js';
+import type { Logger } from '../../core/logger.js';
+import { modeMismatch, readCaptureState, writeCaptureState } from '../../capture/capture-state.js';
 import type { FinalWindow } from '../outbox.js';
-import { captureTargetOf, listTables } from '../registry.js';
-import { installCapture, removeCapture } from '../capture-install.js';
-import { readOutboxSequence } from '../outbox-bounds.js';
+import { captureTargetOf, listTables } from '../../capture/registry.js';
+import { installCapture, removeCapture } from '../../capture/capture-install.js';
+import { readOutboxSequence } from '../../capture/outbox-bounds.js';
 import { MARK_PREFIX, type StopAt } from './pgoutput-source.js';
 import { checkServer, checkTables, ensurePublication } from './preflight.js';
 import { createSlotWithSnapshot, dropSlot, slotInfo } from './slot.js';

@@ -15,8 +15,8 @@
 // position is ever reported, also by the timer that keeps the walsender from timing out while paused.
 import pg from 'pg';
 import { PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
-import { quoteIdent, quoteLiteral } from '../../identifiers.js';
-import type { Logger } from '../../logger.js';
+import { quoteIdent, quoteLiteral } from '../../core/identifiers.js';
+import type { Logger } from '../../core/logger.js';
 import { formatLsn } from './lsn.js';
 
 /** Output settings of the walsender session: the same text as the capture trigger's to_jsonb() sees. */

@@ -1,9 +1,9 @@
 // What `pg2crate status` reports, read from the tool's schema: where the stream stands, how much is
 // waiting, the captured tables, initial loads and dead letters.
 import type pg from 'pg';
-import { qualify, quoteIdent } from '../identifiers.js';
-import { readCaptureState, type CaptureMode } from './capture-state.js';
-import { slotInfo, type SlotInfo } from './pgoutput/slot.js';
+import { qualify, quoteIdent } from '../core/identifiers.js';
+import { readCaptureState, type CaptureMode } from '../capture/capture-state.js';
+import { slotInfo, type SlotInfo } from '../source/pgoutput/slot.js';
 
 export interface StreamStatus {
   /** the stream's capture mode as the database records it (to-… while a switch is under way) */

@@ -2,8 +2,8 @@
 // previous run of the same job is still going: it is skipped and counted, so a slow job cannot pile
 // up. stop() stops the timers and waits for runs in flight.
 import cron, { type ScheduledTask } from 'node-cron';
-import { describe } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { describe } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 
 export type JobName = 'catch-up' | 'retention' | 'verify';
 

@@ -27,6 +27,11 @@ export class TargetError extends Error {
   }
 }
 
+/** The stream cannot go on without an operator: a change the target refuses and nothing may skip. */
+export class HaltError extends Error {
+  override name = 'HaltError';
+}
+
 /** Another instance holds the stream; raised where waiting is not wanted (catch-up without --wait). */
 export class StreamBusyError extends Error {
   override name = 'StreamBusyError';

@@ -2,8 +2,8 @@
 // sources: each checks it after taking the stream, so that a replicator configured for one mode
 // never reads a stream that is in the other. See migrations/000003_capture_mode.sql for the states.
 import type pg from 'pg';
-import { ConfigError } from '../errors.js';
-import { qualify } from '../identifiers.js';
+import { ConfigError } from '../core/errors.js';
+import { qualify } from '../core/identifiers.js';
 
 type Queryable = pg.ClientBase | pg.Pool;
 

@@ -1,12 +1,12 @@
 // The registry of captured tables and the source catalog: resolving a configured table, checking
 // its key, installing or dropping its triggers, and describing its columns for the sinks.
 import type pg from 'pg';
-import type { ColumnInfo, SourceCatalog, TableInfo } from '../change.js';
-import type { TableSpec } from '../config.js';
-import { TableError } from '../errors.js';
-import { displayName, qualify } from '../identifiers.js';
-import { resolveShape, type TableShape } from '../table-shape.js';
-import { scheduleBackfill } from './backfill.js';
+import type { ColumnInfo, SourceCatalog, TableInfo } from '../core/change.js';
+import type { TableSpec } from '../core/config.js';
+import { TableError } from '../core/errors.js';
+import { displayName, qualify } from '../core/identifiers.js';
+import { resolveShape, type TableShape } from '../core/table-shape.js';
+import { scheduleBackfill } from './backfill-request.js';
 import { checkShape, shapedColumns } from './shape-check.js';
 import type { CaptureTarget } from './triggers.js';
 import { installCapture, removeCapture } from './capture-install.js';

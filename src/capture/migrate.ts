@@ -5,8 +5,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Kysely, Migrator, PostgresDialect, sql, type Migration, type MigrationProvider } from 'kysely';
 import type pg from 'pg';
-import { SchemaVersionError } from '../errors.js';
-import { quoteIdent, quoteLiteral } from '../identifiers.js';
+import { SchemaVersionError } from '../core/errors.js';
+import { quoteIdent, quoteLiteral } from '../core/identifiers.js';
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
 export const MIGRATION_TABLE = 'migrations';

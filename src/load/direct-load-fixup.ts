@@ -2,15 +2,15 @@
 // current state of every key changed outside the load's snapshot is sent again through the outbox,
 // read FOR SHARE, so it is applied after every chunk. The same sending makes up for a chunk that
 // may have landed after another instance took the load over (an unfenced target: CrateDB).
-import type { Change, TableInfo } from '../change.js';
-import { backoffDelay, describe } from '../errors.js';
-import { qualify, quoteLiteral } from '../identifiers.js';
-import { OUTPUT_SETTINGS } from '../verify/pg-session.js';
-import { repairSql } from '../verify/repair.js';
-import type { DirectLoadContext } from './direct-load.js';
-import type { RegisteredTable } from './registry.js';
-import { sleep } from './outbox.js';
-import { TAKE_XID } from './outbox-bounds.js';
+import type { Change, TableInfo } from '../core/change.js';
+import { backoffDelay, describe } from '../core/errors.js';
+import { qualify, quoteLiteral } from '../core/identifiers.js';
+import { OUTPUT_SETTINGS } from '../core/pg-session.js';
+import { resendSql } from '../resend.js';
+import type { DirectLoadContext } from './direct-load-context.js';
+import type { RegisteredTable } from '../capture/registry.js';
+import { sleep } from '../core/sleep.js';
+import { TAKE_XID } from '../capture/outbox-bounds.js';
 
 const FIXUP_BATCH = 1000;
 const LOCK_TIMEOUT_MS = 200;
@@ -101,7 +101,7 @@ export async function sendChunkAgain(ctx: DirectLoadContext, info: TableInfo, ch
  * where a row exists by then (an insert that commits later lands in a later window than the delete).
  */
 async function sendAgain(ctx: DirectLoadContext, info: TableInfo, next: () => Promise<string[]>): Promise<{ xid: string | null; gone: number } | false> {
-  const sql = repairSql(ctx.schema, info);
+  const sql = resendSql(ctx.schema, info);
   let lastXid: string | null = null;
   const gone: string[] = [];
   for (;;) {
@@ -124,7 +124,7 @@ async function sendAgain(ctx: DirectLoadContext, info: TableInfo, next: () => Pr
 }
 
 /** One batch of keys, in one transaction: an upsert for each row that exists, a delete for the others (with `deletes`). */
-async function resend(ctx: DirectLoadContext, sql: ReturnType<typeof repairSql>, keys: string[], deletes: boolean): Promise<{ xid: string; gone: string[] } | false> {
+async function resend(ctx: DirectLoadContext, sql: ReturnType<typeof resendSql>, keys: string[], deletes: boolean): Promise<{ xid: string; gone: string[] } | false> {
   const param = `[${keys.join(',')}]`;
   for (let attempt = 0; ; attempt++) {
     if (stopped(ctx)) return false;

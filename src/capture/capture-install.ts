@@ -10,7 +10,7 @@
 // In pgoutput mode the slot sends inserts, updates and deletes made through any partition as the
 // root's, but not a partition's TRUNCATE: a partitioned table keeps its truncate triggers and guard.
 import type pg from 'pg';
-import { qualify, quoteIdent } from '../identifiers.js';
+import { qualify, quoteIdent } from '../core/identifiers.js';
 import { captureFunctionName, guardFunctionName, triggerName } from './names.js';
 import {
   captureFunctionSql, createGuardSql, createTriggersSql, dropFunctionSql, guardFunctionSql, type CaptureTarget,

@@ -14,8 +14,8 @@
 // which is read and applied like any other. Unapplied events are never removed, nor are those a
 // running direct initial load still has to look at (direct-load.ts).
 import type pg from 'pg';
-import { qualify } from '../identifiers.js';
-import type { Logger } from '../logger.js';
+import { qualify } from '../core/identifiers.js';
+import type { Logger } from '../core/logger.js';
 
 export interface RetentionResult {
   truncated: number[];

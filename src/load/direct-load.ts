@@ -41,51 +41,22 @@
 // Rows the target refuses are retried and then parked as dead letters (event id 0), as the
 // drainer does.
 import type pg from 'pg';
-import type { Change, SourceCatalog, TableInfo } from '../change.js';
-import { keyOf, parseRow } from '../change.js';
-import { HaltError } from '../drain/drainer.js';
-import { backoffDelay, FencedError } from '../errors.js';
-import { qualify, quoteIdent, quoteLiteral } from '../identifiers.js';
-import type { Logger } from '../logger.js';
+import { keyOf, parseRow, type Change, type TableInfo } from '../core/change.js';
+import { backoffDelay, FencedError, HaltError } from '../core/errors.js';
+import { qualify, quoteIdent, quoteLiteral } from '../core/identifiers.js';
 import type { PgCopyLoader, StagedChunk } from '../sink/postgres/copy-load.js';
-import type { Fence, Rejection, Sink } from '../sink/sink.js';
-import { capturesSourceTime } from '../table-shape.js';
-import { OUTPUT_SETTINGS } from '../verify/pg-session.js';
+import type { Fence, Rejection } from '../sink/sink.js';
+import { capturesSourceTime } from '../core/table-shape.js';
+import { OUTPUT_SETTINGS } from '../core/pg-session.js';
+import type { DirectLoadContext } from './direct-load-context.js';
 import { fixUp, sendChunkAgain, stopped, waitApplied } from './direct-load-fixup.js';
-import type { RegisteredTable } from './registry.js';
-import { rowFilterSql, rowImageSql } from './row-image.js';
-import { sleep } from './outbox.js';
-import { TAKE_XID } from './outbox-bounds.js';
+import type { RegisteredTable } from '../capture/registry.js';
+import { rowFilterSql, rowImageSql } from '../capture/row-image.js';
+import { sleep } from '../core/sleep.js';
+import { TAKE_XID } from '../capture/outbox-bounds.js';
 
 export { changedKeysSql, fixUp } from './direct-load-fixup.js';
-
-export interface DirectLoadDeps {
-  sink: Sink;
-  /** a Postgres target: chunks of plain tables travel as binary COPY (sink/postgres/copy-load.ts) */
-  pgCopy?: PgCopyLoader;
-  catalog: SourceCatalog;
-  rejectAttempts: number;
-  deadLetterPolicy: 'park' | 'halt';
-}
-
-export interface DirectLoadContext {
-  pool: pg.Pool;
-  schema: string;
-  stream: string;
-  chunkRows: number;
-  pollMs: number;
-  logger: Logger;
-  signal: AbortSignal;
-  isLeader: () => boolean;
-  deps: DirectLoadDeps;
-  /** the table's key types (format_type), for casting key bounds */
-  keyTypes: string[];
-  rowsEstimate: number | null;
-  /** the table's largest key as text values, or null when it is empty */
-  upperKeyOf: () => Promise<unknown>;
-  /** tells whether a transaction (by xid) is in an applied window */
-  applied: (xid: string) => Promise<boolean>;
-}
+export type { DirectLoadContext, DirectLoadDeps } from './direct-load-context.js';
 
 /**
  * One chunk of a direct load: $1 the previous chunk's last key (text values) or null, $2 the chunk

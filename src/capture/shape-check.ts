@@ -2,10 +2,10 @@
 // the key stays whole and readable, added columns do not collide, the predicate works), and
 // applied whenever the table is described (the columns that reach the target).
 import type pg from 'pg';
-import type { ColumnInfo } from '../change.js';
-import { TableError } from '../errors.js';
-import { qualify } from '../identifiers.js';
-import { addedColumns, type ShapeOptions, type TableShape } from '../table-shape.js';
+import type { ColumnInfo } from '../core/change.js';
+import { TableError } from '../core/errors.js';
+import { qualify } from '../core/identifiers.js';
+import { addedColumns, type ShapeOptions, type TableShape } from '../core/table-shape.js';
 
 /** The columns that reach the target: filtered, hashed ones as text. Throws when an added column collides. */
 export function shapedColumns(columns: ColumnInfo[], shape: TableShape | null | undefined, name: string): ColumnInfo[] {

@@ -13,7 +13,7 @@
 //    other writer whose first write may be the outbox insert itself (the initial load's truncate,
 //    the fix-up, repair and dead-letter retries) runs `TAKE_XID` first.
 import type pg from 'pg';
-import { qualify, quoteLiteral } from '../identifiers.js';
+import { qualify, quoteLiteral } from '../core/identifiers.js';
 
 /**
  * SQL for the last id the outbox sequence handed out (0 before the first), read under the

@@ -16,8 +16,8 @@
 // - the predicate: `where (pred)`, with the row's columns the only names in scope (besides the
 //   LATERAL's pg2crate_image). checkPredicateText
 //   (table-shape.ts) has made sure that it cannot reach outside its parentheses.
-import { capturesSourceTime, type TableShape } from '../table-shape.js';
-import { qualify, quoteLiteral } from '../identifiers.js';
+import { capturesSourceTime, type TableShape } from '../core/table-shape.js';
+import { qualify, quoteLiteral } from '../core/identifiers.js';
 
 export interface ImageTable {
   /** registry id (for the salt) */

@@ -29,14 +29,14 @@
 // a slot applies no backpressure on writers, and without it the copy would run ahead of the
 // target by the whole table, held as WAL.
 import type pg from 'pg';
-import { describeColumns, type RegisteredTable } from './registry.js';
-import { rowFilterSql, rowImageSql, sourceTimeSql } from './row-image.js';
-import { qualify, quoteIdent } from '../identifiers.js';
-import type { Logger } from '../logger.js';
-import { emitWaitMark, slotPassed } from './catch-up-state.js';
-import { sleep } from './outbox.js';
-import { TAKE_XID } from './outbox-bounds.js';
-import { backoffDelay, classify, describe } from '../errors.js';
+import { describeColumns, type RegisteredTable } from '../capture/registry.js';
+import { rowFilterSql, rowImageSql, sourceTimeSql } from '../capture/row-image.js';
+import { qualify, quoteIdent } from '../core/identifiers.js';
+import type { Logger } from '../core/logger.js';
+import { emitWaitMark, slotPassed } from '../source/catch-up-state.js';
+import { sleep } from '../core/sleep.js';
+import { TAKE_XID } from '../capture/outbox-bounds.js';
+import { backoffDelay, classify, describe } from '../core/errors.js';
 import { runDirectLoad, type DirectLoadDeps } from './direct-load.js';
 
 export interface BackfillProgress {
@@ -71,16 +71,6 @@ const SAME_OUTPUT_AS_TRIGGER = [
   `set local timezone = 'UTC'`, `set local datestyle = 'ISO, YMD'`, `set local intervalstyle = 'postgres'`,
   `set local extra_float_digits = 1`, `set local bytea_output = 'hex'`,
 ];
-
-export async function scheduleBackfill(db: pg.ClientBase | pg.Pool, schema: string, tableId: number, restart: boolean): Promise<void> {
-  await db.query(
-    `insert into ${qualify(schema, 'backfills')} (table_id) values ($1)
-     on conflict (table_id) do update set status = 'pending', last_key = null, upper_key = null, rows_copied = 0, chunks = 0, started_at = null, finished_at = null,
-                                         snapshot = null, copy_done = false, updated_at = now()
-     where $2`,
-    [tableId, restart],
-  );
-}
 
 /**
  * The statement that copies one chunk: $1 the previous chunk's last key (text values) or null, $2 the

@@ -3,10 +3,10 @@
 // the database are read when scraped, never on the replication path.
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { describe } from './errors.js';
-import type { Logger } from './logger.js';
-import type { DrainerStats } from './drain/drainer.js';
-import type { StreamStatus } from './source/status.js';
+import { describe } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { DrainerStats } from '../drain/drainer.js';
+import type { StreamStatus } from './status.js';
 
 export interface HealthProbe {
   drainer: () => DrainerStats | null;

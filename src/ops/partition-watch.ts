@@ -21,16 +21,16 @@
 // reaches the target one watch interval later than others, and a TRUNCATE of it in that interval is
 // seen through its recorded keys only.
 import type pg from 'pg';
-import { qualify, quoteIdent } from '../identifiers.js';
-import type { Logger } from '../logger.js';
-import { OUTPUT_SETTINGS, withOutputSettings } from '../verify/pg-session.js';
-import { repairSql } from '../verify/repair.js';
-import { scheduleBackfill } from './backfill.js';
-import { capturePartition, type Partition } from './capture-install.js';
-import { readCaptureState } from './capture-state.js';
-import { triggerName } from './names.js';
-import { TAKE_XID } from './outbox-bounds.js';
-import { captureTargetOf, listTables, RegistryCatalog, type RegisteredTable } from './registry.js';
+import { qualify, quoteIdent } from '../core/identifiers.js';
+import type { Logger } from '../core/logger.js';
+import { OUTPUT_SETTINGS, withOutputSettings } from '../core/pg-session.js';
+import { resendSql } from '../resend.js';
+import { scheduleBackfill } from '../capture/backfill-request.js';
+import { capturePartition, type Partition } from '../capture/capture-install.js';
+import { readCaptureState } from '../capture/capture-state.js';
+import { triggerName } from '../capture/names.js';
+import { TAKE_XID } from '../capture/outbox-bounds.js';
+import { captureTargetOf, listTables, RegistryCatalog, type RegisteredTable } from '../capture/registry.js';
 
 const LOCK_TIMEOUT_MS = 2000;
 const KEYS_PER_STATEMENT = 1000;
@@ -155,7 +155,7 @@ async function sendRecordedKeys(db: pg.ClientBase, schema: string, t: Registered
   );
   if (res.rows.length === 0) return 0;
   const info = await new RegistryCatalog(db, schema).describe(t.id);
-  const sql = repairSql(schema, info);
+  const sql = resendSql(schema, info);
   for (let i = 0; i < res.rows.length; i += KEYS_PER_STATEMENT) {
     const keys = `[${res.rows.slice(i, i + KEYS_PER_STATEMENT).map((r) => r.k).join(',')}]`;
     await db.query(sql.upsert, [keys]);

@@ -3,10 +3,10 @@
 // delete when the row is gone), never the parked image: that may be older than what the target
 // holds by now, and replaying it would move the key backwards. Then the letters are removed.
 import type pg from 'pg';
-import type { SourceCatalog } from '../change.js';
-import { keyOf, parseRow } from '../change.js';
-import { qualify } from '../identifiers.js';
-import { writeRepairEvents } from '../verify/repair.js';
+import type { SourceCatalog } from '../core/change.js';
+import { keyOf, parseRow } from '../core/change.js';
+import { qualify } from '../core/identifiers.js';
+import { resendRows } from '../resend.js';
 
 export interface DeadLetterRow {
   id: number;
@@ -68,7 +68,7 @@ export async function retryDeadLetters(db: pg.Pool, schema: string, stream: stri
   for (const [tableId, e] of byTable) {
     const table = await catalog.describe(tableId);
     const keys = [...e.keys].map(([text, json]) => ({ text, json }));
-    await writeRepairEvents(db, schema, table, keys, keys);
+    await resendRows(db, schema, table, keys, keys);
     await db.query(`delete from ${qualify(schema, 'dead_letters')} where id = any($1::int8[])`, [e.ids]);
     retried += e.ids.length;
   }

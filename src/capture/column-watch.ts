@@ -6,8 +6,8 @@
 // as new); a new column with a default schedules a fresh copy of the table, in the same transaction
 // that records the new set. Nothing depends on the process having seen the table before.
 import type pg from 'pg';
-import { qualify } from '../identifiers.js';
-import { scheduleBackfill } from './backfill.js';
+import { qualify } from '../core/identifiers.js';
+import { scheduleBackfill } from './backfill-request.js';
 
 /** Records the table's current columns; returns the new ones with a default after scheduling a copy (empty when none). */
 export async function noteColumns(db: pg.ClientBase, schema: string, tableId: number): Promise<string[]> {

@@ -47,8 +47,8 @@
 // filter arrives as an upsert); DELETE writes only old rows that passed. The predicate names the
 // table's columns unqualified, so the function resolves names to columns first
 // (`#variable_conflict use_column`) and its own variables are always qualified by the block label.
-import { capturesSourceTime, shapesImage, type TableShape } from '../table-shape.js';
-import { qualify, quoteIdent, quoteLiteral } from '../identifiers.js';
+import { capturesSourceTime, shapesImage, type TableShape } from '../core/table-shape.js';
+import { qualify, quoteIdent, quoteLiteral } from '../core/identifiers.js';
 import { captureFunctionName, guardFunctionName, triggerName, wakeupChannel } from './names.js';
 import { rowFilterSql, rowImageSql, sourceTimeSql } from './row-image.js';
 
