@@ -28,14 +28,22 @@ export interface FaultDeps {
 type Fault = 'kill' | 'source-restart' | 'target-away';
 
 export async function runFaults(d: FaultDeps): Promise<void> {
-  const { rng, signal } = d;
+  const { rng, signal, tally, timeline } = d;
   // the two modes of a fault alternate from cycle to cycle, starting with a random one
   let cycle = rng.int(0, 1);
   while (!signal.aborted) {
     for (const fault of rng.shuffle<Fault>(['kill', 'source-restart', 'target-away'])) {
       await pause(d.short ? rng.int(5_000, 14_000) : rng.int(8_000, 25_000), signal);
       if (signal.aborted) return;
-      await inject(d, fault, cycle);
+      try {
+        await inject(d, fault, cycle);
+      } catch (err) {
+        // A fault that could not be injected (or undone) is the harness's failure, not pg2crate's: on
+        // the timeline, and the soak goes on (the final comparison still decides).
+        tally.count(tally.faults, `${fault} failed`);
+        timeline.note(`fault ${fault} failed: ${(err as Error).message.split('\n')[0]}`);
+        if (fault === 'source-restart') await d.source.restart('fast', 0).catch(() => {}); // brings a source left down back
+      }
     }
     cycle++;
   }
