@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { as, assertSameAsSource, crateClient, endCrateSuite, skipWithoutCrate, testSchema, type ColumnCheck } from '../helpers/cratedb.js';
+import { writeAtRandom, type WriteTally } from '../helpers/random-writers.js';
 import { initialLoadsDone, makeConfig, pool, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
 import { qualify } from '../../src/core/identifiers.js';
@@ -15,21 +16,7 @@ const DURATION_MS = Number(process.env.PG2CRATE_TEST_WRITE_MS ?? 15_000);
 const KEYS = 300;
 const BIG = 9_007_199_254_740_000n;
 
-/** A small seeded generator (mulberry32), so that a failing run can be repeated with its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-interface Tally { commits: number; rollbacks: number; conflicts: number; keyChanges: number }
-
-function statement(r: () => number, tally: Tally): [string, unknown[]] {
+function statement(r: () => number, tally: WriteTally): [string, unknown[]] {
   const k = () => 1 + Math.floor(r() * KEYS);
   const tag = () => ['x', 'y', 'z', 'ü', "o'q"][Math.floor(r() * 5)];
   const p = r();
@@ -123,32 +110,8 @@ describe('drain invariants with a real CrateDB', { skip: skipWithoutCrate }, () 
   });
 
   test(`eight writers changing three tables at random end with CrateDB equal to the source`, async () => {
-    const tally: Tally = { commits: 0, rollbacks: 0, conflicts: 0, keyChanges: 0 };
-    const until = Date.now() + DURATION_MS;
-    await Promise.all(Array.from({ length: WRITERS }, async (_, i) => {
-      const r = rng(2000 + i);
-      const c = await client();
-      while (Date.now() < until) {
-        const multi = r() < 0.4;
-        const rollback = multi && r() < 0.15;
-        try {
-          if (multi) await c.query('begin');
-          for (let n = multi ? 2 + Math.floor(r() * 4) : 1; n > 0; n--) {
-            const [sql, params] = statement(r, tally);
-            await c.query(sql, params);
-            if (multi && r() < 0.1) await new Promise((res) => setTimeout(res, Math.floor(r() * 150)));
-          }
-          if (multi) await c.query(rollback ? 'rollback' : 'commit');
-          if (rollback) tally.rollbacks++;
-          else tally.commits++;
-        } catch (err) {
-          const code = (err as { code?: string }).code;
-          if (code !== '23505' && code !== '40P01') throw err;
-          tally.conflicts++;
-          if (multi) await c.query('rollback');
-        }
-      }
-    }));
+    const seeds = Array.from({ length: WRITERS }, (_, i) => 2000 + i);
+    const tally = await writeAtRandom({ url: srcUrl, seeds, durationMs: DURATION_MS, statement });
     await waitCaughtUp(src, 'pg2crate', 120_000);
     const stats = rep!.runner.drainer?.stats;
     await rep!.stop();

@@ -1,33 +1,21 @@
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync, mkdirSync } from 'node:fs';
 import type pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { assertSameRows, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
 import { runRetention } from '../../src/ops/retention.js';
 
-let cluster: Cluster;
-const pools: pg.Pool[] = [];
+const bed = clusterForFile();
 const children: ChildProcess[] = [];
-
-before(async () => {
-  cluster = await startCluster();
-});
-
-after(async () => {
+bed.onClose(() => {
   for (const c of children) c.kill('SIGKILL');
-  await Promise.all(pools.map((p) => p.end()));
-  await cluster?.stop();
-  await assertNoLeaks();
 });
 
 async function databases(): Promise<{ s: string; d: string; src: pg.Pool; dst: pg.Pool }> {
-  const [s, d] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  const src = pool(s, 8);
-  const dst = pool(d);
-  pools.push(src, dst);
+  const { srcUrl: s, dstUrl: d, src, dst } = await bed.databases(8);
   return { s, d, src, dst };
 }
 

@@ -1,37 +1,26 @@
 // Invariants 1 and 5: one transaction of a million rows replicates completely, and the replicator's
 // memory stays bounded by its page size, not by the size of the window.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { killReplicators, memoryOf, spawnReplicator, waitForLog } from '../helpers/child-replicator.js';
-import { assertNoLeaks, makeConfig, pool, settle, waitCaughtUp } from '../helpers/replication.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { memoryOf, spawnReplicator, waitForLog } from '../helpers/child-replicator.js';
+import { waitCaughtUp } from '../helpers/replication.js';
 
 const ROWS = 1_000_000;
 const PAGE_SIZE = 5000;
 const PEAK_RSS_BOUND = 400 * 1024 * 1024;
 
-let cluster: Cluster;
+const bed = clusterForFile();
 let src: pg.Pool;
 let dst: pg.Pool;
 let env: Record<string, string>;
 
 before(async () => {
-  cluster = await startCluster();
-  const [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  src = pool(srcUrl);
-  dst = pool(dstUrl);
-  await src.query(`create table public.wide_enough (id integer primary key, grp smallint not null, label text not null)`);
-  env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.wide_enough', PG2CRATE_PAGE_SIZE: String(PAGE_SIZE) };
-  await settle(makeConfig(env), src);
-});
-
-after(async () => {
-  await killReplicators();
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
-  await assertNoLeaks();
+  ({ src, dst, env } = await bed.settled(
+    `create table public.wide_enough (id integer primary key, grp smallint not null, label text not null)`,
+    { PG2CRATE_TABLES: 'public.wide_enough', PG2CRATE_PAGE_SIZE: String(PAGE_SIZE) },
+  ));
 });
 
 /** Count, sum and an ordered digest of every row: equal digests mean equal tables. */

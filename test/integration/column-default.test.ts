@@ -2,38 +2,26 @@
 // WAL change per row; the table is copied again so the target has those values too. Found by the
 // soak: a replicator restarted between the ALTER TABLE and the first row carrying the column never
 // noticed the column was new, and the target kept NULL in every older row.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { Runner } from '../../src/runner.js';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
 import { waitSlotCaughtUp } from '../helpers/pgoutput.js';
-import { assertNoLeaks, assertSameRows, initialLoadsDone, makeConfig, pool, settle, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
+import { assertSameRows, initialLoadsDone, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
 
-let cluster: Cluster;
+const bed = clusterForFile();
 let src: pg.Pool;
 let dst: pg.Pool;
 let env: Record<string, string>;
 
 before(async () => {
-  cluster = await startCluster();
-  const [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  src = pool(srcUrl);
-  dst = pool(dstUrl);
-  await src.query(`
+  ({ src, dst, env } = await bed.settled(`
     create table public.docs (id integer primary key, v text not null);
     create table public.notes (id integer primary key, v text not null);
     insert into public.docs select g, 'doc ' || g from generate_series(1, 200) g;
-    insert into public.notes select g, 'note ' || g from generate_series(1, 200) g;`);
-  env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.docs, public.notes', PG2CRATE_SLOT: 'columns' };
-  await settle(makeConfig(env), src);
-});
-
-after(async () => {
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
-  await assertNoLeaks();
+    insert into public.notes select g, 'note ' || g from generate_series(1, 200) g;`,
+  { PG2CRATE_TABLES: 'public.docs, public.notes', PG2CRATE_SLOT: 'columns' }));
 });
 
 test('a column added with a default while the replicator is down reaches every older row in the target', async () => {

@@ -1,44 +1,26 @@
 // Invariants 1 and 2 under load: eight writers change three tables at random for twenty seconds —
 // inserts, updates, deletes, key changes, multi-statement transactions, rollbacks, transactions
 // held open while others commit — and the target ends equal to the source, row by row.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, startReplicator, waitCaughtUp, type Running } from '../helpers/replication.js';
+import type pg from 'pg';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { writeAtRandom, type WriteTally } from '../helpers/random-writers.js';
+import { assertSameRows, makeConfig, startReplicator, waitCaughtUp, type Running } from '../helpers/replication.js';
 
 const WRITERS = 8;
 const DURATION_MS = Number(process.env.PG2CRATE_TEST_WRITE_MS ?? 20_000);
 const KEYS = 400;
 
-let cluster: Cluster;
+const bed = clusterForFile();
 let srcUrl: string;
 let src: pg.Pool;
 let dst: pg.Pool;
 let rep: Running | undefined;
-
-/** A small seeded generator (mulberry32), so that a failing run can be repeated with its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-interface Tally {
-  commits: number;
-  rollbacks: number;
-  conflicts: number;
-  keyChanges: number;
-  statements: number;
-}
+bed.onClose(() => rep?.stop());
 
 /** One random statement on one of the three tables. */
-function statement(r: () => number, tally: Tally): [string, unknown[]] {
+function statement(r: () => number, tally: WriteTally): [string, unknown[]] {
   const k = () => 1 + Math.floor(r() * KEYS);
   const tag = () => ['x', 'y', 'z', 'ü', "o'q"][Math.floor(r() * 5)];
   const p = r();
@@ -67,46 +49,9 @@ function statement(r: () => number, tally: Tally): [string, unknown[]] {
   return [`update docs set id = $2 where id = $1`, [BigInt(k()) + 9_007_199_254_740_000n, BigInt(k()) + 9_007_199_254_740_000n]];
 }
 
-async function writer(seed: number, until: number, tally: Tally): Promise<void> {
-  const r = rng(seed);
-  const c = new pg.Client({ connectionString: srcUrl, application_name: `writer ${seed}` });
-  await c.connect();
-  try {
-    while (Date.now() < until) {
-      const multi = r() < 0.4;
-      const n = multi ? 2 + Math.floor(r() * 4) : 1;
-      const rollback = multi && r() < 0.15;
-      try {
-        if (multi) await c.query('begin');
-        for (let i = 0; i < n; i++) {
-          const [sql, params] = statement(r, tally);
-          await c.query(sql, params);
-          tally.statements++;
-          // Some transactions stay open while others take later ids and commit.
-          if (multi && r() < 0.1) await new Promise((res) => setTimeout(res, Math.floor(r() * 150)));
-        }
-        if (multi) await c.query(rollback ? 'rollback' : 'commit');
-        if (rollback) tally.rollbacks++;
-        else tally.commits++;
-      } catch (err) {
-        const code = (err as { code?: string }).code;
-        // Key collisions and deadlocks between the writers are part of the game; anything else is not.
-        if (code !== '23505' && code !== '40P01') throw err;
-        tally.conflicts++;
-        if (multi) await c.query('rollback');
-      }
-    }
-  } finally {
-    await c.end();
-  }
-}
-
 before(async () => {
-  cluster = await startCluster();
-  srcUrl = await cluster.createDatabase('src');
-  const dstUrl = await cluster.createDatabase('dst');
-  src = pool(srcUrl);
-  dst = pool(dstUrl);
+  let dstUrl: string;
+  ({ srcUrl, dstUrl, src, dst } = await bed.databases());
   await src.query(`
     create table public.items (id integer primary key, qty integer not null, note text);
     create table public.pairs (a integer, b text, val numeric(20,4), primary key (a, b));
@@ -119,19 +64,9 @@ before(async () => {
   }));
 });
 
-after(async () => {
-  await rep?.stop();
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
-  await assertNoLeaks();
-});
-
 test('eight writers changing three tables at random for twenty seconds end with the target equal to the source', async () => {
-  const tally: Tally = { commits: 0, rollbacks: 0, conflicts: 0, keyChanges: 0, statements: 0 };
-  const until = Date.now() + DURATION_MS;
   const seeds = Array.from({ length: WRITERS }, (_, i) => 1000 + i);
-  await Promise.all(seeds.map((seed) => writer(seed, until, tally)));
+  const tally = await writeAtRandom({ url: srcUrl, seeds, durationMs: DURATION_MS, statement });
 
   await waitCaughtUp(src, 'pg2crate', 120_000);
   await rep!.stop();

@@ -1,37 +1,22 @@
 // Invariant 3: at least once, idempotent. A crash after a page was applied but before its checkpoint
 // was saved replays that page on the next start, and the target ends in the same state.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { killReplicators, spawnReplicator, type ChildReplicator } from '../helpers/child-replicator.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, settle, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { spawnReplicator, type ChildReplicator } from '../helpers/child-replicator.js';
+import { assertSameRows, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
 import { recorder, SimulatedCrash } from '../helpers/sinks.js';
 
-let cluster: Cluster;
-const pools: pg.Pool[] = [];
-
-before(async () => {
-  cluster = await startCluster();
-});
-
-after(async () => {
-  await killReplicators();
-  await Promise.all(pools.map((p) => p.end()));
-  await cluster?.stop();
-  await assertNoLeaks();
-});
+const bed = clusterForFile();
 
 async function setup(pageSize: number) {
-  const [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  const src = pool(srcUrl, 8);
-  const dst = pool(dstUrl);
-  pools.push(src, dst);
-  await src.query(`create table public.ledger (id integer primary key, amount bigint not null, memo text)`);
-  const env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.ledger', PG2CRATE_PAGE_SIZE: String(pageSize) };
-  const config = makeConfig(env);
-  await settle(config, src);
-  return { src, dst, env, config };
+  const { src, dst, env } = await bed.settled(
+    `create table public.ledger (id integer primary key, amount bigint not null, memo text)`,
+    { PG2CRATE_TABLES: 'public.ledger', PG2CRATE_PAGE_SIZE: String(pageSize) },
+    8,
+  );
+  return { src, dst, env, config: makeConfig(env) };
 }
 
 /** The promise's value, or 'timeout' when it takes longer than `ms`. */

@@ -1,32 +1,24 @@
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { assertNoLeaks, initialLoadsDone, makeConfig, pool, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { initialLoadsDone, makeConfig, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 
-let cluster: Cluster;
+const bed = clusterForFile();
 let src: pg.Pool;
 let dst: pg.Pool;
 let rep: Running;
 
 before(async () => {
-  cluster = await startCluster();
-  const [s, d] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  src = pool(s);
-  dst = pool(d);
+  let s: string, d: string;
+  ({ srcUrl: s, dstUrl: d, src, dst } = await bed.databases());
   await src.query(`create table t (id int primary key, a text, n integer, big text, arr integer[], doc jsonb)`);
   await src.query(`create table gone (id int primary key, v text)`);
   rep = await startReplicator(makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.t,public.gone', PG2CRATE_RETENTION_CRON: 'off' }));
   await waitFor('the initial loads', () => initialLoadsDone(src));
 });
 
-after(async () => {
-  await rep?.stop();
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
-  await assertNoLeaks();
-});
+bed.onClose(() => rep?.stop());
 
 test('very large values arrive whole: a 50 MB text, a 10,000-element array, jsonb nested 500 deep', async () => {
   const deep = `${'{"a":'.repeat(500)}1${'}'.repeat(500)}`;

@@ -1,28 +1,13 @@
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { assertNoLeaks, assertSameRows, initialLoadsDone, makeConfig, pool, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { assertSameRows, initialLoadsDone, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
 
-let cluster: Cluster;
-const pools: pg.Pool[] = [];
-
-before(async () => {
-  cluster = await startCluster();
-});
-
-after(async () => {
-  await Promise.all(pools.map((p) => p.end()));
-  await cluster?.stop();
-  await assertNoLeaks();
-});
+const bed = clusterForFile();
 
 async function setup() {
-  const [s, d] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  const src = pool(s);
-  const dst = pool(d);
-  pools.push(src, dst);
+  const { srcUrl: s, dstUrl: d, src, dst } = await bed.databases();
   await src.query(`create table t (id int primary key, v text)`);
   // The target refuses one value, as a target with a stricter column would.
   await dst.query(`create table t (id int primary key, v text check (v <> 'refused'))`);

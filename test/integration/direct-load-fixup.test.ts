@@ -1,34 +1,21 @@
 // The direct load's fix-up holds a cursor WITH HOLD on a pooled connection. A fix-up that stops on
 // the way (the instance lost the stream for a moment, the copier is stopping) must not leave that
 // cursor open: the next fix-up, on the same pooled connection, declares it again.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { assertNoLeaks, makeConfig, pool, settle, testLogger } from '../helpers/replication.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { makeConfig, settle, testLogger } from '../helpers/replication.js';
 import { fixUp, type DirectLoadContext } from '../../src/load/direct-load.js';
 import { listTables, RegistryCatalog } from '../../src/capture/registry.js';
 
-let cluster: Cluster;
-const pools: pg.Pool[] = [];
-
-before(async () => {
-  cluster = await startCluster();
-});
-
-after(async () => {
-  await Promise.all(pools.map((p) => p.end()));
-  await cluster?.stop();
-  await assertNoLeaks();
-});
+const bed = clusterForFile();
 
 test('a fix-up that stops after declaring its cursor closes it, so the next one on the same connection runs', async () => {
-  const [s, d] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  const admin = pool(s);
+  const [s, d] = await Promise.all([bed.cluster.createDatabase('src'), bed.cluster.createDatabase('dst')]);
+  const admin = bed.pool(s);
   // Two connections (the cursor's and one for each batch): a pool hands out the connection released
   // last, so the second fix-up declares its cursor on the connection the first one used.
-  const single = pool(s, 2);
-  pools.push(admin, single);
+  const single = bed.pool(s, 2);
   await admin.query(`create table items (id int primary key, v text)`);
   await admin.query(`insert into items select g, 'v' || g from generate_series(1, 2500) g`);
   await settle(makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.items' }), admin);

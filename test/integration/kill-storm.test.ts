@@ -1,33 +1,20 @@
 // The replicator killed with SIGKILL at random moments, ten times in a row, while a stream of
 // 200,000 events is written: nothing is lost, nothing is left over, the target equals the source.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { killReplicators, spawnReplicator } from '../helpers/child-replicator.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, settle, waitCaughtUp } from '../helpers/replication.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { spawnReplicator } from '../helpers/child-replicator.js';
+import { assertSameRows, waitCaughtUp } from '../helpers/replication.js';
 
-let cluster: Cluster;
+const bed = clusterForFile();
 let src: pg.Pool;
 let dst: pg.Pool;
 let srcUrl: string;
 let dstUrl: string;
 
 before(async () => {
-  cluster = await startCluster();
-  [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  src = pool(srcUrl);
-  dst = pool(dstUrl);
-  await src.query(`create table public.acct (id integer primary key, balance bigint not null, note text)`);
-  await settle(makeConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.acct' }), src);
-});
-
-after(async () => {
-  await killReplicators();
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
-  await assertNoLeaks();
+  ({ srcUrl, dstUrl, src, dst } = await bed.settled(`create table public.acct (id integer primary key, balance bigint not null, note text)`, { PG2CRATE_TABLES: 'public.acct' }));
 });
 
 test('SIGKILL at ten random moments during a 200,000-event stream loses nothing and ends equal', async () => {

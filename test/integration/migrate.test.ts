@@ -1,34 +1,22 @@
 // The tool's own schema: migrating again, or twice at once, is harmless; a schema from a newer build
 // and an unmigrated database are refused with messages that say what to do.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
 import { runCli } from '../helpers/child-replicator.js';
-import { assertNoLeaks, makeConfig, pool, testLogger } from '../helpers/replication.js';
+import { makeConfig, testLogger } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
 import { SchemaVersionError } from '../../src/core/errors.js';
 import { bundledMigrationNames } from '../../src/capture/migrate.js';
 
-let cluster: Cluster;
-const pools: pg.Pool[] = [];
+const bed = clusterForFile();
 const runners: Runner[] = [];
-
-before(async () => {
-  cluster = await startCluster();
-});
-
-after(async () => {
-  await Promise.all(runners.map((r) => r.close()));
-  await Promise.all(pools.map((p) => p.end()));
-  await cluster?.stop();
-  await assertNoLeaks();
-});
+bed.onClose(() => Promise.all(runners.map((r) => r.close())));
 
 async function database(): Promise<{ srcUrl: string; dstUrl: string; src: pg.Pool }> {
-  const [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  const src = pool(srcUrl);
-  pools.push(src);
+  const [srcUrl, dstUrl] = await Promise.all([bed.cluster.createDatabase('src'), bed.cluster.createDatabase('dst')]);
+  const src = bed.pool(srcUrl);
   await src.query(`create table public.orders (id integer primary key, total numeric(12,2))`);
   return { srcUrl, dstUrl, src };
 }

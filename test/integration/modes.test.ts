@@ -3,34 +3,25 @@
 // (what only pgoutput makes hard) an unchanged TOASTed value that must survive an update. Each mode
 // gets its own databases; in pgoutput mode the stream is first loaded in trigger mode and switched
 // (`switchCapture`), as a user would.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { killReplicators, spawnReplicator } from '../helpers/child-replicator.js';
+import { spawnReplicator } from '../helpers/child-replicator.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
 import { waitSlotCaughtUp } from '../helpers/pgoutput.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, settle, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { rng, writeAtRandom, type WriteTally } from '../helpers/random-writers.js';
+import { assertSameRows, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 import { recorder, SimulatedCrash } from '../helpers/sinks.js';
 import { Runner } from '../../src/runner.js';
 import type { Config } from '../../src/core/config.js';
 
 const WRITE_MS = Number(process.env.PG2CRATE_TEST_WRITE_MS ?? 8_000);
 
-let cluster: Cluster;
-const pools: pg.Pool[] = [];
+const bed = clusterForFile();
 const running: Running[] = [];
 let slots = 0;
-
-before(async () => {
-  cluster = await startCluster();
-});
-
-after(async () => {
-  await killReplicators();
+bed.onClose(async () => {
   for (const r of running) await r.stop();
-  await Promise.all(pools.map((p) => p.end()));
-  await cluster?.stop();
-  await assertNoLeaks();
 });
 
 type Mode = 'trigger' | 'pgoutput';
@@ -48,13 +39,7 @@ interface Setup {
 
 /** Fresh databases, the tables loaded in trigger mode, then (pgoutput) the switch. */
 async function setup(mode: Mode, ddl: string, tables: string, more: Record<string, string> = {}): Promise<Setup> {
-  const [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  const src = pool(srcUrl, 10);
-  const dst = pool(dstUrl);
-  pools.push(src, dst);
-  await src.query(ddl);
-  const base = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: tables, PG2CRATE_SLOT: `modes_${++slots}`, ...more };
-  await settle(makeConfig(base), src);
+  const { srcUrl, src, dst, env: base } = await bed.settled(ddl, { PG2CRATE_TABLES: tables, PG2CRATE_SLOT: `modes_${++slots}`, ...more }, 10);
   if (mode === 'pgoutput') {
     const r = new Runner(makeConfig(base), testLogger());
     try {
@@ -63,7 +48,7 @@ async function setup(mode: Mode, ddl: string, tables: string, more: Record<strin
       await r.close();
     }
   }
-  const env = { ...base, PG2CRATE_CAPTURE: mode };
+  const env: Record<string, string> = { ...base, PG2CRATE_CAPTURE: mode };
   const config = makeConfig(env);
   return {
     src, dst, srcUrl, env, config,
@@ -83,18 +68,6 @@ const ALL_TYPES = `create table public.all_types (
   txt text, vc varchar(20), ch char(3), flag boolean,
   ints integer[], texts text[], matrix integer[][], js jsonb, j json, u uuid, b bytea
 )`;
-
-/** A small seeded generator (mulberry32), so that a failing run can be repeated with its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 for (const mode of ['trigger', 'pgoutput'] as const) {
   describe(`capture=${mode}`, () => {
@@ -204,59 +177,33 @@ for (const mode of ['trigger', 'pgoutput'] as const) {
         insert into items select g, g, 'seed' from generate_series(1, ${KEYS}, 3) g;
         insert into pairs select g, 'x', g from generate_series(1, ${KEYS}, 2) g`, 'public.items, public.pairs, public.docs', { PG2CRATE_PAGE_SIZE: '200' });
       const r = await s.start();
-      const tally = { commits: 0, rollbacks: 0, keyChanges: 0 };
-      const until = Date.now() + WRITE_MS;
-      const writer = async (seed: number) => {
-        const rand = rng(seed);
+      const statement = (rand: () => number, tally: WriteTally): [string, unknown[]] => {
         const k = () => 1 + Math.floor(rand() * KEYS);
         const big = () => BigInt(k()) + 9_007_199_254_740_000n;
-        const c = new pg.Client({ connectionString: s.srcUrl });
-        await c.connect();
-        try {
-          while (Date.now() < until) {
-            const multi = rand() < 0.4;
-            const rollback = multi && rand() < 0.15;
-            try {
-              if (multi) await c.query('begin');
-              for (let i = 0; i < (multi ? 2 + Math.floor(rand() * 3) : 1); i++) {
-                const p = rand();
-                const t = Math.floor(rand() * 3);
-                if (t === 0) {
-                  if (p < 0.35) await c.query(`insert into items values ($1, $2, 'n') on conflict (id) do update set qty = excluded.qty`, [k(), k()]);
-                  else if (p < 0.7) await c.query(`update items set qty = qty + 1, note = note || 'u' where id = $1`, [k()]);
-                  else if (p < 0.85) await c.query(`delete from items where id = $1`, [k()]);
-                  else { tally.keyChanges++; await c.query(`update items set id = $2 where id = $1`, [k(), k()]); }
-                } else if (t === 1) {
-                  if (p < 0.4) await c.query(`insert into pairs values ($1, $2, $3) on conflict do nothing`, [k(), ['x', 'y', "o'q"][Math.floor(rand() * 3)], (rand() * 1e6).toFixed(4)]);
-                  else if (p < 0.7) await c.query(`update pairs set val = val * 2 + 0.0001 where a = $1`, [k()]);
-                  else if (p < 0.85) await c.query(`delete from pairs where a = $1`, [k()]);
-                  else { tally.keyChanges++; await c.query(`update pairs set a = $2 where a = $1`, [k(), k()]); }
-                } else if (p < 0.4) {
-                  await c.query(`insert into docs values ($1, $2, $3) on conflict (id) do update set body = excluded.body`, [big(), JSON.stringify({ v: rand(), n: { t: 'ü' } }), ['a', 'b']]);
-                } else if (p < 0.75) {
-                  await c.query(`update docs set body = jsonb_set(coalesce(body, '{}'), '{n}', to_jsonb($2::int)), tags = array_append(tags, 'c') where id = $1`, [big(), k()]);
-                } else if (p < 0.9) {
-                  await c.query(`delete from docs where id = $1`, [big()]);
-                } else {
-                  tally.keyChanges++;
-                  await c.query(`update docs set id = $2 where id = $1`, [big(), big()]);
-                }
-                if (multi && rand() < 0.1) await new Promise((res) => setTimeout(res, Math.floor(rand() * 100)));
-              }
-              if (multi) await c.query(rollback ? 'rollback' : 'commit');
-              if (rollback) tally.rollbacks++;
-              else tally.commits++;
-            } catch (err) {
-              const code = (err as { code?: string }).code;
-              if (code !== '23505' && code !== '40P01') throw err;
-              if (multi) await c.query('rollback');
-            }
-          }
-        } finally {
-          await c.end();
+        const p = rand();
+        const t = Math.floor(rand() * 3);
+        if (t === 0) {
+          if (p < 0.35) return [`insert into items values ($1, $2, 'n') on conflict (id) do update set qty = excluded.qty`, [k(), k()]];
+          if (p < 0.7) return [`update items set qty = qty + 1, note = note || 'u' where id = $1`, [k()]];
+          if (p < 0.85) return [`delete from items where id = $1`, [k()]];
+          tally.keyChanges++;
+          return [`update items set id = $2 where id = $1`, [k(), k()]];
         }
+        if (t === 1) {
+          if (p < 0.4) return [`insert into pairs values ($1, $2, $3) on conflict do nothing`, [k(), ['x', 'y', "o'q"][Math.floor(rand() * 3)], (rand() * 1e6).toFixed(4)]];
+          if (p < 0.7) return [`update pairs set val = val * 2 + 0.0001 where a = $1`, [k()]];
+          if (p < 0.85) return [`delete from pairs where a = $1`, [k()]];
+          tally.keyChanges++;
+          return [`update pairs set a = $2 where a = $1`, [k(), k()]];
+        }
+        if (p < 0.4) return [`insert into docs values ($1, $2, $3) on conflict (id) do update set body = excluded.body`, [big(), JSON.stringify({ v: rand(), n: { t: 'ü' } }), ['a', 'b']]];
+        if (p < 0.75) return [`update docs set body = jsonb_set(coalesce(body, '{}'), '{n}', to_jsonb($2::int)), tags = array_append(tags, 'c') where id = $1`, [big(), k()]];
+        if (p < 0.9) return [`delete from docs where id = $1`, [big()]];
+        tally.keyChanges++;
+        return [`update docs set id = $2 where id = $1`, [big(), big()]];
       };
-      await Promise.all(Array.from({ length: 8 }, (_, i) => writer(2000 + i)));
+      const seeds = Array.from({ length: 8 }, (_, i) => 2000 + i);
+      const tally = await writeAtRandom({ url: s.srcUrl, seeds, durationMs: WRITE_MS, statement, maxStatements: 4, maxPauseMs: 100 });
       await s.caughtUp(120_000);
       await r.stop();
       assert.ok(tally.commits > 200 && tally.rollbacks > 5 && tally.keyChanges > 50, `the run did too little: ${JSON.stringify(tally)}`);

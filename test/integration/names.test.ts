@@ -1,14 +1,14 @@
 // Names as Postgres allows them: capitals, spaces, quotes, semicolons, dots, commas, unicode,
 // reserved words, dollar-quote look-alikes and the full 63 bytes. Every generated statement must
 // quote them; insert, update, key change and delete must all arrive in the Postgres target.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, startReplicator, waitCaughtUp, type Running } from '../helpers/replication.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { assertSameRows, makeConfig, startReplicator, waitCaughtUp, type Running } from '../helpers/replication.js';
 import { qualify, quoteIdent } from '../../src/core/identifiers.js';
 
-let cluster: Cluster;
+const bed = clusterForFile();
 let src: pg.Pool;
 let dst: pg.Pool;
 let rep: Running | undefined;
@@ -52,10 +52,8 @@ function keyNames(c: Case): string[] {
 }
 
 before(async () => {
-  cluster = await startCluster();
-  const [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  src = pool(srcUrl);
-  dst = pool(dstUrl);
+  let srcUrl: string, dstUrl: string;
+  ({ srcUrl, dstUrl, src, dst } = await bed.databases());
   await src.query(`create schema ${quoteIdent(SCHEMA)}`);
   for (const c of CASES) {
     assert.ok(Buffer.byteLength(c.table) <= 63);
@@ -69,13 +67,7 @@ before(async () => {
   rep = await startReplicator(makeConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: CASES.map(listed).join(', ') }));
 });
 
-after(async () => {
-  await rep?.stop();
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
-  await assertNoLeaks();
-});
+bed.onClose(() => rep?.stop());
 
 /** A value for a column of type `type` in row `i`. */
 function value(type: string, i: number, round: number): unknown {

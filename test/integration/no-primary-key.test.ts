@@ -1,25 +1,22 @@
 // Tables without a primary key: refused with a message that names the table and the fix, unless
 // the user names key columns for them (config file or `tables add --key`); then they replicate.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
 import { runCli } from '../helpers/child-replicator.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, startReplicator, testLogger, waitCaughtUp } from '../helpers/replication.js';
+import { assertSameRows, makeConfig, startReplicator, testLogger, waitCaughtUp } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
 import { TableError } from '../../src/core/errors.js';
 
-let cluster: Cluster;
+const bed = clusterForFile();
 let srcUrl: string;
 let dstUrl: string;
 let src: pg.Pool;
 let dst: pg.Pool;
 
 before(async () => {
-  cluster = await startCluster();
-  [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  src = pool(srcUrl);
-  dst = pool(dstUrl);
+  ({ srcUrl, dstUrl, src, dst } = await bed.databases());
   await src.query(`
     create table public.readings (sensor text not null, at timestamptz not null, value double precision, unique (sensor, at));
     create table public."Loose Log" (code integer not null, msg text);
@@ -27,13 +24,6 @@ before(async () => {
   `);
   const runner = new Runner(makeConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl }), testLogger());
   try { await runner.migrate(); } finally { await runner.close(); }
-});
-
-after(async () => {
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
-  await assertNoLeaks();
 });
 
 test('a table without a primary key is refused with a message that names the table and the fix', async () => {

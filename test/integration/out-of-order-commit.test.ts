@@ -1,12 +1,12 @@
 // Invariants 1 and 2 of the drainer: a transaction that commits out of id order, or stays open
 // across many windows, is not lost; the target ends with the last committed change of each key.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { assertSameRows, makeConfig, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 
-let cluster: Cluster;
+const bed = clusterForFile();
 let srcUrl: string;
 let src: pg.Pool;
 let dst: pg.Pool;
@@ -43,23 +43,16 @@ async function maxId(c: pg.Client | pg.Pool): Promise<number> {
 }
 
 before(async () => {
-  cluster = await startCluster();
-  [srcUrl] = await Promise.all([cluster.createDatabase('src')]);
-  const dstUrl = await cluster.createDatabase('dst');
-  src = pool(srcUrl);
-  dst = pool(dstUrl);
+  let dstUrl: string;
+  ({ srcUrl, dstUrl, src, dst } = await bed.databases());
   await src.query(`create table public.accounts (id integer primary key, v text not null, n integer not null default 0)`);
   // Small pages, so that a window spans several pages and a key's changes fall into different pages.
   rep = await startReplicator(makeConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.accounts', PG2CRATE_PAGE_SIZE: '7' }));
 });
 
-after(async () => {
+bed.onClose(async () => {
   for (const c of clients) await c.end().catch(() => {});
   await rep?.stop();
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
-  await assertNoLeaks();
 });
 
 test('a transaction that takes its outbox ids first but commits last is not lost', async () => {

@@ -3,16 +3,16 @@
 // for partitions created later, but not the TRUNCATE of one partition: that one comes from the
 // truncate triggers the table keeps in this mode, through the outbox, even in a transaction whose
 // other changes the slot sends.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { Runner } from '../../src/runner.js';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
 import { PARTITIONED_TABLE, watchReachedAll } from '../helpers/partitions.js';
 import { captureMode, waitSlotCaughtUp } from '../helpers/pgoutput.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, settle, startReplicator, tableRows, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { assertSameRows, makeConfig, startReplicator, tableRows, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 
-let cluster: Cluster;
+const bed = clusterForFile();
 let src: pg.Pool;
 let dst: pg.Pool;
 let env: Record<string, string>;
@@ -35,25 +35,16 @@ async function sameViaSlot(): Promise<number> {
 
 
 before(async () => {
-  cluster = await startCluster();
-  const [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  src = pool(srcUrl, 6);
-  dst = pool(dstUrl);
-  await src.query(`
+  ({ src, dst, env } = await bed.settled(`
     ${PARTITIONED_TABLE}
-    insert into public.m select g, 'seed ' || g from generate_series(0, 199, 2) g;`);
-  env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.m', PG2CRATE_SLOT: 'parts', PG2CRATE_PARTITION_WATCH_MS: '1000' };
-  await settle(makeConfig(env), src);
+    insert into public.m select g, 'seed ' || g from generate_series(0, 199, 2) g;`,
+  { PG2CRATE_TABLES: 'public.m', PG2CRATE_SLOT: 'parts', PG2CRATE_PARTITION_WATCH_MS: '1000' }, 6));
   await switchTo('pgoutput');
   reps.push(await startReplicator(makeConfig({ ...env, PG2CRATE_CAPTURE: 'pgoutput' })));
 });
 
-after(async () => {
+bed.onClose(async () => {
   for (const r of reps) await r.stop();
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
-  await assertNoLeaks();
 });
 
 test('in pgoutput mode the table keeps only its truncate triggers and guard', async () => {

@@ -2,14 +2,14 @@
 // through (the parent, a partition, a sub-partition), partitions created or attached later are
 // captured from their first row, a TRUNCATE of one partition removes only its rows, and a detached
 // or dropped partition's rows stay in the target (README: partitioned tables).
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
 import { PARTITIONED_TABLE, watchReachedAll } from '../helpers/partitions.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, startReplicator, tableRows, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { assertSameRows, makeConfig, startReplicator, tableRows, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 
-let cluster: Cluster;
+const bed = clusterForFile();
 let src: pg.Pool;
 let dst: pg.Pool;
 let rep: Running;
@@ -23,10 +23,8 @@ async function same(): Promise<number> {
 
 
 before(async () => {
-  cluster = await startCluster();
-  const [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  src = pool(srcUrl, 6);
-  dst = pool(dstUrl);
+  let srcUrl: string, dstUrl: string;
+  ({ srcUrl, dstUrl, src, dst } = await bed.databases(6));
   await src.query(`
     ${PARTITIONED_TABLE}
     insert into public.m select g, 'seed ' || g from generate_series(0, 199, 3) g;`);
@@ -36,13 +34,7 @@ before(async () => {
   await same();
 });
 
-after(async () => {
-  await rep?.stop();
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
-  await assertNoLeaks();
-});
+bed.onClose(() => rep?.stop());
 
 test('writes through the parent, a partition, a sub-partition and the partition above it are all captured, rows moving between partitions too', async () => {
   await src.query(`insert into public.m values (1, 'parent'), (101, 'parent'), (151, 'parent')`);

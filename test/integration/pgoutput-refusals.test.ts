@@ -1,39 +1,23 @@
 // pgoutput mode refuses up front, with one line that says what to change or to use trigger mode:
 // wal_level is not logical, the role lacks REPLICATION, a table has REPLICA IDENTITY NOTHING (or no
 // key in the WAL), a replicator configured for the other mode. Nothing is created when it refuses.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { killReplicators, runCli } from '../helpers/child-replicator.js';
-import { assertNoLeaks, makeConfig, pool, settle } from '../helpers/replication.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { runCli } from '../helpers/child-replicator.js';
+import { makeConfig, settle } from '../helpers/replication.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { checkServer } from '../../src/source/pgoutput/preflight.js';
 
-let cluster: Cluster;
-const pools: pg.Pool[] = [];
-
-before(async () => {
-  cluster = await startCluster();
-});
-
-after(async () => {
-  await killReplicators();
-  await Promise.all(pools.map((p) => p.end()));
-  await cluster?.stop();
-  await assertNoLeaks();
-});
+const bed = clusterForFile();
+let slots = 0;
 
 async function database(ddl: string, tables: string): Promise<{ src: pg.Pool; env: Record<string, string> }> {
-  const [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  const src = pool(srcUrl);
-  pools.push(src);
-  await src.query(ddl);
-  const env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: tables, PG2CRATE_SLOT: `refusal_${pools.length}` };
-  await settle(makeConfig(env), src);
+  const { src, env } = await bed.settled(ddl, { PG2CRATE_TABLES: tables, PG2CRATE_SLOT: `refusal_${++slots}` });
   return { src, env };
 }
 
@@ -61,9 +45,7 @@ test('a table with REPLICA IDENTITY NOTHING: the switch says how to fix it or to
 });
 
 test('a table keyed by configured columns without REPLICA IDENTITY FULL is refused before it is published (its updates would fail)', async () => {
-  const [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  const src = pool(srcUrl);
-  pools.push(src);
+  const { srcUrl, dstUrl, src } = await bed.databases();
   await src.query(`create table public.nokey (a int not null, b text)`);
   const path = join(mkdtempSync(join(tmpdir(), 'pg2crate-refusal-')), 'config.json');
   writeFileSync(path, JSON.stringify({ tables: [{ name: 'public.nokey', keyColumns: ['a'] }] }));
@@ -79,17 +61,15 @@ test('a table keyed by configured columns without REPLICA IDENTITY FULL is refus
 });
 
 test('a role without REPLICATION is told to get it or to use trigger mode', async () => {
-  const admin = pool(cluster.url());
-  pools.push(admin);
+  const admin = bed.pool(bed.cluster.url());
   await admin.query(`create role plain login`);
   const name = `plain_${process.pid}`;
   await admin.query(`create database "${name}" owner plain`);
-  const dstUrl = await cluster.createDatabase('dst');
-  const u = new URL(cluster.url(name));
+  const dstUrl = await bed.cluster.createDatabase('dst');
+  const u = new URL(bed.cluster.url(name));
   u.username = 'plain';
   const srcUrl = u.toString();
-  const src = pool(srcUrl);
-  pools.push(src);
+  const src = bed.pool(srcUrl);
   await src.query(`create table public.t (id int primary key, v text)`);
   const env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.t', PG2CRATE_SLOT: 'refusal_plain' };
   await settle(makeConfig(env), src);

@@ -1,37 +1,23 @@
 // In pgoutput mode, the commands that write their events into the outbox reach the target through
 // the slot (the outbox is published): `verify --repair` fixes a row changed in the target,
 // `dead-letters retry` sends a parked key's current row, and `backfill` copies a table again.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
 import { waitSlotCaughtUp } from '../helpers/pgoutput.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, settle, startReplicator, testLogger, waitFor } from '../helpers/replication.js';
+import { assertSameRows, makeConfig, startReplicator, testLogger, waitFor } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
 
-let cluster: Cluster;
-const pools: pg.Pool[] = [];
+const bed = clusterForFile();
 let slots = 0;
-
-before(async () => {
-  cluster = await startCluster();
-});
-
-after(async () => {
-  await Promise.all(pools.map((p) => p.end()));
-  await cluster?.stop();
-  await assertNoLeaks();
-});
 
 /** Fresh databases with public.t loaded in trigger mode, then switched to pgoutput. */
 async function setup(more: Record<string, string> = {}): Promise<{ src: pg.Pool; dst: pg.Pool; env: Record<string, string> }> {
-  const [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  const src = pool(srcUrl);
-  const dst = pool(dstUrl);
-  pools.push(src, dst);
-  await src.query(`create table public.t (id int primary key, v text); insert into public.t select g, 'v' || g from generate_series(1, 300) g`);
-  const base = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.t', PG2CRATE_SLOT: `repair_${++slots}`, PG2CRATE_RETENTION_CRON: 'off', ...more };
-  await settle(makeConfig(base), src);
+  const { src, dst, env: base } = await bed.settled(
+    `create table public.t (id int primary key, v text); insert into public.t select g, 'v' || g from generate_series(1, 300) g`,
+    { PG2CRATE_TABLES: 'public.t', PG2CRATE_SLOT: `repair_${++slots}`, PG2CRATE_RETENTION_CRON: 'off', ...more },
+  );
   const r = new Runner(makeConfig(base), testLogger());
   try {
     assert.equal(await r.switchCapture('pgoutput'), 'switched');

@@ -2,31 +2,26 @@
 // acknowledged when nothing is pending), `status` shows the WAL a slot retains and warns past
 // PG2CRATE_SLOT_WARN_MB, `slot drop` refuses while the stream reads the slot unless forced; and a
 // transaction of a million rows streams through with bounded memory.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { killReplicators, memoryOf, runCli, spawnReplicator, waitForLog } from '../helpers/child-replicator.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { memoryOf, runCli, spawnReplicator, waitForLog } from '../helpers/child-replicator.js';
 import { waitSlotCaughtUp } from '../helpers/pgoutput.js';
-import { assertNoLeaks, makeConfig, pool, settle, startReplicator, testLogger, waitFor } from '../helpers/replication.js';
+import { makeConfig, startReplicator, testLogger, waitFor } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
 
-let cluster: Cluster;
+const bed = clusterForFile();
 let src: pg.Pool;
 let dst: pg.Pool;
 let env: Record<string, string>;
 
 before(async () => {
-  cluster = await startCluster();
-  const [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  src = pool(srcUrl);
-  dst = pool(dstUrl);
-  await src.query(`
+  ({ src, dst, env } = await bed.settled(`
     create table public.quiet (id integer primary key, v text);
     create table public.busy (id bigserial primary key, payload text);
-    create table public.wide_enough (id integer primary key, grp smallint not null, label text not null)`);
-  env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.quiet, public.wide_enough', PG2CRATE_SLOT: 'slot_test', PG2CRATE_PAGE_SIZE: '5000' };
-  await settle(makeConfig(env), src);
+    create table public.wide_enough (id integer primary key, grp smallint not null, label text not null)`,
+  { PG2CRATE_TABLES: 'public.quiet, public.wide_enough', PG2CRATE_SLOT: 'slot_test', PG2CRATE_PAGE_SIZE: '5000' }));
   const r = new Runner(makeConfig(env), testLogger());
   try {
     await r.switchCapture('pgoutput');
@@ -34,14 +29,6 @@ before(async () => {
     await r.close();
   }
   env.PG2CRATE_CAPTURE = 'pgoutput';
-});
-
-after(async () => {
-  await killReplicators();
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
-  await assertNoLeaks();
 });
 
 async function retained(): Promise<number> {

@@ -1,20 +1,23 @@
 // Privileges (design §2): application roles write captured tables without any grant on the tool's
 // schema and cannot touch the outbox; functions planted on their search_path cannot hijack capture;
 // and a plain table owner — no superuser, no REPLICATION — can migrate and run trigger capture.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, settle, startReplicator, waitCaughtUp, initialLoadsDone, waitFor, type Running } from '../helpers/replication.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { assertSameRows, makeConfig, settle, startReplicator, waitCaughtUp, initialLoadsDone, waitFor, type Running } from '../helpers/replication.js';
 
-let cluster: Cluster;
+const bed = clusterForFile();
 let srcUrl: string;
 let dstUrl: string;
 let src: pg.Pool;
 let dst: pg.Pool;
 let app: pg.Pool;
 let rep: Running | undefined;
-const pools: pg.Pool[] = [];
+bed.onClose(async () => {
+  await rep?.stop();
+  await app?.end();
+});
 
 function as(url: string, user: string): string {
   const u = new URL(url);
@@ -33,10 +36,7 @@ async function sqlstate(sql: string): Promise<string> {
 }
 
 before(async () => {
-  cluster = await startCluster();
-  [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  src = pool(srcUrl);
-  dst = pool(dstUrl);
+  ({ srcUrl, dstUrl, src, dst } = await bed.databases());
   await src.query(`
     create role app login nosuperuser noreplication;
     create table public.accounts (id integer primary key, owner text not null, balance numeric(12,2) not null default 0);
@@ -47,16 +47,6 @@ before(async () => {
   await settle(config, src);
   rep = await startReplicator(config);
   app = new pg.Pool({ connectionString: as(srcUrl, 'app'), max: 2 });
-  pools.push(app);
-});
-
-after(async () => {
-  await rep?.stop();
-  await Promise.all(pools.map((p) => p.end()));
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
-  await assertNoLeaks();
 });
 
 test('an application role without any grant on the pg2crate schema writes captured tables and cannot read or change the outbox', async () => {
@@ -148,24 +138,21 @@ test('functions and operators planted earlier on the writer\'s search_path canno
 });
 
 test('a role that owns its tables, without superuser or REPLICATION, can migrate and run trigger capture', async () => {
-  const ownDb = await cluster.createDatabase('own');
-  const ownDst = await cluster.createDatabase('owndst');
+  const ownDb = await bed.cluster.createDatabase('own');
+  const ownDst = await bed.cluster.createDatabase('owndst');
   const dbName = new URL(ownDb).pathname.slice(1);
-  const admin = pool(ownDb);
-  pools.push(admin);
+  const admin = bed.pool(ownDb);
   await admin.query(`create role plain_owner login nosuperuser noreplication nocreaterole; grant create on database "${dbName}" to plain_owner`);
   const roles = await admin.query(`select rolsuper, rolreplication, rolbypassrls from pg_roles where rolname = 'plain_owner'`);
   assert.deepEqual(roles.rows[0], { rolsuper: false, rolreplication: false, rolbypassrls: false });
 
   const ownerUrl = as(ownDb, 'plain_owner');
-  const owner = pool(ownerUrl);
-  pools.push(owner);
+  const owner = bed.pool(ownerUrl);
   await owner.query(`create schema shop; create table shop.items (sku text primary key, qty integer not null)`);
 
   const config = makeConfig({ DATABASE_URL: ownerUrl, TARGET_DATABASE_URL: ownDst, PG2CRATE_TABLES: 'shop.items' });
   const r = await startReplicator(config);
-  const target = pool(ownDst);
-  pools.push(target);
+  const target = bed.pool(ownDst);
   try {
     await owner.query(`insert into shop.items select 'sku-' || g, g from generate_series(1, 100) g`);
     await owner.query(`update shop.items set qty = qty - 1 where qty > 50`);

@@ -3,7 +3,7 @@
 // value), an include list survives columns dropped and added, and a row filter moves rows in and
 // out of the target on update. The initial load and verify (with --repair) honour the filters;
 // `tables add` refuses shapes that cannot work with a message that says why.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import type { Config } from '../../src/core/config.js';
@@ -11,11 +11,11 @@ import { TableError } from '../../src/core/errors.js';
 import { Runner } from '../../src/runner.js';
 import { postgresVerifyTarget } from '../../src/verify/postgres-target.js';
 import { runVerify } from '../../src/verify/run-verify.js';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { assertNoLeaks, initialLoadsDone, makeConfig, pool, startReplicator, tableRows, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { initialLoadsDone, makeConfig, startReplicator, tableRows, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 
 const SALT = 'pepper-Zq9';
-let cluster: Cluster;
+const bed = clusterForFile();
 let srcUrl: string;
 let dstUrl: string;
 let src: pg.Pool;
@@ -27,10 +27,7 @@ const PEOPLE = { name: 'public.people', excludeColumns: ['ssn'], hashColumns: ['
 const NARROW = { name: 'public.narrow', includeColumns: ['id', 'a', 'c'] };
 
 before(async () => {
-  cluster = await startCluster();
-  [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  src = pool(srcUrl, 6);
-  dst = pool(dstUrl);
+  ({ srcUrl, dstUrl, src, dst } = await bed.databases(6));
   await src.query(`
     create table people (id int primary key, tenant_id int not null, name text, email text, ssn text, note text);
     create table narrow (id int primary key, a text, b text, c text);
@@ -44,13 +41,7 @@ before(async () => {
   await waitCaughtUp(src);
 });
 
-after(async () => {
-  await rep?.stop();
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
-  await assertNoLeaks();
-});
+bed.onClose(() => rep?.stop());
 
 /** What the target must hold: the rows passing the filter, email hashed, no ssn. */
 async function expectedPeople(): Promise<string[]> {

@@ -2,33 +2,18 @@
 // row filter its WHERE, with trigger mode's semantics (a row leaving the filter is deleted in the
 // target, one entering it inserted); what a publication cannot do (hashing, history, a row filter
 // over columns outside a key-only replica identity) is refused before anything is created.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type pg from 'pg';
 import { TableError } from '../../src/core/errors.js';
 import { Runner } from '../../src/runner.js';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
 import { waitSlotCaughtUp } from '../helpers/pgoutput.js';
-import { assertNoLeaks, makeConfig, pool, settle, startReplicator, tableRows, testLogger } from '../helpers/replication.js';
+import { makeConfig, settle, startReplicator, tableRows, testLogger } from '../helpers/replication.js';
 
-let cluster: Cluster;
-const pools: pg.Pool[] = [];
-
-before(async () => {
-  cluster = await startCluster();
-});
-
-after(async () => {
-  await Promise.all(pools.map((p) => p.end()));
-  await cluster?.stop();
-  await assertNoLeaks();
-});
+const bed = clusterForFile();
 
 async function setup(table: Record<string, unknown>, slot: string) {
-  const [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  const src = pool(srcUrl);
-  const dst = pool(dstUrl);
-  pools.push(src, dst);
+  const { srcUrl, dstUrl, src, dst } = await bed.databases();
   await src.query(`create table t (id int primary key, tenant_id int, v text, ssn text); insert into t select g, 42, 'v' || g, 's' || g from generate_series(1, 10) g`);
   const file = { tables: [{ name: 'public.t', ...table }] };
   const env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_SLOT: slot, PG2CRATE_PUBLICATION: slot, PG2CRATE_HASH_SALT: 'salt' };

@@ -2,14 +2,14 @@
 // re-insert, a truncate and a key change), metadata columns with the source transaction's time,
 // and a history table that holds every change once, also after a crash replays a page; the
 // point-in-time query of the README answers from it. A plain table beside them stays a plain copy.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { assertNoLeaks, initialLoadsDone, makeConfig, pool, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { initialLoadsDone, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 import { recorder, SimulatedCrash } from '../helpers/sinks.js';
 
-let cluster: Cluster;
+const bed = clusterForFile();
 let srcUrl: string;
 let dstUrl: string;
 let src: pg.Pool;
@@ -21,10 +21,7 @@ const ORDERS = {
 };
 
 before(async () => {
-  cluster = await startCluster();
-  [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  src = pool(srcUrl);
-  dst = pool(dstUrl);
+  ({ srcUrl, dstUrl, src, dst } = await bed.databases());
   await src.query(`
     create table orders (id int primary key, status text, amount numeric(12,2));
     create table plain (id int primary key, v text);`);
@@ -33,13 +30,7 @@ before(async () => {
   await waitFor('the initial loads', () => initialLoadsDone(src));
 });
 
-after(async () => {
-  await rep?.stop();
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
-  await assertNoLeaks();
-});
+bed.onClose(() => rep?.stop());
 
 /** Runs the statements in one transaction and returns its now() as text (what the trigger writes). */
 async function txn(sql: string): Promise<string> {

@@ -3,31 +3,19 @@
 // sink seam), the standby takes over, finishes the load and applies every change, and only then
 // does the old write go on. A Postgres target refuses it (the fence); a target without a fence
 // (as CrateDB) gets the chunk's rows sent again after it. Either way the target ends equal.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { killReplicators, spawnReplicator, waitForLog } from '../helpers/child-replicator.js';
-import { assertNoLeaks, assertSameRows, logLines, makeConfig, pool, settle, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { spawnReplicator, waitForLog } from '../helpers/child-replicator.js';
+import { assertSameRows, logLines, makeConfig, settle, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
 import { FencedError } from '../../src/core/errors.js';
 import { PgCopyLoader } from '../../src/sink/postgres/copy-load.js';
 import { PostgresSink } from '../../src/sink/postgres/postgres-sink.js';
 import type { ApplyResult, Fence, Sink, SinkTableBatch } from '../../src/sink/sink.js';
 import { listTables, RegistryCatalog } from '../../src/capture/registry.js';
 
-let cluster: Cluster;
-const pools: pg.Pool[] = [];
-
-before(async () => {
-  cluster = await startCluster();
-});
-
-after(async () => {
-  await killReplicators();
-  await Promise.all(pools.map((p) => p.end()));
-  await cluster?.stop();
-  await assertNoLeaks();
-});
+const bed = clusterForFile();
 
 /** Holds the `nth` chunk of a direct load back until release(); hides the target's fence unless `fenced`. */
 class LateChunkSink implements Sink {
@@ -83,10 +71,7 @@ async function writer(url: string, stop: () => boolean): Promise<void> {
 }
 
 async function lateChunkScenario(fenced: boolean): Promise<void> {
-  const [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  const src = pool(srcUrl);
-  const dst = pool(dstUrl);
-  pools.push(src, dst);
+  const { srcUrl, dstUrl, src, dst } = await bed.databases();
   await src.query(`create table big (id integer primary key, v integer not null, note text); insert into big select g, g, 'seed' from generate_series(1, 20000) g`);
   const env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.big', PG2CRATE_BACKFILL_CHUNK_ROWS: '1000' };
   let stopped = false;
@@ -131,10 +116,7 @@ test('without a fence (as CrateDB) the old leader\'s late chunk is sent again af
 });
 
 test('a Postgres target\'s fence refuses both write paths of an older holder, and raising it waits for a chunk under way', async () => {
-  const [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  const src = pool(srcUrl);
-  const dst = pool(dstUrl);
-  pools.push(src, dst);
+  const { srcUrl, dstUrl, src, dst } = await bed.databases();
   await src.query(`create table small (id integer primary key, v integer not null); insert into small select g, g from generate_series(1, 100) g`);
   await settle(makeConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.small' }), src);
   const [t] = await listTables(src, 'pg2crate');

@@ -1,33 +1,19 @@
 // Invariant 4: one active drainer per stream. A second instance waits as a standby while the first
 // holds the stream's advisory lock, applies nothing meanwhile, and takes over when the first dies.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { killReplicators, spawnReplicator, waitForLog } from '../helpers/child-replicator.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, settle, waitCaughtUp, waitFor } from '../helpers/replication.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { spawnReplicator, waitForLog } from '../helpers/child-replicator.js';
+import { assertSameRows, waitCaughtUp, waitFor } from '../helpers/replication.js';
 
-let cluster: Cluster;
+const bed = clusterForFile();
 let src: pg.Pool;
 let dst: pg.Pool;
 let env: Record<string, string>;
 
 before(async () => {
-  cluster = await startCluster();
-  const [srcUrl, dstUrl] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  src = pool(srcUrl);
-  dst = pool(dstUrl);
-  await src.query(`create table public.jobs (id integer primary key, batch integer not null, payload text)`);
-  env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.jobs' };
-  await settle(makeConfig(env), src);
-});
-
-after(async () => {
-  await killReplicators();
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
-  await assertNoLeaks();
+  ({ src, dst, env } = await bed.settled(`create table public.jobs (id integer primary key, batch integer not null, payload text)`, { PG2CRATE_TABLES: 'public.jobs' }));
 });
 
 async function batchInTarget(batch: number, rows: number): Promise<boolean> {

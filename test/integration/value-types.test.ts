@@ -1,10 +1,10 @@
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { assertSameRows, makeConfig, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 
-let cluster: Cluster;
+const bed = clusterForFile();
 let src: pg.Pool;
 let dst: pg.Pool;
 let rep: Running;
@@ -18,21 +18,13 @@ const TABLE = `create table public.all_types (
 )`;
 
 before(async () => {
-  cluster = await startCluster();
-  const [s, d] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
-  src = pool(s);
-  dst = pool(d);
+  let s: string, d: string;
+  ({ srcUrl: s, dstUrl: d, src, dst } = await bed.databases());
   await src.query(TABLE);
   rep = await startReplicator(makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.all_types' }));
 });
 
-after(async () => {
-  await rep?.stop();
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
-  await assertNoLeaks();
-});
+bed.onClose(() => rep?.stop());
 
 test('every type arrives with identical values through insert, update, key change and delete', async () => {
   await src.query(`insert into all_types values

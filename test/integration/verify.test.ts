@@ -2,7 +2,7 @@
 // the replicator's back is found by key (and only those keys), through ranges, narrowing and the
 // re-check; --repair fixes them through the outbox; changes in flight settle instead of being
 // reported; without a replicator verify says so.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import type { Config } from '../../src/core/config.js';
@@ -11,10 +11,10 @@ import type { TableInfo } from '../../src/core/change.js';
 import { postgresVerifyTarget } from '../../src/verify/postgres-target.js';
 import { runVerify, type VerifyResult } from '../../src/verify/run-verify.js';
 import type { TableReport } from '../../src/verify/report.js';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { assertNoLeaks, assertSameRows, makeConfig, pool, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { assertSameRows, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 
-let cluster: Cluster;
+const bed = clusterForFile();
 let src: pg.Pool;
 let dst: pg.Pool;
 let dstUrl: string;
@@ -36,11 +36,9 @@ class GatedSink implements Sink {
 const TABLES = ['public.items', 'public.pairs', 'public.typed', 'public.udt', 'public.bulk', 'public.words'];
 
 before(async () => {
-  cluster = await startCluster();
-  const [s, d] = await Promise.all([cluster.createDatabase('src'), cluster.createDatabase('dst')]);
+  let s: string, d: string;
+  ({ srcUrl: s, dstUrl: d, src, dst } = await bed.databases());
   dstUrl = d;
-  src = pool(s);
-  dst = pool(d);
   // Output defaults unlike the source's: verify must not depend on either server's settings.
   const dstName = new URL(d).pathname.slice(1);
   for (const set of [`timezone to 'Pacific/Chatham'`, 'extra_float_digits to 0', `intervalstyle to 'iso_8601'`, `bytea_output to 'escape'`]) {
@@ -74,13 +72,9 @@ before(async () => {
   await waitCaughtUp(src);
 });
 
-after(async () => {
+bed.onClose(async () => {
   gate = Promise.resolve();
   await rep?.stop();
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
-  await assertNoLeaks();
 });
 
 async function verify(opts: { repair?: boolean; form?: 'postgres-md5' | 'client'; tables?: string[]; rangeRows?: number } = {}): Promise<VerifyResult & { lines: string[] }> {

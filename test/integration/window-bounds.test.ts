@@ -1,7 +1,7 @@
 // The lower id bound of the drainer's windows (outbox.ts, outbox-bounds.ts): how it was once wrong,
 // and that no committed event is lost through it. The outbox source is driven directly here, page by
 // page, so that a window can be opened and closed at exactly the moment a test needs.
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import type { Change } from '../../src/core/change.js';
@@ -13,14 +13,13 @@ import { RegistryCatalog, removeTable } from '../../src/capture/registry.js';
 import { readStatus } from '../../src/ops/status.js';
 import { streamLockText } from '../../src/capture/names.js';
 import { resendRows } from '../../src/resend.js';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { assertNoLeaks, makeConfig, pool, settle, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
+import { clusterForFile } from '../helpers/file-cluster.js';
+import { makeConfig, settle, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
 
-let cluster: Cluster;
+const bed = clusterForFile();
 let srcUrl: string;
 let dstUrl: string;
 let src: pg.Pool;
-let dst: pg.Pool;
 const clients: pg.Client[] = [];
 
 async function client(options?: string): Promise<pg.Client> {
@@ -52,22 +51,14 @@ async function drainWindows(source: OutboxSource, windows = 1): Promise<Change[]
 const insertOf = (id: number) => (c: Change) => c.op === 'I' && String(c.row?.id) === String(id);
 
 before(async () => {
-  cluster = await startCluster();
-  srcUrl = await cluster.createDatabase('src');
-  dstUrl = await cluster.createDatabase('dst');
-  src = pool(srcUrl);
-  dst = pool(dstUrl);
+  ({ srcUrl, dstUrl, src } = await bed.databases());
   await src.query(`create table public.accounts (id integer primary key, v text not null)`);
   await src.query(`create table public.gone (id integer primary key, v text not null)`);
   await settle(makeConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_TABLES: 'public.accounts,public.gone' }), src);
 });
 
-after(async () => {
+bed.onClose(async () => {
   for (const c of clients) await c.end().catch(() => {});
-  await src?.end();
-  await dst?.end();
-  await cluster?.stop();
-  await assertNoLeaks();
 });
 
 test('the outbox sequence as read for a lower bound never goes backwards while other sessions call nextval()', async () => {
