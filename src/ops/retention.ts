@@ -12,7 +12,8 @@
 // every stream's prev_snapshot (applied), and only then truncates. A transaction that read the old
 // generation number but writes after the truncate simply adds an event to the emptied partition,
 // which is read and applied like any other. Unapplied events are never removed, nor are those a
-// running direct initial load still has to look at (direct-load.ts).
+// running direct initial load still has to look at (direct-load.ts). The same check runs first
+// without the lock, so that a generation with events still to apply costs readers nothing.
 import type pg from 'pg';
 import { qualify } from '../core/identifiers.js';
 import type { Logger } from '../core/logger.js';
@@ -42,28 +43,36 @@ export async function runRetention(pool: pg.Pool, opts: RetentionOptions): Promi
   const { rows } = await pool.query<{ gen: number }>(`select gen from ${qualify(s, 'state')}`);
   const current = rows[0].gen;
   const truncated: number[] = [];
+  // An event is pending while some stream has not applied it, or a running direct load still has
+  // to re-send its key (direct-load.ts).
+  const pendingSql = (g: number) => `select exists (select 1 from ${part(g)} o
+      where exists (select 1 from ${qualify(s, 'checkpoint')} c
+                     where c.prev_snapshot is null or not pg_visible_in_snapshot(o.xid, c.prev_snapshot))
+         or not exists (select 1 from ${qualify(s, 'checkpoint')})
+         or exists (select 1 from ${qualify(s, 'backfills')} b
+                     where b.table_id = o.table_id and b.status <> 'done' and b.snapshot is not null
+                       and not pg_visible_in_snapshot(o.xid, b.snapshot))) as pending`;
   for (const g of GENERATIONS) {
     if (g === current) continue;
     const any = await pool.query(`select 1 from ${part(g)} limit 1`);
     if (any.rows.length === 0) continue;
+    // First without a lock: a generation with events still to apply is skipped without blocking
+    // anyone. Under the exclusive lock the same scan would stop the drainer's reads of the whole
+    // outbox for as long as it runs, and with a large backlog that was most of the time.
+    if ((await pool.query<{ pending: boolean }>(pendingSql(g))).rows[0].pending) {
+      log.debug({ generation: g }, 'generation still has unapplied events');
+      continue;
+    }
     const client = await pool.connect();
     try {
       await client.query('begin');
       await client.query(`set local lock_timeout = ${Math.max(1, Math.round(opts.lockTimeoutMs))}`);
       await client.query(`lock table ${part(g)} in access exclusive mode`);
-      const pending = await client.query<{ n: string }>(
-        `select count(*)::text as n from ${part(g)} o
-          where exists (select 1 from ${qualify(s, 'checkpoint')} c
-                         where c.prev_snapshot is null or not pg_visible_in_snapshot(o.xid, c.prev_snapshot))
-             or not exists (select 1 from ${qualify(s, 'checkpoint')})
-             -- a direct initial load re-sends the keys of these once its copy is done (direct-load.ts)
-             or exists (select 1 from ${qualify(s, 'backfills')} b
-                         where b.table_id = o.table_id and b.status <> 'done' and b.snapshot is not null
-                           and not pg_visible_in_snapshot(o.xid, b.snapshot))`,
-      );
-      if (pending.rows[0].n !== '0') {
+      // Again under the lock, which waited for every writer of the partition to end: the check
+      // that makes the truncate safe. It finds every event applied unless one came in meanwhile.
+      if ((await client.query<{ pending: boolean }>(pendingSql(g))).rows[0].pending) {
         await client.query('rollback');
-        log.debug({ generation: g, pending: Number(pending.rows[0].n) }, 'generation still has unapplied events');
+        log.debug({ generation: g }, 'generation got an unapplied event meanwhile');
         continue;
       }
       await client.query(`truncate ${part(g)}`);

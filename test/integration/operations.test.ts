@@ -80,6 +80,53 @@ test('retention under 4 writers never removes an unapplied event and keeps the o
   assert.ok(sizes.some((b, i) => i > 0 && b < sizes[i - 1]), `retention never shrank the outbox: ${sizes.join(', ')}`);
 });
 
+test('retention skips a generation with unapplied events without asking for its lock, so the outbox readers never wait behind it', async () => {
+  const { s, d, src, dst } = await databases();
+  const config = makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.t', PG2CRATE_RETENTION_CRON: 'off', PG2CRATE_RETENTION_ROTATE_KB: '8' });
+  const admin = new Runner(config, testLogger());
+  await admin.migrate();
+  await src.query(`insert into t select g, repeat('a', 100) from generate_series(1, 200) g`);
+  assert.deepEqual((await admin.retention()).rotatedTo, 1, 'the first run moves writers on to generation 1');
+  // Generation 0 holds 200 unapplied events, and a reader holds it as a window read does.
+  const reader = await src.connect();
+  const seen: string[] = [];
+  try {
+    await reader.query('begin');
+    await reader.query('select count(*) from pg2crate.outbox_0');
+    let running = true;
+    const watch = (async () => {
+      while (running) {
+        const { rows } = await src.query(
+          `select mode, granted from pg_locks where relation = 'pg2crate.outbox_0'::regclass and mode = 'AccessExclusiveLock'`,
+        );
+        for (const r of rows) seen.push(`${r.mode} granted=${r.granted}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    const res = await admin.retention();
+    running = false;
+    await watch;
+    assert.deepEqual(res.truncated, []);
+  } finally {
+    await reader.query('rollback');
+    reader.release();
+  }
+  // Before, the run took the exclusive lock first and counted under it: the request queued behind
+  // the reader, and every later reader of the outbox queued behind the request.
+  assert.deepEqual(seen, [], 'retention asked for an exclusive lock on a generation it could not truncate');
+  assert.equal(Number((await src.query('select count(*) from pg2crate.outbox_0')).rows[0].count), 200);
+  await admin.close();
+  // Once applied, the generation goes.
+  const rep = await startReplicator(config);
+  try {
+    await waitCaughtUp(src);
+    assert.deepEqual((await rep.runner.retention()).truncated, [0]);
+  } finally {
+    await rep.stop();
+  }
+  assert.equal(await assertSameRows(src, dst, 'public.t', 'public.t', ['id']), 200);
+});
+
 test('status and /metrics report the backlog of a known number of writes, and zero after the drain', async () => {
   const { s, d, src } = await databases();
   const config = makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.t', PG2CRATE_RETENTION_CRON: 'off', PG2CRATE_HTTP_PORT: '0' });
