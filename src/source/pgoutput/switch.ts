@@ -5,8 +5,9 @@
 // recorded in pg2crate.capture.
 //
 // trigger → pgoutput (FinalWindow of the outbox source):
-//   snapshot: check the server and tables, bring the publication in line, create the slot with an
-//             exported snapshot S, record S (mode to-pgoutput);
+//   snapshot: check the server and tables, bring the publication in line, create the slot and a
+//             snapshot S that matches its start (slot.ts: in three steps, around a PostgreSQL
+//             bug), record S (mode to-pgoutput);
 //   reached:  the outbox is applied up to exactly S (and the slot holds every transaction not
 //             visible in S): drop the triggers, record mode pgoutput.
 // pgoutput → trigger (StopAt of the pgoutput source), with what pg2crate.capture says meanwhile:
@@ -80,7 +81,7 @@ export function toPgoutput(o: SwitchOptions): FinalWindow {
       await o.step?.('to-pgoutput:publication');
       // A slot left by an attempt that crashed before recording its snapshot: nothing read from it yet.
       if (await dropSlot(db, o.slot)) log.info({ slot: o.slot }, 'dropped a slot left by an interrupted switch');
-      const created = await createSlotWithSnapshot(o.connection, db, o.slot, version);
+      const created = await createSlotWithSnapshot(o.connection, db, o.slot, o.publication, version);
       await o.step?.('to-pgoutput:slot');
       await writeCaptureState(db, o.schema, o.stream, {
         mode: 'to-pgoutput', slotName: o.slot, publicationName: o.publication, finalSnapshot: created.snapshot,

@@ -15,6 +15,7 @@
 // position is ever reported, also by the timer that keeps the walsender from timing out while paused.
 import pg from 'pg';
 import { PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
+import { HaltError } from '../../core/errors.js';
 import { quoteIdent, quoteLiteral } from '../../core/identifiers.js';
 import type { Logger } from '../../core/logger.js';
 import { formatLsn } from './lsn.js';
@@ -90,7 +91,7 @@ export class WalStream {
     const sql = `START_REPLICATION SLOT ${quoteIdent(this.#opts.slot)} LOGICAL 0/0 (proto_version '1', publication_names ${quoteLiteral(quoteIdent(this.#opts.publication))}, messages 'true')`;
     const ended = client.query(sql).then(
       () => { if (!this.#stopped) this.#fail(new Error('Connection terminated: the server ended replication')); },
-      (err: Error) => { if (!this.#stopped) this.#fail(err); throw err; },
+      (err: Error) => { if (!this.#stopped) this.#fail(err); throw this.failure ?? err; },
     );
     await Promise.race([started, ended.then(() => { throw this.failure ?? new Error('replication ended before it started'); })]);
     ended.catch(() => {});
@@ -100,8 +101,8 @@ export class WalStream {
 
   #fail(err: Error): void {
     if (this.failure || this.#stopped) return;
-    this.failure = err;
-    this.#log.warn({ err }, 'replication stream failed');
+    this.failure = undecodable(err, this.#opts.slot) ?? err;
+    this.#log.warn({ err: this.failure }, 'replication stream failed');
     this.#opts.onItem();
   }
 
@@ -201,4 +202,19 @@ export class WalStream {
       if (!ended) (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
     }
   }
+}
+
+/**
+ * The server cannot decode the slot: its historic catalog snapshot lacks a catalog change (a
+ * TRUNCATE, a rewrite) that committed while the slot was being created (a PostgreSQL bug, slot.ts).
+ * Every start fails at the same transaction, so this halts with the way out instead of retrying.
+ */
+function undecodable(err: Error, slot: string): HaltError | null {
+  if ((err as { code?: string }).code !== 'XX000' || !/could not map file(node|number) .* to relation OID/.test(err.message)) return null;
+  return new HaltError(
+    `slot ${slot} cannot be decoded (${err.message}): its catalog snapshot misses a change that committed while the slot was being created ` +
+      '(a PostgreSQL bug that switch-capture now works around, docs/pgoutput.md), and every start fails the same way. ' +
+      'The changes it holds cannot be read: run `pg2crate slot drop --force`, `pg2crate switch-capture trigger` and `pg2crate backfill`, then `switch-capture pgoutput` again',
+    { cause: err },
+  );
 }
