@@ -81,7 +81,7 @@ export async function run(args: BenchArgs): Promise<object> {
   if (config.target.kind !== 'cratedb') throw new Error('unreachable');
   const target = config.target;
   const requestRows = config.crate.maxRequestRows;
-  const client = new CrateClient({ url: target.url, username: target.username, password: target.password, timeoutMs: 120_000 });
+  const client = new CrateClient({ url: target.urls, username: target.username, password: target.password, timeoutMs: 120_000 });
   const auth = `Basic ${Buffer.from(`${target.username}:${target.password ?? ''}`).toString('base64')}`;
   const inserts = makeChanges(rows, 'I');
   const updates = makeChanges(rows, 'U');
@@ -152,7 +152,7 @@ export async function run(args: BenchArgs): Promise<object> {
             const r = c.row!;
             return [String(r.id), r.k, r.v, String(r.amount), r.created, r.tags, r.body];
           });
-          const res = await fetch(`${target.url}/_sql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify({ stmt, bulk_args: bulkArgs }) });
+          const res = await fetch(`${target.urls[0]}/_sql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify({ stmt, bulk_args: bulkArgs }) });
           const body = (await res.json()) as { results?: Array<{ rowcount: number }> };
           if (!res.ok || !body.results || body.results.some((x) => x.rowcount !== 1)) throw new Error(`plain insert failed: HTTP ${res.status}`);
         }

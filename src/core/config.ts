@@ -21,7 +21,8 @@ export interface TableSpec extends ShapeOptions {
 
 export type TargetConfig =
   | { kind: 'postgres'; connectionString: string }
-  | { kind: 'cratedb'; url: string; username: string; password?: string };
+  /** `urls`: the nodes, without credentials, in the order given (one for a single node) */
+  | { kind: 'cratedb'; urls: readonly string[]; username: string; password?: string };
 
 export interface CrateOptions {
   /** rows per bulk request */
@@ -239,12 +240,7 @@ export function loadConfig(env: Env, file: Record<string, unknown> = {}): Readon
   if (s.targetDatabaseUrl !== undefined && s.cratedbUrl !== undefined) {
     throw new ConfigError('CRATEDB_URL', 'both CRATEDB_URL and TARGET_DATABASE_URL are set; set exactly one target');
   } else if (s.cratedbUrl !== undefined) {
-    const u = new URL(s.cratedbUrl);
-    const username = s.cratedbUser ?? (decodeURIComponent(u.username) || 'crate');
-    const password = s.cratedbPassword ?? (u.password ? decodeURIComponent(u.password) : undefined);
-    u.username = '';
-    u.password = '';
-    target = { kind: 'cratedb', url: u.toString().replace(/\/+$/, ''), username, password };
+    target = crateTarget(s.cratedbUrl, s.cratedbUser, s.cratedbPassword);
   } else if (s.targetDatabaseUrl !== undefined) {
     target = { kind: 'postgres', connectionString: s.targetDatabaseUrl };
   } else {
@@ -314,6 +310,26 @@ export function loadConfig(env: Env, file: Record<string, unknown> = {}): Readon
     slotWarnBytes: s.slotWarnMb * 1024 * 1024,
   };
   return deepFreeze(config);
+}
+
+/**
+ * The CrateDB nodes without their credentials, and the one user they share: CRATEDB_USER and
+ * CRATEDB_PASSWORD, else the URLs' (those that carry any must agree), else `crate`.
+ */
+function crateTarget(list: readonly string[], user: string | undefined, password: string | undefined): TargetConfig {
+  const urls = list.map((raw) => new URL(raw));
+  const carried = urls.filter((u) => u.username || u.password);
+  const same = (a: URL, b: URL) => a.username === b.username && a.password === b.password;
+  if (carried.some((u) => !same(u, carried[0]))) {
+    throw new ConfigError('CRATEDB_URL', 'the node URLs carry different credentials; all nodes share one user: give it in one URL, in all alike, or in CRATEDB_USER and CRATEDB_PASSWORD');
+  }
+  const username = user ?? (carried[0]?.username ? decodeURIComponent(carried[0].username) : 'crate');
+  const secret = password ?? (carried[0]?.password ? decodeURIComponent(carried[0].password) : undefined);
+  for (const u of urls) {
+    u.username = '';
+    u.password = '';
+  }
+  return { kind: 'cratedb', urls: urls.map((u) => u.toString().replace(/\/+$/, '')), username, password: secret };
 }
 
 /** Comma-separated names; commas inside double quotes belong to the name. */

@@ -43,6 +43,38 @@ function url(protocols: readonly string[]) {
   });
 }
 
+/**
+ * One URL, or the nodes of a cluster: a comma-separated list (in the file also a JSON list). Each
+ * is checked as url() does, and a message for a list names the position, never the value.
+ */
+function urlList(protocols: readonly string[]) {
+  const one = url(protocols);
+  const expected = `expected a URL starting with ${protocols.join(' or ')}, or several separated by commas`;
+  return z
+    .union([z.string(), z.array(z.string())], { error: expected })
+    .transform((raw) => (typeof raw === 'string' ? raw.split(',') : raw).map((s) => s.trim()))
+    .superRefine((list, ctx) => {
+      const seen = new Map<string, number>();
+      list.forEach((item, i) => {
+        const where = list.length === 1 ? '' : `URL ${i + 1} of ${list.length}: `;
+        if (item === '') {
+          ctx.addIssue({ code: 'custom', message: `${where}${list.length === 1 ? expected : 'empty (a comma too many?)'}` });
+          return;
+        }
+        const res = one.safeParse(item);
+        if (!res.success) {
+          ctx.addIssue({ code: 'custom', message: `${where}${res.error.issues[0].message}` });
+          return;
+        }
+        const u = new URL(item);
+        const node = `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, '')}`;
+        const first = seen.get(node);
+        if (first !== undefined) ctx.addIssue({ code: 'custom', message: `URL ${first + 1} and URL ${i + 1} name the same node` });
+        else seen.set(node, i);
+      });
+    });
+}
+
 function cron() {
   const error: Message = (iss) => `expected a cron expression like "*/5 * * * *" (minute hour day month weekday, optional seconds first) or "off", got ${got(iss.input)}`;
   // '' and 'off' switch a schedule off
@@ -82,8 +114,8 @@ export const SETTINGS = {
     meaning: 'the source database, `postgres://user:password@host:5432/db`; unset: the libpq `PGHOST`, `PGDATABASE`, … variables',
   }),
   cratedbUrl: setting({
-    env: 'CRATEDB_URL', schema: url(['http:', 'https:']).optional(), shownDefault: '—',
-    meaning: 'CrateDB HTTP endpoint, `http(s)://[user:password@]host:4200`; exactly one target',
+    env: 'CRATEDB_URL', schema: urlList(['http:', 'https:']).optional(), shownDefault: '—',
+    meaning: 'CrateDB HTTP endpoint, `http(s)://[user:password@]host:4200`; a cluster: several nodes separated by commas, requests spread over those that answer (see Running against a CrateDB cluster); exactly one target',
   }),
   cratedbUser: setting({ env: 'CRATEDB_USER', schema: z.string().optional(), shownDefault: 'the URL\'s, else `crate`', meaning: 'CrateDB user (instead of the URL\'s)' }),
   cratedbPassword: setting({ env: 'CRATEDB_PASSWORD', schema: z.string().optional(), shownDefault: 'the URL\'s, else none', meaning: 'CrateDB password (instead of the URL\'s); never logged' }),

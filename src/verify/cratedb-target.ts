@@ -97,9 +97,9 @@ class CrateVerifyTarget implements VerifyTarget {
   readonly #plans = new Map<string, CrateReadPlan>();
 
   constructor(conn: CrateConnection, opts: CrateVerifyTargetOptions) {
-    this.#client = new CrateClient(conn, { maxSockets: 4 });
-    this.#opts = opts.plan;
     this.#log = opts.logger?.child({ component: 'verify-cratedb' });
+    this.#client = new CrateClient(conn, { maxSockets: 4, log: this.#log });
+    this.#opts = opts.plan;
     this.form = { kind: 'client', normaliseSourceRow: (row, t) => normaliseSourceRow(this.#planNow(t), row) };
   }
 

@@ -81,7 +81,7 @@ export function createVerifyTarget(config: Config, logger: Logger): VerifyTarget
   const t = config.target;
   if (t.kind === 'postgres') return postgresVerifyTarget(t.connectionString, { logger });
   return crateVerifyTarget(
-    { url: t.url, username: t.username, password: t.password, timeoutMs: config.crate.requestTimeoutMs },
+    { url: t.urls, username: t.username, password: t.password, timeoutMs: config.crate.requestTimeoutMs },
     { plan: config.crate, logger },
   );
 }

@@ -51,9 +51,34 @@ test('the libpq PG* variables may stand in for DATABASE_URL', () => {
 
 test('a CrateDB target takes its credentials out of the URL', () => {
   const c = loadConfig({ DATABASE_URL: SRC, CRATEDB_URL: 'https://writer:p%40ss@crate.example:4200/' });
-  assert.deepEqual(c.target, { kind: 'cratedb', url: 'https://crate.example:4200', username: 'writer', password: 'p@ss' });
+  assert.deepEqual(c.target, { kind: 'cratedb', urls: ['https://crate.example:4200'], username: 'writer', password: 'p@ss' });
   const d = loadConfig({ DATABASE_URL: SRC, CRATEDB_URL: 'http://crate.example:4200' });
-  assert.deepEqual(d.target, { kind: 'cratedb', url: 'http://crate.example:4200', username: 'crate', password: undefined });
+  assert.deepEqual(d.target, { kind: 'cratedb', urls: ['http://crate.example:4200'], username: 'crate', password: undefined });
+});
+
+test('CRATEDB_URL takes the nodes of a cluster as a comma-separated list (a list in the file), sharing one user', () => {
+  const c = loadConfig({ DATABASE_URL: SRC, CRATEDB_URL: 'http://writer:s3cret-pw@a.example:4200/, http://b.example:4200 ,http://writer:s3cret-pw@c.example:4201' });
+  assert.deepEqual(c.target, { kind: 'cratedb', urls: ['http://a.example:4200', 'http://b.example:4200', 'http://c.example:4201'], username: 'writer', password: 's3cret-pw' });
+  assert.ok(Object.isFrozen(c.target.kind === 'cratedb' && c.target.urls));
+  const f = loadConfig({ DATABASE_URL: SRC }, { cratedbUrl: ['http://a.example:4200', 'https://b.example:4200'] });
+  assert.deepEqual(f.target.kind === 'cratedb' && f.target.urls, ['http://a.example:4200', 'https://b.example:4200']);
+  const e = loadConfig({ DATABASE_URL: SRC, CRATEDB_URL: 'http://a:4200,http://b:4200', CRATEDB_USER: 'u', CRATEDB_PASSWORD: 's3cret-pw' });
+  assert.deepEqual(e.target, { kind: 'cratedb', urls: ['http://a:4200', 'http://b:4200'], username: 'u', password: 's3cret-pw' });
+});
+
+test('a bad node in the list is named by its position, never shown, and the message stays one line', () => {
+  const bad = (value: string, more: RegExp) => {
+    rejects({ DATABASE_URL: SRC, CRATEDB_URL: value }, 'CRATEDB_URL', {}, more);
+    assert.throws(() => loadConfig({ DATABASE_URL: SRC, CRATEDB_URL: value }), (err: Error) => !err.message.includes('\n'));
+  };
+  bad('http://writer:s3cret-pw@a.example:4200,postgres://writer:s3cret-pw@b.example:5432', /URL 2 of 2: .*http:/);
+  bad('http://a.example:4200,,http://b.example:4200', /URL 2 of 3: empty/);
+  bad('http://a.example:4200,', /URL 2 of 2: empty/);
+  bad('http://writer:s3cret-pw@a.example:4200,not a url', /URL 2 of 2: .*not a URL/);
+  bad('http://a.example:4200,http://b.example:4200,http://a.example:4200/', /URL 1 and URL 3 name the same node/);
+  bad('http://writer:s3cret-pw@a.example:4200,http://other:s3cret-pw@b.example:4200', /different credentials/);
+  bad('http://writer:s3cret-pw@a.example:4200,http://writer:wrong@b.example:4200', /different credentials/);
+  rejects({ DATABASE_URL: SRC }, 'CRATEDB_URL', { cratedbUrl: ['http://a.example:4200', 42] });
 });
 
 test('bad source URLs name DATABASE_URL and never echo the password', () => {

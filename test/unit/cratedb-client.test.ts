@@ -33,6 +33,10 @@ let server: Server;
 let url: string;
 let handler: (r: Received) => Answer;
 let received: Received[] = [];
+/** GET / (the client checks a node with it before use, and asks it for the version): answered by rootHandler, kept apart from `received` */
+let probes: Received[] = [];
+const CRATE_ROOT: Answer = { status: 200, body: { ok: true, status: 200, name: 'n1', version: { number: '6.4.3' } } };
+let rootHandler: (r: Received) => Answer = () => CRATE_ROOT;
 const sockets = new Set<Socket>();
 const PASSWORD = 's3cr3t-Pa55';
 
@@ -44,8 +48,8 @@ before(async () => {
       const raw = Buffer.concat(chunks).toString('utf8');
       const body = raw ? JSON.parse(raw) : {};
       const r: Received = { method: req.method ?? '', headers: req.headers, stmt: body.stmt, args: body.args, bulkArgs: body.bulk_args, bytes: Buffer.byteLength(raw) };
-      received.push(r);
-      const a = handler(r);
+      (r.method === 'GET' ? probes : received).push(r);
+      const a = r.method === 'GET' ? rootHandler(r) : handler(r);
       if (a === 'destroy') { req.socket.destroy(); return; }
       if (a === 'hang') return;
       const text = 'text' in a ? a.text : JSON.stringify(a.body);
@@ -65,6 +69,8 @@ after(async () => {
 
 beforeEach(() => {
   received = [];
+  probes = [];
+  rootHandler = () => CRATE_ROOT;
 });
 
 const client = (timeoutMs = 5_000) => new CrateClient({ url, username: 'writer', password: PASSWORD, timeoutMs });
@@ -348,7 +354,7 @@ describe('whole-request failures that a retry may cure, and credentials', () => 
     const err = await thrown(c.sql('SELECT 1'));
     await thrown(c.bulk('INSERT …', ['[1]']));
     c.close();
-    for (const r of received) assert.equal(r.headers.authorization, `Basic ${Buffer.from(`writer:${PASSWORD}`).toString('base64')}`);
+    for (const r of [...probes, ...received]) assert.equal(r.headers.authorization, `Basic ${Buffer.from(`writer:${PASSWORD}`).toString('base64')}`);
     assert.equal(classify(err), 'fatal');
     assertNoPassword(err);
     assert.throws(() => new CrateClient({ url: `http://writer:${PASSWORD}@127.0.0.1:4200`, username: 'w', timeoutMs: 1 }), (e: Error) => !e.message.includes(PASSWORD));
@@ -397,7 +403,7 @@ describe('the sink when the target table changed under it', () => {
     { name: 'v', type: 'text', baseType: 'text', baseFormatted: 'text', dims: 0, typtype: 'b', notNull: false },
   ];
   const info: TableInfo = { id: 1, relid: 1, sourceSchema: 'public', sourceTable: 't', targetSchema: 'doc', targetTable: 't', keyColumns: ['id'], columns };
-  const config = { kind: 'cratedb' as const, url: '', username: 'writer', password: PASSWORD };
+  const config = { kind: 'cratedb' as const, urls: [] as string[], username: 'writer', password: PASSWORD };
   const opts = { maxRequestRows: 100, maxRequestBytes: 1 << 20, requestTimeoutMs: 5_000, replicas: '0-1', jsonColumn: 'object-ignored' as const, textColumn: 'plain' as const };
 
   function crate(opts2: { tableExists: () => boolean; insert: () => Answer }): (r: Received) => Answer {
@@ -414,7 +420,7 @@ describe('the sink when the target table changed under it', () => {
   }
 
   async function applyOnce(): Promise<unknown> {
-    const sink = new CrateSink({ ...config, url }, opts, createLogger('silent'));
+    const sink = new CrateSink({ ...config, urls: [url] }, opts, createLogger('silent'));
     try {
       await sink.start();
       await sink.prepare(info);

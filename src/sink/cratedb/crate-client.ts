@@ -1,4 +1,6 @@
-// A small client for CrateDB's HTTP endpoint (POST /_sql), over keep-alive connections.
+// A small client for CrateDB's HTTP endpoint (POST /_sql), over keep-alive connections, to one
+// node or spread over the nodes of a cluster (crate-nodes.ts: round-robin, a node that fails is set
+// aside for a back-off and checked before it is used again).
 //
 // Every failure becomes a CrateRequestError (a TargetError) whose code errors.ts classifies:
 // CrateDB's own error code (4000 a value or syntax, 4041/4043 unknown table/column, 5xxx server
@@ -7,16 +9,30 @@
 // password (it only ever goes into the Authorization header) and, for bulk requests, never a
 // CrateDB message that may quote a row's value: that text is kept apart in `crateMessage`, for
 // the dead-letter table only.
+//
+// A request that a node did not answer is sent to the next node at once when it cannot have
+// arrived (connection refused or not made in time) and also when the connection broke before the
+// answer (the node died with it, maybe after applying it). That second send is safe because every
+// request the sink and verify make is idempotent: bulk upserts and deletes by key converge on the
+// same rows however often they run (a delete of a key already gone answers "document missing",
+// counted as applied), DDL is CREATE … IF NOT EXISTS or an ADD COLUMN whose failure is checked
+// against the columns afterwards, the rest are REFRESH and reads. The drainer relies on the same
+// property when it replays a page. A request whose answer did not come in time is not sent again
+// here: it may still be running, and a heavy one would time out on each node in turn; the node is
+// set aside and the error (retryable) goes to the caller, whose retry lands on another node. When
+// no node answers, the error is retryable too: a change is never parked because nodes are down.
 import http from 'node:http';
 import https from 'node:https';
 import { LosslessNumber, isSafeNumber, parse as losslessParse } from 'lossless-json';
 import type { JsonValue } from '../../core/change.js';
-import { TargetError } from '../../core/errors.js';
+import { classify, TargetError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import { CrateNodes, type CrateNode } from './crate-nodes.js';
 import { toJson } from './json-text.js';
 
 export interface CrateConnection {
-  /** http(s)://host:port, without credentials */
-  url: string;
+  /** a node's http(s)://host:port, or the nodes of a cluster (requests are spread over them); without credentials */
+  url: string | readonly string[];
   username: string;
   password?: string;
   /** deadline of one request, from sending to the last byte of the answer */
@@ -38,8 +54,31 @@ export class CrateRequestError extends TargetError {
   }
 }
 
-/** The request failed on a kept-alive connection before any answer: worth one more send. */
-class StaleSocketError extends CrateRequestError {}
+/**
+ * One node did not answer. `unsent`: the request cannot have reached it (no connection, or the
+ * node is not in a cluster yet); `lost`: the connection broke before the answer; `late`: no answer
+ * within the deadline.
+ */
+class NodeFailure extends CrateRequestError {
+  constructor(message: string, code: string | undefined, readonly phase: 'unsent' | 'lost' | 'late', options?: { cause?: unknown }) {
+    super(message, code, undefined, undefined, options);
+  }
+}
+
+/** The request failed on a kept-alive connection before any answer: worth one more send to the same node. */
+class StaleSocketError extends NodeFailure {}
+
+/** How long a node may take to accept a connection, and to answer the check (GET /). */
+const CONNECT_TIMEOUT_MS = 5_000;
+const CHECK_TIMEOUT_MS = 10_000;
+
+interface NodeEndpoint {
+  base: string;
+  sql: URL;
+  root: URL;
+  transport: typeof http | typeof https;
+  agent: http.Agent;
+}
 
 export interface SqlResult {
   cols: string[];
@@ -70,22 +109,31 @@ export function crateExceptionName(message: string | undefined): string | undefi
 const MESSAGE_SAFE_CODES = new Set(['4041', '4043', '4045', '4046', '4010', '4011']);
 
 export class CrateClient {
-  readonly #base: string;
-  readonly #endpoint: URL;
+  readonly #endpoints: NodeEndpoint[];
+  readonly #nodes: CrateNodes;
   readonly #auth: string;
   readonly #timeoutMs: number;
-  readonly #agent: http.Agent;
-  readonly #transport: typeof http | typeof https;
+  readonly #log: Logger | undefined;
 
-  constructor(conn: CrateConnection, opts: { maxSockets?: number } = {}) {
-    this.#base = conn.url.replace(/\/+$/, '');
-    this.#endpoint = new URL(`${this.#base}/_sql`);
-    if (this.#endpoint.username || this.#endpoint.password) throw new TypeError('the CrateDB URL must not carry credentials; pass username and password');
+  /** `log`: where a node set aside and a node back are reported */
+  constructor(conn: CrateConnection, opts: { maxSockets?: number; now?: () => number; log?: Logger } = {}) {
+    const bases = (typeof conn.url === 'string' ? [conn.url] : conn.url).map((u) => u.replace(/\/+$/, ''));
+    this.#endpoints = bases.map((base) => {
+      const sql = new URL(`${base}/_sql`);
+      if (sql.username || sql.password) throw new TypeError('the CrateDB URL must not carry credentials; pass username and password');
+      const tls = sql.protocol === 'https:';
+      const agent = new (tls ? https.Agent : http.Agent)({ keepAlive: true, maxSockets: opts.maxSockets ?? 8 });
+      return { base, sql, root: new URL(`${base}/`), transport: tls ? https : http, agent };
+    });
+    this.#nodes = new CrateNodes(bases, { now: opts.now });
     this.#auth = `Basic ${Buffer.from(`${conn.username}:${conn.password ?? ''}`, 'utf8').toString('base64')}`;
     this.#timeoutMs = conn.timeoutMs;
-    this.#transport = this.#endpoint.protocol === 'https:' ? https : http;
-    const AgentClass = this.#endpoint.protocol === 'https:' ? https.Agent : http.Agent;
-    this.#agent = new AgentClass({ keepAlive: true, maxSockets: opts.maxSockets ?? 8 });
+    this.#log = opts.log;
+  }
+
+  /** Each node and whether it is set aside now (for logs and tests; no credentials in it). */
+  nodes(): Array<{ base: string; aside: boolean; failures: number }> {
+    return this.#nodes.describe();
   }
 
   /** Runs one statement (our own SQL, or a test's) and returns its rows, numbers exact. */
@@ -115,14 +163,14 @@ export class CrateClient {
 
   /** The server's version number (GET /), e.g. "6.4.3". */
   async version(): Promise<string> {
-    const { status, text } = await this.#send('GET', undefined);
-    if (status !== 200) throw this.#httpError(status, text, false);
+    const { status, text, base } = await this.#send('GET', undefined);
+    if (status !== 200) throw this.#httpError(base, status, text, false);
     const answer = parseAnswer(text) as { version?: { number?: string } };
     return String(answer.version?.number ?? '0.0.0');
   }
 
   close(): void {
-    this.#agent.destroy();
+    for (const e of this.#endpoints) e.agent.destroy();
   }
 
   /** The byte size of a bulk request's envelope, without its parameter rows. */
@@ -131,8 +179,8 @@ export class CrateClient {
   }
 
   async #post(body: string, carriesRows: boolean): Promise<unknown> {
-    const { status, text } = await this.#send('POST', body);
-    if (status !== 200) throw this.#httpError(status, text, carriesRows);
+    const { status, text, base } = await this.#send('POST', body);
+    if (status !== 200) throw this.#httpError(base, status, text, carriesRows);
     try {
       return parseAnswer(text);
     } catch (err) {
@@ -140,7 +188,7 @@ export class CrateClient {
     }
   }
 
-  #httpError(status: number, text: string, carriesRows: boolean): CrateRequestError {
+  #httpError(base: string, status: number, text: string, carriesRows: boolean): CrateRequestError {
     let code: string | undefined;
     let message: string | undefined;
     try {
@@ -154,46 +202,97 @@ export class CrateClient {
     }
     if (code === undefined) {
       code = status >= 500 ? String(status * 10) : status === 429 ? '4290' : `HTTP${status}`;
-      return new CrateRequestError(`CrateDB at ${this.#base} answered HTTP ${status}`, code, status, undefined);
+      return new CrateRequestError(`CrateDB at ${base} answered HTTP ${status}`, code, status, undefined);
     }
     const shown = !carriesRows || MESSAGE_SAFE_CODES.has(code) ? `: ${truncate(message ?? '', 500)}` : ` (${crateExceptionName(message) ?? 'details in the dead letters'})`;
     return new CrateRequestError(`CrateDB answered HTTP ${status}, code ${code}${shown}`, code, status, message);
   }
 
   /**
-   * A kept-alive connection that the server closed while idle fails the next request before any
-   * answer (Node marks it reusedSocket): sent once more on a new connection. Every request of the
-   * sink is idempotent, so a second send is safe even if the first one arrived.
+   * Sends one request to the first node that answers, in the order crate-nodes.ts gives; a node is
+   * checked first when it must be (see there). Any HTTP answer is the node's: returned as it is.
+   * The header of this file says which failures go on to the next node.
    */
-  async #send(method: 'GET' | 'POST', body: string | undefined): Promise<{ status: number; text: string }> {
+  async #send(method: 'GET' | 'POST', body: string | undefined): Promise<{ status: number; text: string; base: string }> {
+    const failed: NodeFailure[] = [];
+    for (const node of this.#nodes.candidates()) {
+      const e = this.#endpoints[node.index];
+      try {
+        if (this.#nodes.needsCheck(node)) await this.#nodes.check(node, () => this.#check(node, e));
+        const answer = await this.#sendToNode(e, method, body, this.#timeoutMs);
+        this.#answered(node, e);
+        return { ...answer, base: e.base };
+      } catch (err) {
+        // a certificate the node's TLS does not pass, say: no other node will do better
+        if (!(err instanceof NodeFailure) || classify(err) !== 'retryable') throw err;
+        const { ms, failures } = this.#nodes.setAside(node);
+        // once per outage; the node is asked again after each back-off, quietly
+        if (failures === 1) this.#log?.warn({ node: e.base, err, retryInMs: ms, nodes: this.#endpoints.length }, 'cratedb node set aside');
+        failed.push(err);
+        if (err.phase === 'late') break;
+      }
+    }
+    if (failed.length === 1) throw failed[0];
+    const last = failed[failed.length - 1];
+    throw new CrateRequestError(`no CrateDB node answered: ${failed.map((f) => `${f.message.replace(/^cannot talk to CrateDB at /, '')}`).join('; ')}`, last.code, undefined, undefined, { cause: last });
+  }
+
+  /** GET /: a node that is up but not in a cluster yet answers 503 with "ok": false (CrateDB 6.4.3). */
+  async #check(node: CrateNode, e: NodeEndpoint): Promise<void> {
+    const { status, text } = await this.#sendToNode(e, 'GET', undefined, Math.min(this.#timeoutMs, CHECK_TIMEOUT_MS));
+    let ok: unknown;
     try {
-      return await this.#sendOnce(method, body);
+      ok = (parseAnswer(text) as { ok?: unknown } | null)?.ok;
+    } catch {
+      // not CrateDB's answer (a proxy): only its status counts
+    }
+    if (status === 503 || ok === false) {
+      throw new NodeFailure(`cannot talk to CrateDB at ${e.base}: the node is not in a cluster yet (GET / answered HTTP ${status})`, '5030', 'unsent');
+    }
+    this.#answered(node, e);
+  }
+
+  #answered(node: CrateNode, e: NodeEndpoint): void {
+    if (this.#nodes.answered(node)) this.#log?.info({ node: e.base }, 'cratedb node back');
+  }
+
+  /**
+   * A kept-alive connection that the server closed while idle fails the next request before any
+   * answer (Node marks it reusedSocket): sent once more to the same node on a new connection.
+   */
+  async #sendToNode(e: NodeEndpoint, method: 'GET' | 'POST', body: string | undefined, timeoutMs: number): Promise<{ status: number; text: string }> {
+    try {
+      return await this.#sendOnce(e, method, body, timeoutMs, false);
     } catch (err) {
       if (!(err instanceof StaleSocketError)) throw err;
-      return this.#sendOnce(method, body, true);
+      return this.#sendOnce(e, method, body, timeoutMs, true);
     }
   }
 
-  #sendOnce(method: 'GET' | 'POST', body: string | undefined, retried = false): Promise<{ status: number; text: string }> {
-    const url = method === 'GET' ? new URL(`${this.#base}/`) : this.#endpoint;
+  #sendOnce(e: NodeEndpoint, method: 'GET' | 'POST', body: string | undefined, timeoutMs: number, retried: boolean): Promise<{ status: number; text: string }> {
     return new Promise((resolve, reject) => {
       let settled = false;
+      let connected = false;
       let answered = false;
+      let late = false;
+      let connectTimer: NodeJS.Timeout | undefined;
       const fail = (err: NodeJS.ErrnoException) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        clearTimeout(connectTimer);
         const code = typeof err.code === 'string' ? err.code : 'ECONNRESET';
-        const message = `cannot talk to CrateDB at ${this.#base}: ${err.message}`;
+        const message = `cannot talk to CrateDB at ${e.base}: ${err.message}`;
+        const phase = late ? 'late' : connected ? 'lost' : 'unsent';
         const stale = !retried && !answered && req.reusedSocket && (code === 'ECONNRESET' || code === 'EPIPE');
-        reject(stale ? new StaleSocketError(message, code, undefined, undefined, { cause: err }) : new CrateRequestError(message, code, undefined, undefined, { cause: err }));
+        reject(stale ? new StaleSocketError(message, code, 'lost', { cause: err }) : new NodeFailure(message, code, phase, { cause: err }));
       };
       const headers: http.OutgoingHttpHeaders = { authorization: this.#auth, accept: 'application/json' };
       if (body !== undefined) {
         headers['content-type'] = 'application/json';
         headers['content-length'] = Buffer.byteLength(body);
       }
-      const req = this.#transport.request(url, { method, headers, agent: this.#agent }, (res) => {
+      const req = e.transport.request(method === 'GET' ? e.root : e.sql, { method, headers, agent: e.agent }, (res) => {
         answered = true;
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -206,9 +305,24 @@ export class CrateClient {
           resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
         });
       });
+      // A host that drops packets would hold the request for the whole deadline: a connection not
+      // made within CONNECT_TIMEOUT_MS fails as never sent, so the next node gets it at once.
+      req.on('socket', (socket) => {
+        if (!socket.connecting) {
+          connected = true;
+          return;
+        }
+        const connectMs = Math.min(timeoutMs, CONNECT_TIMEOUT_MS);
+        connectTimer = setTimeout(() => req.destroy(Object.assign(new Error(`no connection within ${connectMs} ms`), { code: 'ETIMEDOUT' })), connectMs);
+        socket.once('connect', () => {
+          connected = true;
+          clearTimeout(connectTimer);
+        });
+      });
       const timer = setTimeout(() => {
-        req.destroy(Object.assign(new Error(`no answer within ${this.#timeoutMs} ms`), { code: 'ETIMEDOUT' }));
-      }, this.#timeoutMs);
+        late = true;
+        req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
+      }, timeoutMs);
       req.on('error', fail);
       req.end(body);
     });

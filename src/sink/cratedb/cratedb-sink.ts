@@ -67,11 +67,11 @@ export class CrateSink implements Sink {
 
   /** `tuning` is for benchmarks: requests of one statement in flight at once. */
   constructor(target: Extract<TargetConfig, { kind: 'cratedb' }>, opts: CrateOptions, logger: Logger, tuning: { parallel?: number } = {}) {
-    this.#client = new CrateClient({ url: target.url, username: target.username, password: target.password, timeoutMs: opts.requestTimeoutMs });
+    this.#log = logger.child({ component: 'sink-cratedb' });
+    this.#client = new CrateClient({ url: target.urls, username: target.username, password: target.password, timeoutMs: opts.requestTimeoutMs }, { log: this.#log });
     this.#opts = opts;
     // Two requests in flight: CrateDB works on one while the next is serialised and sent.
     this.#limits = { maxRows: opts.maxRequestRows, maxBytes: opts.maxRequestBytes, parallel: tuning.parallel ?? 2 };
-    this.#log = logger.child({ component: 'sink-cratedb' });
   }
 
   /** Checks the connection and credentials; a CrateDB that is down is waited for by the drainer instead. */
