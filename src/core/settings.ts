@@ -161,11 +161,17 @@ export const SETTINGS = {
   'crate.maxRequestRows': setting({ env: 'PG2CRATE_CRATE_MAX_ROWS', schema: wholeNumber(1, 100_000).default(2000), meaning: 'rows per CrateDB bulk request' }),
   'crate.maxRequestBytes': setting({ env: 'PG2CRATE_CRATE_MAX_BYTES', schema: wholeNumber(1024, 90 * 1024 * 1024).default(4 * 1024 * 1024), meaning: 'bytes per CrateDB bulk request' }),
   'crate.requestTimeoutMs': setting({ env: 'PG2CRATE_CRATE_TIMEOUT_MS', schema: wholeNumber(100, 3_600_000).default(60_000), meaning: 'timeout of one CrateDB request' }),
+  // 0-2: one copy of each shard per node up to three copies (one node: none, two: one, three or
+  // more: two), so writes go on while any one node is away, and also while a second one restarts
+  // before the first has its copies back. With 0-1, CrateDB's own default, a 3-node cluster
+  // killed that way (6.4.3, tested) had 2 of 6 shards without a copy for 36 s: writes to them
+  // waited. Writes need only the primary (write.wait_for_active_shards = 1, CrateDB's default, left
+  // as it is), so missing replicas never stop them. Cost: each row indexed three times, not twice.
   'crate.replicas': setting({
-    env: 'PG2CRATE_CRATE_REPLICAS', meaning: '`number_of_replicas` of created tables',
+    env: 'PG2CRATE_CRATE_REPLICAS', meaning: '`number_of_replicas` of created tables: a copy of each shard on every node up to three copies (see Running against a CrateDB cluster)',
     schema: z.union([z.number().int().min(0).transform(String), z.string()]).pipe(
-      z.string().regex(/^(\d+|\d+-(\d+|all))$/, { error: (iss) => `expected a number or a range like 0-1, got ${got(iss.input)}` }),
-    ).default('0-1'),
+      z.string().regex(/^(\d+|\d+-(\d+|all))$/, { error: (iss) => `expected a number or a range like 0-2, got ${got(iss.input)}` }),
+    ).default('0-2'),
   }),
   'crate.shards': setting({ env: null, schema: wholeNumber(1, 1000).optional(), shownDefault: 'CrateDB\'s default', meaning: 'shards of created tables' }),
   'crate.jsonColumn': setting({

@@ -60,6 +60,7 @@ test('CRATEDB_URL takes the nodes of a cluster as a comma-separated list (a list
   const c = loadConfig({ DATABASE_URL: SRC, CRATEDB_URL: 'http://writer:s3cret-pw@a.example:4200/, http://b.example:4200 ,http://writer:s3cret-pw@c.example:4201' });
   assert.deepEqual(c.target, { kind: 'cratedb', urls: ['http://a.example:4200', 'http://b.example:4200', 'http://c.example:4201'], username: 'writer', password: 's3cret-pw' });
   assert.ok(Object.isFrozen(c.target.kind === 'cratedb' && c.target.urls));
+  assert.equal(c.crate.replicas, '0-2', 'created tables keep a copy on every node of three');
   const f = loadConfig({ DATABASE_URL: SRC }, { cratedbUrl: ['http://a.example:4200', 'https://b.example:4200'] });
   assert.deepEqual(f.target.kind === 'cratedb' && f.target.urls, ['http://a.example:4200', 'https://b.example:4200']);
   const e = loadConfig({ DATABASE_URL: SRC, CRATEDB_URL: 'http://a:4200,http://b:4200', CRATEDB_USER: 'u', CRATEDB_PASSWORD: 's3cret-pw' });
