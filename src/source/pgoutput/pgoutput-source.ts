@@ -188,7 +188,12 @@ export class PgoutputSource implements ChangeSource {
       );
     }
     await db.query(`insert into ${qualify(o.schema, 'checkpoint')} (stream) values ($1) on conflict (stream) do nothing`, [o.stream]);
-    this.#complete = this.#confirmed = parseLsn(slot.confirmedFlushLsn);
+    // Never before where the switch advanced the slot: a crash can put an advanced slot back at its
+    // creation-time point, which PostgreSQL may fail to decode from (slot.ts, migration 000010).
+    const confirmed = parseLsn(slot.confirmedFlushLsn);
+    const recorded = state.slotStartLsn ? parseLsn(state.slotStartLsn) : 0n;
+    if (recorded > confirmed) this.#log.warn({ slot: o.slot, confirmed: slot.confirmedFlushLsn, start: state.slotStartLsn }, 'the slot is behind where the switch advanced it (a crash?); streaming from there');
+    this.#complete = this.#confirmed = recorded > confirmed ? recorded : confirmed;
     this.#inTxn = false;
     this.#inFlight = false;
     this.#markReached = false;

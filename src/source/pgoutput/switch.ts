@@ -85,7 +85,7 @@ export function toPgoutput(o: SwitchOptions): FinalWindow {
       await o.step?.('to-pgoutput:slot');
       await writeCaptureState(db, o.schema, o.stream, {
         mode: 'to-pgoutput', slotName: o.slot, publicationName: o.publication, finalSnapshot: created.snapshot,
-        resumeSnapshot: null, resumeLowId: null, stopMarker: null, switchedAt: new Date(),
+        resumeSnapshot: null, resumeLowId: null, stopMarker: null, switchedAt: new Date(), slotStartLsn: created.consistentPoint,
       });
       log.info({ slot: o.slot, consistentPoint: created.consistentPoint }, 'created the slot; draining the outbox up to its snapshot');
       await o.step?.('to-pgoutput:recorded');
@@ -129,7 +129,7 @@ export function toTrigger(o: SwitchOptions): StopAt {
         // Recorded first: a stream with triggers half installed is half-way, and replicators refuse it.
         await writeCaptureState(db, o.schema, o.stream, {
           mode: 'to-trigger', slotName: o.slot, publicationName: o.publication, finalSnapshot: null,
-          resumeSnapshot: null, resumeLowId: null, stopMarker: null, switchedAt: new Date(),
+          resumeSnapshot: null, resumeLowId: null, stopMarker: null, switchedAt: new Date(), slotStartLsn: state.slotStartLsn,
         });
       }
       await o.step?.('to-trigger:recorded');
@@ -162,7 +162,7 @@ export function toTrigger(o: SwitchOptions): StopAt {
       await o.step?.('to-trigger:mark');
       await writeCaptureState(db, o.schema, o.stream, {
         mode: 'to-trigger', slotName: o.slot, publicationName: o.publication, finalSnapshot: null,
-        resumeSnapshot: p.snapshot, resumeLowId: p.lowId, stopMarker: mark, switchedAt: new Date(),
+        resumeSnapshot: p.snapshot, resumeLowId: p.lowId, stopMarker: mark, switchedAt: new Date(), slotStartLsn: state.slotStartLsn,
       });
       log.info({ slot: o.slot, mark: at.rows[0].lsn }, 'triggers installed; draining the slot up to the stop mark');
       await o.step?.('to-trigger:draining');
@@ -189,7 +189,7 @@ export function toTrigger(o: SwitchOptions): StopAt {
         );
         await db.query(`delete from ${qualify(o.schema, 'window_marks')} where stream = $1`, [o.stream]);
         await writeCaptureState(db, o.schema, o.stream, {
-          mode: 'trigger', slotName: null, publicationName: null, finalSnapshot: null, resumeSnapshot: null, resumeLowId: null, stopMarker: null, switchedAt: new Date(),
+          mode: 'trigger', slotName: null, publicationName: null, finalSnapshot: null, resumeSnapshot: null, resumeLowId: null, stopMarker: null, switchedAt: new Date(), slotStartLsn: null,
         });
       });
       log.info({ slot: o.slot }, 'the slot is applied up to the stop mark; slot dropped, capturing with triggers');

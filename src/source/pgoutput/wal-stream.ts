@@ -75,7 +75,7 @@ export class WalStream {
     return this.#queue.length - this.#head;
   }
 
-  /** Connects and starts streaming from the slot's confirmed position; resolves once the server streams. */
+  /** Connects and starts streaming from the position assumed (assume()); resolves once the server streams. */
   async start(): Promise<void> {
     const client = new pg.Client({
       ...this.#opts.connection, replication: 'database', application_name: `pg2crate ${this.#opts.slot}`, options: WALSENDER_OPTIONS, keepAlive: true,
@@ -88,7 +88,9 @@ export class WalStream {
     this.#con = con;
     con.on('copyData', ({ chunk }) => this.#onData(chunk));
     const started = new Promise<void>((resolve) => con.once('replicationStart', resolve));
-    const sql = `START_REPLICATION SLOT ${quoteIdent(this.#opts.slot)} LOGICAL 0/0 (proto_version '1', publication_names ${quoteLiteral(quoteIdent(this.#opts.publication))}, messages 'true')`;
+    // From the position assumed (the slot's confirmed one, or later: pgoutput-source.ts #start); the
+    // server starts at the slot's confirmed position when it is the later one.
+    const sql = `START_REPLICATION SLOT ${quoteIdent(this.#opts.slot)} LOGICAL ${formatLsn(this.#acknowledged)} (proto_version '1', publication_names ${quoteLiteral(quoteIdent(this.#opts.publication))}, messages 'true')`;
     const ended = client.query(sql).then(
       () => { if (!this.#stopped) this.#fail(new Error('Connection terminated: the server ended replication')); },
       (err: Error) => { if (!this.#stopped) this.#fail(err); throw this.failure ?? err; },
