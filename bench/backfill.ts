@@ -12,6 +12,7 @@ import pg from 'pg';
 import { loadConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
+import { migrate } from '../src/commands/migrate.js';
 import { backfillState } from '../src/load/backfill.js';
 import { startCluster, type Cluster } from '../test/helpers/cluster.js';
 import { crateSql, rawInsertSeconds } from './crate-raw.js';
@@ -52,7 +53,7 @@ async function viaPg2crate(cluster: Cluster, rows: number, chunkRows: number, me
     const config = loadConfig({ DATABASE_URL: srcUrl, ...target, PG2CRATE_TABLES: 'public.items', PG2CRATE_PAGE_SIZE: '20000', PG2CRATE_BACKFILL_CHUNK_ROWS: String(chunkRows), PG2CRATE_INITIAL_LOAD: method });
     const runner = new Runner(config, logger);
     const start = performance.now();
-    await runner.migrate();
+    await migrate(runner);
     const running = runner.run();
     running.catch(() => {});
     const ids = (await src.query<{ id: number }>('select id from pg2crate.tables')).rows.map((r) => r.id);

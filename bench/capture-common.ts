@@ -1,12 +1,14 @@
 // What the capture-cost scenarios share (bench/capture.ts, bench/capture-partitioned.ts): the
 // 10-column mixed-type bulk table and its bulk statements, capturing tables through pg2crate's own
-// code path (Runner.migrate and Runner.addTables), and one measured run (a bulk statement, or
+// code path (the migrate and tables add commands), and one measured run (a bulk statement, or
 // pgbench) with the server's CPU from /proc and the WAL it wrote.
 import pg from 'pg';
 import type { TableSpec } from '../src/core/config.js';
 import { loadConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
+import { migrate } from '../src/commands/migrate.js';
+import { addTables } from '../src/commands/tables.js';
 import { runPgbench } from './pgbench.js';
 import { sleep } from './report.js';
 import { serverCpuSeconds } from './server-cpu.js';
@@ -53,8 +55,8 @@ export async function captureWithPg2crate(url: string, targetUrl: string, tables
   const logger = createLogger('warn', { write: (s: string) => { process.stderr.write(s); } });
   const runner = new Runner(loadConfig({ DATABASE_URL: url, TARGET_DATABASE_URL: targetUrl }), logger);
   try {
-    await runner.migrate();
-    await runner.addTables(tables);
+    await migrate(runner);
+    await addTables(runner, tables);
   } finally {
     await runner.close();
   }

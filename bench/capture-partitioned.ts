@@ -4,10 +4,10 @@
 // Four databases on one throwaway cluster, each with the 10-column mixed-type table `bulk` of
 // bench/capture.ts:
 //   plain                  the table as it is, no capture;
-//   plain+pg2crate         the same, captured through Runner.addTables (what src/ installs today);
+//   plain+pg2crate         the same, captured through `tables add` (what src/ installs today);
 //   partitioned            the table partitioned by range on id into --partitions (4) partitions
 //                          bulk_p1 … of --bulk-rows / 4 ids each, no capture;
-//   partitioned+pg2crate   the same, captured through Runner.addTables: statement triggers on the
+//   partitioned+pg2crate   the same, captured through `tables add`: statement triggers on the
 //                          root and on every partition, the guard row trigger on the root, its clone
 //                          disabled on every leaf (src/source/capture-install.ts). Printed as found
 //                          in the catalog, not assumed.

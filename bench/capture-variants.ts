@@ -33,6 +33,8 @@ import pg from 'pg';
 import { loadConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
+import { migrate } from '../src/commands/migrate.js';
+import { addTables } from '../src/commands/tables.js';
 import { captureFunctionSql, createTriggersSql } from '../src/capture/triggers.js';
 import { startCluster } from '../test/helpers/cluster.js';
 import { FLOOR_SETUP_SQL, installShapeSql, removeShapeSql, type Shape, type ShapeTable } from './capture-shapes.js';
@@ -153,8 +155,8 @@ export async function run(args: BenchArgs): Promise<object> {
     const logger = createLogger('warn', { write: (s: string) => { process.stderr.write(s); } });
     const runner = new Runner(loadConfig({ DATABASE_URL: url, TARGET_DATABASE_URL: cluster.url() }), logger);
     try {
-      await runner.migrate();
-      await runner.addTables([
+      await migrate(runner);
+      await addTables(runner, [
         { schema: 'public', table: 'pgbench_accounts' }, { schema: 'public', table: 'pgbench_branches' },
         { schema: 'public', table: 'pgbench_tellers' }, { schema: 'public', table: 'pgbench_history', keyColumns: ['aid', 'mtime'] },
         { schema: 'public', table: 'bulk' }, { schema: 'public', table: 'sem' },

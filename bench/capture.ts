@@ -3,7 +3,7 @@
 //
 // Three databases on one throwaway cluster, identical but for capture:
 //   none      no triggers;
-//   pg2crate  pg2crate migrated, the tables captured through Runner.addTables (whatever
+//   pg2crate  pg2crate migrated, the tables captured through `tables add` (whatever
 //             src/source/triggers.ts generates today);
 //   pgq       the pgq extension, one queue, an AFTER … FOR EACH ROW `pgq.jsontriga('bench')` trigger
 //             on each table (pgbench_history, which has no primary key, with `pkey=aid,mtime`, as

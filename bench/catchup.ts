@@ -24,6 +24,7 @@ import pg from 'pg';
 import { loadConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
+import { migrate } from '../src/commands/migrate.js';
 import { startCluster, type Cluster } from '../test/helpers/cluster.js';
 import { killReplicators, memoryOf, spawnReplicator } from '../test/helpers/child-replicator.js';
 import { caughtUp } from '../test/helpers/replication.js';
@@ -138,7 +139,7 @@ async function once(cluster: Cluster, pm: number, opts: { rows: number; rate: nu
     for (const sql of schemaSql(opts.rows)) await src.query(sql);
     // Capture and the initial load, then stop: the replicator is down from here on.
     const prime = new Runner(loadConfig(env), logger);
-    await prime.migrate();
+    await migrate(prime);
     const primed = prime.run();
     primed.catch(() => {});
     const deadline = Date.now() + 5 * 60_000;
@@ -215,7 +216,7 @@ export async function run(args: BenchArgs): Promise<object> {
       await src.connect();
       for (const sql of schemaSql(10)) await src.query(sql);
       const prime = new Runner(loadConfig(env), logger);
-      await prime.migrate();
+      await migrate(prime);
       const primed = prime.run();
       primed.catch(() => {});
       while ((await src.query<{ n: string }>(`select count(*) as n from pg2crate.backfills where status <> 'done'`)).rows[0].n !== '0' || !(await caughtUp(src))) await sleep(100);

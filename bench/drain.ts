@@ -27,6 +27,7 @@ import pg from 'pg';
 import { loadConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
+import { migrate } from '../src/commands/migrate.js';
 import { startCluster, type Cluster } from '../test/helpers/cluster.js';
 import { caughtUp } from '../test/helpers/replication.js';
 import { crateSql, rawInsertSeconds } from './crate-raw.js';
@@ -184,7 +185,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     }
     // Capture; one short run finishes the initial load and creates the target tables.
     const prime = new Runner(config, logger);
-    await prime.migrate();
+    await migrate(prime);
     const primed = prime.run();
     primed.catch(() => {});
     if (!mixed) await src.query(`insert into items values (0, 0, 'prime', 0, now())`);

@@ -24,6 +24,7 @@ import pg from 'pg';
 import { loadConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
+import { migrate } from '../src/commands/migrate.js';
 import { startCluster } from '../test/helpers/cluster.js';
 import { caughtUp, initialLoadsDone } from '../test/helpers/replication.js';
 import { fmt, fmtSpread, note, printTable, quantile, sleep, spread, type BenchArgs, type Spread } from './report.js';
@@ -140,7 +141,7 @@ export async function run(args: BenchArgs): Promise<object> {
     await dst.connect();
     await src.query(TABLE);
     const setup = new Runner(loadConfig(env), logger);
-    await setup.migrate();
+    await migrate(setup);
     await setup.close();
     // One row through, so that the sink has created the target table; then the arrival trigger on it.
     {

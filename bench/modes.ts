@@ -20,6 +20,8 @@ import pg from 'pg';
 import { loadConfig, type Config } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
+import { migrate } from '../src/commands/migrate.js';
+import { switchCapture } from '../src/commands/switch-capture.js';
 import { startCluster, type Cluster } from '../test/helpers/cluster.js';
 import { caughtUp } from '../test/helpers/replication.js';
 import { slotPassedMark } from '../test/helpers/pgoutput.js';
@@ -63,7 +65,7 @@ async function stage(cluster: Cluster, mode: Mode, ddl: (url: string) => Promise
   const file = { tables };
   const trigger = loadConfig(base, file);
   const prime = new Runner(trigger, logger);
-  await prime.migrate();
+  await migrate(prime);
   const primed = prime.run({ listen: false, schedules: false });
   primed.catch(() => {});
   for (;;) {
@@ -75,7 +77,7 @@ async function stage(cluster: Cluster, mode: Mode, ddl: (url: string) => Promise
   await primed.catch(() => {});
   if (mode === 'pgoutput') {
     const sw = new Runner(trigger, logger);
-    await sw.switchCapture('pgoutput');
+    await switchCapture(sw, 'pgoutput');
     await sw.close();
   }
   const config = loadConfig({ ...base, PG2CRATE_CAPTURE: mode }, file);

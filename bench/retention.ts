@@ -10,6 +10,8 @@ import pg from 'pg';
 import { loadConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
+import { migrate } from '../src/commands/migrate.js';
+import { status } from '../src/commands/status.js';
 import { startCluster } from '../test/helpers/cluster.js';
 import { caughtUp } from '../test/helpers/replication.js';
 import { fmt, note, printTable, sleep, type BenchArgs } from './report.js';
@@ -36,7 +38,7 @@ export async function run(args: BenchArgs): Promise<object> {
       PG2CRATE_RETENTION_CRON: `*/${every} * * * * *`, PG2CRATE_RETENTION_ROTATE_KB: String(rotateKb),
     });
     const runner = new Runner(config, logger);
-    await runner.migrate();
+    await migrate(runner);
     const running = runner.run();
     running.catch(() => {});
     const end = Date.now() + minutes * 60_000;
@@ -62,7 +64,7 @@ export async function run(args: BenchArgs): Promise<object> {
     const sampler = (async () => {
       while (Date.now() < end) {
         await sleep(10_000);
-        const st = await runner.status();
+        const st = await status(runner);
         const gen = (await src.query<{ gen: number }>('select gen from pg2crate.state')).rows[0].gen;
         samples.push({ at: Math.round((Date.now() - start) / 1000), outboxBytes: st.outboxBytes, backlog: st.backlogEvents, gen });
         note(`t=${samples.at(-1)!.at}s outbox ${fmt(st.outboxBytes / 1024 / 1024)} MB, backlog ${st.backlogEvents}, generation ${gen}, ${fmt(committed / ((Date.now() - start) / 1000))} tx/s`);

@@ -1,36 +1,30 @@
 // The composition root: builds the source, sink, drainer and listener from the configuration,
-// starts them in order and stops them in reverse order.
+// starts them in order and stops them in reverse order. The commands (src/commands/) use it for
+// the pool, and for draining in this process (catch-up, capture switch, backfill).
 import pg from 'pg';
 import type { Config, TableSpec } from './core/config.js';
-import { backoffDelay, classify, StreamBusyError, TableError } from './core/errors.js';
-import { MetricsServer } from './ops/metrics.js';
-import { createVerifyTarget, runVerify, type RunVerifyOptions, type VerifyResult } from './verify/run-verify.js';
-import { Scheduler } from './ops/scheduler.js';
-import { runRetention, type RetentionResult } from './ops/retention.js';
-import { Drainer } from './drain/drainer.js';
+import { backoffDelay, classify, StreamBusyError } from './core/errors.js';
 import type { Logger } from './core/logger.js';
-import { assertSchemaCurrent, migrate } from './capture/migrate.js';
-import { Backfiller, backfillState, type BackfillProgress } from './load/backfill.js';
-import { scheduleBackfill } from './capture/backfill-request.js';
-import { emitWaitMark, slotPassed } from './source/catch-up-state.js';
-import { sleep } from './core/sleep.js';
-import { Listener } from './source/listener.js';
+import { createPool } from './core/pg-pool.js';
+import { assertSchemaCurrent } from './capture/migrate.js';
 import { streamLockText, wakeupChannel } from './capture/names.js';
-import { readStatus, type StreamStatus } from './ops/status.js';
-import { PartitionWatcher, watchPartitions } from './ops/partition-watch.js';
-import { OutboxSource } from './source/outbox.js';
-import { readCaptureState } from './capture/capture-state.js';
-import { PgoutputSource } from './source/pgoutput/pgoutput-source.js';
-import { dropSlot } from './source/pgoutput/slot.js';
-import { toPgoutput, toTrigger, type SwitchOptions } from './source/pgoutput/switch.js';
-import { addTable, describeColumns, listTables, RegistryCatalog, removeTable, resolveTable, type RegisteredTable } from './capture/registry.js';
-import { discardDeadLetters, listDeadLetters, retryDeadLetters, type DeadLetterRow } from './ops/dead-letters.js';
-import { crateNameMappings, type CrateNameMapping } from './sink/cratedb/names.js';
+import { RegistryCatalog } from './capture/registry.js';
+import { crateTargetName, CrateSink } from './sink/cratedb/cratedb-sink.js';
 import { PostgresSink } from './sink/postgres/postgres-sink.js';
 import { PgCopyLoader } from './sink/postgres/copy-load.js';
 import type { Sink } from './sink/sink.js';
-import { crateTargetName, CrateSink } from './sink/cratedb/cratedb-sink.js';
-import { createPool } from './core/pg-pool.js';
+import { Listener } from './source/listener.js';
+import { OutboxSource } from './source/outbox.js';
+import { PgoutputSource } from './source/pgoutput/pgoutput-source.js';
+import { toPgoutput, toTrigger, type SwitchOptions } from './source/pgoutput/switch.js';
+import { Drainer } from './drain/drainer.js';
+import { Backfiller } from './load/backfill.js';
+import { MetricsServer } from './ops/metrics.js';
+import { PartitionWatcher, watchPartitions } from './ops/partition-watch.js';
+import { runRetention, type RetentionResult } from './ops/retention.js';
+import { Scheduler } from './ops/scheduler.js';
+import { readStatus } from './ops/status.js';
+import { verifyConfigured } from './verify/run-verify.js';
 
 export function sourceConnection(config: Config): pg.ClientConfig {
   return config.sourceUrl ? { connectionString: config.sourceUrl } : {};
@@ -74,6 +68,14 @@ export class Runner {
     this.#log = logger.child({ component: 'runner' });
   }
 
+  get config(): Config {
+    return this.#config;
+  }
+
+  get logger(): Logger {
+    return this.#log;
+  }
+
   get drainer(): Drainer | null {
     return this.#drainer;
   }
@@ -85,145 +87,32 @@ export class Runner {
     return this.#pool;
   }
 
-  /** Creates or upgrades the tool's schema, then captures the tables the configuration lists. */
-  async migrate(): Promise<{ ran: string[]; tables: RegisteredTable[] }> {
-    // Check every configured table before writing anything: a typo must not leave a half-made schema.
-    for (const spec of this.#config.tables) await resolveTable(this.pool, spec);
-    const ran = await migrate(this.pool, this.#config.schema);
-    const tables: RegisteredTable[] = [];
-    if ((await readCaptureState(this.pool, this.#config.schema, this.#config.stream)).mode !== 'trigger') {
-      // pgoutput mode: installing triggers again would fill an outbox nobody reads.
-      const registered = await listTables(this.pool, this.#config.schema);
-      for (const spec of this.#config.tables) {
-        const t = registered.find((r) => r.sourceSchema === spec.schema && r.sourceTable === spec.table);
-        if (!t) throw new TableError(`${spec.schema}.${spec.table} is not captured yet and the stream is in pgoutput mode; tables are added in trigger mode, where their initial load runs: see docs/pgoutput.md`);
-        tables.push(t);
-      }
-      return { ran, tables };
-    }
-    for (const spec of this.#config.tables) {
-      const t = await addTable(this.pool, this.#config.schema, spec, targetNameFor(this.#config));
-      tables.push(t);
-      for (const m of await this.targetNameMappings(t)) {
-        this.#log.warn({ table: `${t.sourceSchema}.${t.sourceTable}`, kind: m.kind, from: m.from, to: m.to, reason: m.reason }, 'name mapped for the target');
-      }
-    }
-    return { ran, tables };
-  }
-
-  async addTables(specs: TableSpec[]): Promise<RegisteredTable[]> {
-    await assertSchemaCurrent(this.pool, this.#config.schema);
-    if ((await readCaptureState(this.pool, this.#config.schema, this.#config.stream)).mode !== 'trigger') {
-      throw new TableError('the stream is in pgoutput mode; tables are added in trigger mode, where their initial load runs: `pg2crate switch-capture trigger`, `tables add`, wait for the load, `switch-capture pgoutput`');
-    }
-    const out: RegisteredTable[] = [];
-    for (const spec of specs) {
-      const configured = this.#config.tables.find((t) => t.schema === spec.schema && t.table === spec.table);
-      out.push(await addTable(this.pool, this.#config.schema, { ...configured, ...spec, keyColumns: spec.keyColumns ?? configured?.keyColumns }, targetNameFor(this.#config)));
-    }
-    return out;
-  }
-
-  /** Names that do not reach the target as they are (CrateDB's naming rules), with the reason. */
-  async targetNameMappings(t: RegisteredTable): Promise<CrateNameMapping[]> {
-    if (this.#config.target.kind !== 'cratedb') return [];
-    const spec = this.#config.tables.find((x) => x.schema === t.sourceSchema && x.table === t.sourceTable);
-    const intended = { schema: spec?.targetSchema ?? this.#config.targetSchema ?? t.sourceSchema, table: spec?.targetTable ?? t.sourceTable };
-    const columns = await describeColumns(this.pool, t.relid);
-    return crateNameMappings(intended, columns.map((c) => c.name));
-  }
-
-  async removeTables(specs: TableSpec[]): Promise<boolean[]> {
-    await assertSchemaCurrent(this.pool, this.#config.schema);
-    const out: boolean[] = [];
-    for (const spec of specs) out.push(await removeTable(this.pool, this.#config.schema, spec));
-    return out;
-  }
-
-  async status(): Promise<StreamStatus> {
-    const c = this.#config;
-    await assertSchemaCurrent(this.pool, c.schema);
-    return readStatus(this.pool, c.schema, c.stream, streamLockText(c.schema, c.stream), { slotName: c.slotName, warnBytes: c.slotWarnBytes });
+  /** A sink for the configured target, not started yet (through the tests' wrapSink seam). */
+  newSink(): Sink {
+    const base = createSink(this.#config, this.#log);
+    return this.#opts.wrapSink ? this.#opts.wrapSink(base) : base;
   }
 
   /**
-   * Switches the stream's capture mode without a gap (docs/pgoutput.md): this process takes the
-   * stream, drains the old mode up to the hand-over point, and returns. Stop running replicators first.
+   * Drains in this process until everything committed before the call is applied, or, with
+   * switchTo, the mode it leaves up to the hand-over point (docs/pgoutput.md); stop() ends it.
+   * Rejects with StreamBusyError when another instance holds the stream.
    */
-  async switchCapture(to: 'trigger' | 'pgoutput'): Promise<'switched' | 'already'> {
-    const c = this.#config;
-    await assertSchemaCurrent(this.pool, c.schema);
-    if ((await readCaptureState(this.pool, c.schema, c.stream)).mode === to) return 'already';
-    const base = createSink(c, this.#log);
-    const sink = this.#opts.wrapSink ? this.#opts.wrapSink(base) : base;
-    await sink.start();
-    let halted = false;
-    this.#stopped = () => { halted = true; };
-    let mode: string = '';
+  async drainOnce(sink: Sink, opts: { switchTo?: 'trigger' | 'pgoutput' } = {}): Promise<Drainer> {
+    const drainer = this.#newDrainer(sink, { untilCaughtUp: true, waitForStream: false, switchTo: opts.switchTo });
+    this.#drainer = drainer;
     try {
-      // A drain ends after the windows a catch-up needs; the way to pgoutput can need one more (the
-      // window a stopped replicator left open, then the final one), so it goes on from where it is.
-      for (let round = 0; round < 3 && !halted; round++) {
-        const drainer = this.#newDrainer(sink, { untilCaughtUp: true, waitForStream: false, switchTo: to });
-        this.#drainer = drainer;
-        try {
-          await drainer.start();
-        } finally {
-          await drainer.stop();
-        }
-        mode = (await readCaptureState(this.pool, c.schema, c.stream)).mode;
-        if (mode === to) return 'switched';
-      }
+      await drainer.start();
     } finally {
-      this.#stopped = null;
-      await sink.stop();
+      await drainer.stop();
     }
-    throw new Error(`the switch to ${to} mode stopped half-way (the stream is in ${mode} mode); run it again to finish`);
+    return drainer;
   }
 
-  /** Drops the replication slot; refuses while the stream reads from it unless forced. */
-  async dropSlot(force: boolean): Promise<boolean> {
-    const c = this.#config;
-    await assertSchemaCurrent(this.pool, c.schema);
-    const { mode } = await readCaptureState(this.pool, c.schema, c.stream);
-    if (mode !== 'trigger' && !force) {
-      throw new TableError(
-        `stream ${c.stream} is in ${mode} mode and reads slot ${c.slotName}: dropping it loses the changes not yet applied; ` +
-          'pass --force to drop it anyway, then resync with `pg2crate switch-capture trigger` and `pg2crate backfill`',
-      );
-    }
-    return dropSlot(this.pool, c.slotName);
-  }
-
-  /** Compares source and target table by table; with repair, re-sends differing rows through the outbox. */
-  async verify(opts: Pick<RunVerifyOptions, 'tables' | 'repair' | 'json' | 'out' | 'rangeRows' | 'catchUpTimeoutMs' | 'signal'>): Promise<VerifyResult> {
-    await assertSchemaCurrent(this.pool, this.#config.schema);
-    const target = createVerifyTarget(this.#config, this.#log);
-    try {
-      return await runVerify({ ...opts, config: this.#config, pool: this.pool, target, logger: this.#log });
-    } finally {
-      await target.close();
-    }
-  }
-
-  async deadLetters(): Promise<DeadLetterRow[]> {
-    await assertSchemaCurrent(this.pool, this.#config.schema);
-    return listDeadLetters(this.pool, this.#config.schema, this.#config.stream);
-  }
-
-  async retryDeadLetters(ids: number[] | 'all'): Promise<number> {
-    await assertSchemaCurrent(this.pool, this.#config.schema);
-    return retryDeadLetters(this.pool, this.#config.schema, this.#config.stream, new RegistryCatalog(this.pool, this.#config.schema), ids);
-  }
-
-  async discardDeadLetters(ids: number[] | 'all'): Promise<number> {
-    await assertSchemaCurrent(this.pool, this.#config.schema);
-    return discardDeadLetters(this.pool, this.#config.schema, this.#config.stream, ids);
-  }
-
-  async listTables(): Promise<RegisteredTable[]> {
-    await assertSchemaCurrent(this.pool, this.#config.schema);
-    return listTables(this.pool, this.#config.schema);
+  /** Calls `fn` at the next stop(); returns a function that takes it back. */
+  onStop(fn: () => void): () => void {
+    this.#onStop.add(fn);
+    return () => { this.#onStop.delete(fn); };
   }
 
   /**
@@ -233,8 +122,7 @@ export class Runner {
   async run(opts: { untilCaughtUp?: boolean; listen?: boolean; waitForStream?: boolean; schedules?: boolean } = {}): Promise<void> {
     const c = this.#config;
     await assertSchemaCurrent(this.pool, c.schema);
-    const base = createSink(c, this.#log);
-    const sink = this.#opts.wrapSink ? this.#opts.wrapSink(base) : base;
+    const sink = this.newSink();
     this.#sink = sink;
     await sink.start();
     const scheduled = opts.schedules !== false && !opts.untilCaughtUp;
@@ -243,7 +131,7 @@ export class Runner {
     if (scheduled && c.schedules.catchUp) {
       // Scheduled mode: no LISTEN connection and no standing drainer; catch-up runs on the schedule.
       this.#log.info({ target: sink.name, schema: c.schema, stream: c.stream, cron: c.schedules.catchUp }, 'replicator started in scheduled mode');
-      await new Promise<void>((resolve) => { this.#stopped = resolve; });
+      await new Promise<void>((resolve) => { this.onStop(resolve); });
       await this.stop();
       return;
     }
@@ -295,7 +183,7 @@ export class Runner {
     if (this.#failure) throw this.#failure;
   }
 
-  #stopped: (() => void) | null = null;
+  readonly #onStop = new Set<() => void>();
   #partitions: PartitionWatcher | null = null;
   #scheduler: Scheduler | null = null;
   #http: MetricsServer | null = null;
@@ -338,7 +226,7 @@ export class Runner {
     if (c.schedules.retention) scheduler.add('retention', c.schedules.retention, () => this.retention().then(() => {}));
     if (c.schedules.verify) {
       scheduler.add('verify', c.schedules.verify, async () => {
-        const res = await this.verify({ repair: false, json: false, out: () => {} });
+        const res = await verifyConfigured({ config: c, pool: this.pool, logger: this.#log, repair: false, json: false, out: () => {} });
         if (res.equal) this.#log.info('scheduled verify: source and target agree');
         else this.#log.warn('scheduled verify: source and target differ; run `pg2crate verify` for the keys');
       });
@@ -357,10 +245,8 @@ export class Runner {
     const sink = this.#sink;
     if (!sink) return;
     await this.#watchPartitionsOnce();
-    const drainer = this.#newDrainer(sink, { untilCaughtUp: true, waitForStream: false });
-    this.#drainer = drainer;
     try {
-      await drainer.start();
+      const drainer = await this.drainOnce(sink);
       this.#log.info({ events: drainer.stats.appliedEvents }, 'scheduled catch-up done');
     } catch (err) {
       if (err instanceof StreamBusyError) {
@@ -368,12 +254,10 @@ export class Runner {
         return;
       }
       throw err;
-    } finally {
-      await drainer.stop();
     }
   }
 
-  /** Truncates applied outbox generations and rotates the current one when it is large. */
+  /** Truncates applied outbox generations and rotates the current one when it is large (the retention schedule). */
   async retention(): Promise<RetentionResult> {
     const c = this.#config;
     return runRetention(this.pool, { schema: c.schema, rotateBytes: c.retentionRotateBytes, lockTimeoutMs: 2000, logger: this.#log });
@@ -413,56 +297,11 @@ export class Runner {
     });
   }
 
-  /**
-   * Copies the named tables' rows again (all captured tables when none is named) and returns once
-   * they are applied. Drains in this process unless another instance holds the stream.
-   */
-  async backfill(specs: TableSpec[], onProgress?: (p: BackfillProgress) => void): Promise<void> {
-    const c = this.#config;
-    await assertSchemaCurrent(this.pool, c.schema);
-    const mode = (await readCaptureState(this.pool, c.schema, c.stream)).mode;
-    if (mode !== 'trigger' && mode !== 'pgoutput') {
-      throw new TableError(`the stream is switching capture modes (${mode}); finish the switch (\`pg2crate switch-capture\`), then run \`pg2crate backfill\``);
-    }
-    if (mode !== c.capture) throw new TableError(`the stream is in ${mode} mode; run \`pg2crate backfill\` with PG2CRATE_CAPTURE=${mode}`);
-    const tables = await listTables(this.pool, c.schema);
-    const chosen = specs.length === 0 ? tables : specs.map((s) => {
-      const t = tables.find((x) => x.sourceSchema === s.schema && x.sourceTable === s.table);
-      if (!t) throw new TableError(`${s.schema}.${s.table} is not captured; run \`pg2crate tables add ${s.schema}.${s.table}\` first`);
-      return t;
-    });
-    for (const t of chosen) await scheduleBackfill(this.pool, c.schema, t.id, true);
-    // Copy and drain here if this instance gets the stream; otherwise the instance holding it does
-    // both, and this one reports progress from the database until the copy reached the target.
-    let ended = false;
-    const running = this.run({ listen: false, schedules: false }).finally(() => { ended = true; });
-    running.catch(() => {});
-    const ids = chosen.map((t) => t.id);
-    // pgoutput mode: backfillState's `applied` reads the outbox checkpoint, which trails the slot
-    // there; once every copy is done, a mark emitted after that is applied when the slot passed it.
-    let mark: string | null = null;
-    try {
-      for (;;) {
-        const state = await backfillState(this.pool, c.schema, c.stream, ids);
-        if (mode === 'pgoutput' && state.every((p) => p.done)) {
-          mark ??= await emitWaitMark(this.pool);
-          const applied = await slotPassed(this.pool, c.slotName, mark);
-          for (const p of state) p.applied = applied;
-        }
-        for (const p of state) onProgress?.(p);
-        if (state.every((p) => p.applied) || ended) break;
-        await sleep(500);
-      }
-    } finally {
-      await this.stop();
-    }
-    await running;
-  }
-
   /** Stops in reverse order of start. Safe to call twice. */
   async stop(): Promise<void> {
-    this.#stopped?.();
-    this.#stopped = null;
+    const onStop = [...this.#onStop];
+    this.#onStop.clear();
+    for (const fn of onStop) fn();
     const scheduler = this.#scheduler;
     this.#scheduler = null;
     await scheduler?.stop();

@@ -76,6 +76,17 @@ function selectTables(registered: RegisteredTable[], wanted: TableSpec[]): Regis
   });
 }
 
+/** runVerify against the configured target, which it opens and closes; the schema is checked first. */
+export async function verifyConfigured(o: Omit<RunVerifyOptions, 'target'>): Promise<VerifyResult> {
+  await assertSchemaCurrent(o.pool, o.config.schema);
+  const target = createVerifyTarget(o.config, o.logger);
+  try {
+    return await runVerify({ ...o, target });
+  } finally {
+    await target.close();
+  }
+}
+
 /** The verify target for the configured target. */
 export function createVerifyTarget(config: Config, logger: Logger): VerifyTarget {
   const t = config.target;

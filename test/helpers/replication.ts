@@ -7,6 +7,7 @@ import { loadConfig, type Config } from '../../src/core/config.js';
 import { createLogger, type Logger } from '../../src/core/logger.js';
 import { Runner, type RunnerOptions } from '../../src/runner.js';
 import { qualify } from '../../src/core/identifiers.js';
+import { migrate } from '../../src/commands/migrate.js';
 
 export const LOG_DIR = '.tmp/test-logs';
 
@@ -39,7 +40,7 @@ export interface Running {
 /** Migrates (capturing configured tables) and starts a replicator in this process. */
 export async function startReplicator(config: Config, logger = testLogger(), opts: RunnerOptions = {}): Promise<Running> {
   const runner = new Runner(config, logger, opts);
-  await runner.migrate();
+  await migrate(runner);
   const done = runner.run();
   // A replicator that stops on its own is reported here, or a test would only see a timeout.
   done.catch((err: unknown) => process.stderr.write(`replicator stopped: ${(err as Error)?.stack ?? String(err)}\n`));

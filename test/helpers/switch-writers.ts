@@ -8,6 +8,7 @@ import type { Logger } from '../../src/core/logger.js';
 import { Runner, type RunnerOptions } from '../../src/runner.js';
 import { startCluster, type Cluster } from './cluster.js';
 import { makeConfig, pool, settle } from './replication.js';
+import { switchCapture as runSwitchCapture } from '../../src/commands/switch-capture.js';
 
 /** items (updates, deletes, key changes), pairs (a composite key) and log (append-only, one row per transaction). */
 export const SWITCH_TABLES_SQL = `
@@ -111,7 +112,7 @@ export async function switchCapture(config: Config, logger: Logger, to: 'trigger
   const runner = new Runner(config, logger, opts);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), timeoutMs); });
-  const run = runner.switchCapture(to);
+  const run = runSwitchCapture(runner, to);
   try {
     const outcome = await Promise.race([run, timeout]);
     assert.notEqual(outcome, 'timeout', `the switch to ${to} did not finish within ${timeoutMs} ms`);

@@ -7,6 +7,7 @@ import { clusterForFile } from '../helpers/file-cluster.js';
 import { assertSameRows, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
 import { runRetention } from '../../src/ops/retention.js';
+import { verify } from '../../src/commands/verify.js';
 
 const bed = clusterForFile();
 const children: ChildProcess[] = [];
@@ -62,7 +63,7 @@ test(`an initial load (${method}) of 200,000 rows while 4 writers update, insert
   const checker = new Runner(makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.items' }), testLogger());
   try {
     const lines: string[] = [];
-    const res = await checker.verify({ repair: false, json: false, out: (l) => lines.push(l) });
+    const res = await verify(checker, { repair: false, json: false, out: (l) => lines.push(l) });
     assert.equal(res.equal, true, lines.join('\n'));
   } finally {
     await checker.close();

@@ -9,6 +9,7 @@ import { Runner } from '../../src/runner.js';
 import { clusterForFile } from '../helpers/file-cluster.js';
 import { waitSlotCaughtUp } from '../helpers/pgoutput.js';
 import { assertSameRows, initialLoadsDone, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
+import { switchCapture } from '../../src/commands/switch-capture.js';
 
 const bed = clusterForFile();
 let src: pg.Pool;
@@ -57,7 +58,7 @@ test('older changes still waiting in the stream when the column is added do not 
 test('pgoutput: a column added with a default reaches every older row in the target', async () => {
   const runner = new Runner(makeConfig(env), testLogger());
   try {
-    assert.equal(await runner.switchCapture('pgoutput'), 'switched');
+    assert.equal(await switchCapture(runner, 'pgoutput'), 'switched');
   } finally {
     await runner.close();
   }

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { clusterForFile } from '../helpers/file-cluster.js';
 import { initialLoadsDone, makeConfig, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { deadLetters } from '../../src/commands/dead-letters.js';
+import { addTables } from '../../src/commands/tables.js';
 
 const bed = clusterForFile();
 let src: pg.Pool;
@@ -47,7 +49,7 @@ test('changing a column type: values that still fit arrive; one that no longer f
   await waitCaughtUp(src);
   const got = (await dst.query(`select id, n from t where id in (11, 12, 13) order by id`)).rows;
   assert.deepEqual(got.map((r) => [r.id, r.n]), [[11, 5], [13, 7]]);
-  const letters = await rep.runner.deadLetters();
+  const letters = await deadLetters(rep.runner);
   assert.equal(letters.length, 1);
   assert.equal(letters[0].code, '22003');
 });
@@ -72,13 +74,13 @@ test('dropping a captured table: changes committed before the drop are applied, 
 
 test('a table dropped before its first change reached the target: that change is parked as a dead letter, never lost silently', async () => {
   await src.query(`create table brief (id int primary key, v text)`);
-  await rep.runner.addTables([{ schema: 'public', table: 'brief' }]);
+  await addTables(rep.runner, [{ schema: 'public', table: 'brief' }]);
   await waitFor('the initial loads', () => initialLoadsDone(src));
-  const before = (await rep.runner.deadLetters()).length;
+  const before = (await deadLetters(rep.runner)).length;
   await src.query(`insert into brief values (1, 'gone soon')`);
   await src.query(`drop table brief`);
   await waitCaughtUp(src);
-  const letters = await rep.runner.deadLetters();
+  const letters = await deadLetters(rep.runner);
   assert.equal(letters.length, before + 1);
   assert.match(letters.at(-1)!.error, /no longer exists/);
 });

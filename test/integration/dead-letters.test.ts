@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { clusterForFile } from '../helpers/file-cluster.js';
 import { assertSameRows, initialLoadsDone, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
+import { deadLetters, retryDeadLetters } from '../../src/commands/dead-letters.js';
+import { status } from '../../src/commands/status.js';
 
 const bed = clusterForFile();
 
@@ -28,9 +30,9 @@ test('a row the target rejects is parked with the target message while the rest 
     await src.query(`update t set v = 'refused' where id = 250`);
     await src.query(`insert into t values (501, 'after')`);
     await waitCaughtUp(src);
-    const st = await rep.runner.status();
+    const st = await status(rep.runner);
     assert.equal(st.deadLetters, 1);
-    const letters = await rep.runner.deadLetters();
+    const letters = await deadLetters(rep.runner);
     assert.equal(letters.length, 1);
     assert.equal(letters[0].code, '23514');
     assert.match(letters[0].error, /check constraint/);
@@ -44,9 +46,9 @@ test('a row the target rejects is parked with the target message while the rest 
     await dst.query(`alter table t drop constraint t_v_check`);
     await src.query(`update t set v = 'fixed later' where id = 250`);
     await waitCaughtUp(src);
-    assert.equal(await rep.runner.retryDeadLetters('all'), 1);
+    assert.equal(await retryDeadLetters(rep.runner, 'all'), 1);
     await waitCaughtUp(src);
-    assert.equal((await rep.runner.status()).deadLetters, 0);
+    assert.equal((await status(rep.runner)).deadLetters, 0);
   } finally {
     await rep.stop();
   }
@@ -65,8 +67,8 @@ test('with the halt policy a rejected row stops the replicator without applying 
   await rep.stop();
   const admin = new Runner(config, testLogger());
   try {
-    assert.equal((await admin.status()).backlogEvents, 1, 'the refused change must stay in the stream');
-    assert.equal((await admin.deadLetters()).length, 0);
+    assert.equal((await status(admin)).backlogEvents, 1, 'the refused change must stay in the stream');
+    assert.equal((await deadLetters(admin)).length, 0);
   } finally {
     await admin.close();
   }

@@ -9,6 +9,7 @@ import { makeConfig, testLogger } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
 import { SchemaVersionError } from '../../src/core/errors.js';
 import { bundledMigrationNames } from '../../src/capture/migrate.js';
+import { migrate } from '../../src/commands/migrate.js';
 
 const bed = clusterForFile();
 const runners: Runner[] = [];
@@ -43,9 +44,9 @@ async function assertMigratedOnce(src: pg.Pool): Promise<void> {
 test('running migrate twice is harmless', async () => {
   const { srcUrl, dstUrl, src } = await database();
   const env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl };
-  const first = await runner(env).migrate();
+  const first = await migrate(runner(env));
   assert.deepEqual(first.ran, await bundledMigrationNames());
-  const second = await runner(env).migrate();
+  const second = await migrate(runner(env));
   assert.deepEqual(second.ran, [], 'the second run has nothing left to do');
   assert.equal(second.tables.length, 1);
   await assertMigratedOnce(src);
@@ -60,7 +61,7 @@ test('running migrate twice at once is harmless', async () => {
   const { srcUrl, dstUrl, src } = await database();
   const env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl };
   // Separate runners, so separate pools and sessions.
-  const results = await Promise.all([runner(env).migrate(), runner(env).migrate(), runner(env).migrate()]);
+  const results = await Promise.all([migrate(runner(env)), migrate(runner(env)), migrate(runner(env))]);
   const ran = results.flatMap((r) => r.ran).sort();
   assert.deepEqual(ran, await bundledMigrationNames(), 'each migration ran exactly once among the three');
   await assertMigratedOnce(src);
@@ -69,10 +70,10 @@ test('running migrate twice at once is harmless', async () => {
 test('a database migrated by a newer build is refused with a clear message', async () => {
   const { srcUrl, dstUrl, src } = await database();
   const env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl };
-  await runner(env).migrate();
+  await migrate(runner(env));
   await src.query(`insert into pg2crate.migrations (name, timestamp) values ('999999_from_the_future', now()::text)`);
 
-  await assert.rejects(runner(env).migrate(), (err: unknown) => {
+  await assert.rejects(migrate(runner(env)), (err: unknown) => {
     assert.ok(err instanceof SchemaVersionError, String(err));
     assert.match(err.message, /999999_from_the_future/);
     assert.match(err.message, /newer/);

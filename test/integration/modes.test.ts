@@ -14,6 +14,7 @@ import { assertSameRows, makeConfig, startReplicator, testLogger, waitCaughtUp, 
 import { recorder, SimulatedCrash } from '../helpers/sinks.js';
 import { Runner } from '../../src/runner.js';
 import type { Config } from '../../src/core/config.js';
+import { switchCapture } from '../../src/commands/switch-capture.js';
 
 const WRITE_MS = Number(process.env.PG2CRATE_TEST_WRITE_MS ?? 8_000);
 
@@ -43,7 +44,7 @@ async function setup(mode: Mode, ddl: string, tables: string, more: Record<strin
   if (mode === 'pgoutput') {
     const r = new Runner(makeConfig(base), testLogger());
     try {
-      assert.equal(await r.switchCapture('pgoutput'), 'switched');
+      assert.equal(await switchCapture(r, 'pgoutput'), 'switched');
     } finally {
       await r.close();
     }

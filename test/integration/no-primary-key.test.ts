@@ -8,6 +8,8 @@ import { runCli } from '../helpers/child-replicator.js';
 import { assertSameRows, makeConfig, startReplicator, testLogger, waitCaughtUp } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
 import { TableError } from '../../src/core/errors.js';
+import { migrate } from '../../src/commands/migrate.js';
+import { addTables } from '../../src/commands/tables.js';
 
 const bed = clusterForFile();
 let srcUrl: string;
@@ -23,13 +25,13 @@ before(async () => {
     create table public.with_pk (id integer primary key);
   `);
   const runner = new Runner(makeConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl }), testLogger());
-  try { await runner.migrate(); } finally { await runner.close(); }
+  try { await migrate(runner); } finally { await runner.close(); }
 });
 
 test('a table without a primary key is refused with a message that names the table and the fix', async () => {
   const runner = new Runner(makeConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl }), testLogger());
   try {
-    await assert.rejects(runner.addTables([{ schema: 'public', table: 'Loose Log' }]), (err: unknown) => {
+    await assert.rejects(addTables(runner, [{ schema: 'public', table: 'Loose Log' }]), (err: unknown) => {
       assert.ok(err instanceof TableError, `expected a TableError, got ${String(err)}`);
       assert.match(err.message, /public\."Loose Log"/, 'the message names the table');
       assert.match(err.message, /no primary key/);

@@ -4,6 +4,8 @@ import { clusterForFile } from '../helpers/file-cluster.js';
 import { assertSameRows, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
 import type { Sink } from '../../src/sink/sink.js';
+import { migrate } from '../../src/commands/migrate.js';
+import { status } from '../../src/commands/status.js';
 
 const bed = clusterForFile();
 
@@ -44,7 +46,7 @@ test('retention under 4 writers never removes an unapplied event and keeps the o
   const config = makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.t', PG2CRATE_RETENTION_CRON: 'off', PG2CRATE_RETENTION_ROTATE_KB: '256' });
   // First, with no drainer running, retention must leave every event in place.
   const admin = new Runner(config, testLogger());
-  await admin.migrate();
+  await migrate(admin);
   await src.query(`insert into t select g, repeat('x', 200) from generate_series(1, 5000) g`);
   for (let i = 0; i < 3; i++) await admin.retention();
   assert.equal(Number((await src.query('select count(*) from pg2crate.outbox')).rows[0].count), 5000, 'retention removed unapplied events');
@@ -84,7 +86,7 @@ test('retention skips a generation with unapplied events without asking for its 
   const { s, d, src, dst } = await databases();
   const config = makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.t', PG2CRATE_RETENTION_CRON: 'off', PG2CRATE_RETENTION_ROTATE_KB: '8' });
   const admin = new Runner(config, testLogger());
-  await admin.migrate();
+  await migrate(admin);
   await src.query(`insert into t select g, repeat('a', 100) from generate_series(1, 200) g`);
   assert.deepEqual((await admin.retention()).rotatedTo, 1, 'the first run moves writers on to generation 1');
   // Generation 0 holds 200 unapplied events, and a reader holds it as a window read does.
@@ -131,10 +133,10 @@ test('status and /metrics report the backlog of a known number of writes, and ze
   const { s, d, src } = await databases();
   const config = makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.t', PG2CRATE_RETENTION_CRON: 'off', PG2CRATE_HTTP_PORT: '0' });
   const admin = new Runner(config, testLogger());
-  await admin.migrate();
+  await migrate(admin);
   await src.query(`insert into t select g, 'a' from generate_series(1, 1234) g`);
   await src.query(`update t set v = 'b' where id <= 10`);
-  const before = await admin.status();
+  const before = await status(admin);
   await admin.close();
   // 1234 inserts + 10 updates + the initial-load chunk of the (then empty) table: backfill rows are
   // not counted here because the table was empty when it was added.
@@ -152,7 +154,7 @@ test('status and /metrics report the backlog of a known number of writes, and ze
     const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
     assert.equal(ready.status, 200, await ready.text());
     assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
-    const after = await rep.runner.status();
+    const after = await status(rep.runner);
     assert.equal(after.backlogEvents, 0);
     assert.equal(after.lagSeconds, 0);
   } finally {

@@ -11,6 +11,7 @@ import { clusterForFile } from '../helpers/file-cluster.js';
 import { PARTITIONED_TABLE, watchReachedAll } from '../helpers/partitions.js';
 import { captureMode, waitSlotCaughtUp } from '../helpers/pgoutput.js';
 import { assertSameRows, makeConfig, startReplicator, tableRows, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { switchCapture } from '../../src/commands/switch-capture.js';
 
 const bed = clusterForFile();
 let src: pg.Pool;
@@ -21,7 +22,7 @@ const reps: Running[] = [];
 async function switchTo(to: 'trigger' | 'pgoutput'): Promise<void> {
   const runner = new Runner(makeConfig(env), testLogger());
   try {
-    assert.equal(await runner.switchCapture(to), 'switched');
+    assert.equal(await switchCapture(runner, to), 'switched');
   } finally {
     await runner.close();
   }

@@ -8,6 +8,10 @@ import { clusterForFile } from '../helpers/file-cluster.js';
 import { waitSlotCaughtUp } from '../helpers/pgoutput.js';
 import { assertSameRows, makeConfig, startReplicator, testLogger, waitFor } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
+import { backfill } from '../../src/commands/backfill.js';
+import { deadLetters, retryDeadLetters } from '../../src/commands/dead-letters.js';
+import { switchCapture } from '../../src/commands/switch-capture.js';
+import { verify } from '../../src/commands/verify.js';
 
 const bed = clusterForFile();
 let slots = 0;
@@ -20,7 +24,7 @@ async function setup(more: Record<string, string> = {}): Promise<{ src: pg.Pool;
   );
   const r = new Runner(makeConfig(base), testLogger());
   try {
-    assert.equal(await r.switchCapture('pgoutput'), 'switched');
+    assert.equal(await switchCapture(r, 'pgoutput'), 'switched');
   } finally {
     await r.close();
   }
@@ -34,13 +38,13 @@ test('pgoutput mode: verify --repair fixes rows changed in the target, through t
     await src.query(`update t set v = 'new' where id = 1`);
     await waitSlotCaughtUp(src, env.PG2CRATE_SLOT);
     await dst.query(`update t set v = 'wrong' where id = 7; delete from t where id = 8; insert into t values (1000, 'extra')`);
-    const res = await rep.runner.verify({ repair: true, json: false, out: () => {} });
+    const res = await verify(rep.runner, { repair: true, json: false, out: () => {} });
     const r = res.reports.find((x) => x.table === 'public.t');
     assert.equal(r?.repair?.upserts, 2);
     assert.equal(r?.repair?.deletes, 1);
     assert.notEqual(r?.repair?.catchUp, 'timeout');
     assert.equal(r?.repair?.catchUp, 'caught-up');
-    const again = await rep.runner.verify({ repair: false, json: false, out: () => {} });
+    const again = await verify(rep.runner, { repair: false, json: false, out: () => {} });
     assert.equal(again.equal, true);
   } finally {
     await rep.stop();
@@ -56,7 +60,7 @@ test('pgoutput mode: a dead letter retried arrives', async () => {
     await src.query(`update t set v = 'refused' where id = 5`);
     await src.query(`update t set v = 'after' where id = 6`);
     await waitSlotCaughtUp(src, env.PG2CRATE_SLOT);
-    assert.equal((await rep.runner.deadLetters()).length, 1);
+    assert.equal((await deadLetters(rep.runner)).length, 1);
     assert.equal((await dst.query(`select v from t where id = 6`)).rows[0].v, 'after');
     assert.equal((await dst.query(`select v from t where id = 5`)).rows[0].v, 'v5');
     await dst.query(`alter table t drop constraint t_v_check`);
@@ -64,9 +68,9 @@ test('pgoutput mode: a dead letter retried arrives', async () => {
     await waitSlotCaughtUp(src, env.PG2CRATE_SLOT);
     // the target holds the newest row already: make it differ, so that only the retry can fix it
     await dst.query(`update t set v = 'stale' where id = 5`);
-    assert.equal(await rep.runner.retryDeadLetters('all'), 1);
+    assert.equal(await retryDeadLetters(rep.runner, 'all'), 1);
     await waitFor('the retried row', async () => (await dst.query(`select v from t where id = 5`)).rows[0].v === 'fixed later');
-    assert.equal((await rep.runner.deadLetters()).length, 0);
+    assert.equal((await deadLetters(rep.runner)).length, 0);
   } finally {
     await rep.stop();
   }
@@ -86,7 +90,7 @@ test('pgoutput mode: backfill copies a table again through the slot, with writer
   })();
   const runner = new Runner(makeConfig(env), testLogger());
   try {
-    await runner.backfill([]);
+    await backfill(runner, []);
   } finally {
     stop.now = true;
     await writer;

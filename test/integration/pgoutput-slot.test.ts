@@ -10,6 +10,7 @@ import { memoryOf, runCli, spawnReplicator, waitForLog } from '../helpers/child-
 import { waitSlotCaughtUp } from '../helpers/pgoutput.js';
 import { makeConfig, startReplicator, testLogger, waitFor } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
+import { switchCapture } from '../../src/commands/switch-capture.js';
 
 const bed = clusterForFile();
 let src: pg.Pool;
@@ -24,7 +25,7 @@ before(async () => {
   { PG2CRATE_TABLES: 'public.quiet, public.wide_enough', PG2CRATE_SLOT: 'slot_test', PG2CRATE_PAGE_SIZE: '5000' }));
   const r = new Runner(makeConfig(env), testLogger());
   try {
-    await r.switchCapture('pgoutput');
+    await switchCapture(r, 'pgoutput');
   } finally {
     await r.close();
   }

@@ -13,6 +13,7 @@ import { Runner } from '../../src/runner.js';
 import { RelationMap } from '../../src/source/pgoutput/relations.js';
 import { rowJson } from '../../src/source/pgoutput/text-values.js';
 import { WALSENDER_OPTIONS } from '../../src/source/pgoutput/wal-stream.js';
+import { migrate } from '../../src/commands/migrate.js';
 
 let cluster: Cluster;
 let url: string;
@@ -78,7 +79,7 @@ after(async () => {
 
 test('pgoutput text converted to JSON equals the trigger\'s to_jsonb text for every type, byte for byte', async () => {
   const runner = new Runner(makeConfig({ DATABASE_URL: url, TARGET_DATABASE_URL: url, PG2CRATE_TABLES: 'public.all_types' }), testLogger());
-  await runner.migrate();
+  await migrate(runner);
   await runner.close();
   await db.query(`create publication values_pub for table all_types`);
   await db.query(`select pg_create_logical_replication_slot('values_slot', 'pgoutput')`);

@@ -13,6 +13,7 @@ import { postgresVerifyTarget } from '../../src/verify/postgres-target.js';
 import { runVerify } from '../../src/verify/run-verify.js';
 import { clusterForFile } from '../helpers/file-cluster.js';
 import { initialLoadsDone, makeConfig, startReplicator, tableRows, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { addTables } from '../../src/commands/tables.js';
 
 const SALT = 'pepper-Zq9';
 const bed = clusterForFile();
@@ -151,7 +152,7 @@ test('tables add refuses shapes that cannot work, naming the table and the reaso
   const attempt = async (spec: Record<string, unknown>, message: RegExp) => {
     const runner = new Runner(makeConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_HASH_SALT: SALT }, { tables: [{ name: 'public.odd', ...spec }] }), testLogger());
     try {
-      await assert.rejects(runner.addTables([{ schema: 'public', table: 'odd' }]), (err: unknown) => {
+      await assert.rejects(addTables(runner, [{ schema: 'public', table: 'odd' }]), (err: unknown) => {
         assert.ok(err instanceof TableError, String(err));
         assert.match(err.message, /odd/);
         assert.match(err.message, message);
@@ -177,7 +178,7 @@ test('tables add refuses shapes that cannot work, naming the table and the reaso
   // and a good shape is accepted, with the predicate checked against the table
   const ok = new Runner(makeConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl }, { tables: [{ name: 'public.odd', where: 'tenant_id in (1, 2)' }] }), testLogger());
   try {
-    const [t] = await ok.addTables([{ schema: 'public', table: 'odd' }]);
+    const [t] = await addTables(ok, [{ schema: 'public', table: 'odd' }]);
     assert.equal(t.shape?.where, 'tenant_id in (1, 2)');
     assert.ok(!JSON.stringify(t).includes(SALT));
   } finally {

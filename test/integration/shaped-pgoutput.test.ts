@@ -9,6 +9,7 @@ import { Runner } from '../../src/runner.js';
 import { clusterForFile } from '../helpers/file-cluster.js';
 import { waitSlotCaughtUp } from '../helpers/pgoutput.js';
 import { makeConfig, settle, startReplicator, tableRows, testLogger } from '../helpers/replication.js';
+import { switchCapture } from '../../src/commands/switch-capture.js';
 
 const bed = clusterForFile();
 
@@ -25,7 +26,7 @@ async function refused(table: Record<string, unknown>, slot: string, message: Re
   const { src, env, file } = await setup(table, slot);
   const runner = new Runner(makeConfig(env, file), testLogger());
   try {
-    await assert.rejects(runner.switchCapture('pgoutput'), (err: unknown) => err instanceof TableError && message.test(err.message) && /trigger mode/.test(err.message));
+    await assert.rejects(switchCapture(runner, 'pgoutput'), (err: unknown) => err instanceof TableError && message.test(err.message) && /trigger mode/.test(err.message));
   } finally {
     await runner.close();
   }
@@ -43,7 +44,7 @@ test('a column list and a row filter on the key: the excluded column is never pu
   const config = makeConfig(env, file);
   const runner = new Runner(config, testLogger());
   try {
-    assert.equal(await runner.switchCapture('pgoutput'), 'switched');
+    assert.equal(await switchCapture(runner, 'pgoutput'), 'switched');
   } finally {
     await runner.close();
   }

@@ -17,6 +17,7 @@ import { runVerify } from '../../src/verify/run-verify.js';
 import type { TableReport } from '../../src/verify/report.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 import { assertNoLeaks, makeConfig, pool, testLogger } from '../helpers/replication.js';
+import { migrate } from '../../src/commands/migrate.js';
 
 const ROWS = 1_000_000;
 const PLANTED = 777_777;
@@ -92,7 +93,7 @@ if (childEnv) {
     await Promise.all([src.query('analyze public.big'), dst.query('analyze public.big')]);
     const runner = new Runner(makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.big' }), testLogger());
     try {
-      await runner.migrate();
+      await migrate(runner);
     } finally {
       await runner.close();
     }

@@ -19,6 +19,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['load'],
   ['verify', 'ops'],
   ['runner.ts'],
+  ['commands'],
   ['cli.ts'],
 ];
 

@@ -1,0 +1,55 @@
+// What a CLI command is: the function that does the work lives beside its description here, the
+// name, usage and options cli.ts parses argv against, and a `run` that prints and says the exit code.
+import type { Runner } from '../runner.js';
+
+/** What the commands' functions need of a runner: configuration, logger, source pool. */
+export type CommandContext = Pick<Runner, 'config' | 'logger' | 'pool'>;
+
+export interface OptionSpec {
+  type: 'string' | 'boolean';
+  /** the value's placeholder in the help, for a string option: `--key <col,col>` */
+  value?: string;
+  summary: string;
+}
+
+/** --json, for the commands that can print one JSON document instead of text */
+export const JSON_OPTION: OptionSpec = { type: 'boolean', summary: 'one JSON document' };
+
+/** What a command's `run` gets: the runner and the parsed command line, and where to write. */
+export interface Invocation {
+  runner: Runner;
+  /** the options given, by name without dashes */
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+  /** writes one line of output (stdout) */
+  print: (line: string) => void;
+  /** stderr, for messages and the progress display (which needs to know whether it is a terminal) */
+  stderr: NodeJS.WriteStream;
+}
+
+export interface Command {
+  /** 'verify', or 'tables add' for a subcommand */
+  name: string;
+  /** one line: what it does */
+  summary: string;
+  /** what follows `pg2crate ` in the usage line */
+  usage: string;
+  /** more lines for its --help: exit codes, what to run next */
+  details?: string[];
+  /** the positional arguments, for the help; a command without them refuses any */
+  positionals?: { name: string; summary: string };
+  /** its own options; --config and --help are every command's */
+  options?: Record<string, OptionSpec>;
+  /** runs until done or stopped: the CLI installs its graceful-stop signal handlers first */
+  stoppable?: boolean;
+  run(call: Invocation): Promise<number>;
+}
+
+/** Subcommands under one word (`tables add`, `tables list` …). */
+export interface CommandGroup {
+  name: string;
+  summary: string;
+  commands: Command[];
+  /** the subcommand that runs when none is named (`dead-letters` lists them) */
+  fallback?: Command;
+}
