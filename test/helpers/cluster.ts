@@ -1,26 +1,15 @@
 // A throwaway Postgres cluster for one test file: initdb into a temporary directory, a free port,
-// wal_level=logical, fsync off. With TEST_DATABASE_URL set, an existing server is used instead
-// (fault tests that restart the server are skipped there). Every process started is stopped in
-// `stop()`, and again on process exit as a last resort.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, chownSync, writeFileSync } from 'node:fs';
+// wal_level=logical, fsync off, with the binaries postgres-binaries.ts chooses (PG2CRATE_TEST_PG,
+// else the system's, else the newest npm package). With TEST_DATABASE_URL set, an existing server is
+// used instead (fault tests that restart the server are skipped there). Every process started is
+// stopped in `stop()`, and again on process exit as a last resort.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, chownSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-
-function findBin(name: string): string {
-  const fromPath = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).stdout.trim();
-  if (fromPath) return fromPath;
-  const root = '/usr/lib/postgresql';
-  if (existsSync(root)) {
-    for (const v of readdirSync(root).sort().reverse()) {
-      const p = join(root, v, 'bin', name);
-      if (existsSync(p)) return p;
-    }
-  }
-  throw new Error(`${name} not found on PATH nor under /usr/lib/postgresql/*/bin; install the Postgres server (apt-get install -y postgresql) or set TEST_DATABASE_URL`);
-}
+import { clusterOsUser, postgresBinaries } from './postgres-binaries.js';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -54,21 +43,22 @@ export async function startCluster(): Promise<Cluster> {
   const external = process.env.TEST_DATABASE_URL;
   if (external) return externalCluster(external);
 
-  const asRoot = process.getuid?.() === 0;
-  const osUser = process.env.PG2CRATE_TEST_OS_USER ?? 'postgres';
+  const osUser = clusterOsUser();
   const dir = mkdtempSync(join(tmpdir(), 'pg2crate-test-'));
   const data = join(dir, 'data');
+  const { binDir, major } = postgresBinaries();
   const run = (bin: string, args: string[]) => {
-    const cmd = findBin(bin);
-    if (asRoot) return execFileSync('runuser', ['-u', osUser, '--', cmd, ...args], { stdio: 'pipe', encoding: 'utf8' });
+    const cmd = join(binDir, bin);
+    if (osUser) return execFileSync('runuser', ['-u', osUser, '--', cmd, ...args], { stdio: 'pipe', encoding: 'utf8' });
     return execFileSync(cmd, args, { stdio: 'pipe', encoding: 'utf8' });
   };
-  if (asRoot) {
+  if (osUser) {
     const uid = Number(execFileSync('id', ['-u', osUser], { encoding: 'utf8' }).trim());
     const gid = Number(execFileSync('id', ['-g', osUser], { encoding: 'utf8' }).trim());
     chownSync(dir, uid, gid);
   }
-  run('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions']);
+  // --no-instructions (the "start it with pg_ctl" lines) came with PostgreSQL 14.
+  run('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C', '--no-sync', ...(major >= 14 ? ['--no-instructions'] : [])]);
   const port = await freePort();
   writeFileSync(join(dir, 'port'), String(port));
   const opts = [
