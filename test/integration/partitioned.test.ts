@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { clusterForFile } from '../helpers/file-cluster.js';
 import { PARTITIONED_TABLE, watchReachedAll } from '../helpers/partitions.js';
+import { needsServer } from '../helpers/server-version.js';
 import { assertSameRows, makeConfig, startReplicator, tableRows, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 
 const bed = clusterForFile();
@@ -45,9 +46,21 @@ test('writes through the parent, a partition, a sub-partition and the partition 
   await src.query(`update public.m2a set id = id + 3 where id = 104`); // a key change inside one partition
   await src.query(`update public.m set id = id + 120 where id in (1, 2)`); // rows move from m1 into m2a
   await src.query(`delete from public.m2b where id = 151`);
+  assert.ok(await same() > 60);
+});
+
+test('MERGE through a partition and through the parent is captured: its updates, deletes and inserts', { skip: needsServer(15, 'MERGE') }, async () => {
   await src.query(`merge into public.m1 t using (values (3, 'merged'), (4, 'merged')) s(id, v) on t.id = s.id
                    when matched then update set v = s.v when not matched then insert values (s.id, s.v)`);
+  await src.query(`merge into public.m t using (values (6, 'gone'), (9, 'kept'), (110, 'new')) s(id, v) on t.id = s.id
+                   when matched and s.v = 'gone' then delete when matched then update set v = s.v when not matched then insert values (s.id, s.v)`);
   assert.ok(await same() > 60);
+});
+
+test('MERGE … WHEN NOT MATCHED BY SOURCE deletes are captured', { skip: needsServer(17, 'WHEN NOT MATCHED BY SOURCE') }, async () => {
+  await src.query(`merge into public.m2b t using (values (153, 'only this one')) s(id, v) on t.id = s.id
+                   when matched then update set v = s.v when not matched then insert values (s.id, s.v) when not matched by source then delete`);
+  assert.ok(await same() > 30);
 });
 
 test('a TRUNCATE of one partition removes only its rows, of a sub-partitioned partition only its subtree, of the parent everything', async () => {

@@ -12,6 +12,7 @@ import { runCli } from '../helpers/child-replicator.js';
 import { makeConfig, settle } from '../helpers/replication.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { checkServer } from '../../src/source/pgoutput/preflight.js';
+import { needsServer, onlyBefore } from '../helpers/server-version.js';
 
 const bed = clusterForFile();
 let slots = 0;
@@ -32,7 +33,17 @@ async function noSlot(src: pg.Pool, slot: string): Promise<void> {
   assert.equal(res.rows.length, 0, 'a refused switch must not leave a slot behind');
 }
 
-test('a table with REPLICA IDENTITY NOTHING: the switch says how to fix it or to use trigger mode, and creates nothing', async () => {
+test('before PostgreSQL 14 the switch to pgoutput is refused, naming the version and trigger mode, and creates nothing', { skip: onlyBefore(14, 'the refusal of pgoutput mode') }, async () => {
+  const { src, env } = await database(`create table public.t (id int primary key, v text)`, 'public.t');
+  const res = await runCli(env, ['switch-capture', 'pgoutput']);
+  assert.equal(res.code, 2);
+  assert.match(oneLine(res.stderr), /PG2CRATE_CAPTURE: pgoutput mode needs PostgreSQL 14 or later \(the source runs 13\.\d+\); or use trigger mode: PG2CRATE_CAPTURE=trigger$/);
+  await noSlot(src, env.PG2CRATE_SLOT);
+  assert.equal((await src.query(`select 1 from pg_publication`)).rows.length, 0, 'no publication is left');
+  assert.equal((await src.query(`select mode from pg2crate.capture`)).rows.length, 0, 'the stream stays in trigger mode');
+});
+
+test('a table with REPLICA IDENTITY NOTHING: the switch says how to fix it or to use trigger mode, and creates nothing', { skip: needsServer(14, 'pgoutput mode') }, async () => {
   const { src, env } = await database(`create table public.t (id int primary key, v text); alter table public.t replica identity nothing`, 'public.t');
   const res = await runCli(env, ['switch-capture', 'pgoutput']);
   assert.equal(res.code, 2);
@@ -44,7 +55,7 @@ test('a table with REPLICA IDENTITY NOTHING: the switch says how to fix it or to
   assert.equal((await src.query(`select mode from pg2crate.capture`)).rows.length, 0, 'the stream stays in trigger mode');
 });
 
-test('a table keyed by configured columns without REPLICA IDENTITY FULL is refused before it is published (its updates would fail)', async () => {
+test('a table keyed by configured columns without REPLICA IDENTITY FULL is refused before it is published (its updates would fail)', { skip: needsServer(14, 'pgoutput mode') }, async () => {
   const { srcUrl, dstUrl, src } = await bed.databases();
   await src.query(`create table public.nokey (a int not null, b text)`);
   const path = join(mkdtempSync(join(tmpdir(), 'pg2crate-refusal-')), 'config.json');
@@ -60,7 +71,7 @@ test('a table keyed by configured columns without REPLICA IDENTITY FULL is refus
   await src.query(`update nokey set b = 'still writable'`);
 });
 
-test('a role without REPLICATION is told to get it or to use trigger mode', async () => {
+test('a role without REPLICATION is told to get it or to use trigger mode', { skip: needsServer(14, 'pgoutput mode') }, async () => {
   const admin = bed.pool(bed.cluster.url());
   await admin.query(`create role plain login`);
   const name = `plain_${process.pid}`;

@@ -12,6 +12,10 @@ import { backfill } from '../../src/commands/backfill.js';
 import { deadLetters, retryDeadLetters } from '../../src/commands/dead-letters.js';
 import { switchCapture } from '../../src/commands/switch-capture.js';
 import { verify } from '../../src/commands/verify.js';
+import { needsServer } from '../helpers/server-version.js';
+
+/** The whole file is about pgoutput mode, which pg2crate refuses before PostgreSQL 14. */
+const skip = needsServer(14, 'pgoutput mode');
 
 const bed = clusterForFile();
 let slots = 0;
@@ -31,7 +35,7 @@ async function setup(more: Record<string, string> = {}): Promise<{ src: pg.Pool;
   return { src, dst, env: { ...base, PG2CRATE_CAPTURE: 'pgoutput' } };
 }
 
-test('pgoutput mode: verify --repair fixes rows changed in the target, through the slot', async () => {
+test('pgoutput mode: verify --repair fixes rows changed in the target, through the slot', { skip }, async () => {
   const { src, dst, env } = await setup();
   const rep = await startReplicator(makeConfig(env));
   try {
@@ -52,7 +56,7 @@ test('pgoutput mode: verify --repair fixes rows changed in the target, through t
   assert.equal(await assertSameRows(src, dst, 'public.t', 'public.t', ['id']), 300);
 });
 
-test('pgoutput mode: a dead letter retried arrives', async () => {
+test('pgoutput mode: a dead letter retried arrives', { skip }, async () => {
   const { src, dst, env } = await setup({ PG2CRATE_REJECT_ATTEMPTS: '1' });
   await dst.query(`alter table t add constraint t_v_check check (v <> 'refused')`);
   const rep = await startReplicator(makeConfig(env));
@@ -77,7 +81,7 @@ test('pgoutput mode: a dead letter retried arrives', async () => {
   assert.equal(await assertSameRows(src, dst, 'public.t', 'public.t', ['id']), 300);
 });
 
-test('pgoutput mode: backfill copies a table again through the slot, with writers running', async () => {
+test('pgoutput mode: backfill copies a table again through the slot, with writers running', { skip }, async () => {
   const { src, dst, env } = await setup({ PG2CRATE_BACKFILL_CHUNK_ROWS: '50' });
   await dst.query(`delete from t`);
   // The writers touch only ids 1-50 (and new ids): rows 51-300 can reach the target only by the copy.
@@ -106,7 +110,7 @@ test('pgoutput mode: backfill copies a table again through the slot, with writer
   assert.ok(n >= 300, `${n} rows`);
 });
 
-test('pgoutput mode: retention truncates outbox events once the slot has applied them, and never before', async () => {
+test('pgoutput mode: retention truncates outbox events once the slot has applied them, and never before', { skip }, async () => {
   const { src, dst, env } = await setup({ PG2CRATE_RETENTION_ROTATE_KB: '8' });
   await dst.query(`delete from t`);
   const pending = async () => Number((await src.query(`select count(*) as n from pg2crate.outbox where op = 'B'`)).rows[0].n);

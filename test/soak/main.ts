@@ -108,8 +108,10 @@ async function soak(opts: SoakOptions, timeline: Timeline, cleanup: Cleanup, run
   const stopWriters = new AbortController();
   const stopFaults = new AbortController();
   halt.addEventListener('abort', () => { stopWriters.abort(); stopFaults.abort(); }, { once: true });
+  const merge = Number((await src.query<{ v: string }>(`select current_setting('server_version_num') as v`)).rows[0].v) >= 150000;
+  if (!merge) timeline.note('no MERGE transactions: MERGE needs PostgreSQL 15+');
   const workload: Workload = {
-    srcUrl, tally, signal: stopWriters.signal, poison: null, regions: opts.partitions ? Array.from({ length: INITIAL_REGIONS }, (_, i) => i) : null,
+    srcUrl, tally, signal: stopWriters.signal, poison: null, merge, regions: opts.partitions ? Array.from({ length: INITIAL_REGIONS }, (_, i) => i) : null,
     longOpen: 0, nextExclusiveAt: Date.now() + 10_000, nextColumn: 1, note: (line) => timeline.note(line),
   };
   const writing = Promise.all(Array.from({ length: writers }, (_, i) => runWriter(i + 1, rng.derive(`writer ${i + 1}`), workload)));

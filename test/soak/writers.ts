@@ -17,6 +17,8 @@ export interface Workload {
   signal: AbortSignal;
   /** the poison phase: some rows get a value the target refuses (dead letters); SQL of that value */
   poison: string | null;
+  /** MERGE exists (PostgreSQL 15+) */
+  merge: boolean;
   /** --partitions: the partitions that exist (regions) */
   regions: number[] | null;
   /** transactions held open for seconds, now */
@@ -48,7 +50,7 @@ function pickKind(r: Rng, w: Workload): KindName {
     [7, 'savepoint'],
     [5, 'insert-delete'],
     [6, 'key-change'],
-    [5, 'merge'],
+    [w.merge ? 5 : 0, 'merge'],
     [8, 'multi-row'],
     [10, 'big'],
     [12, 'seq'],

@@ -18,7 +18,10 @@ export async function checkServer(db: Queryable): Promise<number> {
   );
   const r = res.rows[0];
   const version = Number(r.version);
-  if (version < 140000) throw new ConfigError('PG2CRATE_CAPTURE', `pgoutput mode needs PostgreSQL 14 or later (the source runs ${r.version}); ${USE_TRIGGERS}`);
+  // The stream's marks are logical messages, which pgoutput sends from PostgreSQL 14 on.
+  if (version < 140000) {
+    throw new ConfigError('PG2CRATE_CAPTURE', `pgoutput mode needs PostgreSQL 14 or later (the source runs ${Math.floor(version / 10000)}.${version % 10000}); ${USE_TRIGGERS}`);
+  }
   if (r.wal_level !== 'logical') {
     throw new ConfigError(
       'PG2CRATE_CAPTURE',
