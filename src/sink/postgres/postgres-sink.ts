@@ -51,8 +51,8 @@ export class PostgresSink implements Sink {
     if (!cols || t.columns.some((c) => !cols!.has(c.name))) {
       cols = await this.#targetColumns(t);
       if (cols.size === 0) {
-        await this.#pool.query(createSchemaSql(t));
-        await this.#pool.query(createTableSql(t));
+        await this.#create(createSchemaSql(t));
+        await this.#create(createTableSql(t));
         this.#log.info({ table: `${t.targetSchema}.${t.targetTable}` }, 'created target table');
         cols = await this.#targetColumns(t);
       }
@@ -66,6 +66,19 @@ export class PostgresSink implements Sink {
       this.#known.set(id, cols);
     }
     if (t.shape) await this.#prepareShape(t, cols);
+  }
+
+  /**
+   * Runs a CREATE … IF NOT EXISTS. The drainer and an initial load may create the same table at once,
+   * and IF NOT EXISTS does not serialise them: the later one fails on a catalog index (23505) or
+   * finds the relation made meanwhile (42P06, 42P07). Either way what it was to create is there.
+   */
+  async #create(sql: string): Promise<void> {
+    try {
+      await this.#pool.query(sql);
+    } catch (err) {
+      if (!['23505', '42P06', '42P07'].includes((err as { code?: string }).code ?? '')) throw err;
+    }
   }
 
   /** The columns pg2crate adds (deletion time, metadata) and the history table with every column. */
