@@ -10,6 +10,7 @@ import { Runner } from '../../src/runner.js';
 import { TableError } from '../../src/core/errors.js';
 import { migrate } from '../../src/commands/migrate.js';
 import { addTables } from '../../src/commands/tables.js';
+import { needsServer, onlyBefore } from '../helpers/server-version.js';
 
 const bed = clusterForFile();
 let srcUrl: string;
@@ -96,7 +97,24 @@ test('a table without a primary key replicates with key columns given to `tables
   assert.ok(n > 70, `only ${n} rows`);
 });
 
-test('a configured key column that holds NULL matches NULL: such rows are updated and deleted, not refused', async () => {
+test('before PostgreSQL 15 a Postgres target refuses a configured key that may hold NULL, naming the version and the fix', { skip: onlyBefore(15, 'the refusal of NULL in a key by a Postgres target') }, async () => {
+  await src.query(`create table public.tags_old (owner integer not null, tag text, weight integer)`);
+  const config = makeConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl }, { tables: [{ name: 'public.tags_old', keyColumns: ['owner', 'tag'] }] });
+  const rep = await startReplicator(config);
+  try {
+    await assert.rejects(rep.done, (err: unknown) => {
+      assert.ok(err instanceof TableError, `expected a TableError, got ${String(err)}`);
+      assert.match(err.message, /^public\.tags_old: its key column tag may hold NULL, which a PostgreSQL target keeps apart only with UNIQUE NULLS NOT DISTINCT, from PostgreSQL 15 on \(the target runs 1[34]\.\d+\): declare it NOT NULL in the source table, or replicate into PostgreSQL 15 or later$/);
+      return true;
+    });
+  } finally {
+    await rep.stop();
+  }
+  const created = await dst.query(`select 1 from pg_class where relname = 'tags_old'`);
+  assert.equal(created.rows.length, 0, 'no target table is created');
+});
+
+test('a configured key column that holds NULL matches NULL: such rows are updated and deleted, not refused', { skip: needsServer(15, 'a Postgres target keeping NULL in a key') }, async () => {
   await src.query(`create table public.tags (owner integer not null, tag text, weight integer)`);
   const config = makeConfig({ DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl }, { tables: [{ name: 'public.tags', keyColumns: ['owner', 'tag'] }] });
   const rep = await startReplicator(config);

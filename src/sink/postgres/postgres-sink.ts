@@ -11,7 +11,7 @@
 // transaction; its history rows are written first, every change of the page one row.
 import pg from 'pg';
 import type { Change, TableInfo } from '../../core/change.js';
-import { classify, describe } from '../../core/errors.js';
+import { classify, describe, TableError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { ApplyResult, Fence, Rejection, Sink, SinkTableBatch } from '../sink.js';
 import { checkFence, raiseFence } from './fence.js';
@@ -51,6 +51,7 @@ export class PostgresSink implements Sink {
     if (!cols || t.columns.some((c) => !cols!.has(c.name))) {
       cols = await this.#targetColumns(t);
       if (cols.size === 0) {
+        await this.#refuseNullableKeyBefore15(t);
         await this.#create(createSchemaSql(t));
         await this.#create(createTableSql(t));
         this.#log.info({ table: `${t.targetSchema}.${t.targetTable}` }, 'created target table');
@@ -79,6 +80,19 @@ export class PostgresSink implements Sink {
     } catch (err) {
       if (!['23505', '42P06', '42P07'].includes((err as { code?: string }).code ?? '')) throw err;
     }
+  }
+
+  /** A key that may hold NULL is kept by UNIQUE NULLS NOT DISTINCT (sql.ts), which PostgreSQL has from 15 on. */
+  async #refuseNullableKeyBefore15(t: TableInfo): Promise<void> {
+    const nullable = t.keyColumns.filter((k) => !t.columns.find((c) => c.name === k)?.notNull);
+    if (nullable.length === 0) return;
+    const v = Number((await this.#pool.query<{ v: string }>(`select current_setting('server_version_num') as v`)).rows[0].v);
+    if (v >= 150000) return;
+    throw new TableError(
+      `${t.targetSchema}.${t.targetTable}: its key column${nullable.length > 1 ? 's' : ''} ${nullable.join(', ')} may hold NULL, which a PostgreSQL target ` +
+        `keeps apart only with UNIQUE NULLS NOT DISTINCT, from PostgreSQL 15 on (the target runs ${Math.floor(v / 10000)}.${v % 10000}): ` +
+        `declare ${nullable.length > 1 ? 'them' : 'it'} NOT NULL in the source table, or replicate into PostgreSQL 15 or later`,
+    );
   }
 
   /** The columns pg2crate adds (deletion time, metadata) and the history table with every column. */
