@@ -88,6 +88,22 @@ export async function watchPartitions(pool: pg.Pool, opts: PartitionWatchOptions
   return out;
 }
 
+/**
+ * PostgreSQL 14's walsender keeps the routing it cached for a partition after a DETACH, and goes
+ * on sending the detached table's writes as the partitioned table's (15 drops it on the detach).
+ * A change to the publication's own row drops every cached routing: set an option to the value it
+ * has. Done before the triggers are dropped, so that a table without them is no longer sent.
+ * Writes to the detached table before this pass still reach the target (README: PostgreSQL versions).
+ */
+async function refreshPublicationBefore15(pool: pg.Pool, opts: PartitionWatchOptions): Promise<void> {
+  const { mode, publicationName } = await readCaptureState(pool, opts.schema, opts.stream);
+  if (mode !== 'pgoutput' || !publicationName) return;
+  const version = await pool.query<{ v: string }>(`select current_setting('server_version_num') as v`);
+  if (Number(version.rows[0].v) >= 150000) return;
+  await pool.query(`alter publication ${quoteIdent(publicationName)} set (publish_via_partition_root = true)`);
+  opts.logger.info({ publication: publicationName }, 'touched the publication: PostgreSQL 14 sends a detached partition\'s writes until then');
+}
+
 /** Steps 1–4 for one partition; null when another run reached it first or its lock was busy. */
 async function reachPartition(pool: pg.Pool, opts: PartitionWatchOptions, p: Candidate): Promise<{ keys: number; reloaded: boolean } | null> {
   const s = opts.schema;
@@ -177,6 +193,7 @@ async function releaseDetached(pool: pg.Pool, opts: PartitionWatchOptions): Prom
       where g.tgrelid <> t.relid and not exists (select 1 from pg_partition_tree(t.relid) p where p.relid = g.tgrelid::regclass)`,
     [quoteIdent(s)],
   );
+  if (res.rows.length > 0) await refreshPublicationBefore15(pool, opts);
   for (const r of res.rows) {
     await pool.query(`drop trigger if exists ${quoteIdent(r.tgname)} on ${r.rel}`);
     opts.logger.info({ relation: r.rel, trigger: r.tgname }, 'dropped a capture trigger from a table that left its partitioned table');
@@ -191,6 +208,7 @@ async function sendOrphanKeys(pool: pg.Pool, opts: PartitionWatchOptions): Promi
     `select distinct w.table_id from ${qualify(s, 'partition_writes')} w join ${qualify(s, 'tables')} t on t.id = w.table_id
       where not exists (select 1 from pg_partition_tree(t.relid) p where p.relid = w.relid::regclass)`,
   );
+  if (orphans.rows.length > 0) await refreshPublicationBefore15(pool, opts);
   let n = 0;
   for (const o of orphans.rows) {
     const table = (await listTables(pool, s)).find((t) => t.id === o.table_id);
