@@ -132,7 +132,13 @@ export async function assertSameRows(src: pg.Pool, dst: pg.Pool, srcTable: strin
 
 export function pool(url: string, max = 4): pg.Pool {
   // UTC so that timestamptz renders identically on both sides of a comparison.
-  return new pg.Pool({ connectionString: url, max, options: '-c timezone=UTC' });
+  const p = new pg.Pool({ connectionString: url, max, options: '-c timezone=UTC' });
+  // A server restarted under a test (the soak's faults) drops connections: one checked out at that
+  // moment emits 'error' with nobody listening, which would end the process. The next query on it
+  // fails and says so instead.
+  p.on('error', () => {});
+  p.on('connect', (c) => c.on('error', () => {}));
+  return p;
 }
 
 /** Fails when sockets or child processes are still open (a test leaked a pool, listener or process). */
