@@ -11,9 +11,13 @@
 // reports it to the server only after the sink applied the page, so the slot's confirmed position
 // never passes a change that is not in the target. A transaction spread over pages is acknowledged
 // once, at its commit, after its last page: a crash in between replays it whole (the sinks are
-// idempotent). When nothing is pending (no queued message, no open transaction, no page in
-// flight), a keepalive's WAL end is acknowledged as well: a publication whose tables are idle on a
-// busy database then holds back no WAL.
+// idempotent). A keepalive's WAL end is acknowledged as well, so that a publication whose tables
+// are idle on a busy database holds back no WAL, but only once every message this stream queued
+// before that keepalive is applied, and only when it came between transactions: the walsender sent
+// everything before its WAL end first. Its place is counted in messages of one stream (wal-stream.ts
+// `received`); a keepalive of a stream that failed is forgotten with it. Remembering its WAL end
+// across a restart acknowledged changes the restarted stream had not delivered yet, and a second
+// failure then lost them for good (the soak found it: pgoutput-ack.test.ts).
 //
 // Stop marks: a non-transactional logical message (prefix 'pg2crate') is the exact point "every
 // transaction that committed before this is delivered". Catch-up emits one when it takes the stream
@@ -102,8 +106,12 @@ export class PgoutputSource implements ChangeSource {
   /** end LSN of the last transaction handed out whole */
   #complete = 0n;
   #confirmed = 0n;
-  #inFlight = false;
-  #keepaliveEnd = 0n;
+  /** the newest keepalive between transactions: its WAL end, and how many messages came before it */
+  #keepalive: { walEnd: bigint; after: number } | null = null;
+  /** messages of this stream taken into pages that were applied */
+  #appliedUpTo = 0;
+  /** messages taken by the end of each page handed out, and from which stream */
+  readonly #pageEnds = new WeakMap<Page, { wal: WalStream; taken: number }>();
   #mark: string | null = null;
   #markReached = false;
   #finished = false;
@@ -195,12 +203,13 @@ export class PgoutputSource implements ChangeSource {
     if (recorded > confirmed) this.#log.warn({ slot: o.slot, confirmed: slot.confirmedFlushLsn, start: state.slotStartLsn }, 'the slot is behind where the switch advanced it (a crash?); streaming from there');
     this.#complete = this.#confirmed = recorded > confirmed ? recorded : confirmed;
     this.#inTxn = false;
-    this.#inFlight = false;
+    this.#keepalive = null;
+    this.#appliedUpTo = 0;
     this.#markReached = false;
     this.#relations = new RelationMap(this.#catalogPool, o.schema);
     const wal = new WalStream({
       connection: o.connection, slot: o.slot, publication: o.publication, highWater: Math.max(o.pageSize * 2, 64), statusIntervalMs: STATUS_INTERVAL_MS,
-      logger: this.#log, onItem: () => this.#onItem(), onKeepalive: (end, reply) => this.#onKeepalive(end, reply),
+      logger: this.#log, onItem: () => this.#onItem(), onKeepalive: (end, reply) => this.#onKeepalive(wal, end, reply),
     });
     this.#wal = wal;
     wal.assume(this.#confirmed);
@@ -220,21 +229,23 @@ export class PgoutputSource implements ChangeSource {
     this.#opts.onData?.();
   }
 
-  #onKeepalive(walEnd: bigint, replyRequested: boolean): void {
-    const wal = this.#wal;
-    if (!wal) return;
-    if (walEnd > this.#keepaliveEnd) this.#keepaliveEnd = walEnd;
-    if (this.#idle() && walEnd > this.#confirmed) {
-      this.#confirmed = walEnd;
-      wal.acknowledge(walEnd, false);
-    } else if (replyRequested) {
-      wal.acknowledge(this.#confirmed, false);
-    }
+  #onKeepalive(wal: WalStream, walEnd: bigint, replyRequested: boolean): void {
+    if (wal !== this.#wal) return;
+    // Inside a transaction the WAL end can lie before its commit: nothing to gain from it.
+    if (!wal.receivingTxn && walEnd > (this.#keepalive?.walEnd ?? 0n)) this.#keepalive = { walEnd, after: wal.received };
+    if (!this.#acknowledgeKeepalive(wal) && replyRequested) wal.acknowledge(this.#confirmed, false);
   }
 
-  /** Nothing pending, so a keepalive's WAL end may be acknowledged: never during a switch (see the top). */
-  #idle(): boolean {
-    return this.#wal !== null && this.#wal.length === 0 && !this.#inTxn && !this.#inFlight && !this.#markReached && !this.#opts.stopAt;
+  /**
+   * Acknowledges the newest keepalive's WAL end once every message queued before it is applied;
+   * never during a switch (see the top). True if it moved the confirmed position.
+   */
+  #acknowledgeKeepalive(wal: WalStream): boolean {
+    const k = this.#keepalive;
+    if (!k || this.#appliedUpTo < k.after || k.walEnd <= this.#confirmed || this.#markReached || this.#opts.stopAt) return false;
+    this.#confirmed = k.walEnd;
+    wal.acknowledge(k.walEnd, false);
+    return true;
   }
 
   #waitForItem(ms: number): Promise<void> {
@@ -265,8 +276,9 @@ export class PgoutputSource implements ChangeSource {
       await this.#message(item.lsn, item.msg, changes);
     }
     const windowDone = this.#mark !== null ? this.#markReached : wal.length === 0 && !this.#inTxn;
-    this.#inFlight = changes.length > 0 || this.#complete > this.#confirmed;
-    return { changes, position: formatLsn(this.#complete), windowDone };
+    const page: Page = { changes, position: formatLsn(this.#complete), windowDone };
+    this.#pageEnds.set(page, { wal, taken: wal.taken });
+    return page;
   }
 
   async #message(lsn: bigint, msg: Pgoutput.Message, out: Change[]): Promise<void> {
@@ -338,13 +350,11 @@ export class PgoutputSource implements ChangeSource {
       this.#confirmed = pos;
       wal.acknowledge(pos);
     }
-    this.#inFlight = false;
+    const end = this.#pageEnds.get(page);
+    if (end?.wal === wal && end.taken > this.#appliedUpTo) this.#appliedUpTo = end.taken;
     this.#pendingApplied += page.changes.length;
     if (this.#pendingApplied > 0 && Date.now() - this.#statsAt > 1000) await this.#saveStats();
-    if (this.#idle() && this.#keepaliveEnd > this.#confirmed) {
-      this.#confirmed = this.#keepaliveEnd;
-      wal.acknowledge(this.#confirmed);
-    }
+    this.#acknowledgeKeepalive(wal);
     // Not during a switch back: the outbox's checkpoint is set at its hand-over point (switch.ts),
     // and trigger events written meanwhile must stay for it.
     if (Date.now() - this.#horizonAt >= HORIZON_MS && !this.#finished && !this.#opts.stopAt) await this.#advanceHorizon();

@@ -63,6 +63,11 @@ export class WalStream {
   #stopped = false;
   #timer: NodeJS.Timeout | null = null;
   #acknowledged = 0n;
+  /** messages queued since start(), and taken out of the queue */
+  #received = 0;
+  #taken = 0;
+  /** a BEGIN arrived whose COMMIT has not */
+  #receivingTxn = false;
   failure: Error | null = null;
 
   constructor(opts: WalStreamOptions) {
@@ -73,6 +78,21 @@ export class WalStream {
 
   get length(): number {
     return this.#queue.length - this.#head;
+  }
+
+  /** How many messages this stream has queued since it started (a keepalive's place in the stream). */
+  get received(): number {
+    return this.#received;
+  }
+
+  /** How many messages were taken from the queue. */
+  get taken(): number {
+    return this.#taken;
+  }
+
+  /** The last message queued is inside a transaction (a BEGIN without its COMMIT yet). */
+  get receivingTxn(): boolean {
+    return this.#receivingTxn;
   }
 
   /** Connects and starts streaming from the position assumed (assume()); resolves once the server streams. */
@@ -129,6 +149,9 @@ export class WalStream {
       // read that way was never recognised and a switch waited for it forever. Copy it now.
       if (msg.tag === 'message') msg.content = Buffer.from(msg.content);
       this.#queue.push({ lsn, msg });
+      this.#received++;
+      if (msg.tag === 'begin') this.#receivingTxn = true;
+      else if (msg.tag === 'commit') this.#receivingTxn = false;
       if (this.length === 1) this.#opts.onItem();
       if (this.length >= this.#opts.highWater && !this.#paused) {
         this.#paused = true;
@@ -148,6 +171,7 @@ export class WalStream {
     const item = this.#queue[this.#head];
     if (!item) return undefined;
     this.#queue[this.#head++] = undefined as unknown as StreamItem;
+    this.#taken++;
     if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
       this.#queue = this.#queue.slice(this.#head);
       this.#head = 0;
