@@ -28,16 +28,12 @@ import type pg from 'pg';
 import type { TableInfo } from './core/change.js';
 import { qualify, quoteIdent, quoteLiteral } from './core/identifiers.js';
 import { withOutputSettings } from './core/pg-session.js';
+import { keyInSetSql, keysJsonArray, type KeyJson } from './core/key-set.js';
 import { wakeupChannel } from './capture/names.js';
 import { TAKE_XID } from './capture/outbox-bounds.js';
 import { rowFilterSql, rowImageSql, sourceTimeSql } from './capture/row-image.js';
 
 const BATCH = 1000;
-
-/** A key as a JSON object of its columns' values (verify's KeyRef, a dead letter's key). */
-export interface KeyJson {
-  json: string;
-}
 
 export interface ResendSql {
   upsert: string;
@@ -49,8 +45,7 @@ export interface ResendSql {
 export function resendSql(schema: string, table: TableInfo): ResendSql {
   const outbox = qualify(schema, 'outbox');
   const source = qualify(table.sourceSchema, table.sourceTable);
-  const keys = table.keyColumns.map((c) => quoteIdent(c));
-  const keyCond = `(${keys.map((c) => `t.${c}`).join(', ')}) in (select ${keys.map((c) => `k.${c}`).join(', ')} from jsonb_populate_recordset(null::${source}, $1::jsonb) as k)`;
+  const keyCond = keyInSetSql('t', table.keyColumns, source, '$1');
   const image = rowImageSql(schema, table, 't');
   const filter = rowFilterSql(table.shape);
   const keyObject = `jsonb_build_object(${table.keyColumns.map((c) => `${quoteLiteral(c)}, k.${quoteIdent(c)}`).join(', ')})`;
@@ -85,7 +80,7 @@ export async function resendRows(pool: pg.Pool, schema: string, table: TableInfo
       n += await withOutputSettings(pool, async (c) => {
         // the xid before the first outbox id (outbox-bounds.ts): a delete event is this transaction's first write
         await c.query(TAKE_XID);
-        const res = await c.query(stmt, [`[${keys.slice(i, i + BATCH).map((k) => k.json).join(',')}]`]);
+        const res = await c.query(stmt, [keysJsonArray(keys.slice(i, i + BATCH))]);
         await c.query(sql.notify);
         return res.rowCount ?? 0;
       }, true);

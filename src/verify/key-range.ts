@@ -11,6 +11,7 @@
 // (a >= ? AND (a > ? OR (a = ? AND b > ?))), the leading `a >= ?` letting the engine narrow on the
 // first column.
 import { quoteIdent } from '../core/identifiers.js';
+import { keyInSetSql, keysJsonArray } from '../core/key-set.js';
 import type { KeyRange, KeyRef } from './verify-target.js';
 
 export interface SqlPart {
@@ -62,15 +63,7 @@ export function anyNullKeySql(keyColumns: readonly string[], alias = 't'): strin
 
 /** `where` text for "the key is one of these" on alias `t`; one parameter, a JSON array of key objects. */
 export function pgKeySetCondition(t: PgKeyTable, keys: readonly KeyRef[], param: number): SqlPart {
-  const cols = t.keyColumns;
-  return {
-    sql: `${row('t', cols)} in (select ${cols.map((c) => `k.${quoteIdent(c)}`).join(', ')} from jsonb_populate_recordset(null::${t.qualified}, $${param}::jsonb) as k)`,
-    params: [keysJsonArray(keys)],
-  };
-}
-
-export function keysJsonArray(keys: readonly KeyRef[]): string {
-  return `[${keys.map((k) => k.json).join(',')}]`;
+  return { sql: keyInSetSql('t', t.keyColumns, t.qualified, `$${param}`), params: [keysJsonArray(keys)] };
 }
 
 export function orderBySql(keyColumns: readonly string[], alias = 't', direction = ''): string {
