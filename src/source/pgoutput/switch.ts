@@ -34,6 +34,7 @@ import { readOutboxSequence } from '../../capture/outbox-bounds.js';
 import { MARK_PREFIX, type StopAt } from './pgoutput-source.js';
 import { checkServer, checkTables, ensurePublication } from './preflight.js';
 import { createSlotWithSnapshot, dropSlot, slotInfo } from './slot.js';
+import { parseLsn } from './lsn.js';
 
 export interface SwitchOptions {
   connection: pg.ClientConfig;
@@ -85,7 +86,7 @@ export function toPgoutput(o: SwitchOptions): FinalWindow {
       await o.step?.('to-pgoutput:slot');
       await writeCaptureState(db, o.schema, o.stream, {
         mode: 'to-pgoutput', slotName: o.slot, publicationName: o.publication, finalSnapshot: created.snapshot,
-        resumeSnapshot: null, resumeLowId: null, stopMarker: null, switchedAt: new Date(), slotStartLsn: created.consistentPoint,
+        resumeSnapshot: null, resumeLowId: null, stopMarker: null, stopMarkLsn: null, switchedAt: new Date(), slotStartLsn: created.consistentPoint,
       });
       log.info({ slot: o.slot, consistentPoint: created.consistentPoint }, 'created the slot; draining the outbox up to its snapshot');
       await o.step?.('to-pgoutput:recorded');
@@ -120,16 +121,30 @@ export function toTrigger(o: SwitchOptions): StopAt {
         }
         log.warn({ slot: o.slot }, 'the slot is gone: switching to trigger mode without draining it; run `pg2crate backfill` to load the tables again');
       }
-      // Every start of a switch with a slot hands over afresh: a new P and a new mark M after it.
-      // That is right whatever an earlier attempt left (the outbox is read only from trigger mode
-      // on), and the new mark lies after the slot's confirmed position, so it is decoded.
-      // Triggers are in place once a P was recorded; that state stays as it is until the new P.
+      // An earlier attempt handed over (P recorded, triggers in place) and emitted its mark M: drain
+      // to that same M while the slot's confirmed position is still before it. The drain only ever
+      // confirms commits of transactions it applied before M (pgoutput-source.ts), so M is decoded
+      // again from there. Handing over afresh at every restart put a new mark at the end of the
+      // WAL each time: under writers, a slot far behind and failures every few minutes (the soak's
+      // faults), the mark moved on faster than the drain caught up, and the switch never ended.
       const installed = state.mode === 'to-trigger' && state.resumeSnapshot !== null;
+      if (installed && state.stopMarker !== null && state.stopMarkLsn !== null) {
+        const confirmed = (await slotInfo(db, o.slot))?.confirmedFlushLsn ?? null;
+        if (confirmed !== null && parseLsn(confirmed) < parseLsn(state.stopMarkLsn)) {
+          log.info({ slot: o.slot, mark: state.stopMarkLsn, confirmed }, 'draining the slot up to the stop mark of the earlier attempt');
+          return state.stopMarker;
+        }
+        log.warn({ slot: o.slot, mark: state.stopMarkLsn, confirmed }, 'the slot is past the earlier attempt\'s stop mark; handing over afresh');
+      }
+      // Otherwise hand over afresh: a new P and a new mark M after it. That is right whatever an
+      // earlier attempt left (the outbox is read only from trigger mode on), and the new mark lies
+      // after the slot's confirmed position, so it is decoded. Triggers are in place once a P was
+      // recorded; that state stays as it is until the new P.
       if (!installed) {
         // Recorded first: a stream with triggers half installed is half-way, and replicators refuse it.
         await writeCaptureState(db, o.schema, o.stream, {
           mode: 'to-trigger', slotName: o.slot, publicationName: o.publication, finalSnapshot: null,
-          resumeSnapshot: null, resumeLowId: null, stopMarker: null, switchedAt: new Date(), slotStartLsn: state.slotStartLsn,
+          resumeSnapshot: null, resumeLowId: null, stopMarker: null, stopMarkLsn: null, switchedAt: new Date(), slotStartLsn: state.slotStartLsn,
         });
       }
       await o.step?.('to-trigger:recorded');
@@ -162,7 +177,7 @@ export function toTrigger(o: SwitchOptions): StopAt {
       await o.step?.('to-trigger:mark');
       await writeCaptureState(db, o.schema, o.stream, {
         mode: 'to-trigger', slotName: o.slot, publicationName: o.publication, finalSnapshot: null,
-        resumeSnapshot: p.snapshot, resumeLowId: p.lowId, stopMarker: mark, switchedAt: new Date(), slotStartLsn: state.slotStartLsn,
+        resumeSnapshot: p.snapshot, resumeLowId: p.lowId, stopMarker: mark, stopMarkLsn: at.rows[0].lsn, switchedAt: new Date(), slotStartLsn: state.slotStartLsn,
       });
       log.info({ slot: o.slot, mark: at.rows[0].lsn }, 'triggers installed; draining the slot up to the stop mark');
       await o.step?.('to-trigger:draining');
@@ -174,7 +189,7 @@ export function toTrigger(o: SwitchOptions): StopAt {
       if (state.mode === 'trigger') return;
       // Drained: no mark pending. A restart that finds the slot still there hands over afresh; one
       // that finds it gone hands over at P without a warning.
-      if (state.stopMarker !== null) await writeCaptureState(db, o.schema, o.stream, { ...state, stopMarker: null });
+      if (state.stopMarker !== null) await writeCaptureState(db, o.schema, o.stream, { ...state, stopMarker: null, stopMarkLsn: null });
       await o.step?.('to-trigger:drained');
       await dropSlot(db, o.slot, 10_000);
       await o.step?.('to-trigger:slot-dropped');
@@ -189,7 +204,7 @@ export function toTrigger(o: SwitchOptions): StopAt {
         );
         await db.query(`delete from ${qualify(o.schema, 'window_marks')} where stream = $1`, [o.stream]);
         await writeCaptureState(db, o.schema, o.stream, {
-          mode: 'trigger', slotName: null, publicationName: null, finalSnapshot: null, resumeSnapshot: null, resumeLowId: null, stopMarker: null, switchedAt: new Date(), slotStartLsn: null,
+          mode: 'trigger', slotName: null, publicationName: null, finalSnapshot: null, resumeSnapshot: null, resumeLowId: null, stopMarker: null, stopMarkLsn: null, switchedAt: new Date(), slotStartLsn: null,
         });
       });
       log.info({ slot: o.slot }, 'the slot is applied up to the stop mark; slot dropped, capturing with triggers');
