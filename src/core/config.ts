@@ -56,6 +56,8 @@ export interface Config {
   /** how often the partition watch looks for partitions created or attached since (partition-watch.ts) */
   partitionWatchMs: number;
   logLevel: Settings['logLevel'];
+  /** undefined: chosen by whether the log goes to a terminal (logger.ts chooseLogFormat) */
+  logFormat: Settings['logFormat'];
   deadLetterPolicy: Settings['deadLetterPolicy'];
   /** attempts for a change the target rejects before it is parked (or halts) */
   rejectAttempts: number;
@@ -280,6 +282,7 @@ export function loadConfig(env: Env, file: Record<string, unknown> = {}): Readon
     standbyRetryMs: s.standbyRetryMs,
     partitionWatchMs: s.partitionWatchMs,
     logLevel: s.logLevel,
+    logFormat: s.logFormat,
     deadLetterPolicy: s.deadLetterPolicy,
     rejectAttempts: s.rejectAttempts,
     stopTimeoutMs: s.stopTimeoutMs,

@@ -218,6 +218,10 @@ export const SETTINGS = {
   logLevel: setting({
     env: 'LOG_LEVEL', schema: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'), meaning: 'pino level',
   }),
+  logFormat: setting({
+    env: 'LOG_FORMAT', schema: oneOf(['json', 'pretty']).optional(), shownDefault: '`pretty` on a terminal, else `json`',
+    meaning: 'log lines as pino JSON (one object a line) or readable text; `start` logs to stdout, the other commands to stderr, and the default follows whether that stream is a terminal',
+  }),
 } satisfies Record<string, Setting>;
 
 export type SettingKey = keyof typeof SETTINGS;
