@@ -12,12 +12,15 @@ export interface KeyList {
 
 export type Differences = Record<DiffKind, KeyList>;
 
+/** how the repair events of the last round were applied: by the running replicator, or here ('applied-here') */
+export type RepairApplied = CatchUpOutcome | 'applied-here';
+
 export interface RepairReport {
   rounds: number;
   /** events written: 'U' for missing and different keys, 'D' for extra keys */
   upserts: number;
   deletes: number;
-  catchUp: CatchUpOutcome;
+  catchUp: RepairApplied;
   /** what still differs after the last round (re-checked by key after the replicator caught up) */
   remaining: Differences;
 }
@@ -94,7 +97,8 @@ export function formatTableReport(r: TableReport): string[] {
   if (r.repair) {
     const rp = r.repair;
     lines.push(`  repair: ${rp.upserts} row(s) re-copied, ${rp.deletes} delete(s) sent in ${rp.rounds} round(s); remaining: ${countsLine(rp.remaining)}`);
-    if (rp.catchUp === 'no-replicator') lines.push('  repair events are in the outbox; no replicator is running to apply them (run `pg2crate catch-up`)');
+    if (rp.catchUp === 'applied-here') lines.push('  no replicator was running: verify applied the repair itself (as catch-up does) and re-checked');
+    else if (rp.catchUp === 'no-replicator') lines.push('  repair events are in the outbox; no replicator is running to apply them (run `pg2crate catch-up`)');
     else if (rp.catchUp === 'timeout') lines.push('  the replicator did not apply the repair in time; run verify again');
     lines.push(...keyLines(rp.remaining, '    '));
   }

@@ -4,7 +4,7 @@
 // 1 different, 2 an error (anything thrown from here).
 import type pg from 'pg';
 import type { Config, TableSpec } from '../core/config.js';
-import { ConfigError, TableError } from '../core/errors.js';
+import { ConfigError, StreamBusyError, TableError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { displayName } from '../core/identifiers.js';
 import { waitCaughtUp } from '../source/catch-up-state.js';
@@ -30,6 +30,12 @@ export interface RunVerifyOptions extends Partial<VerifySettings> {
   logger: Logger;
   /** receives output lines (without newline) */
   out?: (line: string) => void;
+  /**
+   * drains the stream in this process until what is committed now is applied (the catch-up
+   * command's work), rejecting with StreamBusyError when another instance holds the stream. Given,
+   * a repair with no replicator running is applied here; absent, it waits in the outbox.
+   */
+  catchUp?: () => Promise<unknown>;
   signal?: AbortSignal;
 }
 
@@ -53,10 +59,21 @@ export async function runVerify(o: RunVerifyOptions): Promise<VerifyResult> {
   const reports: TableReport[] = [];
   for (const reg of tables) {
     const table = await catalog.describe(reg.id);
+    const waitForReplicator = () => waitCaughtUp(pool, { schema: config.schema, stream: config.stream, timeoutMs: settings.catchUpTimeoutMs, signal: o.signal });
+    const catchUp = o.catchUp;
     const report = await verifyTable({
-      table, source, target, settings, logger: o.logger, signal: o.signal,
-      waitForReplicator: () => waitCaughtUp(pool, { schema: config.schema, stream: config.stream, timeoutMs: settings.catchUpTimeoutMs, signal: o.signal }),
+      table, source, target, settings, logger: o.logger, signal: o.signal, waitForReplicator,
       writeRepair: (upserts, deletes) => resendRows(pool, config.schema, table, upserts, deletes),
+      applyRepairHere: catchUp && (async () => {
+        try {
+          await catchUp();
+          return 'applied-here';
+        } catch (err) {
+          // A replicator started meanwhile: it applies the repair, as when it ran from the start.
+          if (err instanceof StreamBusyError) return waitForReplicator();
+          throw err;
+        }
+      }),
     });
     reports.push(report);
     if (!o.json) for (const line of formatTableReport(report)) o.out?.(line);
