@@ -5,7 +5,7 @@
 // verify --repair with no replicator running, which applies the repair itself.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sink, SinkTableBatch, ApplyResult } from '../../src/sink/sink.js';
@@ -17,6 +17,9 @@ import { assertSameRows, makeConfig, startReplicator, testLogger, waitFor } from
 
 const bed = clusterForFile();
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** util-linux `script` gives a child a pseudo-terminal; without it the terminal half of the LOG_FORMAT test is skipped. */
+const noPty = spawnSync('sh', ['-c', 'command -v script'], { encoding: 'utf8' }).status === 0 ? false : 'util-linux `script` is not installed (it lends the CLI a pseudo-terminal)';
 
 const lines = (text: string) => text.split(/\r?\n/).filter((l) => l.trim() !== '');
 
@@ -129,7 +132,7 @@ test('status shows a running initial load of a table never analysed: rows of a n
   assert.ok(await reltuples() <= 0, 'nothing analysed the table meanwhile, so the estimate did not come from reltuples');
 });
 
-test('LOG_FORMAT: unset, a terminal gets readable lines and a pipe JSON; json and pretty choose either way', async () => {
+test('LOG_FORMAT: unset, a terminal gets readable lines and a pipe JSON; json and pretty choose either way', { skip: noPty }, async () => {
   const { env } = await bed.settled(`create table t (id int primary key); insert into t select generate_series(1, 10);`, { PG2CRATE_TABLES: 'public.t', LOG_LEVEL: 'info' });
   const pretty = /^\d\d:\d\d:\d\d\.\d{3} INFO {2}\S+: /;
   const check = (output: string, want: 'json' | 'pretty', how: string) => {
