@@ -25,6 +25,12 @@ export interface LogOutput {
   format: LogFormat;
   /** pretty only: colour the level (a terminal without NO_COLOR) */
   color?: boolean;
+  /**
+   * pretty only: the stream is a terminal. Each line then first clears the terminal's current
+   * line, so that it replaces a progress display (backfill's) instead of running into it; the
+   * display is drawn again below on its next update.
+   */
+  terminal?: boolean;
 }
 
 /** Where log lines go, in which form. */
@@ -32,7 +38,7 @@ export function logDestination(out: LogOutput): DestinationStream {
   if (out.format === 'json') return destination({ dest: out.fd, sync: false });
   const sink = destination({ dest: out.fd, sync: true });
   return {
-    write: (line: string) => { sink.write(prettyLine(line, out.color === true)); },
+    write: (line: string) => { sink.write(`${out.terminal ? '\r\x1b[K' : ''}${prettyLine(line, out.color === true)}`); },
     flush: (cb: (err?: Error) => void) => sink.flush(cb),
   } as DestinationStream;
 }
