@@ -1,5 +1,6 @@
 // `pg2crate verify [tables] [--repair]`: verifies the named registered tables (all of them by
-// default) one after the other, prints a report per table as it is done (text) or one JSON document
+// default) one after the other, prints a row per table as it is done under a header sized for all
+// of them (text) or one JSON document
 // at the end, and says whether everything is equal. The CLI maps that to the exit code: 0 equal,
 // 1 different, 2 an error (anything thrown from here).
 import type pg from 'pg';
@@ -14,7 +15,7 @@ import { crateVerifyTarget } from './cratedb-target.js';
 import { PgSide } from './pg-side.js';
 import { postgresVerifyTarget } from './postgres-target.js';
 import { resendRows } from '../resend.js';
-import { formatTableReport, type TableReport } from './report.js';
+import { formatTableReport, reportHeader, reportLayout, type TableReport } from './report.js';
 import { DEFAULT_SETTINGS, verifyTable, type VerifySettings } from './verify.js';
 import type { VerifyTarget } from './verify-target.js';
 
@@ -57,6 +58,8 @@ export async function runVerify(o: RunVerifyOptions): Promise<VerifyResult> {
   const catalog = new RegistryCatalog(pool, config.schema);
   const source = new PgSide(pool, 'source', target.form);
   const reports: TableReport[] = [];
+  const layout = reportLayout(tables.map((t) => ({ table: displayName(t.sourceSchema, t.sourceTable), target: displayName(t.targetSchema, t.targetTable) })));
+  if (!o.json && tables.length > 0) o.out?.(reportHeader(layout));
   for (const reg of tables) {
     const table = await catalog.describe(reg.id);
     const waitForReplicator = () => waitCaughtUp(pool, { schema: config.schema, stream: config.stream, timeoutMs: settings.catchUpTimeoutMs, signal: o.signal });
@@ -76,7 +79,7 @@ export async function runVerify(o: RunVerifyOptions): Promise<VerifyResult> {
       }),
     });
     reports.push(report);
-    if (!o.json) for (const line of formatTableReport(report)) o.out?.(line);
+    if (!o.json) for (const line of formatTableReport(report, layout)) o.out?.(line);
   }
   const equal = reports.every((r) => r.equal);
   if (o.json) o.out?.(JSON.stringify({ equal, tables: reports }, null, 2));

@@ -45,7 +45,7 @@ test('verify prints its report for a person with no log line on stdout, logs on 
   assert.equal(human.code, 1, human.stderr);
   assert.ok(lines(human.stdout).length > 0);
   for (const l of lines(human.stdout)) assert.ok(!isLogLine(l) && !l.startsWith('{'), `a JSON line on stdout:\n${l}`);
-  assert.match(human.stdout, /^public\.items → public\.items: DIFFERENT; rows 300 source \/ 300 target/m);
+  assert.match(human.stdout, /^table +result +source rows +target rows +missing +extra +different +time\npublic\.items +DIFFERENT +300 +300 +0 +0 +1 +\d+\.\d s$/m);
   assert.match(human.stdout, /^ {2}different: \{"id": 7\}$/m);
   // the log is there, on stderr, as JSON lines (stderr is no terminal here)
   const logged = lines(human.stderr);

@@ -112,7 +112,8 @@ test('a faithful copy verifies equal, over many ranges, for every table', async 
   assert.equal(items.ranges, 8);
   assert.equal(items.differingRanges, 0);
   assert.equal(items.catchUp, 'not-needed');
-  assert.match(res.lines[0], /public\.items → public\.items: equal; rows 50 source \/ 50 target/);
+  assert.match(res.lines[0], /^table +result +source rows +target rows +missing +extra +different +time$/);
+  assert.match(res.lines.join('\n'), /^public\.items +equal +50 +50 +0 +0 +0 +\d+\.\d s$/m);
 });
 
 test('keys the two sides order differently are re-checked by key, not reported', async () => {
