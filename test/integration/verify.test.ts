@@ -211,7 +211,9 @@ test('a change still in flight is waited for and not reported', async () => {
   }
 });
 
-test('without a running replicator verify re-checks at once and says so; repair leaves its events for later', async () => {
+// runVerify without a catch-up to call: the repair waits in the outbox. The CLI (and verify() in
+// src/commands/verify.ts) gives it one, and applies the repair itself: cli-output.test.ts.
+test('without a running replicator verify re-checks at once and says so; repair without a catch-up leaves its events for later', async () => {
   await rep.stop();
   await src.query(`update items set name = 'unapplied' where id = 2`);
   const res = await verify({ tables: ['items'] });
