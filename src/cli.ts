@@ -39,7 +39,8 @@ async function main(argv: string[]): Promise<number> {
   const fd = line.command.logsToStdout ? 1 : 2;
   const tty = (fd === 1 ? process.stdout : process.stderr).isTTY === true;
   const format = chooseLogFormat(config.logFormat, tty);
-  const logger = createLogger(config.logLevel, logDestination({ fd, format, terminal: tty, color: tty && !process.env.NO_COLOR }));
+  const level = config.logLevel ?? (line.command.logsToStdout ? 'info' : 'warn');
+  const logger = createLogger(level, logDestination({ fd, format, terminal: tty, color: tty && !process.env.NO_COLOR }));
   const runner = new Runner(config, logger);
   try {
     if (line.command.stoppable) installSignals(logger, () => runner.stop());

@@ -55,6 +55,7 @@ export interface Config {
   standbyRetryMs: number;
   /** how often the partition watch looks for partitions created or attached since (partition-watch.ts) */
   partitionWatchMs: number;
+  /** undefined: `info` for the service (`start`), `warn` for the one-shot commands, whose output is their result */
   logLevel: Settings['logLevel'];
   /** undefined: chosen by whether the log goes to a terminal (logger.ts chooseLogFormat) */
   logFormat: Settings['logFormat'];

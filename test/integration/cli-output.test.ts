@@ -71,6 +71,7 @@ test('verify --repair with no replicator running applies the repair itself and e
 
   const res = await runCli(env, ['verify', '--repair', '--json']);
   assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`);
+  assert.equal(res.stderr, '', 'LOG_LEVEL unset: a one-shot command logs only warnings and errors, and there were none');
   const doc = JSON.parse(res.stdout) as { equal: boolean; tables: { repair: { catchUp: string; upserts: number; deletes: number } }[] };
   assert.equal(doc.equal, true);
   assert.equal(doc.tables[0].repair.catchUp, 'applied-here');
