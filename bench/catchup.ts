@@ -99,7 +99,7 @@ const logger = createLogger(process.env.LOG_LEVEL ?? 'warn', { write: (s: string
 /** Spawns `pg2crate catch-up`, follows its memory, and returns when it exits. */
 async function catchUp(env: Record<string, string>, timeoutMs: number): Promise<{ totalSeconds: number; drainSeconds: number; peakRss: number; applied: number; log: string }> {
   const t0 = performance.now();
-  const child = spawnReplicator({ ...env, LOG_LEVEL: 'info' }, ['catch-up'], 'catch-up');
+  const child = spawnReplicator({ ...env, LOG_LEVEL: 'info' }, ['catch-up', '--json'], 'catch-up');
   let peak = 0;
   let startedAt: number | null = null;
   let exit: number | string | null = null;
@@ -120,7 +120,8 @@ async function catchUp(env: Record<string, string>, timeoutMs: number): Promise<
   // The log line's own timestamp is more exact than our 50 ms polling of the file.
   const startedLine = log.split('\n').find((l) => l.includes('"replicator started"'));
   const startedEpoch = startedLine ? Number(/"time":(\d+)/.exec(startedLine)?.[1]) : NaN;
-  const applied = Number(/caught up: (\d+) event/.exec(log)?.[1] ?? NaN);
+  // the result (stdout, --json) shares the file with the log lines (stderr): the one line that is not a log line
+  const applied = Number(/^\{"appliedEvents":(\d+)\}$/m.exec(log)?.[1] ?? NaN);
   const drainSeconds = Number.isFinite(startedEpoch)
     ? (Date.now() - (performance.now() - end) - startedEpoch) / 1000
     : (end - (startedAt ?? t0)) / 1000;

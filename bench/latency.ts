@@ -102,7 +102,7 @@ async function startReplicator(env: Record<string, string>, listen: boolean): Pr
 /** The child: a Runner from the environment, with or without its listener, until SIGTERM. */
 async function replicatorMain(): Promise<void> {
   const config = loadConfig(process.env);
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel ?? 'info');
   const runner = new Runner(config, logger);
   let stopping = false;
   process.on('SIGTERM', () => {

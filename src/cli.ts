@@ -2,7 +2,7 @@
 // process.env, installs signal handlers or calls process.exit.
 import { loadConfig, readConfigFile, type Config } from './core/config.js';
 import { ConfigError, StreamBusyError, TableError, SchemaVersionError, describe } from './core/errors.js';
-import { createLogger, type Logger } from './core/logger.js';
+import { chooseLogFormat, createLogger, logDestination, type Logger } from './core/logger.js';
 import { Runner } from './runner.js';
 import { CATALOG } from './commands/catalog.js';
 import { parseCommandLine, UsageError } from './commands/command-line.js';
@@ -35,7 +35,12 @@ async function main(argv: string[]): Promise<number> {
     return line.exitCode;
   }
   const config = loadFromProcess(line.values.config);
-  const logger = createLogger(config.logLevel);
+  // A service logs to stdout; a one-shot command prints its result there and logs to stderr.
+  const fd = line.command.logsToStdout ? 1 : 2;
+  const tty = (fd === 1 ? process.stdout : process.stderr).isTTY === true;
+  const format = chooseLogFormat(config.logFormat, tty);
+  const level = config.logLevel ?? (line.command.logsToStdout ? 'info' : 'warn');
+  const logger = createLogger(level, logDestination({ fd, format, terminal: tty, color: tty && !process.env.NO_COLOR }));
   const runner = new Runner(config, logger);
   try {
     if (line.command.stoppable) installSignals(logger, () => runner.stop());

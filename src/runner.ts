@@ -53,6 +53,9 @@ export interface RunnerOptions {
 
 export class Runner {
   readonly #config: Config;
+  /** the logger given, without a component: what the parts built here get (logger.ts says why) */
+  readonly #base: Logger;
+  /** the runner's own lines */
   readonly #log: Logger;
   readonly #opts: RunnerOptions;
   #pool: pg.Pool | null = null;
@@ -65,6 +68,7 @@ export class Runner {
   constructor(config: Config, logger: Logger, opts: RunnerOptions = {}) {
     this.#config = config;
     this.#opts = opts;
+    this.#base = logger;
     this.#log = logger.child({ component: 'runner' });
   }
 
@@ -72,8 +76,9 @@ export class Runner {
     return this.#config;
   }
 
+  /** the logger given (without a component): the commands' own lines, and what they pass down */
   get logger(): Logger {
-    return this.#log;
+    return this.#base;
   }
 
   get drainer(): Drainer | null {
@@ -89,7 +94,7 @@ export class Runner {
 
   /** A sink for the configured target, not started yet (through the tests' wrapSink seam). */
   newSink(): Sink {
-    const base = createSink(this.#config, this.#log);
+    const base = createSink(this.#config, this.#base);
     return this.#opts.wrapSink ? this.#opts.wrapSink(base) : base;
   }
 
@@ -171,7 +176,7 @@ export class Runner {
       copy(0);
     }
     if (opts.listen !== false && !opts.untilCaughtUp && triggers) {
-      this.#listener = new Listener(sourceConnection(c), wakeupChannel(c.schema), () => drainer.wake(), this.#log);
+      this.#listener = new Listener(sourceConnection(c), wakeupChannel(c.schema), () => drainer.wake(), this.#base);
       await this.#listener.start();
     }
     this.#log.info({ target: sink.name, schema: c.schema, stream: c.stream, pageSize: c.pageSize }, 'replicator started');
@@ -198,7 +203,7 @@ export class Runner {
     const c = this.#config;
     const connection = sourceConnection(c);
     const switching: SwitchOptions | null = opts.switchTo
-      ? { connection, schema: c.schema, stream: c.stream, slot: c.slotName, publication: c.publicationName, logger: this.#log, step: this.#opts.switchStep }
+      ? { connection, schema: c.schema, stream: c.stream, slot: c.slotName, publication: c.publicationName, logger: this.#base, step: this.#opts.switchStep }
       : null;
     // A switch drains the mode it leaves.
     const pgoutput = opts.switchTo ? opts.switchTo === 'trigger' : c.capture === 'pgoutput';
@@ -206,27 +211,27 @@ export class Runner {
     const source = pgoutput
       ? new PgoutputSource({
         connection, schema: c.schema, stream: c.stream, slot: c.slotName, publication: c.publicationName, standbyRetryMs: c.standbyRetryMs,
-        pageSize: c.pageSize, slotWarnBytes: c.slotWarnBytes, logger: this.#log, onData: () => drainer?.wake(),
+        pageSize: c.pageSize, slotWarnBytes: c.slotWarnBytes, logger: this.#base, onData: () => drainer?.wake(),
         catchUp: opts.untilCaughtUp && !switching, stopAt: switching ? toTrigger(switching) : undefined,
       })
       : new OutboxSource({
-        connection, schema: c.schema, stream: c.stream, standbyRetryMs: c.standbyRetryMs, logger: this.#log, finalWindow: switching ? toPgoutput(switching) : undefined,
+        connection, schema: c.schema, stream: c.stream, standbyRetryMs: c.standbyRetryMs, logger: this.#base, finalWindow: switching ? toPgoutput(switching) : undefined,
       });
     return drainer = new Drainer(source, sink, {
       pageSize: c.pageSize, pollIntervalMs: c.pollIntervalMs, deadLetterPolicy: c.deadLetterPolicy, rejectAttempts: c.rejectAttempts,
       stopTimeoutMs: c.stopTimeoutMs, untilCaughtUp: opts.untilCaughtUp, waitForStream: opts.waitForStream,
-    }, this.#log);
+    }, this.#base);
   }
 
   #startSchedules(): void {
     const c = this.#config;
-    const scheduler = new Scheduler(c.schedules.timezone, this.#log);
+    const scheduler = new Scheduler(c.schedules.timezone, this.#base);
     this.#scheduler = scheduler;
     if (c.schedules.catchUp) scheduler.add('catch-up', c.schedules.catchUp, () => this.#catchUpOnce());
     if (c.schedules.retention) scheduler.add('retention', c.schedules.retention, () => this.retention().then(() => {}));
     if (c.schedules.verify) {
       scheduler.add('verify', c.schedules.verify, async () => {
-        const res = await verifyConfigured({ config: c, pool: this.pool, logger: this.#log, repair: false, json: false, out: () => {} });
+        const res = await verifyConfigured({ config: c, pool: this.pool, logger: this.#base, repair: false, json: false, out: () => {} });
         if (res.equal) this.#log.info('scheduled verify: source and target agree');
         else this.#log.warn('scheduled verify: source and target differ; run `pg2crate verify` for the keys');
       });
@@ -260,7 +265,7 @@ export class Runner {
   /** Truncates applied outbox generations and rotates the current one when it is large (the retention schedule). */
   async retention(): Promise<RetentionResult> {
     const c = this.#config;
-    return runRetention(this.pool, { schema: c.schema, rotateBytes: c.retentionRotateBytes, lockTimeoutMs: 2000, logger: this.#log });
+    return runRetention(this.pool, { schema: c.schema, rotateBytes: c.retentionRotateBytes, lockTimeoutMs: 2000, logger: this.#base });
   }
 
   async #startHttp(port: number): Promise<void> {
@@ -273,7 +278,7 @@ export class Runner {
         await this.#sink.ping();
       },
       readyMaxLagSeconds: c.readyMaxLagSeconds,
-    }, this.#log);
+    }, this.#base);
     this.httpPort = await server.start(port);
     this.#http = server;
   }
@@ -285,11 +290,11 @@ export class Runner {
     // A Postgres target takes plain tables' initial loads as binary COPY; a wrapped sink (tests
     // that inject faults) sees every row itself.
     if (c.target.kind === 'postgres' && c.capture === 'trigger' && c.initialLoad === 'direct' && !this.#opts.wrapSink) {
-      this.#copyLoader ??= new PgCopyLoader(c.target.connectionString, this.#log);
+      this.#copyLoader ??= new PgCopyLoader(c.target.connectionString, this.#base);
     }
     return new Backfiller(this.pool, {
       schema: c.schema, stream: c.stream, chunkRows: c.backfillChunkRows, inflight: c.backfillInflight, pollMs: Math.min(c.pollIntervalMs, 200),
-      logger: this.#log, isLeader: () => drainer.stats.state !== 'acquiring' && drainer.stats.state !== 'stopped',
+      logger: this.#base, isLeader: () => drainer.stats.state !== 'acquiring' && drainer.stats.state !== 'stopped',
       slot: c.capture === 'pgoutput' ? c.slotName : undefined,
       direct: c.capture === 'trigger' && c.initialLoad === 'direct'
         ? { sink, catalog: new RegistryCatalog(this.pool, c.schema), rejectAttempts: c.rejectAttempts, deadLetterPolicy: c.deadLetterPolicy, pgCopy: this.#copyLoader ?? undefined }

@@ -10,7 +10,8 @@ import { listTables } from '../capture/registry.js';
 import { emitWaitMark, slotPassed } from '../source/catch-up-state.js';
 import { backfillState, type BackfillProgress } from '../load/backfill.js';
 import type { Runner } from '../runner.js';
-import type { Command } from './command.js';
+import { JSON_OPTION, type Command } from './command.js';
+import { alignColumns, count, loadProgressText } from './human-output.js';
 
 /**
  * Copies the named tables' rows again (all captured tables when none is named) and returns once
@@ -61,47 +62,57 @@ export async function backfill(runner: Runner, specs: TableSpec[], onProgress?: 
 export const backfillCommand: Command = {
   name: 'backfill',
   summary: 'copy existing rows again (all captured tables when none named)',
-  usage: 'backfill [<schema.table>…]',
+  usage: 'backfill [<schema.table>…] [--json]',
   details: [
-    'Shows a progress bar (rows, rows/s, ETA) and returns once the rows reached the target; copies and',
+    'Shows its progress on stderr (rows of the estimate, rows/s, ETA) and returns once the rows reached the target; copies and',
     'drains in this process unless another instance holds the stream. A changed shape applies to the copy.',
+    'Prints one line per table when done; --json prints the tables\' final state as one JSON document.',
   ],
   positionals: { name: '<schema.table>…', summary: 'captured tables; all of them when none is named' },
+  options: { json: JSON_OPTION },
   stoppable: true,
-  async run({ runner, positionals, stderr }) {
+  async run({ runner, positionals, values, print, stderr }) {
     const specs = positionals.map((r) => parseQualifiedName(r, 'backfill'));
     const bar = new ProgressBar(stderr);
-    await backfill(runner, specs, (p) => bar.update(p));
+    const last = new Map<string, BackfillProgress & { applied: boolean }>();
+    await backfill(runner, specs, (p) => {
+      last.set(p.table, p);
+      bar.update(p);
+    });
     bar.finish();
+    const tables = [...last.values()];
+    if (values.json) print(JSON.stringify({ tables }, null, 2));
+    else {
+      for (const l of alignColumns(tables.map((p) => [p.table, p.applied ? 'applied' : p.done ? 'copied, not yet applied' : 'stopped', `${count(p.rowsCopied)} rows`]), new Set([2]))) print(l);
+    }
     return 0;
   },
 };
 
-/** A one-line progress display on a terminal; plain lines every 10 s elsewhere. */
+/** A one-line progress display on a terminal; a plain line every 10 s elsewhere. */
 class ProgressBar {
   readonly #out: NodeJS.WriteStream;
   #last = 0;
-  #lines = new Map<string, string>();
+  #shown = false;
   constructor(out: NodeJS.WriteStream) {
     this.#out = out;
   }
   update(p: BackfillProgress & { applied?: boolean }): void {
     const pct = p.rowsEstimate ? Math.min(100, (100 * p.rowsCopied) / Math.max(p.rowsEstimate, 1)) : null;
-    const eta = p.rowsEstimate && p.rowsPerSecond > 0 && !p.done ? Math.max(0, Math.round((p.rowsEstimate - p.rowsCopied) / p.rowsPerSecond)) : null;
     const width = 24;
     const filled = pct === null ? 0 : Math.round((pct / 100) * width);
-    const state = p.applied ? 'applied' : p.done ? 'copied, applying' : `ETA ${eta ?? '?'} s`;
-    const line = `${p.table} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${pct === null ? '' : `${pct.toFixed(0)}% `}${p.rowsCopied.toLocaleString('en')} rows, ${Math.round(p.rowsPerSecond).toLocaleString('en')} rows/s, ${state}`;
-    this.#lines.set(p.table, line);
+    const state = p.applied ? 'applied' : p.done ? 'copied, applying' : loadProgressText(p);
+    const line = `${p.table} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${state}`;
     if (this.#out.isTTY) {
       this.#out.write(`\r\x1b[K${line}`);
-    } else if (Date.now() - this.#last > 10_000 || p.applied) {
+      this.#shown = true;
+    } else if (Date.now() - this.#last > 10_000 && !p.done) {
       this.#last = Date.now();
       this.#out.write(`${line}\n`);
     }
   }
   finish(): void {
-    if (this.#out.isTTY) this.#out.write('\n');
-    else for (const l of this.#lines.values()) this.#out.write(`${l}\n`);
+    // The result follows on stdout; the terminal's progress line is cleared so that it does not stay beside it.
+    if (this.#shown) this.#out.write('\r\x1b[K');
   }
 }

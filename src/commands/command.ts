@@ -13,7 +13,7 @@ export interface OptionSpec {
 }
 
 /** --json, for the commands that can print one JSON document instead of text */
-export const JSON_OPTION: OptionSpec = { type: 'boolean', summary: 'one JSON document' };
+export const JSON_OPTION: OptionSpec = { type: 'boolean', summary: 'print the result as one JSON document (for scripts) instead of text' };
 
 /** What a command's `run` gets: the runner and the parsed command line, and where to write. */
 export interface Invocation {
@@ -42,6 +42,11 @@ export interface Command {
   options?: Record<string, OptionSpec>;
   /** runs until done or stopped: the CLI installs its graceful-stop signal handlers first */
   stoppable?: boolean;
+  /**
+   * a service (`start`): its log is its output and goes to stdout. Every other command prints its
+   * result on stdout and logs to stderr, so that the two never mix.
+   */
+  logsToStdout?: boolean;
   run(call: Invocation): Promise<number>;
 }
 

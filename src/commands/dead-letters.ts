@@ -5,6 +5,7 @@ import { assertSchemaCurrent } from '../capture/migrate.js';
 import { RegistryCatalog } from '../capture/registry.js';
 import { discardDeadLetters as discard, listDeadLetters, retryDeadLetters as retry, type DeadLetterRow } from '../ops/dead-letters.js';
 import { JSON_OPTION, type Command, type CommandContext, type CommandGroup, type Invocation } from './command.js';
+import { alignColumns } from './human-output.js';
 
 export async function deadLetters(ctx: CommandContext): Promise<DeadLetterRow[]> {
   await assertSchemaCurrent(ctx.pool, ctx.config.schema);
@@ -32,13 +33,19 @@ export const deadLettersListCommand: Command = {
     const rows = await deadLetters(runner);
     if (values.json) print(JSON.stringify(rows, null, 2));
     else if (rows.length === 0) print('no dead letters');
-    else for (const r of rows) print(`#${r.id} event ${r.eventId} ${r.table} op ${r.op} attempts ${r.attempts} at ${r.createdAt}: ${r.code ? `[${r.code}] ` : ''}${r.error}`);
+    else {
+      const table = alignColumns([
+        ['id', 'event', 'table', 'op', 'attempts', 'parked at', 'error'],
+        ...rows.map((r) => [String(r.id), String(r.eventId), r.table, r.op, String(r.attempts), String(r.createdAt), `${r.code ? `[${r.code}] ` : ''}${r.error}`]),
+      ], new Set([0, 1, 4]));
+      for (const l of table) print(l);
+    }
     return 0;
   },
 };
 
 const IDS = { name: '<id…>', summary: 'dead-letter ids, as "dead-letters list" shows them' };
-const ALL = { all: { type: 'boolean', summary: 'every dead letter of the stream' } } as const;
+const ALL = { all: { type: 'boolean', summary: 'every dead letter of the stream' }, json: JSON_OPTION } as const;
 
 /** The ids named, or 'all' with --all. */
 function idsOf(sub: string, { values, positionals }: Invocation): number[] | 'all' {
@@ -52,13 +59,13 @@ function idsOf(sub: string, { values, positionals }: Invocation): number[] | 'al
 export const deadLettersRetryCommand: Command = {
   name: 'dead-letters retry',
   summary: 'send the current source state of those keys again',
-  details: ['Through the stream, as a change of now; the letters are then forgotten.'],
-  usage: 'dead-letters retry <id…|--all>',
+  details: ['Through the stream, as a change of now; the letters are then forgotten. --json prints {"retried": n}.'],
+  usage: 'dead-letters retry <id…|--all> [--json]',
   positionals: IDS,
   options: ALL,
   async run(call) {
     const n = await retryDeadLetters(call.runner, idsOf('retry', call));
-    call.print(`re-sent the current state of ${n} dead letter(s)`);
+    call.print(call.values.json ? JSON.stringify({ retried: n }) : `re-sent the current state of ${n} dead letter(s)`);
     return 0;
   },
 };
@@ -66,12 +73,13 @@ export const deadLettersRetryCommand: Command = {
 export const deadLettersDiscardCommand: Command = {
   name: 'dead-letters discard',
   summary: 'forget them',
-  usage: 'dead-letters discard <id…|--all>',
+  details: ['--json prints {"discarded": n}.'],
+  usage: 'dead-letters discard <id…|--all> [--json]',
   positionals: IDS,
   options: ALL,
   async run(call) {
     const n = await discardDeadLetters(call.runner, idsOf('discard', call));
-    call.print(`discarded ${n} dead letter(s)`);
+    call.print(call.values.json ? JSON.stringify({ discarded: n }) : `discarded ${n} dead letter(s)`);
     return 0;
   },
 };

@@ -5,7 +5,7 @@ import { readCaptureState } from '../capture/capture-state.js';
 import { migrate as migrateSchema } from '../capture/migrate.js';
 import { addTable, listTables, resolveTable, type RegisteredTable } from '../capture/registry.js';
 import { targetNameFor } from '../runner.js';
-import type { Command, CommandContext } from './command.js';
+import { JSON_OPTION, type Command, type CommandContext } from './command.js';
 import { targetNameMappings } from './tables.js';
 
 export async function migrate(ctx: CommandContext): Promise<{ ran: string[]; tables: RegisteredTable[] }> {
@@ -37,10 +37,15 @@ export async function migrate(ctx: CommandContext): Promise<{ ran: string[]; tab
 export const migrateCommand: Command = {
   name: 'migrate',
   summary: 'create or upgrade the pg2crate schema, capture configured tables',
-  usage: 'migrate',
-  details: ['Safe to run twice or concurrently; refuses a schema newer than this build.'],
-  async run({ runner, print }) {
+  usage: 'migrate [--json]',
+  details: ['Safe to run twice or concurrently; refuses a schema newer than this build. --json prints {"schema", "ran", "tables"}.'],
+  options: { json: JSON_OPTION },
+  async run({ runner, values, print }) {
     const { ran, tables } = await migrate(runner);
+    if (values.json) {
+      print(JSON.stringify({ schema: runner.config.schema, ran, tables }, null, 2));
+      return 0;
+    }
     print(`migrated schema ${runner.config.schema}${ran.length ? ` (ran ${ran.join(', ')})` : ' (already current)'}; ${tables.length} configured table(s) captured`);
     return 0;
   },

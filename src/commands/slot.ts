@@ -4,7 +4,7 @@ import { TableError } from '../core/errors.js';
 import { readCaptureState } from '../capture/capture-state.js';
 import { assertSchemaCurrent } from '../capture/migrate.js';
 import { dropSlot as dropReplicationSlot } from '../source/pgoutput/slot.js';
-import type { Command, CommandContext, CommandGroup } from './command.js';
+import { JSON_OPTION, type Command, type CommandContext, type CommandGroup } from './command.js';
 
 /** Drops the replication slot; refuses while the stream reads from it unless forced. Says whether there was one. */
 export async function dropSlot(ctx: CommandContext, force: boolean): Promise<boolean> {
@@ -23,11 +23,15 @@ export async function dropSlot(ctx: CommandContext, force: boolean): Promise<boo
 export const slotDropCommand: Command = {
   name: 'slot drop',
   summary: 'drop the replication slot (PG2CRATE_SLOT)',
-  details: ['For a slot that holds back too much WAL; refused while the stream reads from it, unless --force.'],
-  usage: 'slot drop [--force]',
-  options: { force: { type: 'boolean', summary: 'drop it while the stream still reads from it (then resync: switch-capture trigger, backfill)' } },
+  details: ['For a slot that holds back too much WAL; refused while the stream reads from it, unless --force. --json prints {"slot", "dropped"}.'],
+  usage: 'slot drop [--force] [--json]',
+  options: { force: { type: 'boolean', summary: 'drop it while the stream still reads from it (then resync: switch-capture trigger, backfill)' }, json: JSON_OPTION },
   async run({ runner, values, print }) {
     const dropped = await dropSlot(runner, values.force === true);
+    if (values.json) {
+      print(JSON.stringify({ slot: runner.config.slotName, dropped }));
+      return 0;
+    }
     print(dropped ? `dropped slot ${runner.config.slotName}` : `there is no slot ${runner.config.slotName}`);
     return 0;
   },

@@ -11,8 +11,12 @@ export const startCommand: Command = {
   name: 'start',
   summary: 'run the replicator (long-running)',
   usage: 'start',
-  details: ['Stops gracefully on the first SIGINT/SIGTERM (after the page in flight), at once on the second.'],
+  details: [
+    'Stops gracefully on the first SIGINT/SIGTERM (after the page in flight), at once on the second.',
+    'Logs to stdout: pino JSON lines, or readable lines when stdout is a terminal (LOG_FORMAT=json|pretty chooses).',
+  ],
   stoppable: true,
+  logsToStdout: true,
   async run({ runner }) {
     await start(runner);
     return 0;

@@ -4,7 +4,7 @@ import { ConfigError } from '../core/errors.js';
 import { readCaptureState } from '../capture/capture-state.js';
 import { assertSchemaCurrent } from '../capture/migrate.js';
 import type { Runner } from '../runner.js';
-import type { Command } from './command.js';
+import { JSON_OPTION, type Command } from './command.js';
 
 export type CaptureMode = 'trigger' | 'pgoutput';
 
@@ -40,18 +40,24 @@ export async function switchCapture(runner: Runner, to: CaptureMode): Promise<'s
 export const switchCaptureCommand: Command = {
   name: 'switch-capture',
   summary: 'switch the capture mode without a gap',
-  usage: 'switch-capture <trigger|pgoutput>',
+  usage: 'switch-capture <trigger|pgoutput> [--json]',
   details: [
     'Stop the replicator first; then start it with PG2CRATE_CAPTURE set to the new mode. docs/pgoutput.md',
-    'has the procedure and what a rerun does after a stop at each step.',
+    'has the procedure and what a rerun does after a stop at each step. --json prints',
+    '{"stream", "mode", "switched"} (switched false: it was in that mode already).',
   ],
+  options: { json: JSON_OPTION },
   positionals: { name: 'trigger|pgoutput', summary: 'the mode to switch to' },
   stoppable: true,
-  async run({ runner, positionals, print }) {
+  async run({ runner, positionals, values, print }) {
     const [to] = positionals;
     if (positionals.length !== 1 || (to !== 'trigger' && to !== 'pgoutput')) throw new ConfigError('switch-capture', 'expected "switch-capture trigger" or "switch-capture pgoutput"');
     const outcome = await switchCapture(runner, to);
     const stream = runner.config.stream;
+    if (values.json) {
+      print(JSON.stringify({ stream, mode: to, switched: outcome === 'switched' }));
+      return 0;
+    }
     print(outcome === 'already'
       ? `stream ${stream} is in ${to} mode already`
       : `stream ${stream} now captures with ${to === 'pgoutput' ? 'pgoutput' : 'triggers'}; start the replicator with PG2CRATE_CAPTURE=${to}`);

@@ -8,6 +8,7 @@ import { addTable, describeColumns, listTables as listRegistered, removeTable, t
 import { crateNameMappings, type CrateNameMapping } from '../sink/cratedb/names.js';
 import { targetNameFor } from '../runner.js';
 import { JSON_OPTION, type Command, type CommandContext, type CommandGroup } from './command.js';
+import { alignColumns } from './human-output.js';
 
 /** Captures the tables (idempotent); the configuration's options for a table apply unless `specs` say otherwise. */
 export async function addTables(ctx: CommandContext, specs: TableSpec[]): Promise<RegisteredTable[]> {
@@ -58,12 +59,22 @@ function specsOf(command: string, positionals: string[], key: string | boolean |
 export const tablesAddCommand: Command = {
   name: 'tables add',
   summary: 'capture tables (installs triggers)',
-  details: ['Idempotent; the replicator copies their existing rows first. The configuration\'s options for a table apply.'],
-  usage: 'tables add <schema.table>… [--key <col,col>]',
+  details: [
+    'Idempotent; the replicator copies their existing rows first. The configuration\'s options for a table apply.',
+    '--json prints the tables as registered, each with the names that reach the target changed (nameMappings).',
+  ],
+  usage: 'tables add <schema.table>… [--key <col,col>] [--json]',
   positionals: NAMES,
-  options: { key: { type: 'string', value: 'col,col', summary: 'key columns, for a table without a primary key' } },
+  options: { key: { type: 'string', value: 'col,col', summary: 'key columns, for a table without a primary key' }, json: JSON_OPTION },
   async run({ runner, values, positionals, print }) {
-    for (const t of await addTables(runner, specsOf('tables add', positionals, values.key))) {
+    const added = await addTables(runner, specsOf('tables add', positionals, values.key));
+    if (values.json) {
+      const out = [];
+      for (const t of added) out.push({ ...t, nameMappings: await targetNameMappings(runner, t) });
+      print(JSON.stringify(out, null, 2));
+      return 0;
+    }
+    for (const t of added) {
       print(`capturing ${displayName(t.sourceSchema, t.sourceTable)} → ${displayName(t.targetSchema, t.targetTable)}`);
       for (const m of await targetNameMappings(runner, t)) print(`  ${m.kind} ${JSON.stringify(m.from)} arrives as ${JSON.stringify(m.to)}: ${m.reason}`);
     }
@@ -74,12 +85,17 @@ export const tablesAddCommand: Command = {
 export const tablesRemoveCommand: Command = {
   name: 'tables remove',
   summary: 'release tables (drops their triggers)',
-  details: ['Changes captured before are still applied.'],
-  usage: 'tables remove <schema.table>…',
+  details: ['Changes captured before are still applied. --json prints [{"table", "released"}].'],
+  usage: 'tables remove <schema.table>… [--json]',
   positionals: NAMES,
-  async run({ runner, positionals, print }) {
+  options: { json: JSON_OPTION },
+  async run({ runner, values, positionals, print }) {
     const specs = specsOf('tables remove', positionals, undefined);
     const removed = await removeTables(runner, specs);
+    if (values.json) {
+      print(JSON.stringify(specs.map((s, i) => ({ table: displayName(s.schema, s.table), released: removed[i] })), null, 2));
+      return 0;
+    }
     specs.forEach((s, i) => print(`${removed[i] ? 'released' : 'was not captured:'} ${displayName(s.schema, s.table)}`));
     return 0;
   },
@@ -93,7 +109,11 @@ export const tablesListCommand: Command = {
   async run({ runner, values, print }) {
     const tables = await listTables(runner);
     if (values.json) print(JSON.stringify(tables, null, 2));
-    else for (const t of tables) print(`${displayName(t.sourceSchema, t.sourceTable)} → ${displayName(t.targetSchema, t.targetTable)}  key (${t.keyColumns.join(', ')}, ${t.keyOrigin})`);
+    else if (tables.length === 0) print('no tables are captured (pg2crate tables add)');
+    else {
+      const rows = tables.map((t) => [displayName(t.sourceSchema, t.sourceTable), '→', displayName(t.targetSchema, t.targetTable), `key (${t.keyColumns.join(', ')}, ${t.keyOrigin})`]);
+      for (const l of alignColumns(rows)) print(l);
+    }
     return 0;
   },
 };

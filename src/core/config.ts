@@ -55,7 +55,10 @@ export interface Config {
   standbyRetryMs: number;
   /** how often the partition watch looks for partitions created or attached since (partition-watch.ts) */
   partitionWatchMs: number;
+  /** undefined: `info` for the service (`start`), `warn` for the one-shot commands, whose output is their result */
   logLevel: Settings['logLevel'];
+  /** undefined: chosen by whether the log goes to a terminal (logger.ts chooseLogFormat) */
+  logFormat: Settings['logFormat'];
   deadLetterPolicy: Settings['deadLetterPolicy'];
   /** attempts for a change the target rejects before it is parked (or halts) */
   rejectAttempts: number;
@@ -280,6 +283,7 @@ export function loadConfig(env: Env, file: Record<string, unknown> = {}): Readon
     standbyRetryMs: s.standbyRetryMs,
     partitionWatchMs: s.partitionWatchMs,
     logLevel: s.logLevel,
+    logFormat: s.logFormat,
     deadLetterPolicy: s.deadLetterPolicy,
     rejectAttempts: s.rejectAttempts,
     stopTimeoutMs: s.stopTimeoutMs,

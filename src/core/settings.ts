@@ -216,7 +216,12 @@ export const SETTINGS = {
     schema: z.string({ error: 'expected a non-empty string' }).refine((s) => s.length > 0 && !s.includes('\u0000'), { error: 'expected a non-empty string' }).optional(),
   }),
   logLevel: setting({
-    env: 'LOG_LEVEL', schema: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'), meaning: 'pino level',
+    env: 'LOG_LEVEL', schema: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(), shownDefault: '`info` for `start`, else `warn`',
+    meaning: 'pino level; the one-shot commands log only warnings and errors unless it is set (`info` shows their progress)',
+  }),
+  logFormat: setting({
+    env: 'LOG_FORMAT', schema: oneOf(['json', 'pretty']).optional(), shownDefault: '`pretty` on a terminal, else `json`',
+    meaning: 'log lines as pino JSON (one object a line) or readable text; `start` logs to stdout, the other commands to stderr, and the default follows whether that stream is a terminal',
   }),
 } satisfies Record<string, Setting>;
 

@@ -38,12 +38,19 @@ import { sleep } from '../core/sleep.js';
 import { TAKE_XID } from '../capture/outbox-bounds.js';
 import { backoffDelay, classify, describe } from '../core/errors.js';
 import { runDirectLoad, type DirectLoadDeps } from './direct-load.js';
+import { estimateRows, etaSeconds } from './row-estimate.js';
 
 export interface BackfillProgress {
   table: string;
+  /** pending (not started), running, done (copied; `applied` says whether it reached the target) */
+  status: string;
   rowsCopied: number;
+  /** the planner's estimate when the copy started (row-estimate.ts) */
   rowsEstimate: number | null;
+  /** since the copy started (a restart's pause included) */
   rowsPerSecond: number;
+  /** null when unknown, and once copied */
+  etaSeconds: number | null;
   done: boolean;
 }
 
@@ -167,13 +174,13 @@ export class Backfiller {
     const columns = await describeColumns(this.#pool, t.relid);
     const keyTypes = t.keyColumns.map((k) => columns.find((c) => c.name === k)?.type ?? 'text');
     const sql = chunkSql(s, t, keyTypes);
-    const est = await this.#pool.query<{ n: string }>(`select greatest(reltuples, 0)::int8::text as n from pg_class where oid = $1`, [t.relid]);
+    const estimate = await estimateRows(this.#pool, t);
     // A history keeps every change as a row, so its initial load keeps to the stream (one 'B' event per row).
     if (this.#opts.direct && !this.#opts.slot && !t.shape?.history) {
       await runDirectLoad({
         pool: this.#pool, schema: s, stream: this.#opts.stream, chunkRows: this.#opts.chunkRows, pollMs: this.#opts.pollMs, logger: this.#log,
         signal: this.#abort.signal, isLeader: this.#opts.isLeader, deps: this.#opts.direct, keyTypes,
-        rowsEstimate: est.rows[0] ? Number(est.rows[0].n) : null, upperKeyOf: () => upperKeyOf(this.#pool, t),
+        rowsEstimate: estimate, upperKeyOf: () => upperKeyOf(this.#pool, t),
         applied: (xid) => chunkApplied(this.#pool, s, this.#opts.stream, xid),
       }, t);
       return;
@@ -186,7 +193,7 @@ export class Backfiller {
               rows_copied = case when snapshot is null then rows_copied else 0 end, chunks = case when snapshot is null then chunks else 0 end,
               snapshot = null, copy_done = false
         where table_id = $1 returning last_key, rows_copied::text, upper_key`,
-      [t.id, est.rows[0]?.n ?? null],
+      [t.id, estimate],
     );
     let lastKey: unknown = job.rows[0]?.last_key ?? null;
     let copied = Number(job.rows[0]?.rows_copied ?? 0);
@@ -197,7 +204,6 @@ export class Backfiller {
       if (upperKey === null) upperKey = []; // empty table: the first chunk finds nothing and ends the copy
       await this.#pool.query(`update ${qualify(s, 'backfills')} set upper_key = $2 where table_id = $1`, [t.id, JSON.stringify(upperKey)]);
     }
-    const estimate = est.rows[0] ? Number(est.rows[0].n) : null;
     const pending: string[] = [];
     const started = Date.now();
     const copiedAtStart = copied;
@@ -272,7 +278,7 @@ export class Backfiller {
       if (Date.now() - lastReport > 10_000) {
         lastReport = Date.now();
         const rate = (copied - copiedAtStart) / secs;
-        this.#log.info({ table: name, rows: copied, estimate, rowsPerSecond: Math.round(rate), etaSeconds: estimate && rate > 0 ? Math.max(0, Math.round((estimate - copied) / rate)) : null }, 'initial load progress');
+        this.#log.info({ table: name, rows: copied, estimate, rowsPerSecond: Math.round(rate), etaSeconds: etaSeconds(copied, estimate, rate) }, 'initial load progress');
       }
     }
   }
@@ -328,9 +334,12 @@ export async function backfillState(db: pg.Pool, schema: string, stream: string,
   return res.rows.map((r) => {
     const copied = Number(r.copied);
     const secs = r.secs === null ? 0 : Number(r.secs);
+    const estimate = r.estimate === null ? null : Number(r.estimate);
+    const rate = secs > 0 ? copied / secs : 0;
+    const done = r.status === 'done';
     return {
-      table: r.name, rowsCopied: copied, rowsEstimate: r.estimate === null ? null : Number(r.estimate),
-      rowsPerSecond: secs > 0 ? copied / secs : 0, done: r.status === 'done', applied: r.applied,
+      table: r.name, status: r.status, rowsCopied: copied, rowsEstimate: estimate, rowsPerSecond: rate,
+      etaSeconds: done ? null : etaSeconds(copied, estimate, rate), done, applied: r.applied,
     };
   });
 }

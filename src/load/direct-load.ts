@@ -49,6 +49,7 @@ import type { Fence, Rejection } from '../sink/sink.js';
 import { capturesSourceTime } from '../core/table-shape.js';
 import { OUTPUT_SETTINGS } from '../core/pg-session.js';
 import type { DirectLoadContext } from './direct-load-context.js';
+import { etaSeconds } from './row-estimate.js';
 import { fixUp, sendChunkAgain, stopped, waitApplied } from './direct-load-fixup.js';
 import type { RegisteredTable } from '../capture/registry.js';
 import { rowFilterSql, rowImageSql } from '../capture/row-image.js';
@@ -206,7 +207,7 @@ async function copyChunks(ctx: DirectLoadContext, t: RegisteredTable, info: Tabl
     lastReport = Date.now();
     const rate = (copied - copiedBefore) / Math.max((Date.now() - started) / 1000, 0.001);
     const est = ctx.rowsEstimate;
-    ctx.logger.info({ table: name, rows: copied, estimate: est, rowsPerSecond: Math.round(rate), etaSeconds: est && rate > 0 ? Math.max(0, Math.round((est - copied) / rate)) : null }, 'initial load progress');
+    ctx.logger.info({ table: name, rows: copied, estimate: est, rowsPerSecond: Math.round(rate), etaSeconds: etaSeconds(copied, est, rate) }, 'initial load progress');
   };
   const advance = async (key: unknown, n: number): Promise<boolean> => {
     const moved = await ctx.pool.query(

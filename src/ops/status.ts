@@ -4,6 +4,7 @@ import type pg from 'pg';
 import { qualify, quoteIdent } from '../core/identifiers.js';
 import { readCaptureState, type CaptureMode } from '../capture/capture-state.js';
 import { slotInfo, type SlotInfo } from '../source/pgoutput/slot.js';
+import { backfillState, type BackfillProgress } from '../load/backfill.js';
 
 export interface StreamStatus {
   /** the stream's capture mode as the database records it (to-… while a switch is under way) */
@@ -30,7 +31,17 @@ export interface StreamStatus {
   drainerPid: number | null;
   idle: boolean;
   deadLetters: number;
-  tables: { name: string; target: string; key: string[]; captured: boolean; backfill: string | null; backfillRows: number | null }[];
+  tables: TableStatus[];
+}
+
+export interface TableStatus {
+  name: string;
+  target: string;
+  key: string[];
+  /** its capture triggers are installed */
+  captured: boolean;
+  /** its latest initial load (copy): progress, and whether it reached the target; null when it never had one */
+  load: (Omit<BackfillProgress, 'table'> & { applied: boolean }) | null;
 }
 
 export interface SlotWatch {
@@ -65,12 +76,13 @@ export async function readStatus(db: pg.Pool, schema: string, stream: string, lo
   const state = await db.query<{ idle: boolean }>(`select idle from ${s('state')}`);
   const dead = await db.query<{ n: string }>(`select count(*)::text as n from ${s('dead_letters')} where stream = $1`, [stream]);
   const tables = await db.query(
-    `select t.source_schema, t.source_table, t.target_schema, t.target_table, t.key_columns,
+    `select t.id, t.source_schema, t.source_table, t.target_schema, t.target_table, t.key_columns,
             exists (select 1 from pg_trigger g where g.tgrelid = t.relid and g.tgfoid = (select p.oid from pg_proc p where p.proname = 'capture_' || t.id and p.pronamespace = $1::regnamespace)) as captured,
-            b.status as backfill, b.rows_copied::text as rows
+            b.table_id is not null as loaded
        from ${s('tables')} t left join ${s('backfills')} b on b.table_id = t.id order by t.id`,
     [quoteIdent(schema)],
   );
+  const loads = new Map((await backfillState(db, schema, stream, tables.rows.filter((t) => t.loaded).map((t) => Number(t.id)))).map(({ table, ...p }) => [table, p]));
   const r = cp.rows[0];
   const bytes = await db.query<{ n: string }>(
     `select coalesce(sum(pg_total_relation_size(c.oid)), 0)::text as n from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = $1::regclass`,
@@ -103,9 +115,9 @@ export async function readStatus(db: pg.Pool, schema: string, stream: string, lo
     drainerPid: holder.rows[0]?.pid ?? null,
     idle: state.rows[0]?.idle ?? false,
     deadLetters: Number(dead.rows[0].n),
-    tables: tables.rows.map((t) => ({
-      name: `${t.source_schema}.${t.source_table}`, target: `${t.target_schema}.${t.target_table}`, key: t.key_columns, captured: t.captured,
-      backfill: t.backfill, backfillRows: t.rows === null ? null : Number(t.rows),
-    })),
+    tables: tables.rows.map((t) => {
+      const name = `${t.source_schema}.${t.source_table}`;
+      return { name, target: `${t.target_schema}.${t.target_table}`, key: t.key_columns, captured: t.captured, load: loads.get(name) ?? null };
+    }),
   };
 }

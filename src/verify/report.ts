@@ -12,12 +12,15 @@ export interface KeyList {
 
 export type Differences = Record<DiffKind, KeyList>;
 
+/** how the repair events of the last round were applied: by the running replicator, or here ('applied-here') */
+export type RepairApplied = CatchUpOutcome | 'applied-here';
+
 export interface RepairReport {
   rounds: number;
   /** events written: 'U' for missing and different keys, 'D' for extra keys */
   upserts: number;
   deletes: number;
-  catchUp: CatchUpOutcome;
+  catchUp: RepairApplied;
   /** what still differs after the last round (re-checked by key after the replicator caught up) */
   remaining: Differences;
 }
@@ -78,13 +81,47 @@ const CATCH_UP_TEXT: Record<TableReport['catchUp'], string> = {
   timeout: 'the replicator did not catch up in time: re-checked anyway, so changes in flight may show as differences',
 };
 
-/** The text form: one summary line per table, then the differing keys and notes, indented. */
-export function formatTableReport(r: TableReport): string[] {
-  const verdict = r.equal ? 'equal' : 'DIFFERENT';
+/** The columns of the text form, sized before the first table is done so that rows line up as they come. */
+export interface ReportLayout {
+  tableWidth: number;
+  /** the target column, shown when some table lands under another name */
+  targetWidth: number | null;
+}
+
+export function reportLayout(tables: readonly { table: string; target: string }[]): ReportLayout {
+  const width = (xs: string[]) => Math.max(...xs.map((x) => [...x].length));
+  const renamed = tables.some((t) => t.table !== t.target);
+  return {
+    tableWidth: width(['table', ...tables.map((t) => t.table)]),
+    targetWidth: renamed ? width(['target', ...tables.map((t) => t.target)]) : null,
+  };
+}
+
+const NUMBERS = ['source rows', 'target rows', 'missing', 'extra', 'different'] as const;
+
+function row(l: ReportLayout, table: string, target: string, result: string, numbers: string[], time: string): string {
+  const cells = [table.padEnd(l.tableWidth), ...(l.targetWidth === null ? [] : [target.padEnd(l.targetWidth)]), result.padEnd(9)];
+  numbers.forEach((n, i) => cells.push(n.padStart(Math.max(NUMBERS[i].length, 7))));
+  cells.push(time.padStart(7));
+  return cells.join('  ');
+}
+
+/** The header line above the tables' rows. */
+export function reportHeader(l: ReportLayout): string {
+  return row(l, 'table', 'target', 'result', [...NUMBERS], 'time');
+}
+
+/**
+ * The text form of one table: a row under reportHeader (counts after the re-check), then the
+ * differing keys and what happened, indented.
+ */
+export function formatTableReport(r: TableReport, layout: ReportLayout = reportLayout([r])): string[] {
+  const n = (x: number) => x.toLocaleString('en');
   const lines = [
-    `${r.table} → ${r.target}: ${verdict}; rows ${r.sourceRows} source / ${r.targetRows} target; ` +
-      `${r.ranges} range(s) checked, ${r.differingRanges} differing; ${countsLine(r.differences)} (${(r.durationMs / 1000).toFixed(1)} s)`,
+    row(layout, r.table, r.target, r.equal ? 'equal' : 'DIFFERENT',
+      [n(r.sourceRows), n(r.targetRows), ...DIFF_KINDS.map((k) => n(r.differences[k].count))], `${(r.durationMs / 1000).toFixed(1)} s`),
   ];
+  if (r.differingRanges > 0) lines.push(`  ${r.differingRanges} of ${r.ranges} key range(s) differed in the walk`);
   lines.push(...keyLines(r.differences, '  '));
   const first = DIFF_KINDS.reduce((n, k) => n + r.firstPass[k], 0);
   const now = DIFF_KINDS.reduce((n, k) => n + r.differences[k].count, 0);
@@ -94,7 +131,8 @@ export function formatTableReport(r: TableReport): string[] {
   if (r.repair) {
     const rp = r.repair;
     lines.push(`  repair: ${rp.upserts} row(s) re-copied, ${rp.deletes} delete(s) sent in ${rp.rounds} round(s); remaining: ${countsLine(rp.remaining)}`);
-    if (rp.catchUp === 'no-replicator') lines.push('  repair events are in the outbox; no replicator is running to apply them (run `pg2crate catch-up`)');
+    if (rp.catchUp === 'applied-here') lines.push('  no replicator was running: verify applied the repair itself (as catch-up does) and re-checked');
+    else if (rp.catchUp === 'no-replicator') lines.push('  repair events are in the outbox; no replicator is running to apply them (run `pg2crate catch-up`)');
     else if (rp.catchUp === 'timeout') lines.push('  the replicator did not apply the repair in time; run verify again');
     lines.push(...keyLines(rp.remaining, '    '));
   }

@@ -1,10 +1,11 @@
 // `pg2crate verify [tables] [--repair]`: verifies the named registered tables (all of them by
-// default) one after the other, prints a report per table as it is done (text) or one JSON document
+// default) one after the other, prints a row per table as it is done under a header sized for all
+// of them (text) or one JSON document
 // at the end, and says whether everything is equal. The CLI maps that to the exit code: 0 equal,
 // 1 different, 2 an error (anything thrown from here).
 import type pg from 'pg';
 import type { Config, TableSpec } from '../core/config.js';
-import { ConfigError, TableError } from '../core/errors.js';
+import { ConfigError, StreamBusyError, TableError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { displayName } from '../core/identifiers.js';
 import { waitCaughtUp } from '../source/catch-up-state.js';
@@ -14,7 +15,7 @@ import { crateVerifyTarget } from './cratedb-target.js';
 import { PgSide } from './pg-side.js';
 import { postgresVerifyTarget } from './postgres-target.js';
 import { resendRows } from '../resend.js';
-import { formatTableReport, type TableReport } from './report.js';
+import { formatTableReport, reportHeader, reportLayout, type TableReport } from './report.js';
 import { DEFAULT_SETTINGS, verifyTable, type VerifySettings } from './verify.js';
 import type { VerifyTarget } from './verify-target.js';
 
@@ -30,6 +31,12 @@ export interface RunVerifyOptions extends Partial<VerifySettings> {
   logger: Logger;
   /** receives output lines (without newline) */
   out?: (line: string) => void;
+  /**
+   * drains the stream in this process until what is committed now is applied (the catch-up
+   * command's work), rejecting with StreamBusyError when another instance holds the stream. Given,
+   * a repair with no replicator running is applied here; absent, it waits in the outbox.
+   */
+  catchUp?: () => Promise<unknown>;
   signal?: AbortSignal;
 }
 
@@ -51,15 +58,28 @@ export async function runVerify(o: RunVerifyOptions): Promise<VerifyResult> {
   const catalog = new RegistryCatalog(pool, config.schema);
   const source = new PgSide(pool, 'source', target.form);
   const reports: TableReport[] = [];
+  const layout = reportLayout(tables.map((t) => ({ table: displayName(t.sourceSchema, t.sourceTable), target: displayName(t.targetSchema, t.targetTable) })));
+  if (!o.json && tables.length > 0) o.out?.(reportHeader(layout));
   for (const reg of tables) {
     const table = await catalog.describe(reg.id);
+    const waitForReplicator = () => waitCaughtUp(pool, { schema: config.schema, stream: config.stream, timeoutMs: settings.catchUpTimeoutMs, signal: o.signal });
+    const catchUp = o.catchUp;
     const report = await verifyTable({
-      table, source, target, settings, logger: o.logger, signal: o.signal,
-      waitForReplicator: () => waitCaughtUp(pool, { schema: config.schema, stream: config.stream, timeoutMs: settings.catchUpTimeoutMs, signal: o.signal }),
+      table, source, target, settings, logger: o.logger, signal: o.signal, waitForReplicator,
       writeRepair: (upserts, deletes) => resendRows(pool, config.schema, table, upserts, deletes),
+      applyRepairHere: catchUp && (async () => {
+        try {
+          await catchUp();
+          return 'applied-here';
+        } catch (err) {
+          // A replicator started meanwhile: it applies the repair, as when it ran from the start.
+          if (err instanceof StreamBusyError) return waitForReplicator();
+          throw err;
+        }
+      }),
     });
     reports.push(report);
-    if (!o.json) for (const line of formatTableReport(report)) o.out?.(line);
+    if (!o.json) for (const line of formatTableReport(report, layout)) o.out?.(line);
   }
   const equal = reports.every((r) => r.equal);
   if (o.json) o.out?.(JSON.stringify({ equal, tables: reports }, null, 2));

@@ -18,8 +18,9 @@
 //    taken then (catch-up-state.ts), refreshes, and re-checks exactly the differing keys by key
 //    lookup on both sides. Without a running replicator it re-checks at once and says so. The exact
 //    lookup also clears rows that only looked different because the two sides order keys apart.
-// 5. repair (optional): events into the outbox for what still differs (repair.ts), wait for catch-up,
-//    re-check those keys; up to `repairRounds` rounds.
+// 5. repair (optional): events into the outbox for what still differs (resend.ts), wait for catch-up,
+//    re-check those keys; up to `repairRounds` rounds. With no replicator running, the caller may
+//    apply them in this process (`applyRepairHere`: a catch-up, as `pg2crate catch-up` runs it).
 //
 // Memory: the rows of one range (rangeRows source hashes plus one page of rangeRows target hashes)
 // plus the differing keys, capped at `maxKeys` (beyond it differences are counted only). Not the
@@ -30,7 +31,7 @@ import { displayName } from '../core/identifiers.js';
 import type { CatchUpOutcome } from '../source/catch-up-state.js';
 import { DiffSet, type Diff } from './diff-set.js';
 import type { ResendCounts } from '../resend.js';
-import { differencesOf, type RepairReport, type TableReport } from './report.js';
+import { differencesOf, type RepairApplied, type RepairReport, type TableReport } from './report.js';
 import type { KeyRange, KeyRef, RowHash, VerifySource, VerifyTarget } from './verify-target.js';
 
 export interface VerifySettings {
@@ -59,6 +60,11 @@ export interface VerifyTableOptions {
   waitForReplicator: () => Promise<CatchUpOutcome>;
   /** writes repair events: 'U' for `upserts` (source keys), 'D' for `deletes` (target keys) */
   writeRepair: (upserts: KeyRef[], deletes: KeyRef[]) => Promise<ResendCounts>;
+  /**
+   * applies what is committed now in this process, asked when no replicator runs after a repair
+   * round; absent, the repair events wait in the outbox for the next replicator or catch-up
+   */
+  applyRepairHere?: () => Promise<RepairApplied>;
   logger: Logger;
   signal?: AbortSignal;
 }
@@ -194,12 +200,12 @@ async function recheck(o: VerifyTableOptions, keys: KeyRef[]): Promise<DiffSet> 
   return out;
 }
 
-async function repairRounds(o: VerifyTableOptions, found: DiffSet, log: Logger): Promise<{ remaining: DiffSet; rounds: number; upserts: number; deletes: number; catchUp: CatchUpOutcome }> {
+async function repairRounds(o: VerifyTableOptions, found: DiffSet, log: Logger): Promise<{ remaining: DiffSet; rounds: number; upserts: number; deletes: number; catchUp: RepairApplied }> {
   let pending = found;
   let rounds = 0;
   let upserts = 0;
   let deletes = 0;
-  let catchUp: CatchUpOutcome = 'caught-up';
+  let catchUp: RepairApplied = 'caught-up';
   while (pending.size > 0 && rounds < o.settings.repairRounds) {
     rounds++;
     const diffs: Diff[] = [...pending.diffs()];
@@ -211,6 +217,10 @@ async function repairRounds(o: VerifyTableOptions, found: DiffSet, log: Logger):
     deletes += written.deletes;
     log.info({ round: rounds, ...written }, 'repair events written');
     catchUp = await o.waitForReplicator();
+    if (catchUp === 'no-replicator' && o.applyRepairHere) {
+      catchUp = await o.applyRepairHere();
+      log.info({ round: rounds, catchUp }, 'no replicator was running: applied the repair here');
+    }
     if (catchUp === 'no-replicator') break;
     await o.target.refresh(o.table);
     pending = await recheck(o, pending.keys());

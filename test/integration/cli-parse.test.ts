@@ -54,6 +54,8 @@ test('every command and subcommand answers --help with its usage and what it doe
       assert.ok(res.stdout.startsWith(`usage: pg2crate ${c.usage}\n`), `${c.name} --help printed:\n${res.stdout}`);
       assert.ok(res.stdout.includes(`\n${c.summary}\n`), `${c.name} --help says what it does`);
       assert.match(res.stdout, /--config <file\.json>/);
+      // every command but the service prints a result, and --json gives its machine form
+      if (c.name !== 'start') assert.match(res.stdout, /\n {2}--json +print the result as one JSON document/, `${c.name} --help documents --json`);
     }));
   }
   const general = await runCli(env, ['--help']);
@@ -61,7 +63,7 @@ test('every command and subcommand answers --help with its usage and what it doe
   for (const c of commands) assert.ok(general.stdout.includes(c.usage), `pg2crate --help lists ${c.name}`);
   const viaHelp = await runCli(env, ['help', 'dead-letters', 'retry']);
   assert.equal(viaHelp.code, 0);
-  assert.ok(viaHelp.stdout.startsWith('usage: pg2crate dead-letters retry <id…|--all>\n'), viaHelp.stdout);
+  assert.ok(viaHelp.stdout.startsWith('usage: pg2crate dead-letters retry <id…|--all> [--json]\n'), viaHelp.stdout);
   const group = await runCli(env, ['tables', '--help']);
   assert.equal(group.code, 0);
   assert.match(group.stdout, /^usage: pg2crate tables <add\|remove\|list>/);

@@ -2,7 +2,9 @@
 //
 //   initial load   `tables add soak.big` at 15–40 % of the run: 200,000 rows copied under the writers
 //   verify         `verify <tables> --repair --json` every 25–50 s on 1–3 tables (never seq_log,
-//                  so that a repair cannot hide a loss there); what it reports is kept in cli.log
+//                  so that a repair cannot hide a loss there); what it reports is kept in cli.log;
+//                  one that finds no replicator running (both stopped for a switch) applies its
+//                  repair itself, as catch-up would, or waits for whoever took the stream
 //   dead letters   the poison phase: for a while the workload writes owners into soak.accounts that
 //                  the target refuses (target.ts: a CHECK on a Postgres target, a text too long to
 //                  index for CrateDB), parked as dead letters; `dead-letters retry --all` now and
@@ -112,13 +114,10 @@ interface VerifyJson {
   tables: { table: string; catchUp: string; differences: Record<'missing' | 'extra' | 'different', { count: number }>; repair?: { upserts: number; deletes: number; catchUp: string } }[];
 }
 
-/** The JSON document of `verify --json` in the CLI's output, or null. */
+/** The JSON document of `verify --json` (stdout holds nothing else), or null when it did not finish. */
 function verifyReport(stdout: string): VerifyJson | null {
-  const start = stdout.indexOf('{\n  "equal"');
-  if (start < 0) return null;
-  const end = stdout.indexOf('\n}', start);
   try {
-    return JSON.parse(stdout.slice(start, end + 2)) as VerifyJson;
+    return JSON.parse(stdout) as VerifyJson;
   } catch {
     return null;
   }
@@ -126,8 +125,8 @@ function verifyReport(stdout: string): VerifyJson | null {
 
 /** `dead-letters retry --all` when there are any; returns how many were re-sent. */
 export async function retryDeadLetters(d: Pick<OperationDeps, 'replicators' | 'runDir' | 'timeline' | 'tally'>): Promise<number> {
-  const res = await cli(d, ['dead-letters', 'retry', '--all']);
-  const n = Number(/re-sent the current state of (\d+)/.exec(res.stdout)?.[1] ?? 0);
+  const res = await cli(d, ['dead-letters', 'retry', '--all', '--json']);
+  const n = res.code === 0 ? (JSON.parse(res.stdout) as { retried: number }).retried : 0;
   d.tally.count(d.tally.operations, `dead-letters retry exit ${res.code}`);
   if (n > 0) d.tally.count(d.tally.operations, 'dead letters re-sent', n);
   return n;

@@ -29,7 +29,7 @@ test('defaults: a source and a target are all it takes, and the result is frozen
   assert.equal(c.pageSize, 5000);
   assert.equal(c.pollIntervalMs, 1000);
   assert.equal(c.standbyRetryMs, 2000);
-  assert.equal(c.logLevel, 'info');
+  assert.equal(c.logLevel, undefined, 'unset: the CLI picks info for start, warn for the one-shot commands');
   assert.equal(c.deadLetterPolicy, 'park');
   assert.equal(c.rejectAttempts, 3);
   assert.equal(c.stopTimeoutMs, 30_000);

@@ -6,7 +6,7 @@ import { LosslessNumber, parseRow } from '../../src/core/change.js';
 import { byteaAs, canonicalJson, epochMillis, exactNumberText, md5Hex, rangeDigestOf, rowHashOf } from '../../src/verify/canonical.js';
 import { DiffSet } from '../../src/verify/diff-set.js';
 import { lexicographicCondition, pgRangeCondition } from '../../src/verify/key-range.js';
-import { differencesOf, formatTableReport, type TableReport } from '../../src/verify/report.js';
+import { differencesOf, formatTableReport, reportHeader, reportLayout, type TableReport } from '../../src/verify/report.js';
 import type { KeyRef } from '../../src/verify/verify-target.js';
 
 test('exact number text drops exponent, sign of zero and insignificant zeros, and keeps every digit', () => {
@@ -95,9 +95,17 @@ test('the text report lists keys up to the limit with how many more, and the out
     table: 'public.t', target: 'public.t', equal: false, sourceRows: 10, targetRows: 5, ranges: 2, differingRanges: 1,
     firstPass: { missing: 6, extra: 0, different: 0 }, catchUp: 'caught-up', differences: differencesOf(d, 2), notKept: 0, notes: ['a note'], durationMs: 1234,
   };
-  const lines = formatTableReport(r);
-  assert.equal(lines[0], 'public.t → public.t: DIFFERENT; rows 10 source / 5 target; 2 range(s) checked, 1 differing; missing 5, extra 0, different 0 (1.2 s)');
-  assert.equal(lines[1], '  missing: {"id": 1} {"id": 2} … and 3 more');
+  const layout = reportLayout([r, { table: 'public.longer_name', target: 'public.longer_name' }]);
+  const lines = formatTableReport(r, layout);
+  // a row under the header, each column starting where the header's does
+  assert.equal(reportHeader(layout), 'table               result     source rows  target rows  missing    extra  different     time');
+  assert.equal(lines[0], 'public.t            DIFFERENT           10            5        5        0          0    1.2 s');
+  assert.equal(lines[1], '  1 of 2 key range(s) differed in the walk');
+  assert.equal(lines[2], '  missing: {"id": 1} {"id": 2} … and 3 more');
+  // a table landing under another name adds the target column
+  const renamed = reportLayout([{ table: 'public.t', target: 'other.t' }]);
+  assert.equal(reportHeader(renamed), 'table     target   result     source rows  target rows  missing    extra  different     time');
+  assert.equal(formatTableReport({ ...r, target: 'other.t', sourceRows: 12_345 }, renamed)[0], 'public.t  other.t  DIFFERENT       12,345            5        5        0          0    1.2 s');
   assert.ok(lines.includes('  1 difference(s) of the first pass did not hold up on re-check (changes in flight, or keys the two sides order differently)'));
   assert.ok(lines.includes('  note: a note'));
 });
