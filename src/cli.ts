@@ -6,6 +6,7 @@ import { createLogger, type Logger } from './core/logger.js';
 import { Runner } from './runner.js';
 import { CATALOG } from './commands/catalog.js';
 import { parseCommandLine, UsageError } from './commands/command-line.js';
+import type { StandaloneCommand } from './commands/command.js';
 
 function loadFromProcess(file: string | boolean | undefined): Config {
   const path = file ?? process.env.PG2CRATE_CONFIG;
@@ -27,6 +28,28 @@ function installSignals(logger: Logger, stop: () => Promise<void>): void {
   process.on('SIGTERM', onSignal);
 }
 
+/**
+ * A standalone command (the demo) builds its own configuration. First signal: its `stop` signal,
+ * on which it winds down (the demo drains and verifies); second: exit at once, which its own exit
+ * listeners turn into an immediate cleanup.
+ */
+async function runStandalone(command: StandaloneCommand, values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number> {
+  const stop = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (stop.signal.aborted) {
+      process.stderr.write(`\n${sig} again: stopping at once and removing what the ${command.name} created\n`);
+      process.exit(130);
+    }
+    stop.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return command.run({
+    env: process.env, values, positionals, stop: stop.signal, stdout: process.stdout, stderr: process.stderr,
+    print: (l) => process.stdout.write(`${l}\n`),
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
   // The command line is checked whole before the configuration is read or anything connects.
   const line = parseCommandLine(argv, CATALOG);
@@ -34,12 +57,14 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(line.text);
     return line.exitCode;
   }
+  const command = line.command;
+  if ('standalone' in command) return runStandalone(command, line.values, line.positionals);
   const config = loadFromProcess(line.values.config);
   const logger = createLogger(config.logLevel);
   const runner = new Runner(config, logger);
   try {
-    if (line.command.stoppable) installSignals(logger, () => runner.stop());
-    return await line.command.run({
+    if (command.stoppable) installSignals(logger, () => runner.stop());
+    return await command.run({
       runner, values: line.values, positionals: line.positionals, print: (l) => process.stdout.write(`${l}\n`), stderr: process.stderr,
     });
   } finally {
