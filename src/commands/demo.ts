@@ -111,6 +111,10 @@ export async function runDemo(o: DemoOptions): Promise<number> {
 }
 
 async function replicate(o: DemoOptions, config: Config, runner: Runner, sourceUrl: string, logger: Logger): Promise<number> {
+  if (o.stop.aborted) {
+    o.print('stopped before replication started');
+    return 130;
+  }
   const target = config.target.kind === 'cratedb' ? `CrateDB ${config.target.urls.join(', ')}, schema ${DEMO_CRATE_SCHEMA}` : 'database shop_copy on the same server';
   await migrate(runner);
   o.print(`  schema shop: ${SHOP_TABLES.join(', ')} (750 seed rows), captured by triggers`);

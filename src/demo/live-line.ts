@@ -16,12 +16,18 @@ export interface LiveSample {
 
 const whole = (n: number) => Math.round(n).toLocaleString('en-US');
 
-/** One line of text for a sample (pure). */
-export function formatLiveLine(s: LiveSample): string {
+/**
+ * One line of text for a sample (pure). With a width (a terminal's), the first form that fits: the
+ * full one, then one without the clock and the writer's count; else that one cut with an ellipsis.
+ */
+export function formatLiveLine(s: LiveSample, width = Infinity): string {
   const t = Math.floor(s.elapsedSeconds);
   const clock = `${String(Math.floor(t / 60)).padStart(2, '0')}:${String(t % 60).padStart(2, '0')}`;
   const rows = s.rows.map((r) => `${r.table} ${whole(r.rows)}`).join(', ');
-  return `${clock}  ${whole(s.transactions)} txns written | ${whole(s.eventsPerSecond)} events/s | lag ${s.lagSeconds.toFixed(1)} s | backlog ${whole(s.backlogEvents)} | target rows: ${rows}`;
+  const full = `${clock}  ${whole(s.transactions)} txns written | ${whole(s.eventsPerSecond)} events/s | lag ${s.lagSeconds.toFixed(1)} s | backlog ${whole(s.backlogEvents)} | target rows: ${rows}`;
+  if (full.length <= width) return full;
+  const compact = `${whole(s.eventsPerSecond)} ev/s lag ${s.lagSeconds.toFixed(1)}s backlog ${whole(s.backlogEvents)} | ${s.rows.map((r) => `${r.table} ${whole(r.rows)}`).join(' ')}`;
+  return compact.length <= width ? compact : `${compact.slice(0, Math.max(0, width - 1))}…`;
 }
 
 export interface LiveLineOptions {
@@ -60,7 +66,7 @@ export class LiveLine {
     this.#busy = true;
     try {
       const s = await this.#o.sample();
-      this.show(formatLiveLine(s), force);
+      this.show(s, force);
     } catch {
       // a sample taken while something stops; the next one will do
     } finally {
@@ -68,16 +74,14 @@ export class LiveLine {
     }
   }
 
-  /** Shows a line: redrawn in place on a terminal, else printed at most every plainEveryMs. */
-  show(line: string, force = false): void {
+  /** Shows a sample: redrawn in place on a terminal (fitted to its width), else printed at most every plainEveryMs. */
+  show(sample: LiveSample, force = false): void {
     const out = this.#o.out;
     if (out.isTTY) {
-      const width = out.columns ?? 120;
-      const fitted = line.length > width - 1 ? `${line.slice(0, width - 2)}…` : line;
-      out.write(`\r\x1b[2K${fitted}`);
+      out.write(`\r\x1b[2K${formatLiveLine(sample, (out.columns ?? 120) - 1)}`);
       this.#drawn = true;
     } else if (force || Date.now() - this.#lastPlain >= this.#o.plainEveryMs) {
-      out.write(`${line}\n`);
+      out.write(`${formatLiveLine(sample)}\n`);
       this.#lastPlain = Date.now();
     }
   }

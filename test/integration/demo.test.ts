@@ -88,6 +88,20 @@ test('a Ctrl-C right after the start still drains, verifies and cleans up', { ti
   assert.deepEqual(processesIn(dir), []);
 });
 
+test('a Ctrl-C while the server starts ends the demo early, and it still removes everything', { timeout: 180_000 }, async () => {
+  const r = spawnReplicator(DECOYS, ['demo'], 'demo-starting');
+  await waitForLog(r, 'starting a throwaway PostgreSQL', 60_000);
+  r.kill('SIGINT');
+  const code = await exitOf(r, 120_000);
+  const out = r.log();
+  // The signal may land before replication starts (exit 130) or just after (a full drain and verify).
+  if (code === 130) assert.match(out, /stopped before replication started/);
+  else assert.ok(code === 0 && /verify: source and target are equal/.test(out), out);
+  const dir = /starting a throwaway PostgreSQL in (\S+)/.exec(out)![1];
+  assert.equal(existsSync(dir), false, `${dir} is still there`);
+  assert.deepEqual(processesIn(dir), []);
+});
+
 test('a second Ctrl-C stops the demo at once and still removes its server and directory', { timeout: 180_000 }, async () => {
   const r = spawnReplicator(DECOYS, ['demo'], 'demo-forced');
   await waitForLog(r, 'press Ctrl-C', 120_000);

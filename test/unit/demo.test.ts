@@ -25,7 +25,14 @@ function sink(isTTY: boolean) {
   return { writes, out: { isTTY, columns: 60, write: (t: string) => { writes.push(t); return true; } } };
 }
 
-test('on a terminal the line is redrawn in place, cut to the width, and finish() ends it', async () => {
+test('a narrow terminal gets the compact line, without clock and writer count; narrower still, it is cut', () => {
+  const compact = '1,234 ev/s lag 0.3s backlog 12 | customers 212 orders 10,503';
+  assert.equal(formatLiveLine(SAMPLE, 80), compact);
+  assert.equal(formatLiveLine(SAMPLE, compact.length), compact);
+  assert.equal(formatLiveLine(SAMPLE, 30), `${compact.slice(0, 29)}…`);
+});
+
+test('on a terminal the line is redrawn in place, fitted to the width, and finish() ends it', async () => {
   const s = sink(true);
   const live = new LiveLine({ out: s.out, everyMs: 1000, plainEveryMs: 3000, sample: async () => SAMPLE });
   await live.tick();
