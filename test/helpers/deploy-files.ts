@@ -4,6 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments, parse } from 'yaml';
+import { parser as promql } from '@prometheus-io/lezer-promql';
 
 export const DEPLOY = fileURLToPath(new URL('../../deploy/', import.meta.url));
 
@@ -51,4 +52,16 @@ export function deployQueries(): { where: string; expr: string }[] {
     ...dashboard().panels.flatMap((p) => p.targets.map((t) => ({ where: `dashboard panel "${p.title}" ${t.refId}`, expr: t.expr }))),
     ...alertRules().map((r) => ({ where: `alert ${r.alert}`, expr: r.expr })),
   ];
+}
+
+/**
+ * Where PromQL's own grammar (the Prometheus project's lezer parser, as in its web UI) finds a syntax
+ * error in `expr`, as "offset: text"; empty when it parses. Grafana's $__rate_interval is
+ * substituted first, as Grafana does before it sends the query.
+ */
+export function promqlErrors(expr: string): string[] {
+  const text = expr.replaceAll('$__rate_interval', '5m');
+  const errors: string[] = [];
+  promql.parse(text).iterate({ enter: (n) => { if (n.type.isError) errors.push(`${n.from}: ${JSON.stringify(text.slice(Math.max(0, n.from - 10), n.to + 10))}`); } });
+  return errors;
 }

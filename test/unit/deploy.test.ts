@@ -11,7 +11,7 @@ import { SETTINGS } from '../../src/core/settings.js';
 import { CATALOG } from '../../src/commands/catalog.js';
 import { parseCommandLine } from '../../src/commands/command-line.js';
 import { createLogger } from '../../src/core/logger.js';
-import { alertRules, dashboard, deployQueries, kubernetesObjects, metricNames } from '../helpers/deploy-files.js';
+import { alertRules, dashboard, deployQueries, kubernetesObjects, metricNames, promqlErrors } from '../helpers/deploy-files.js';
 
 const STATS: DrainerStats = { state: 'idle', appliedEvents: 5, appliedRows: 5, pages: 1, windows: 1, deadLetters: 0, errors: { retryable: 1 }, lastAppliedAt: new Date() };
 const STATUS = {
@@ -29,6 +29,12 @@ test('every metric the dashboard and the alert rules name is in the replicator\'
   assert.deepEqual(unknown, []);
   // the check can fail: a name the registry lacks is reported
   assert.ok(!registered.has('pg2crate_lag_second'));
+});
+
+test('every query of the dashboard and the alert rules is valid PromQL', () => {
+  const wrong = deployQueries().flatMap((q) => promqlErrors(q.expr).map((e) => `${q.where}: ${e}`));
+  assert.deepEqual(wrong, []);
+  assert.notDeepEqual(promqlErrors('sum(rate(pg2crate_pages_total[$__rate_interval])'), [], 'an unclosed parenthesis is found');
 });
 
 test('the dashboard shows lag, backlog, events and rows per second, errors by kind, dead letters, outbox size and slot WAL', () => {
