@@ -26,6 +26,8 @@ type Options = NonNullable<ParseArgsConfig['options']>;
 type Token = NonNullable<ReturnType<typeof parseArgs>['tokens']>[number];
 
 function optionsOf(command: AnyCommand): Record<string, OptionSpec> {
+  // A standalone command (the demo) builds its own configuration: it takes no file.
+  if ('standalone' in command) return { ...command.options, help: COMMON.help };
   return { ...command.options, ...COMMON };
 }
 

@@ -203,9 +203,6 @@ export const demoCommand: StandaloneCommand = {
   options: { rate: { type: 'string', value: 'n', summary: 'writer transactions per second (default 20)' } },
   standalone: true,
   async run({ env, values, print, stdout, stop }) {
-    if (values.config !== undefined) {
-      throw new UsageError('demo takes no --config: it builds its own configuration (set CRATEDB_URL to replicate into CrateDB)');
-    }
     const raw = values.rate ?? '20';
     const rate = Number(raw);
     if (typeof raw !== 'string' || !/^\d+$/.test(raw) || rate < 1 || rate > 1000) {

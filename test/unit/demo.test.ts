@@ -7,6 +7,8 @@ import { readFileSync } from 'node:fs';
 import { demoConfig, DEMO_CRATE_SCHEMA } from '../../src/commands/demo.js';
 import { binaryPackageName } from '../../src/demo/embedded-postgres.js';
 import { formatLiveLine, LiveLine, type LiveSample } from '../../src/demo/live-line.js';
+import { CATALOG } from '../../src/commands/catalog.js';
+import { parseCommandLine } from '../../src/commands/command-line.js';
 
 const SAMPLE: LiveSample = {
   elapsedSeconds: 75.4, eventsPerSecond: 1234.4, lagSeconds: 0.26, backlogEvents: 12, transactions: 1500,
@@ -92,4 +94,12 @@ test('the binary packages the demo looks for are the optional dependencies packa
   assert.deepEqual(platforms.map(([p, a]) => binaryPackageName(p, a)).sort(), Object.keys(pkg.optionalDependencies).sort());
   assert.equal(binaryPackageName('win32', 'x64'), undefined);
   assert.equal(binaryPackageName('linux', 'ia32'), undefined);
+});
+
+test('demo takes --rate and --help but no --config, which it would not read', () => {
+  const line = parseCommandLine(['demo', '--rate', '5'], CATALOG);
+  assert.ok(line.kind === 'run' && line.command.name === 'demo' && line.values.rate === '5');
+  assert.throws(() => parseCommandLine(['demo', '--config', 'x.json'], CATALOG), /unknown option --config for demo/);
+  const help = parseCommandLine(['demo', '--help'], CATALOG);
+  assert.ok(help.kind === 'help' && !help.text.includes('--config') && help.text.includes('--rate <n>'));
 });
