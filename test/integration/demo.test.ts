@@ -15,7 +15,8 @@ after(killReplicators);
 const DECOYS = {
   DATABASE_URL: 'postgres://someone:secret@127.0.0.1:1/production',
   TARGET_DATABASE_URL: 'postgres://someone:secret@127.0.0.1:1/warehouse',
-  PGHOST: '127.0.0.1', PGPORT: '1', PGDATABASE: 'production',
+  PGHOST: '127.0.0.1', PGPORT: '1', PGDATABASE: 'production', PGUSER: 'someone', PGPASSWORD: 'secret', PGSSLMODE: 'require',
+  PG2CRATE_CONFIG: '/nonexistent/production.json',
 };
 
 /** The demo's directory and server pid, from its first lines. */
