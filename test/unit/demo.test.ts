@@ -3,9 +3,11 @@
 // the environment only the CrateDB target), and the binary packages it looks for.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { demoConfig, DEMO_CRATE_SCHEMA } from '../../src/commands/demo.js';
-import { binaryPackageName } from '../../src/demo/embedded-postgres.js';
+import { binaryPackageName, copyPostgresBinaries } from '../../src/demo/embedded-postgres.js';
 import { formatLiveLine, LiveLine, type LiveSample } from '../../src/demo/live-line.js';
 import { CATALOG } from '../../src/commands/catalog.js';
 import { parseCommandLine } from '../../src/commands/command-line.js';
@@ -102,4 +104,29 @@ test('demo takes --rate and --help but no --config, which it would not read', ()
   assert.throws(() => parseCommandLine(['demo', '--config', 'x.json'], CATALOG), /unknown option --config for demo/);
   const help = parseCommandLine(['demo', '--help'], CATALOG);
   assert.ok(help.kind === 'help' && !help.text.includes('--config') && help.text.includes('--rate <n>'));
+});
+
+test('a binary package installed without its install script is copied runnable: library links made, files opened to all', () => {
+  const root = mkdtempSync(join(tmpdir(), 'pg2crate-unit-'));
+  try {
+    const pkg = join(root, 'pkg');
+    mkdirSync(join(pkg, 'native', 'bin'), { recursive: true });
+    mkdirSync(join(pkg, 'native', 'lib'), { recursive: true });
+    writeFileSync(join(pkg, 'native', 'bin', 'postgres'), '#!/bin/sh\n', { mode: 0o700 });
+    writeFileSync(join(pkg, 'native', 'lib', 'libpq.so.5.18'), 'lib', { mode: 0o600 });
+    writeFileSync(join(pkg, 'native', 'pg-symlinks.json'), JSON.stringify([
+      { source: 'native/lib/libpq.so.5.18', target: 'native/lib/libpq.so.5' },
+      { source: 'native/lib/libpq.so.5.18', target: 'native/lib/libpq.so' },
+    ]));
+    chmodSync(join(pkg, 'native', 'lib'), 0o700);
+    const bin = copyPostgresBinaries(pkg, join(root, 'copy'));
+    assert.equal(bin, join(root, 'copy', 'native', 'bin'));
+    assert.equal(readlinkSync(join(root, 'copy', 'native', 'lib', 'libpq.so.5')), 'libpq.so.5.18', 'a relative link beside its file');
+    assert.equal(readFileSync(join(root, 'copy', 'native', 'lib', 'libpq.so'), 'utf8'), 'lib');
+    assert.equal(statSync(join(bin, 'postgres')).mode & 0o777, 0o755, 'runnable by everyone');
+    assert.equal(statSync(join(root, 'copy', 'native', 'lib', 'libpq.so.5.18')).mode & 0o777, 0o644, 'readable, not made runnable');
+    assert.equal(statSync(join(root, 'copy', 'native', 'lib')).mode & 0o777, 0o755);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
