@@ -3,6 +3,7 @@ import { backfillCommand } from './backfill.js';
 import { catchUpCommand } from './catch-up.js';
 import type { CatalogEntry } from './command-line.js';
 import { deadLettersGroup } from './dead-letters.js';
+import { demoCommand } from './demo.js';
 import { migrateCommand } from './migrate.js';
 import { slotGroup } from './slot.js';
 import { startCommand } from './start.js';
@@ -13,5 +14,5 @@ import { verifyCommand } from './verify.js';
 
 export const CATALOG: readonly CatalogEntry[] = [
   migrateCommand, startCommand, catchUpCommand, tablesGroup, backfillCommand, verifyCommand, statusCommand,
-  switchCaptureCommand, slotGroup, deadLettersGroup,
+  switchCaptureCommand, slotGroup, deadLettersGroup, demoCommand,
 ];

@@ -2,7 +2,7 @@
 // with util.parseArgs (strict: an option the command does not know is refused), and writes the
 // help. No I/O; a mistake is a UsageError whose one-line message names it and the fix.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { Command, CommandGroup, OptionSpec } from './command.js';
+import type { AnyCommand, Command, CommandGroup, OptionSpec } from './command.js';
 import { nearest } from './nearest.js';
 
 /** The command line is wrong; the CLI prints the message and exits 2. */
@@ -10,11 +10,11 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
-export type CatalogEntry = Command | CommandGroup;
+export type CatalogEntry = AnyCommand | CommandGroup;
 
 export type CommandLine =
   | { kind: 'help'; text: string; exitCode: number }
-  | { kind: 'run'; command: Command; values: Record<string, string | boolean | undefined>; positionals: string[] };
+  | { kind: 'run'; command: AnyCommand; values: Record<string, string | boolean | undefined>; positionals: string[] };
 
 /** Every command's options. */
 const COMMON: Record<string, OptionSpec> = {
@@ -25,7 +25,9 @@ const COMMON: Record<string, OptionSpec> = {
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Token = NonNullable<ReturnType<typeof parseArgs>['tokens']>[number];
 
-function optionsOf(command: Command): Record<string, OptionSpec> {
+function optionsOf(command: AnyCommand): Record<string, OptionSpec> {
+  // A standalone command (the demo) builds its own configuration: it takes no file.
+  if ('standalone' in command) return { ...command.options, help: COMMON.help };
   return { ...command.options, ...COMMON };
 }
 
@@ -54,7 +56,7 @@ export function parseCommandLine(argv: string[], catalog: readonly CatalogEntry[
   if (words.length === 0) return { kind: 'help', text: usage(catalog), exitCode: help ? 0 : 2 };
 
   const entry = find(catalog, words[0].value, catalog.map((e) => e.name).concat('help'));
-  let command = entry as Command;
+  let command: AnyCommand = entry as AnyCommand;
   let used = 1;
   if (isGroup(entry)) {
     if (words[1] !== undefined) {
@@ -106,7 +108,7 @@ function suggest(prefix: string, word: string, candidates: string[], helpCommand
 }
 
 /** The first thing in args that a strict parse refuses, said so that the fix is plain. */
-function explain(command: Command, args: string[], specs: Record<string, OptionSpec>): string | undefined {
+function explain(command: AnyCommand, args: string[], specs: Record<string, OptionSpec>): string | undefined {
   const name = command.name;
   for (const t of lenientTokens(args, specs)) {
     if (t.kind === 'positional' && !command.positionals) return `${name} takes no arguments, got ${JSON.stringify(t.value)}; see pg2crate ${name} --help`;
@@ -142,7 +144,7 @@ export function usage(catalog: readonly CatalogEntry[]): string {
   ].join('\n');
 }
 
-export function commandHelp(c: Command): string {
+export function commandHelp(c: AnyCommand): string {
   return [
     `usage: pg2crate ${c.usage}`, '', c.summary, ...(c.details ?? []),
     ...(c.positionals ? ['', 'arguments:', row(c.positionals.name, c.positionals.summary)] : []),

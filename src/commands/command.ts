@@ -27,7 +27,8 @@ export interface Invocation {
   stderr: NodeJS.WriteStream;
 }
 
-export interface Command {
+/** What the help and the parser know of a command. */
+export interface CommandDescription {
   /** 'verify', or 'tables add' for a subcommand */
   name: string;
   /** one line: what it does */
@@ -40,6 +41,10 @@ export interface Command {
   positionals?: { name: string; summary: string };
   /** its own options; --config and --help are every command's */
   options?: Record<string, OptionSpec>;
+}
+
+/** A command that works on the configured databases: the CLI builds the configuration and a runner. */
+export interface Command extends CommandDescription {
   /** runs until done or stopped: the CLI installs its graceful-stop signal handlers first */
   stoppable?: boolean;
   /**
@@ -49,6 +54,26 @@ export interface Command {
   logsToStdout?: boolean;
   run(call: Invocation): Promise<number>;
 }
+
+/** What a standalone command's `run` gets: the environment instead of a configuration, and the signals. */
+export interface StandaloneInvocation extends Omit<Invocation, 'runner'> {
+  env: Readonly<Record<string, string | undefined>>;
+  /** stdout, for a display that needs to know whether it is a terminal */
+  stdout: NodeJS.WriteStream;
+  /** aborted at the first SIGINT/SIGTERM; the second one ends the process at once (exit 130) */
+  stop: AbortSignal;
+}
+
+/**
+ * A command that builds its own configuration (`demo`, on a server it starts itself): the CLI reads
+ * no configuration for it and hands it the environment; it installs the signal handlers for it.
+ */
+export interface StandaloneCommand extends CommandDescription {
+  standalone: true;
+  run(call: StandaloneInvocation): Promise<number>;
+}
+
+export type AnyCommand = Command | StandaloneCommand;
 
 /** Subcommands under one word (`tables add`, `tables list` …). */
 export interface CommandGroup {

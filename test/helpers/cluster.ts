@@ -5,23 +5,11 @@
 // stopped in `stop()`, and again on process exit as a last resort.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, chownSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { clusterOsUser, postgresBinaries } from './postgres-binaries.js';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../../src/core/free-port.js';
 
 export interface Cluster {
   /** URL of database `db` on this server */

@@ -8,10 +8,11 @@
 // the library links its postinstall makes), it runs from a copy in the temporary directory, made
 // once per package version and shared by later runs, with the links made and every file readable.
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, chmodSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
+import { copyPostgresBinaries } from '../../src/demo/embedded-postgres.js';
 
 /** The majors test/postgres-binaries/package.json provides (for this platform). */
 export const NPM_MAJORS = [13, 14, 15, 16, 17, 18] as const;
@@ -91,22 +92,7 @@ function readableCopy(pkgDir: string): string {
   const staging = `${target}.${process.pid}`;
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging, { mode: 0o755 });
-  cpSync(join(pkgDir, 'native'), join(staging, 'native'), { recursive: true, verbatimSymlinks: true });
-  const links = JSON.parse(readFileSync(join(pkgDir, 'native', 'pg-symlinks.json'), 'utf8')) as { source: string; target: string }[];
-  for (const l of links) {
-    const at = join(staging, l.target);
-    if (!existsSync(at)) symlinkSync(relative(dirname(at), join(staging, l.source)), at);
-  }
-  const openUp = (p: string) => {
-    const st = statSync(p);
-    if (st.isDirectory()) {
-      chmodSync(p, st.mode | 0o555);
-      for (const f of readdirSync(p)) openUp(join(p, f));
-    } else {
-      chmodSync(p, st.mode | 0o444 | (st.mode & 0o100 ? 0o111 : 0));
-    }
-  };
-  openUp(staging);
+  copyPostgresBinaries(pkgDir, staging);
   try {
     renameSync(staging, target);
   } catch (err) {

@@ -53,9 +53,11 @@ test('every command and subcommand answers --help with its usage and what it doe
       assert.equal(res.code, 0, `${c.name} --help: ${res.stderr}`);
       assert.ok(res.stdout.startsWith(`usage: pg2crate ${c.usage}\n`), `${c.name} --help printed:\n${res.stdout}`);
       assert.ok(res.stdout.includes(`\n${c.summary}\n`), `${c.name} --help says what it does`);
-      assert.match(res.stdout, /--config <file\.json>/);
-      // every command but the service prints a result, and --json gives its machine form
-      if (c.name !== 'start') assert.match(res.stdout, /\n {2}--json +print the result as one JSON document/, `${c.name} --help documents --json`);
+      // a standalone command (the demo) builds its own configuration and takes no file
+      if ('standalone' in c) assert.doesNotMatch(res.stdout, /--config/);
+      else assert.match(res.stdout, /--config <file\.json>/);
+      // every command but the service and the demo prints a result, and --json gives its machine form
+      if (c.name !== 'start' && !('standalone' in c)) assert.match(res.stdout, /\n {2}--json +print the result as one JSON document/, `${c.name} --help documents --json`);
     }));
   }
   const general = await runCli(env, ['--help']);

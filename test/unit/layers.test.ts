@@ -18,7 +18,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['drain', 'resend.ts'],
   ['load'],
   ['verify', 'ops'],
-  ['runner.ts'],
+  ['runner.ts', 'demo'],
   ['commands'],
   ['cli.ts'],
 ];
