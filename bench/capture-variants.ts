@@ -35,7 +35,7 @@ import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
 import { migrate } from '../src/commands/migrate.js';
 import { addTables } from '../src/commands/tables.js';
-import { captureFunctionSql, createTriggersSql } from '../src/capture/triggers.js';
+import { captureFunctionSql, createTriggersSql, keyFunctionSql, splitsKeyChanges } from '../src/capture/triggers.js';
 import { startCluster } from '../test/helpers/cluster.js';
 import { FLOOR_SETUP_SQL, installShapeSql, removeShapeSql, type Shape, type ShapeTable } from './capture-shapes.js';
 import { pgbenchSummary, runPgbench } from './pgbench.js';
@@ -169,15 +169,18 @@ export async function run(args: BenchArgs): Promise<object> {
     const tables = new Map<string, ShapeTable>(registered.map((r) => [r.source_table, { id: r.id, schema: 'public', table: r.source_table, keyColumns: r.key_columns, keyOrigin: r.key_origin }]));
     const PGBENCH = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'];
 
+    // What src/capture/capture-install.ts installs on a plain table (none of these is partitioned or has a float key).
+    const currentSql = (t: ShapeTable): string[] => {
+      const target = { tableId: t.id, sourceSchema: t.schema, sourceTable: t.table, keyColumns: t.keyColumns, keyOrigin: t.keyOrigin };
+      return [...removeShapeSql(t), captureFunctionSql('pg2crate', target), ...(splitsKeyChanges(target) ? [keyFunctionSql('pg2crate', target)] : []), ...createTriggersSql('pg2crate', target)];
+    };
     const install = async (name: string, which: string[]) => {
       const v = VARIANTS[name];
       await db.query('begin');
       for (const tn of which) {
         const t = tables.get(tn)!;
         const stmts = v.kind === 'none' ? removeShapeSql(t)
-          : v.kind === 'current'
-            ? [...removeShapeSql(t), captureFunctionSql('pg2crate', { tableId: t.id, sourceSchema: t.schema, sourceTable: t.table, keyColumns: t.keyColumns, keyOrigin: t.keyOrigin }),
-              ...createTriggersSql('pg2crate', { tableId: t.id, sourceSchema: t.schema, sourceTable: t.table, keyColumns: t.keyColumns, keyOrigin: t.keyOrigin })]
+          : v.kind === 'current' ? currentSql(t)
             : installShapeSql(t, v.shape);
         for (const s of stmts) await db.query(s);
       }

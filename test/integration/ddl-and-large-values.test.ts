@@ -84,3 +84,33 @@ test('a table dropped before its first change reached the target: that change is
   assert.equal(letters.length, before + 1);
   assert.match(letters.at(-1)!.error, /no longer exists/);
 });
+
+test('key changes arrive as the old key deleted, swaps too; the type of a key column can change, and a session that wrote before goes on capturing key changes', async () => {
+  await src.query(`create table kc (id int primary key deferrable initially immediate, v text)`);
+  await addTables(rep.runner, [{ schema: 'public', table: 'kc' }]);
+  await waitFor('the initial loads', () => initialLoadsDone(src));
+  const tableId = (await src.query<{ id: number }>(`select id from pg2crate.tables where source_table = 'kc'`)).rows[0].id;
+  const deletes = async () => Number((await src.query(`select count(*) as n from pg2crate.outbox where table_id = $1 and op = 'D'`, [tableId])).rows[0].n);
+  const target = async () => (await dst.query(`select id, v from kc order by id`)).rows.map((r) => [Number(r.id), r.v]);
+  const writer = await src.connect();
+  try {
+    await writer.query(`insert into kc values (1, 'a'), (2, 'b'), (3, 'c')`);
+    await writer.query(`update kc set v = v || '!'`);
+    assert.equal(await deletes(), 0, 'an UPDATE that keeps its keys writes no delete');
+    await writer.query(`update kc set id = id + 10 where id = 3`);
+    await writer.query(`update kc set id = case id when 1 then 2 else 1 end where id in (1, 2)`);
+    assert.equal(await deletes(), 3, 'one delete per row whose key changed');
+    await waitCaughtUp(src);
+    assert.deepEqual(await target(), [[1, 'b!'], [2, 'a!'], [13, 'c!']]);
+    // Another session changes the key's type while `writer` has run the capture functions: not
+    // blocked, and `writer` (whose cached plans saw an integer key) still captures key changes.
+    await src.query(`alter table kc alter column id type bigint`);
+    await writer.query(`update kc set id = 14 where id = 13`);
+    await writer.query(`update kc set v = 'same key' where id = 1`);
+    assert.equal(await deletes(), 4);
+    await waitCaughtUp(src);
+    assert.deepEqual(await target(), [[1, 'same key'], [2, 'a!'], [14, 'c!']]);
+  } finally {
+    writer.release();
+  }
+});
