@@ -114,3 +114,25 @@ test('key changes arrive as the old key deleted, swaps too; the type of a key co
     writer.release();
   }
 });
+
+test('a float key keeps the set difference (its JSON depends on extra_float_digits): no key trigger, and a key change still arrives', async () => {
+  await src.query(`create table fk (id float8 primary key, v text)`);
+  await addTables(rep.runner, [{ schema: 'public', table: 'fk' }]);
+  await waitFor('the initial loads', () => initialLoadsDone(src));
+  const triggers = (await src.query(`select tgname from pg_trigger where tgrelid = 'fk'::regclass and not tgisinternal order by tgname`)).rows.map((r) => r.tgname);
+  assert.deepEqual(triggers, ['pg2crate_capture_d', 'pg2crate_capture_i', 'pg2crate_capture_t', 'pg2crate_capture_u']);
+  await src.query(`insert into fk values (1.5, 'a'), (0.1, 'b')`);
+  // A session whose floats print rounded: 0.1 and 0.1000000000000001 look alike there.
+  const writer = await src.connect();
+  try {
+    await writer.query(`set extra_float_digits = -3`);
+    await writer.query(`update fk set id = 0.1000000000000001 where id = 0.1`);
+  } finally {
+    await writer.query(`reset extra_float_digits`);
+    writer.release();
+  }
+  await src.query(`update fk set id = 2.5 where id = 1.5`);
+  await waitCaughtUp(src);
+  const got = (await dst.query(`select id, v from fk order by id`)).rows.map((r) => [Number(r.id), r.v]);
+  assert.deepEqual(got, [[0.1000000000000001, 'b'], [2.5, 'a']]);
+});
