@@ -36,6 +36,7 @@ import { Runner } from '../src/runner.js';
 import { migrate } from '../src/commands/migrate.js';
 import { addTables } from '../src/commands/tables.js';
 import { captureFunctionSql, createTriggersSql, keyFunctionSql, splitsKeyChanges } from '../src/capture/triggers.js';
+import { wakeupLockKeys } from '../src/capture/names.js';
 import { startCluster } from '../test/helpers/cluster.js';
 import { FLOOR_SETUP_SQL, installShapeSql, removeShapeSql, type Shape, type ShapeTable } from './capture-shapes.js';
 import { pgbenchSummary, runPgbench } from './pgbench.js';
@@ -231,9 +232,13 @@ export async function run(args: BenchArgs): Promise<object> {
         let notified = false;
         listener.on('notification', () => { notified = true; });
         await listener.query('listen pg2crate_wakeup');
+        // idle as a drainer says it: the state row (older shapes) and the wake-up lock (src/source/outbox.ts)
+        const [k1, k2] = wakeupLockKeys('pg2crate');
         await db.query('update pg2crate.state set idle = true');
+        await db.query('select pg_advisory_lock($1, $2)', [k1, k2]);
         await s.query(`insert into sem values ${SEM_ROW(9)}`);
         for (let i = 0; i < 40 && !notified; i++) await sleep(50);
+        await db.query('select pg_advisory_unlock($1, $2)', [k1, k2]);
         await db.query('update pg2crate.state set idle = false');
         await listener.end();
         return { events, defaultEvents, settingsKept, settingsKeptInTransaction, notified };

@@ -28,6 +28,15 @@ export function keyFunctionName(tableId: number): string {
   return `capture_${tableId}_key`;
 }
 
+/**
+ * The two int4 keys of the advisory lock a drainer holds while it is idle, and the capture
+ * triggers probe to decide whether to NOTIFY (triggers.ts). The first spells "p2cw"; the second is
+ * taken from the schema name, so that two tool schemas in one database do not share it.
+ */
+export function wakeupLockKeys(schema: string): [number, number] {
+  return [0x70326377, createHash('sha256').update(schema).digest().readInt32BE(0)];
+}
+
 /** The text whose 64-bit hash keys the advisory lock of a stream. */
 export function streamLockText(schema: string, stream: string): string {
   return `pg2crate:${schema}:${stream}`;

@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  CANONICAL_SETTINGS, canonicalSettingsSql, captureFunctionSql, createTriggersSql, dropTriggersSql, keyChangedSql, keyFunctionSql, splitsKeyChanges, type CaptureTarget,
+  CANONICAL_SETTINGS, canonicalSettingsSql, captureFunctionSql, createTriggersSql, dropTriggersSql, generationSql, keyChangedSql, keyFunctionSql, splitsKeyChanges, type CaptureTarget,
 } from '../../src/capture/triggers.js';
-import { triggerName, wakeupChannel } from '../../src/capture/names.js';
+import { triggerName, wakeupChannel, wakeupLockKeys } from '../../src/capture/names.js';
 import type { TableShape } from '../../src/core/table-shape.js';
 
 const TOOL = 'tool "Zq0"; x';
@@ -37,7 +37,7 @@ test('every name in the generated SQL is quoted: none is left where the parser w
     for (const token of ['Zq0', 'Zq1', 'Zq2', 'Zq3', 'Zq4']) assert.ok(!b.includes(token), `${token} appears unquoted in:\n${sql}`);
   }
   assert.ok(fn.includes('"tool ""Zq0""; x"."outbox"'), 'the outbox is qualified by the quoted tool schema');
-  assert.ok(fn.includes('"tool ""Zq0""; x"."state"'));
+  assert.ok(fn.includes(`'"tool ""Zq0""; x"."generation"'::pg_catalog.regclass`), 'the generation sequence by a qualified literal');
   assert.ok(fn.includes(`'Zq4''s', o."Zq4's"`), 'key names go into jsonb_build_object as a literal and a quoted column');
   assert.ok(triggers.includes(`on "App Zq1; drop"."Zq2 ""Items"""`));
 });
@@ -112,7 +112,8 @@ test('one outbox insert per call: the generation and the notify in an InitPlan; 
     const { text } = body(captureFunctionSql('pg2crate', t));
     assert.equal(text.split('insert into').length - 1, 4, 'one insert in each of the four branches (insert, update, delete, truncate)');
     assert.doesNotMatch(text, /select [^;]* into /, 'the state row is not read by a statement of its own');
-    assert.match(text, /\(select s\.gen from "pg2crate"\."state" s where case when s\.idle then pg_catalog\.pg_notify\('pg2crate_wakeup', ''\)::pg_catalog\.text is not null else true end\)/);
+    assert.ok(text.includes(generationSql('pg2crate')));
+    assert.doesNotMatch(text, /"state"/, 'no table is read for the generation or the wake-up');
   }
   const split = body(captureFunctionSql('pg2crate', TARGET)).text;
   const splitUpdate = split.slice(split.indexOf(`'UPDATE'`), split.indexOf(`'DELETE'`));
@@ -192,6 +193,15 @@ test('four statement-level triggers with transition tables, each dropped first s
   assert.ok(fn.includes('from pg2crate_new n') && fn.includes('from pg2crate_old o'));
   // A plain table's UPDATE trigger keeps no OLD table: its key changes come from the key trigger.
   assert.match(createTriggersSql('pg2crate', TARGET).find((s) => s.includes('after update') && s.includes('for each statement'))!, /referencing new table as pg2crate_new for each statement/);
+});
+
+test('the generation from its sequence and the wake-up from a shared try of the drainer\'s lock, given back at once', () => {
+  const [k1, k2] = wakeupLockKeys('pg2crate');
+  assert.equal(generationSql('pg2crate'), `(select pg_catalog.pg_sequence_last_value('"pg2crate"."generation"'::pg_catalog.regclass)::pg_catalog.int2`
+    + ` where case when pg_catalog.pg_try_advisory_lock_shared(${k1}, ${k2}) then pg_catalog.pg_advisory_unlock_shared(${k1}, ${k2})`
+    + ` else pg_catalog.pg_notify('pg2crate_wakeup', '')::pg_catalog.text is not null end)`);
+  assert.notDeepEqual(wakeupLockKeys('pg2crate'), wakeupLockKeys('other'), 'two tool schemas wake their own drainers');
+  assert.ok([k1, k2].every((k) => Number.isInteger(k) && k >= -(2 ** 31) && k < 2 ** 31), 'int4 keys');
 });
 
 test('two tool schemas capturing the same table use different trigger names and channels', () => {
