@@ -35,8 +35,7 @@ import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
 import { migrate } from '../src/commands/migrate.js';
 import { addTables } from '../src/commands/tables.js';
-import { captureFunctionSql, createTriggersSql, keyFunctionSql, splitsKeyChanges } from '../src/capture/triggers.js';
-import { wakeupLockKeys } from '../src/capture/names.js';
+import { captureFunctionSql, createTriggersSql } from '../src/capture/triggers.js';
 import { startCluster } from '../test/helpers/cluster.js';
 import { FLOOR_SETUP_SQL, installShapeSql, removeShapeSql, type Shape, type ShapeTable } from './capture-shapes.js';
 import { pgbenchSummary, runPgbench } from './pgbench.js';
@@ -173,18 +172,15 @@ export async function run(args: BenchArgs): Promise<object> {
     const tables = new Map<string, ShapeTable>(registered.map((r) => [r.source_table, { id: r.id, schema: 'public', table: r.source_table, keyColumns: r.key_columns, keyOrigin: r.key_origin }]));
     const PGBENCH = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'];
 
-    // What src/capture/capture-install.ts installs on a plain table (none of these is partitioned or has a float key).
-    const currentSql = (t: ShapeTable): string[] => {
-      const target = { tableId: t.id, sourceSchema: t.schema, sourceTable: t.table, keyColumns: t.keyColumns, keyOrigin: t.keyOrigin };
-      return [...removeShapeSql(t), captureFunctionSql('pg2crate', target), ...(splitsKeyChanges(target) ? [keyFunctionSql('pg2crate', target)] : []), ...createTriggersSql('pg2crate', target)];
-    };
     const install = async (name: string, which: string[]) => {
       const v = VARIANTS[name];
       await db.query('begin');
       for (const tn of which) {
         const t = tables.get(tn)!;
         const stmts = v.kind === 'none' ? removeShapeSql(t)
-          : v.kind === 'current' ? currentSql(t)
+          : v.kind === 'current'
+            ? [...removeShapeSql(t), captureFunctionSql('pg2crate', { tableId: t.id, sourceSchema: t.schema, sourceTable: t.table, keyColumns: t.keyColumns, keyOrigin: t.keyOrigin }),
+              ...createTriggersSql('pg2crate', { tableId: t.id, sourceSchema: t.schema, sourceTable: t.table, keyColumns: t.keyColumns, keyOrigin: t.keyOrigin })]
             : installShapeSql(t, v.shape);
         for (const s of stmts) await db.query(s);
       }
@@ -232,13 +228,9 @@ export async function run(args: BenchArgs): Promise<object> {
         let notified = false;
         listener.on('notification', () => { notified = true; });
         await listener.query('listen pg2crate_wakeup');
-        // idle as a drainer says it: the state row (older shapes) and the wake-up lock (src/source/outbox.ts)
-        const [k1, k2] = wakeupLockKeys('pg2crate');
         await db.query('update pg2crate.state set idle = true');
-        await db.query('select pg_advisory_lock($1, $2)', [k1, k2]);
         await s.query(`insert into sem values ${SEM_ROW(9)}`);
         for (let i = 0; i < 40 && !notified; i++) await sleep(50);
-        await db.query('select pg_advisory_unlock($1, $2)', [k1, k2]);
         await db.query('update pg2crate.state set idle = false');
         await listener.end();
         return { events, defaultEvents, settingsKept, settingsKeptInTransaction, notified };

@@ -1,8 +1,7 @@
 // Installing and removing a table's capture in the source database, partitions included. Runs
 // inside the caller's transaction, so a table is captured whole or not at all.
 //
-// A plain table: its function, four statement triggers and the row trigger of an UPDATE's key
-// changes with its two functions (triggers.ts). A partitioned table: the
+// A plain table: its function and four statement triggers (triggers.ts). A partitioned table: the
 // same function (it knows the root, for truncates and detached partitions), the statement triggers
 // plus a BEFORE TRUNCATE one on the root and on every partition at every level, and the guard row
 // trigger on the root, whose clone Postgres puts on every partition, now and later; the clones of
@@ -12,9 +11,9 @@
 // root's, but not a partition's TRUNCATE: a partitioned table keeps its truncate triggers and guard.
 import type pg from 'pg';
 import { qualify, quoteIdent } from '../core/identifiers.js';
-import { captureFunctionName, guardFunctionName, keyFunctionName, triggerName } from './names.js';
+import { captureFunctionName, guardFunctionName, triggerName } from './names.js';
 import {
-  captureFunctionSql, createGuardSql, createTriggersSql, dropFunctionSql, guardFunctionSql, keyFunctionSql, splitsKeyChanges, type CaptureTarget,
+  captureFunctionSql, createGuardSql, createTriggersSql, dropFunctionSql, guardFunctionSql, type CaptureTarget,
 } from './triggers.js';
 
 type Queryable = pg.ClientBase | pg.Pool;
@@ -40,24 +39,11 @@ export async function partitionsOf(db: Queryable, relid: number): Promise<Partit
   return res.rows.map((r) => ({ relid: Number(r.relid), schema: r.schema, table: r.name, leaf: r.leaf }));
 }
 
-/** Whether a key column is float4 or float8, directly, as a domain's base or as an array's element (triggers.ts, splitsKeyChanges). */
-async function hasFloatKey(db: Queryable, relid: number, keyColumns: string[]): Promise<boolean> {
-  const res = await db.query<{ float: boolean }>(
-    `with k as (select a.atttypid as t from pg_attribute a where a.attrelid = $1::oid and a.attname = any($2::text[]) and a.attnum > 0),
-          b as (select case when ty.typtype = 'd' then ty.typbasetype else ty.oid end as t from k join pg_type ty on ty.oid = k.t),
-          e as (select case when ty.typelem <> 0 and ty.typlen = -1 then ty.typelem else ty.oid end as t from b join pg_type ty on ty.oid = b.t)
-     select exists (select from e where e.t in ('pg_catalog.float4'::regtype, 'pg_catalog.float8'::regtype)) as float`,
-    [relid, keyColumns],
-  );
-  return res.rows[0].float;
-}
-
-/** The capture target with `partitionRoot` and `floatKey` set from the catalog. */
+/** The capture target with `partitionRoot` set from the catalog. */
 async function withRoot(db: Queryable, t: CaptureTarget): Promise<{ target: CaptureTarget; partitions: Partition[] | null }> {
   if (t.relid === undefined) throw new TypeError('installing capture needs the table oid');
   const partitions = await partitionsOf(db, t.relid);
-  const floatKey = await hasFloatKey(db, t.relid, t.keyColumns);
-  return { target: { ...t, floatKey, ...(partitions ? { partitionRoot: t.relid } : {}) }, partitions };
+  return { target: partitions ? { ...t, partitionRoot: t.relid } : t, partitions };
 }
 
 /** Creates (or replaces) the capture of a table and of all its partitions. */
@@ -66,7 +52,6 @@ export async function installCapture(db: pg.ClientBase, schema: string, t: Captu
   const dml = mode === 'trigger';
   if (!partitions && !dml) return;
   await db.query(captureFunctionSql(schema, target));
-  if (dml && splitsKeyChanges(target)) await db.query(keyFunctionSql(schema, target));
   for (const stmt of createTriggersSql(schema, target, { dml })) await db.query(stmt);
   if (!partitions) return;
   await db.query(guardFunctionSql(schema, target));
@@ -94,8 +79,8 @@ export async function removeCapture(db: pg.ClientBase, schema: string, tableId: 
   const res = await db.query<{ rel: string; tgname: string }>(
     `select quote_ident(n.nspname) || '.' || quote_ident(c.relname) as rel, g.tgname
        from pg_trigger g join pg_proc f on f.oid = g.tgfoid join pg_class c on c.oid = g.tgrelid join pg_namespace n on n.oid = c.relnamespace
-      where f.pronamespace = $1::regnamespace and f.proname in ($2, $3, $4) and g.tgparentid = 0`,
-    [quoteIdent(schema), captureFunctionName(tableId), guardFunctionName(tableId), keyFunctionName(tableId)],
+      where f.pronamespace = $1::regnamespace and f.proname in ($2, $3) and g.tgparentid = 0`,
+    [quoteIdent(schema), captureFunctionName(tableId), guardFunctionName(tableId)],
   );
   const partitioned = res.rows.some((r) => r.tgname === triggerName(schema, 'g'));
   const kept = keep === 'pgoutput' && partitioned ? new Set(['t', 'b', 'g'].map((op) => triggerName(schema, op as 't' | 'b' | 'g'))) : new Set<string>();

@@ -184,28 +184,6 @@ export async function addTable(
   }
 }
 
-/**
- * Installs the capture of a registered table again, as this build generates it, in one
- * transaction: `migrate` does so for every captured table the configuration does not list (those
- * it lists are added again), so that an upgrade brings every table the current triggers. A table
- * dropped since is left alone (its changes are still applied or parked).
- */
-export async function reinstallCapture(pool: pg.Pool, schema: string, table: RegisteredTable): Promise<boolean> {
-  const client = await pool.connect();
-  try {
-    await client.query('begin');
-    const exists = await client.query(`select 1 from pg_class where oid = $1::oid`, [table.relid]);
-    if (exists.rows.length > 0) await installCapture(client, schema, captureTargetOf(table));
-    await client.query('commit');
-    return exists.rows.length > 0;
-  } catch (err) {
-    await client.query('rollback').catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
-}
-
 /** Drops a table's triggers and registry entry. Events already captured stay and are still applied. */
 export async function removeTable(pool: pg.Pool, schema: string, spec: TableSpec): Promise<boolean> {
   const client = await pool.connect();

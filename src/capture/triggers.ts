@@ -3,10 +3,8 @@
 // One plpgsql function per table, fired by four statement-level triggers. INSERT and UPDATE read
 // the statement's transition tables and write all events of the statement with one set-based
 // insert; that costs far less than a row trigger on bulk statements. An UPDATE that changes keys
-// writes a delete of the old key of each row whose key changed, from a row trigger that fires only
-// then (splitsKeyChanges), and an upsert for every new row; a partitioned table and one with a row
-// predicate write, instead, a delete for each old key absent from the new rows. Applied in order,
-// either gives the right final state even when one statement swaps keys.
+// writes a delete for each old key absent from the new rows, then an upsert for every new row:
+// applied in order, that gives the right final state even when one statement swaps keys.
 //
 // The function is SECURITY DEFINER (the application's roles need no grant on the outbox). Nothing
 // the caller plants on its search_path may reach it: the function of a plain table names every
@@ -28,13 +26,13 @@
 // after commit, after a rollback to a savepoint) that anything happened. An error in between
 // aborts the (sub)transaction, which restores them anyway.
 //
-// One SQL statement per call: the generation and the idle flag come from an InitPlan of the outbox
-// insert (evaluated once, when the first event is written; it notifies on the way when the drainer
-// is idle; generationSql), and an UPDATE that finds its key changes by set difference
-// writes its deletes and its upserts in one INSERT … UNION ALL (the branches run in order, so the
-// deletes take the smaller ids). A statement that writes no event reads nothing and notifies nobody.
+// One SQL statement per call: the generation and the idle flag come from the state row in an
+// InitPlan of the outbox insert (evaluated once, when the first event is written; it notifies on
+// the way when the drainer is idle), and an UPDATE writes its key-change deletes and its upserts in
+// one INSERT … UNION ALL (the branches run in order, so the deletes take the smaller ids). A
+// statement that writes no event reads nothing and notifies nobody.
 //
-// The set-difference deletes of an UPDATE are the old keys EXCEPT the new ones. Not an anti-join: plpgsql keeps
+// The deletes of an UPDATE are the old keys EXCEPT the new ones. Not an anti-join: plpgsql keeps
 // the plan made at the function's first call in a session, sized for the transition tables of that
 // call, and a nested-loop anti-join planned for one row then runs quadratically on the next bulk
 // UPDATE (30,000 rows: 55 s instead of 0.6 s). A set operation hashes or sorts, whatever it was
@@ -51,7 +49,7 @@
 // (`#variable_conflict use_column`) and its own variables are always qualified by the block label.
 import { capturesSourceTime, shapesImage, type TableShape } from '../core/table-shape.js';
 import { qualify, quoteIdent, quoteLiteral } from '../core/identifiers.js';
-import { captureFunctionName, guardFunctionName, keyFunctionName, triggerName, wakeupChannel, wakeupLockKeys } from './names.js';
+import { captureFunctionName, guardFunctionName, triggerName, wakeupChannel } from './names.js';
 import { rowFilterSql, rowImageSql, sourceTimeSql } from './row-image.js';
 
 export interface CaptureTarget {
@@ -67,8 +65,6 @@ export interface CaptureTarget {
   shape?: TableShape | null;
   /** set when the table is partitioned: its oid (capture-install.ts fills it in from the catalog) */
   partitionRoot?: number;
-  /** a key column is float4 or float8 (or a domain or array of one): capture-install.ts fills it in (splitsKeyChanges) */
-  floatKey?: boolean;
 }
 
 function dollarTag(body: string): string {
@@ -90,8 +86,6 @@ export const CANONICAL_SETTINGS: readonly (readonly [string, string])[] = [
 // Every name below is written schema-qualified, operators too (`OPERATOR(pg_catalog.=)`): the
 // function of a plain table runs on the writer's search_path (see the top of the file).
 const EQ = 'OPERATOR(pg_catalog.=)';
-const NE = 'OPERATOR(pg_catalog.<>)';
-const CAT = 'OPERATOR(pg_catalog.||)';
 
 /**
  * True when the session's settings give exactly the JSON the canonical ones give. ISO output does
@@ -134,6 +128,7 @@ export function needsSearchPath(shape: TableShape | null | undefined): boolean {
 
 export function captureFunctionSql(schema: string, t: CaptureTarget): string {
   const outbox = qualify(schema, 'outbox');
+  const state = qualify(schema, 'state');
   const keyObject = (alias: string) => keyObjectSql(t.keyColumns, alias);
   const keyList = (alias: string) => t.keyColumns.map((c) => `${alias}.${quoteIdent(c)}`).join(', ');
   const id = String(t.tableId);
@@ -149,7 +144,7 @@ export function captureFunctionSql(schema: string, t: CaptureTarget): string {
   // The generation, from an uncorrelated subquery (an InitPlan: run once, when the first event is
   // written); it notifies on the way while the drainer is idle (pg_notify returns void, whose text
   // is '', so the condition is true either way).
-  const gen = generationSql(schema);
+  const gen = `(select s.gen from ${state} s where case when s.idle then pg_catalog.pg_notify(${quoteLiteral(wakeupChannel(schema))}, '')::pg_catalog.text is not null else true end)`;
   const saved = 'pg2crate_capture.v_saved';
   const op = (name: string) => `tg_op ${EQ} '${name}'`;
   const root = t.partitionRoot;
@@ -164,13 +159,12 @@ begin${root !== undefined ? `
   ${settingsGuardSql(saved, filtered)}
   if ${op('INSERT')} then
     ${into} select ${gen}, ${id}, 'I', ${image.expr}${at.value} from pg2crate_new n${image.lateral}${filtered ? ` where ${pass}` : ''};
-  elsif ${op('UPDATE')} then${splitsKeyChanges(t) ? `
-    ${into} select ${gen}, ${id}, 'U', ${image.expr}${at.value} from pg2crate_new n${image.lateral};` : `
+  elsif ${op('UPDATE')} then
     ${into}
       select ${gen}, ${id}, 'D', ${keyObject('o')}${at.value}
         from (select ${keyList('o')} from pg2crate_old o${filtered ? ` where ${pass}` : ''} except select ${keyList('n')} from pg2crate_new n${filtered ? ` where ${pass}` : ''}) o
       union all
-      select ${gen}, ${id}, 'U', ${image.expr}${at.value} from pg2crate_new n${image.lateral}${filtered ? ` where ${pass}` : ''};`}
+      select ${gen}, ${id}, 'U', ${image.expr}${at.value} from pg2crate_new n${image.lateral}${filtered ? ` where ${pass}` : ''};
   elsif ${op('DELETE')} then
     ${into} select ${gen}, ${id}, 'D', ${keyObject('o')}${at.value} from pg2crate_old o${filtered ? ` where ${pass}` : ''};
   else${root !== undefined ? `
@@ -181,101 +175,12 @@ begin${root !== undefined ? `
   return null;
 end
 `;
-  return triggerFunctionSql(qualify(schema, captureFunctionName(t.tableId)), body, pinned);
-}
-
-/** A SECURITY DEFINER trigger function `fn` (qualified) with `body`, that nobody else may call; `pinned`: with a fixed search_path. */
-function triggerFunctionSql(fn: string, body: string, pinned: boolean): string {
   const q = dollarTag(body);
+  const fn = qualify(schema, captureFunctionName(t.tableId));
   return `create or replace function ${fn}() returns trigger
 language plpgsql security definer
 ${pinned ? 'set search_path = pg_catalog, pg_temp\n' : ''}as ${q}${body}${q};
 revoke all on function ${fn}() from public;`;
-}
-
-/**
- * The generation to write into, from an uncorrelated subquery (an InitPlan: run once, when the first
- * event is written), that notifies on the way while the drainer is idle. No table is read (issue
- * 21: the state row cost ~6 µs a statement): the generation is the last value of the `generation`
- * sequence (migrations/000011), and the drainer is idle while it holds the wake-up lock
- * (wakeupLockKeys), which a shared try here then cannot take. When the try succeeds the lock is
- * given back at once, in the same expression (writers never conflict with one another). (pg_notify returns void, whose text is '', so the
- * condition is true either way.) The sequence is named by a qualified literal, resolved when the
- * statement is planned.
- */
-export function generationSql(schema: string): string {
-  const [k1, k2] = wakeupLockKeys(schema);
-  const lock = `${k1}, ${k2}`;
-  return `(select pg_catalog.pg_sequence_last_value(${quoteLiteral(qualify(schema, 'generation'))}::pg_catalog.regclass)::pg_catalog.int2`
-    + ` where case when pg_catalog.pg_try_advisory_lock_shared(${lock}) then pg_catalog.pg_advisory_unlock_shared(${lock})`
-    + ` else pg_catalog.pg_notify(${quoteLiteral(wakeupChannel(schema))}, '')::pg_catalog.text is not null end)`;
-}
-
-/**
- * Whether an UPDATE's key changes are captured by a row trigger rather than by the statement
- * trigger's `old keys EXCEPT new keys`: for every table but a partitioned one (a row that moves
- * between partitions fires no UPDATE row trigger, and its partitions' statement triggers keep the
- * set difference) and one with a row predicate (a row that leaves the filter needs a delete too,
- * whether or not its key changed).
- *
- * The row trigger fires only WHEN the key changed (keyChangedSql), so an UPDATE that keeps its keys
- * pays that comparison per row and no more: no OLD
- * transition table is kept, no set difference computed (issue 21: ~10 µs of a one-row UPDATE). It
- * writes a delete of the old key; AFTER row triggers of a statement fire before its AFTER statement
- * trigger, so the deletes take smaller ids than the statement's upserts, and a statement that swaps
- * keys ends in the right state (each delete is followed by the upsert of its new row).
- */
-export function splitsKeyChanges(t: CaptureTarget): boolean {
-  return t.partitionRoot === undefined && t.shape?.where === undefined && !t.floatKey;
-}
-
-/**
- * The WHEN of the key trigger: did the row's key change. It reads the keys out of the whole rows'
- * JSON images (`to_jsonb(OLD) -> 'k'`), not as `OLD.k IS DISTINCT FROM NEW.k`: a trigger that names
- * a column (in WHEN or in `UPDATE OF`) makes Postgres refuse `ALTER COLUMN … TYPE` on it, and the
- * application's DDL must never be blocked (int → bigint on a key is common); a whole-row reference
- * depends on no column. Not a function of the two rows either: a plpgsql function keeps the key's
- * type in its cached plans and fails in every session that ran it before an ALTER COLUMN … TYPE,
- * and a SQL one is inlined and parsed again in every statement. The operators are named
- * qualified, and resolved when the trigger is created: no search_path plays a part. A column's
- * value is never SQL NULL in the image (a NULL is JSON null), so `<>` needs no IS DISTINCT FROM. Two keys with the same JSON are
- * equal keys, whatever the session's settings (the same session writes both images); keys that
- * are equal but whose JSON differs (an interval '1 day' and '24 hours') count as a change, which
- * costs a delete followed by the upsert of the same key, never a wrong row. A float key's JSON
- * depends on extra_float_digits and could hide a change: such a table keeps the set difference
- * (splitsKeyChanges).
- */
-export function keyChangedSql(keyColumns: readonly string[]): string {
-  const field = (row: string, c: string) => `(pg_catalog.to_jsonb(${row}) OPERATOR(pg_catalog.->) ${quoteLiteral(c)})`;
-  return keyColumns.map((c) => `${field('old', c)} ${NE} ${field('new', c)}`).join(' or ');
-}
-
-/**
- * The key trigger's function (see splitsKeyChanges): a delete of the old key, under the same
- * settings guard and search_path rule as the capture function. The key is taken from the old row's
- * JSON image, not as `old.k`: plpgsql would keep the key's type in its cached plan and fail after an
- * ALTER COLUMN … TYPE in every session that ran it before (the JSON is the same either way).
- */
-export function keyFunctionSql(schema: string, t: CaptureTarget): string {
-  const shape = t.shape ?? null;
-  const pinned = needsSearchPath(shape);
-  const at = sourceTimeSql(shape);
-  const saved = 'pg2crate_capture.v_saved';
-  const body = `
-<<pg2crate_capture>>
-declare
-  v_saved pg_catalog.text[];
-  v_old pg_catalog.jsonb;
-begin
-  ${settingsGuardSql(saved, false)}
-  pg2crate_capture.v_old := pg_catalog.to_jsonb(old);
-  insert into ${qualify(schema, 'outbox')} (gen, table_id, op, data${at.column})
-    values (${generationSql(schema)}, ${t.tableId}, 'D', pg_catalog.jsonb_build_object(${t.keyColumns.map((c) => `${quoteLiteral(c)}, pg2crate_capture.v_old OPERATOR(pg_catalog.->) ${quoteLiteral(c)}`).join(', ')})${at.value});
-  ${settingsRestoreSql(saved)}
-  return null;
-end
-`;
-  return triggerFunctionSql(qualify(schema, keyFunctionName(t.tableId)), body, pinned);
 }
 
 // A partitioned table (the README's "Partitioned tables" has every case). Statement triggers fire only on the
@@ -292,6 +197,8 @@ function detachedGuardSql(root: number): string {
   end if;`;
 }
 
+const NE = 'OPERATOR(pg_catalog.<>)';
+const CAT = 'OPERATOR(pg_catalog.||)';
 
 /**
  * TRUNCATE of a partitioned table. A TRUNCATE of the root fires the truncate triggers of the root
@@ -352,7 +259,13 @@ begin
   return null;
 end
 `;
-  return triggerFunctionSql(qualify(schema, guardFunctionName(t.tableId)), body, true);
+  const q = dollarTag(body);
+  const fn = qualify(schema, guardFunctionName(t.tableId));
+  return `create or replace function ${fn}() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as ${q}${body}${q};
+revoke all on function ${fn}() from public;`;
 }
 
 export interface TriggerOptions {
@@ -367,16 +280,14 @@ export function createTriggersSql(schema: string, t: CaptureTarget, opts: Trigge
   const on = opts.on ?? { schema: t.sourceSchema, table: t.sourceTable };
   const table = qualify(on.schema, on.table);
   const fn = qualify(schema, captureFunctionName(t.tableId));
-  const trg = (op: 'i' | 'u' | 'd' | 'k' | 't' | 'b') => quoteIdent(triggerName(schema, op));
+  const trg = (op: 'i' | 'u' | 'd' | 't' | 'b') => quoteIdent(triggerName(schema, op));
   const partitioned = t.partitionRoot !== undefined;
-  const split = splitsKeyChanges(t);
   return [
     ...dropTriggersSql(schema, on.schema, on.table),
     ...(opts.dml === false ? [] : [
       `create trigger ${trg('i')} after insert on ${table} referencing new table as pg2crate_new for each statement execute function ${fn}()`,
-      `create trigger ${trg('u')} after update on ${table} referencing ${split ? '' : 'old table as pg2crate_old '}new table as pg2crate_new for each statement execute function ${fn}()`,
+      `create trigger ${trg('u')} after update on ${table} referencing old table as pg2crate_old new table as pg2crate_new for each statement execute function ${fn}()`,
       `create trigger ${trg('d')} after delete on ${table} referencing old table as pg2crate_old for each statement execute function ${fn}()`,
-      ...(split ? [`create trigger ${trg('k')} after update on ${table} for each row when (${keyChangedSql(t.keyColumns)}) execute function ${qualify(schema, keyFunctionName(t.tableId))}()`] : []),
     ]),
     ...(partitioned || opts.dml !== false ? [`create trigger ${trg('t')} after truncate on ${table} for each statement execute function ${fn}()`] : []),
     ...(partitioned ? [`create trigger ${trg('b')} before truncate on ${table} for each statement execute function ${fn}()`] : []),
@@ -395,10 +306,9 @@ export function createGuardSql(schema: string, t: CaptureTarget): string[] {
 
 export function dropTriggersSql(schema: string, sourceSchema: string, sourceTable: string): string[] {
   const table = qualify(sourceSchema, sourceTable);
-  return (['i', 'u', 'd', 'k', 't', 'b'] as const).map((op) => `drop trigger if exists ${quoteIdent(triggerName(schema, op))} on ${table}`);
+  return (['i', 'u', 'd', 't', 'b'] as const).map((op) => `drop trigger if exists ${quoteIdent(triggerName(schema, op))} on ${table}`);
 }
 
 export function dropFunctionSql(schema: string, tableId: number): string {
-  return `drop function if exists ${qualify(schema, captureFunctionName(tableId))}(); drop function if exists ${qualify(schema, guardFunctionName(tableId))}();
-    drop function if exists ${qualify(schema, keyFunctionName(tableId))}()`;
+  return `drop function if exists ${qualify(schema, captureFunctionName(tableId))}(); drop function if exists ${qualify(schema, guardFunctionName(tableId))}()`;
 }

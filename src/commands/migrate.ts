@@ -3,7 +3,7 @@
 import { TableError } from '../core/errors.js';
 import { readCaptureState } from '../capture/capture-state.js';
 import { migrate as migrateSchema } from '../capture/migrate.js';
-import { addTable, listTables, reinstallCapture, resolveTable, type RegisteredTable } from '../capture/registry.js';
+import { addTable, listTables, resolveTable, type RegisteredTable } from '../capture/registry.js';
 import { targetNameFor } from '../runner.js';
 import type { Command, CommandContext } from './command.js';
 import { targetNameMappings } from './tables.js';
@@ -30,10 +30,6 @@ export async function migrate(ctx: CommandContext): Promise<{ ran: string[]; tab
     for (const m of await targetNameMappings(ctx, t)) {
       ctx.logger.warn({ table: `${t.sourceSchema}.${t.sourceTable}`, kind: m.kind, from: m.from, to: m.to, reason: m.reason }, 'name mapped for the target');
     }
-  }
-  // Tables captured with `tables add` but not configured get this build's triggers too.
-  for (const t of await listTables(pool, c.schema)) {
-    if (!tables.some((x) => x.id === t.id)) await reinstallCapture(pool, c.schema, t);
   }
   return { ran, tables };
 }

@@ -1,7 +1,7 @@
 // Outbox retention by rotating generations, never by deleting rows one by one.
 //
 // The outbox has three list partitions (generations 0, 1, 2); writers append to the one named in
-// the state row (the capture triggers read it from the `generation` sequence, set with it). A retention run (1) truncates each other generation whose events are all applied,
+// the state row. A retention run (1) truncates each other generation whose events are all applied,
 // and (2) moves writers on to the next generation once the current one has grown past the
 // threshold and the next one is empty. So the outbox holds at most about three generations plus
 // whatever is not yet applied, and vacuum has nothing to clean up.
@@ -15,7 +15,7 @@
 // running direct initial load still has to look at (direct-load.ts). The same check runs first
 // without the lock, so that a generation with events still to apply costs readers nothing.
 import type pg from 'pg';
-import { qualify, quoteLiteral } from '../core/identifiers.js';
+import { qualify } from '../core/identifiers.js';
 import type { Logger } from '../core/logger.js';
 
 export interface RetentionResult {
@@ -40,11 +40,7 @@ export async function runRetention(pool: pg.Pool, opts: RetentionOptions): Promi
   const log = opts.logger.child({ component: 'retention' });
   const s = opts.schema;
   const part = (g: number) => qualify(s, `outbox_${g}`);
-  // The capture triggers read the generation from a sequence (migrations/000011), kept equal to the
-  // state row's here and on every rotation below (it can only differ after an edit by hand).
-  const seq = quoteLiteral(qualify(s, 'generation'));
-  const { rows } = await pool.query<{ gen: number }>(
-    `select gen, case when gen is distinct from pg_sequence_last_value(${seq}::regclass) then setval(${seq}::regclass, gen, true) end from ${qualify(s, 'state')}`);
+  const { rows } = await pool.query<{ gen: number }>(`select gen from ${qualify(s, 'state')}`);
   const current = rows[0].gen;
   const truncated: number[] = [];
   // An event is pending while some stream has not applied it, or a running direct load still has
@@ -100,7 +96,7 @@ export async function runRetention(pool: pg.Pool, opts: RetentionOptions): Promi
   if (Number(size.rows[0].bytes) >= opts.rotateBytes) {
     const empty = (await pool.query(`select 1 from ${part(next)} limit 1`)).rows.length === 0;
     if (empty) {
-      await pool.query(`update ${qualify(s, 'state')} set gen = $1, gen_switched_at = now() where gen = $2 returning setval(${seq}::regclass, $1, true)`, [next, current]);
+      await pool.query(`update ${qualify(s, 'state')} set gen = $1, gen_switched_at = now() where gen = $2`, [next, current]);
       rotatedTo = next;
       log.info({ from: current, to: next, bytes: Number(size.rows[0].bytes) }, 'outbox writers moved to the next generation');
     } else {

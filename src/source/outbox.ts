@@ -34,7 +34,7 @@ import type { Logger } from '../core/logger.js';
 import { qualify } from '../core/identifiers.js';
 import type { ChangeSource, DeadLetter, Page } from './change-source.js';
 import { modeMismatch, readCaptureState } from '../capture/capture-state.js';
-import { streamLockText, wakeupLockKeys } from '../capture/names.js';
+import { streamLockText } from '../capture/names.js';
 import { RegistryCatalog } from '../capture/registry.js';
 import { noteColumns } from '../capture/column-watch.js';
 import { OutboxChange, readRowText } from './row-text.js';
@@ -101,8 +101,6 @@ export class OutboxSource implements ChangeSource {
   }
 
   #queue: Promise<unknown> = Promise.resolve();
-  /** this session holds the wake-up lock (#setIdle) */
-  #wakeupLock = false;
 
   /**
    * Runs one operation on the drainer connection at a time: a page read ahead must not interleave
@@ -382,40 +380,13 @@ export class OutboxSource implements ChangeSource {
     return this.#serial(() => this.#setIdle(idle));
   }
 
-  /**
-   * Idle: this session holds the wake-up lock (names.ts, wakeupLockKeys), which makes the capture
-   * triggers NOTIFY; busy: it gives it back. A writer holds the lock shared only for the instant of
-   * its probe, so the wait is short; another stream's drainer that is idle holds it too, and then
-   * this one stays busy and polls (lock_timeout). The state row says the same, for `status` and for
-   * readers of the schema.
-   */
   async #setIdle(idle: boolean): Promise<void> {
-    const db = this.#db;
-    const [k1, k2] = wakeupLockKeys(this.#opts.schema);
-    if (idle && !this.#wakeupLock) {
-      await db.query('begin');
-      try {
-        await db.query(`set local lock_timeout = 200`);
-        await db.query('select pg_advisory_lock($1, $2)', [k1, k2]);
-        await db.query('commit');
-        this.#wakeupLock = true;
-      } catch (err) {
-        await db.query('rollback').catch(() => {});
-        if ((err as { code?: string }).code !== '55P03') throw err;
-        this.#log.debug('the wake-up lock is held by another drainer; polling instead');
-        return;
-      }
-    } else if (!idle && this.#wakeupLock) {
-      await db.query('select pg_advisory_unlock($1, $2)', [k1, k2]);
-      this.#wakeupLock = false;
-    }
-    await db.query(`update ${this.#t.state} set idle = $1 where idle is distinct from $1`, [idle]);
+    await this.#db.query(`update ${this.#t.state} set idle = $1 where idle is distinct from $1`, [idle]);
   }
 
   async reset(): Promise<void> {
     const c = this.#client;
     this.#client = null;
-    this.#wakeupLock = false; // a session's advisory locks end with it
     this.#cp = null;
     if (c) await c.end().catch(() => {});
   }

@@ -10,7 +10,6 @@ import { Runner } from '../../src/runner.js';
 import { SchemaVersionError } from '../../src/core/errors.js';
 import { bundledMigrationNames } from '../../src/capture/migrate.js';
 import { migrate } from '../../src/commands/migrate.js';
-import { addTables } from '../../src/commands/tables.js';
 
 const bed = clusterForFile();
 const runners: Runner[] = [];
@@ -34,7 +33,7 @@ async function assertMigratedOnce(src: pg.Pool): Promise<void> {
   const names = (await src.query<{ name: string }>(`select name from pg2crate.migrations order by name`)).rows.map((r) => r.name);
   assert.deepEqual(names, await bundledMigrationNames());
   const triggers = await src.query(`select tgname from pg_trigger where tgrelid = 'public.orders'::regclass and not tgisinternal`);
-  assert.equal(triggers.rows.length, 5, `four statement capture triggers and the key trigger, got ${triggers.rows.map((r) => r.tgname).join(', ')}`);
+  assert.equal(triggers.rows.length, 4, `four capture triggers, got ${triggers.rows.map((r) => r.tgname).join(', ')}`);
   assert.equal((await src.query(`select count(*)::int as n from pg2crate.tables`)).rows[0].n, 1);
   const before = (await src.query(`select count(*)::int as n from pg2crate.outbox`)).rows[0].n;
   await src.query(`insert into orders values ((select coalesce(max(id), 0) + 1 from orders), 9.99)`);
@@ -56,25 +55,6 @@ test('running migrate twice is harmless', async () => {
   assert.equal(cli.code, 0, cli.stderr);
   assert.match(cli.stdout, /already current/);
   await assertMigratedOnce(src);
-});
-
-test('migrate gives a table captured outside the configuration this build\'s triggers (an upgrade)', async () => {
-  const { srcUrl, dstUrl, src } = await database();
-  const env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl };
-  await src.query(`create table public.extra (id integer primary key, v text)`);
-  await migrate(runner(env));
-  await addTables(runner(env), [{ schema: 'public', table: 'extra' }]);
-  const triggers = async () => (await src.query<{ tgname: string; def: string }>(
-    `select tgname, pg_get_triggerdef(oid) as def from pg_trigger where tgrelid = 'public.extra'::regclass and not tgisinternal order by tgname`)).rows;
-  const current = await triggers();
-  assert.equal(current.length, 5);
-  // What an older build installed: no key trigger, an UPDATE trigger that keeps the OLD table.
-  await src.query(`drop trigger pg2crate_capture_k on public.extra`);
-  await src.query(`drop trigger pg2crate_capture_u on public.extra`);
-  await src.query(`create trigger pg2crate_capture_u after update on public.extra referencing old table as pg2crate_old new table as pg2crate_new for each statement execute function pg2crate.capture_${(await src.query(`select id from pg2crate.tables where source_table = 'extra'`)).rows[0].id}()`);
-  assert.notDeepEqual(await triggers(), current);
-  await migrate(runner(env));
-  assert.deepEqual(await triggers(), current);
 });
 
 test('running migrate twice at once is harmless', async () => {

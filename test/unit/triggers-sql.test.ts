@@ -1,9 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  CANONICAL_SETTINGS, canonicalSettingsSql, captureFunctionSql, createTriggersSql, dropTriggersSql, generationSql, keyChangedSql, keyFunctionSql, splitsKeyChanges, type CaptureTarget,
-} from '../../src/capture/triggers.js';
-import { triggerName, wakeupChannel, wakeupLockKeys } from '../../src/capture/names.js';
+import { CANONICAL_SETTINGS, canonicalSettingsSql, captureFunctionSql, createTriggersSql, dropTriggersSql, type CaptureTarget } from '../../src/capture/triggers.js';
+import { triggerName, wakeupChannel } from '../../src/capture/names.js';
 import type { TableShape } from '../../src/core/table-shape.js';
 
 const TOOL = 'tool "Zq0"; x';
@@ -37,7 +35,7 @@ test('every name in the generated SQL is quoted: none is left where the parser w
     for (const token of ['Zq0', 'Zq1', 'Zq2', 'Zq3', 'Zq4']) assert.ok(!b.includes(token), `${token} appears unquoted in:\n${sql}`);
   }
   assert.ok(fn.includes('"tool ""Zq0""; x"."outbox"'), 'the outbox is qualified by the quoted tool schema');
-  assert.ok(fn.includes(`'"tool ""Zq0""; x"."generation"'::pg_catalog.regclass`), 'the generation sequence by a qualified literal');
+  assert.ok(fn.includes('"tool ""Zq0""; x"."state"'));
   assert.ok(fn.includes(`'Zq4''s', o."Zq4's"`), 'key names go into jsonb_build_object as a literal and a quoted column');
   assert.ok(triggers.includes(`on "App Zq1; drop"."Zq2 ""Items"""`));
 });
@@ -107,46 +105,13 @@ test('a row predicate needs the canonical DateStyle exactly (its literals are re
   assert.ok(filtered.includes(canonicalSettingsSql(true)));
 });
 
-test('one outbox insert per call: the generation and the notify in an InitPlan; a set-difference update\'s deletes and upserts in one UNION ALL', () => {
-  for (const t of [TARGET, { ...TARGET, floatKey: true }]) {
-    const { text } = body(captureFunctionSql('pg2crate', t));
-    assert.equal(text.split('insert into').length - 1, 4, 'one insert in each of the four branches (insert, update, delete, truncate)');
-    assert.doesNotMatch(text, /select [^;]* into /, 'the state row is not read by a statement of its own');
-    assert.ok(text.includes(generationSql('pg2crate')));
-    assert.doesNotMatch(text, /"state"/, 'no table is read for the generation or the wake-up');
-  }
-  const split = body(captureFunctionSql('pg2crate', TARGET)).text;
-  const splitUpdate = split.slice(split.indexOf(`'UPDATE'`), split.indexOf(`'DELETE'`));
-  assert.ok(!splitUpdate.includes(`'D'`) && !splitUpdate.includes('pg2crate_old'), 'a plain table\'s key changes come from the key trigger');
-  const { text } = body(captureFunctionSql('pg2crate', { ...TARGET, floatKey: true }));
+test('one outbox insert per call: the generation and the notify in an InitPlan, an update\'s deletes and upserts in one UNION ALL', () => {
+  const { text } = body(captureFunctionSql('pg2crate', TARGET));
+  assert.equal(text.split('insert into').length - 1, 4, 'one insert in each of the four branches (insert, update, delete, truncate)');
+  assert.doesNotMatch(text, /select [^;]* into /, 'the state row is not read by a statement of its own');
   const update = text.slice(text.indexOf(`'UPDATE'`), text.indexOf(`'DELETE'`));
   assert.ok(update.indexOf(`'D'`) < update.indexOf('union all') && update.indexOf('union all') < update.indexOf(`'U'`), 'deletes first, so they take the smaller ids');
-});
-
-test('key changes by a row trigger for a plain table; by the set difference where a row trigger cannot see them all', () => {
-  assert.equal(splitsKeyChanges(TARGET), true);
-  assert.equal(splitsKeyChanges({ ...TARGET, relid: 1, shape: { ...FILTERED, where: undefined, excludeColumns: ['x'] } }), true, 'a column filter changes nothing about keys');
-  assert.equal(splitsKeyChanges({ ...TARGET, partitionRoot: 99 }), false, 'a row moved between partitions fires no row UPDATE trigger');
-  assert.equal(splitsKeyChanges({ ...TARGET, shape: FILTERED }), false, 'a row leaving the filter needs a delete too');
-  assert.equal(splitsKeyChanges({ ...TARGET, floatKey: true }), false, 'a float key\'s JSON depends on extra_float_digits');
-  // The WHEN names no column (ALTER COLUMN … TYPE must stay possible) and every operator qualified.
-  assert.equal(keyChangedSql(['a', 'b']), `(pg_catalog.to_jsonb(old) OPERATOR(pg_catalog.->) 'a') OPERATOR(pg_catalog.<>) (pg_catalog.to_jsonb(new) OPERATOR(pg_catalog.->) 'a') or `
-    + `(pg_catalog.to_jsonb(old) OPERATOR(pg_catalog.->) 'b') OPERATOR(pg_catalog.<>) (pg_catalog.to_jsonb(new) OPERATOR(pg_catalog.->) 'b')`);
-  const key = createTriggersSql('pg2crate', TARGET).find((s) => s.startsWith('create') && s.includes('for each row'));
-  assert.ok(key, 'a row trigger for key changes');
-  assert.ok(key.includes('after update on "App Zq1; drop"."Zq2 ""Items""" for each row when ('), key);
-  assert.ok(key.endsWith('execute function "pg2crate"."capture_7_key"()'), key);
-  assert.doesNotMatch(bare(key), /\b(old|new)\.(?!\*)/, 'no column of OLD or NEW is named');
-  assert.ok(!createTriggersSql('pg2crate', { ...TARGET, partitionRoot: 99 }).some((s) => s.includes('for each row')));
-  assert.ok(!createTriggersSql('pg2crate', TARGET, { dml: false }).some((s) => s.includes('for each row')), 'pgoutput mode: no key trigger');
-  // The key function: the old key from the old row's image, under the settings guard; nobody else may call it.
-  const fn = keyFunctionSql('pg2crate', TARGET);
-  assert.match(fn, /v_old := pg_catalog\.to_jsonb\(old\);/);
-  assert.ok(fn.includes(`pg_catalog.jsonb_build_object('Zq3 Kéy', pg2crate_capture.v_old OPERATOR(pg_catalog.->) 'Zq3 Kéy', 'Zq4''s', pg2crate_capture.v_old OPERATOR(pg_catalog.->) 'Zq4''s')`), fn);
-  assert.ok(fn.includes(canonicalSettingsSql(false)));
-  assert.match(fn, /security definer/);
-  assert.doesNotMatch(fn, /^set /m);
-  assert.match(fn, /revoke all on function "pg2crate"\."capture_7_key"\(\) from public/);
+  assert.match(text, /\(select s\.gen from "pg2crate"\."state" s where case when s\.idle then pg_catalog\.pg_notify\('pg2crate_wakeup', ''\)::pg_catalog\.text is not null else true end\)/);
 });
 
 test('the dollar-quote tag never occurs inside the body, whatever the names hold', () => {
@@ -166,18 +131,18 @@ test('the dollar-quote tag never occurs inside the body, whatever the names hold
   assert.notEqual(tag, '$pg2crate0$');
 });
 
-test('a set-difference update\'s deletes are the old keys EXCEPT the new ones: the key type\'s own equality (NULL matching NULL), never a nested loop', () => {
-  const fn = captureFunctionSql('pg2crate', { ...TARGET, keyColumns: ['a', 'b'], partitionRoot: 99 });
+test('an update\'s deletes are the old keys EXCEPT the new ones: the key type\'s own equality (NULL matching NULL), never a nested loop', () => {
+  const fn = captureFunctionSql('pg2crate', { ...TARGET, keyColumns: ['a', 'b'] });
   assert.ok(fn.includes('from (select o."a", o."b" from pg2crate_old o except select n."a", n."b" from pg2crate_new n) o'));
   assert.ok(fn.includes(`pg_catalog.jsonb_build_object('a', o."a", 'b', o."b")`));
   // The same for a configured key: set operations treat NULLs as equal, as IS NOT DISTINCT FROM does.
-  assert.equal(captureFunctionSql('pg2crate', { ...TARGET, keyColumns: ['a', 'b'], keyOrigin: 'config', partitionRoot: 99 }), fn);
+  assert.equal(captureFunctionSql('pg2crate', { ...TARGET, keyColumns: ['a', 'b'], keyOrigin: 'config' }), fn);
   const filtered = captureFunctionSql('pg2crate', { ...TARGET, keyColumns: ['a'], shape: FILTERED });
   assert.ok(filtered.includes(`from (select o."a" from pg2crate_old o where (day > '01/02/2024') except select n."a" from pg2crate_new n where (day > '01/02/2024')) o`));
 });
 
 test('four statement-level triggers with transition tables, each dropped first so that adding again is harmless', () => {
-  const stmts = createTriggersSql('pg2crate', { ...TARGET, floatKey: true });
+  const stmts = createTriggersSql('pg2crate', TARGET);
   const drops = dropTriggersSql('pg2crate', TARGET.sourceSchema, TARGET.sourceTable);
   assert.deepEqual(stmts.slice(0, drops.length), drops);
   assert.ok(drops.every((s) => s.startsWith('drop trigger if exists ')));
@@ -189,19 +154,8 @@ test('four statement-level triggers with transition tables, each dropped first s
   assert.match(creates[2], /after delete .* referencing old table as pg2crate_old/);
   assert.match(creates[3], /after truncate /);
   // The body reads the transition tables by exactly these names.
-  const fn = captureFunctionSql('pg2crate', { ...TARGET, floatKey: true });
+  const fn = captureFunctionSql('pg2crate', TARGET);
   assert.ok(fn.includes('from pg2crate_new n') && fn.includes('from pg2crate_old o'));
-  // A plain table's UPDATE trigger keeps no OLD table: its key changes come from the key trigger.
-  assert.match(createTriggersSql('pg2crate', TARGET).find((s) => s.includes('after update') && s.includes('for each statement'))!, /referencing new table as pg2crate_new for each statement/);
-});
-
-test('the generation from its sequence and the wake-up from a shared try of the drainer\'s lock, given back at once', () => {
-  const [k1, k2] = wakeupLockKeys('pg2crate');
-  assert.equal(generationSql('pg2crate'), `(select pg_catalog.pg_sequence_last_value('"pg2crate"."generation"'::pg_catalog.regclass)::pg_catalog.int2`
-    + ` where case when pg_catalog.pg_try_advisory_lock_shared(${k1}, ${k2}) then pg_catalog.pg_advisory_unlock_shared(${k1}, ${k2})`
-    + ` else pg_catalog.pg_notify('pg2crate_wakeup', '')::pg_catalog.text is not null end)`);
-  assert.notDeepEqual(wakeupLockKeys('pg2crate'), wakeupLockKeys('other'), 'two tool schemas wake their own drainers');
-  assert.ok([k1, k2].every((k) => Number.isInteger(k) && k >= -(2 ** 31) && k < 2 ** 31), 'int4 keys');
 });
 
 test('two tool schemas capturing the same table use different trigger names and channels', () => {
