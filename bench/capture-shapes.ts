@@ -36,6 +36,13 @@
 //              own); `heap-no-nextval`, the same with a constant id; `heap-no-xid`, also a constant
 //              xid; `heap-no-image`, also no jsonb (data NULL); `read`: nothing written, the
 //              transition table only counted. Each step down the ladder prices one component.
+//              `chunked`: into outbox_0, one event row per slice of CHUNK_ROWS rows of the statement
+//              (jsonb_agg of the images, or of the keys for DELETE): what fewer outbox rows would
+//              save on bulk statements (issue 21; the drainer cannot read such rows).
+//   body `seqlock` (bare shapes only): the generation from a sequence (pg_sequence_last_value, no
+//              table read) and the wake-up decided by probing an advisory lock the drainer would
+//              hold while idle (pg_try_advisory_lock_shared, released at once), in an InitPlan as
+//              `initplan`: what a state row read costs against the cheapest alternatives (issue 21).
 // The bench tables have no row filter, column filter or hashing (issue 12): those keep their own SQL.
 import { qualify, quoteIdent, quoteLiteral } from '../src/core/identifiers.js';
 import { captureFunctionName, wakeupChannel } from '../src/capture/names.js';
@@ -52,10 +59,10 @@ export interface ShapeTable {
 export interface Shape {
   level: 'statement' | 'row' | 'empty-row' | 'empty-statement' | 'bare-row' | 'bare-statement' | 'floor';
   settings: 'proconfig' | 'guard' | 'path-only' | 'secdef' | 'none';
-  body: 'plpgsql' | 'cte' | 'initplan';
+  body: 'plpgsql' | 'cte' | 'initplan' | 'seqlock';
   keyChange: 'anti-join' | 'row-trigger';
   into: 'parent' | 'partition';
-  sink?: 'outbox_0' | 'heap' | 'heap-no-nextval' | 'heap-no-xid' | 'heap-no-image' | 'read';
+  sink?: 'outbox_0' | 'heap' | 'heap-no-nextval' | 'heap-no-xid' | 'heap-no-image' | 'read' | 'chunked';
 }
 
 const TOOL = 'pg2crate';
@@ -72,7 +79,12 @@ export const FLOOR_SETUP_SQL = [
   'create sequence bench_floor.seq as bigint cache 1',
   `create table bench_floor.heap (id bigint not null default nextval('bench_floor.seq'), gen smallint not null, xid xid8 not null default pg_current_xact_id(),
     table_id integer not null, op "char" not null, data jsonb, source_time timestamptz)`,
+  'create sequence bench_floor.gen as smallint minvalue 0 maxvalue 2 start 0',
+  `select setval('bench_floor.gen', 0, true)`,
 ];
+
+/** Rows per event row of the `chunked` floor. */
+export const CHUNK_ROWS = 500;
 
 function proconfig(settings: Shape['settings']): string {
   if (settings === 'none') return '';
@@ -140,6 +152,18 @@ function functionBody(t: ShapeTable, shape: Shape): string {
 end
 `;
     }
+    if (sink === 'chunked') {
+      const slices = (from: string, img: string) => `select 0, ${t.id}, OP, pg_catalog.jsonb_agg(c.img) from (select ${img} as img, (pg_catalog.row_number() over () - 1) / ${CHUNK_ROWS} as slice from ${from}) c group by c.slice`;
+      return `begin
+  if tg_op in ('INSERT', 'UPDATE') then
+    insert into ${qualify(TOOL, 'outbox_0')} (gen, table_id, op, data) ${slices('pg2crate_new n', 'to_jsonb(n.*)').replace('OP', `'U'`)};
+  elsif tg_op = 'DELETE' then
+    insert into ${qualify(TOOL, 'outbox_0')} (gen, table_id, op, data) ${slices('pg2crate_old o', key).replace('OP', `'D'`)};
+  end if;
+  return null;
+end
+`;
+    }
     const table = sink === 'outbox_0' ? qualify(TOOL, 'outbox_0') : 'bench_floor.heap';
     // The columns given explicitly, so that the defaults (nextval, pg_current_xact_id) are not called.
     const given: [string, string][] = [['gen', '0'], ['table_id', String(t.id)], ['op', 'OP']];
@@ -171,6 +195,9 @@ end
     let write: string;
     if (shape.body === 'initplan') {
       write = ins('outbox', `(select s.gen from ${state} s where case when s.idle then ${notify}::text is not null else true end)`);
+    } else if (shape.body === 'seqlock') {
+      write = ins('outbox', `(select pg_catalog.pg_sequence_last_value('bench_floor.gen'::regclass)::smallint
+        where case when pg_catalog.pg_try_advisory_lock_shared(21, 21) then pg_catalog.pg_advisory_unlock_shared(21, 21) else ${notify}::text is not null end)`);
     } else if (shape.body === 'cte') {
       write = `select s.gen, s.idle into v_gen, v_idle from ${state} s;
     if v_gen = 0 then ${ins('outbox_0', 'v_gen')}
