@@ -221,7 +221,7 @@ const OBJECT_NEEDS_PARSING = /\d[.eE]|\d{16}|"_value"/;
  */
 function textValue(col: ColumnPlan, t: string | undefined): string | null {
   if (t === undefined || t === 'null') return 'null';
-  if (col.dims > 0) return null;
+  if (col.dims > 0) return arrayText(col, t);
   const quoted = t.charCodeAt(0) === 34;
   switch (col.kind) {
     case 'plain':
@@ -244,6 +244,17 @@ function textValue(col: ColumnPlan, t: string | undefined): string | null {
     default:
       return null;
   }
+}
+
+/** a one-dimensional array of strings and nulls */
+const STRING_ARRAY = /^\[(?:\s*(?:"(?:[^"\\]|\\.)*"|null)\s*(?:,\s*(?:"(?:[^"\\]|\\.)*"|null)\s*)*)?\]$/;
+
+/** An array value's parameter text, for the kinds whose elements pass as they are; null otherwise. */
+function arrayText(col: ColumnPlan, t: string): string | null {
+  if (t.charCodeAt(0) !== 91) return null;
+  if (col.kind === 'plain' || col.kind === 'float' || col.kind === 'ip') return t;
+  if (col.kind === 'text' && col.dims === 1 && STRING_ARRAY.test(t) && !(col.indexedText && Buffer.byteLength(t) > MAX_INDEXED_TEXT_BYTES)) return t;
+  return null;
 }
 
 /** The parameter row of `cols` built from the row image's text, or null when a value needs parsing. */
