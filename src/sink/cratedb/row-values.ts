@@ -13,7 +13,7 @@
 // limit, escaped names) sends the whole row down the parsing path, which gives the same values.
 import { LosslessNumber, parse as losslessParse } from 'lossless-json';
 import type { Change, JsonValue, Row } from '../../core/change.js';
-import { scanMembers } from '../../core/json-scan.js';
+import { memberPositions } from '../../core/json-scan.js';
 import { MAX_INDEXED_TEXT_BYTES, type ColumnPlan, type TablePlan } from './column-types.js';
 import { toJson } from './json-text.js';
 
@@ -189,6 +189,8 @@ export function rowImage(plan: TablePlan, change: Change): Row {
   return change.row;
 }
 
+/** member positions of the row being read (reused: one row at a time) */
+const at: number[] = [];
 /** Per list of columns: each source name's place in it. */
 const places = new WeakMap<readonly ColumnPlan[], Map<string, number>>();
 
@@ -196,19 +198,19 @@ const places = new WeakMap<readonly ColumnPlan[], Map<string, number>>();
 function valueTexts(text: string, cols: readonly ColumnPlan[]): (string | undefined)[] | null {
   let place = places.get(cols);
   if (!place) places.set(cols, (place = new Map(cols.map((c, i) => [c.source, i]))));
-  const at = place;
+  const members = memberPositions(text, at);
+  if (members < 0) return null;
   const out = new Array<string | undefined>(cols.length);
-  const ok = scanMembers(text, (nameStart, nameEnd, valueStart, valueEnd) => {
-    const name = text.slice(nameStart, nameEnd);
+  for (let m = 0; m < members; m++) {
+    const name = text.slice(at[4 * m], at[4 * m + 1]);
     // an escaped name is not the column's name as written: leave it to the parser
-    if (name.includes('\\')) return false;
-    const i = at.get(name);
-    if (i === undefined) return true;
-    if (out[i] !== undefined) return false;
-    out[i] = text.slice(valueStart, valueEnd);
-    return true;
-  });
-  return ok ? out : null;
+    if (name.includes('\\')) return null;
+    const i = place.get(name);
+    if (i === undefined) continue;
+    if (out[i] !== undefined) return null;
+    out[i] = text.slice(at[4 * m + 2], at[4 * m + 3]);
+  }
+  return out;
 }
 
 const NUMBER_START = /^[-\d]/;
