@@ -1,6 +1,7 @@
 // Drain rate: how fast a backlog of --events events reaches a Postgres target (or, with
-// --target=cratedb and CRATEDB_URL, CrateDB: then each mixed run also measures a raw bulk_args
-// INSERT loop of the final rows into the same server, beside it).
+// --target=cratedb and CRATEDB_URL, CrateDB: then each run also replays, right after the drain, the
+// operations the sink applied as raw bulk_args requests into copies of the target tables, the honest
+// reference of what CrateDB accepts for them: bench/crate-replay.ts).
 //
 // Two workloads (--workload):
 //   - inserts (default): one 5-column table captured while empty, the backlog all inserts
@@ -20,9 +21,9 @@
 // are interleaved round by round.
 // Reported: events/s, the CPU of this process (drainer + sink) and of the server per 1k events (and of
 // that, the replicator's drainer backend in the source and sink backends in the target), and the
-// largest RSS of this process sampled while draining.
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+// largest RSS of this process sampled while draining. Into CrateDB also: its JVM's CPU per 1k events
+// (drain and replay), the time with no request to CrateDB in flight and the mean number in flight
+// (bench/crate-meter.ts), and drain / raw, the replay's seconds over the drain's.
 import pg from 'pg';
 import { loadConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
@@ -30,9 +31,11 @@ import { Runner } from '../src/runner.js';
 import { migrate } from '../src/commands/migrate.js';
 import { startCluster, type Cluster } from '../test/helpers/cluster.js';
 import { caughtUp } from '../test/helpers/replication.js';
-import { crateSql, rawInsertSeconds } from './crate-raw.js';
+import { crateSql } from './crate-raw.js';
+import { crateCpuSeconds, crateJvmPids, InFlightMeter } from './crate-meter.js';
+import { checkCopies, coalescedPages, copyTargetTables, dropCopies, replaySeconds, type ReplayTable } from './crate-replay.js';
 import { fmt, fmtSpread, note, printTable, sleep, spread, type BenchArgs } from './report.js';
-import { clusterLogTail, postmasterPid, serverCpuSeconds } from './server-cpu.js';
+import { clusterLogTail, postmasterPid, processCpuSeconds, serverCpuSeconds } from './server-cpu.js';
 
 export const description = 'drain rate: a backlog of 1M events into a Postgres target (or CrateDB with --target=cratedb), by page size';
 
@@ -97,9 +100,21 @@ async function tableDigests(url: string): Promise<string[]> {
   }
 }
 
+interface CrateFigures {
+  /** the raw replay of the same coalesced operations (bench/crate-replay.ts) */
+  rawSeconds: number;
+  /** drain seconds / raw seconds, inverted: the drain's rate as a share of the replay's */
+  drainVsRaw: number;
+  jvmCpuMsPer1k: number;
+  rawJvmCpuMsPer1k: number;
+  /** seconds of the drain with no request to CrateDB in flight */
+  idleSeconds: number;
+  meanInFlight: number;
+  requests: number;
+}
+
 interface DrainRun {
-  /** CrateDB target, mixed workload: a raw bulk_args loop of the final rows, rows/s */
-  rawRowsPerSecond?: number;
+  crate?: CrateFigures;
   pageSize: number;
   events: number;
   backlogSeconds: number;
@@ -120,47 +135,38 @@ interface DrainRun {
   startRssMiB: number;
 }
 
-const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-
-/** CPU seconds one backend has used since it started (0 once it is gone). */
-function backendCpuSeconds(pid: number): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-    return (Number(rest[11]) + Number(rest[12])) / TICKS;
-  } catch {
-    return 0;
-  }
-}
-
 const logger = createLogger(process.env.LOG_LEVEL ?? 'warn', { write: (s: string) => { process.stderr.write(s); } });
 
 const CRATE_SCHEMA = 'pg2crate_bench_drain';
 
-/**
- * CrateDB's raw rate beside a CrateDB drain: the source's final rows of the mixed tables, read
- * before the clock starts, inserted with bulk_args (10,000 rows per request, 2 in flight: the
- * fastest raw setting found here) into copies of the tables pg2crate made. Rows/s.
- */
-async function crateRawRate(srcUrl: string, crateUrl: string): Promise<number> {
-  const src = new pg.Client({ connectionString: srcUrl });
-  await src.connect();
-  try {
-    let rows = 0;
-    let seconds = 0;
-    for (const t of MIXED_TABLES) {
-      const cols = ['id', 'k', 'qty', 'price', 'ratio', 'name', 'flag', 'created', 'day', 'attrs'];
-      const data = (await src.query<{ r: unknown[] }>(`select json_build_array(${cols.join(', ')}) as r from public.${t} order by id`)).rows.map((x) => x.r);
-      seconds += await rawInsertSeconds(crateUrl, CRATE_SCHEMA, t, cols, data, 10_000, 2);
-      rows += data.length;
-    }
-    return rows / seconds;
-  } finally {
-    await src.end();
+const MIXED_REPLAY_COLUMNS = [['id', true], ['k', false], ['qty', true], ['price', true], ['ratio', false], ['name', false], ['flag', false], ['created', false], ['day', false], ['attrs', false]] as const;
+const ITEMS_REPLAY_COLUMNS = [['id', true], ['k', false], ['v', false], ['amount', true], ['created', false]] as const;
+
+/** The tables a raw replay writes (copies of), with their registry ids. */
+async function replayTables(src: pg.Pool, mixed: boolean): Promise<ReplayTable[]> {
+  const out: ReplayTable[] = [];
+  for (const t of mixed ? MIXED_TABLES : ['items']) {
+    const id = (await src.query<{ id: number }>(`select id from pg2crate.tables where source_schema = 'public' and source_table = $1`, [t])).rows[0].id;
+    const columns = (mixed ? MIXED_REPLAY_COLUMNS : ITEMS_REPLAY_COLUMNS).map(([name, asText]) => ({ name, asText }));
+    out.push({ table: t, tableId: id, key: 'id', columns });
   }
+  return out;
 }
 
-async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events: number, txnRows: number, workload: Workload, crateUrl?: string): Promise<DrainRun> {
+/** What a copy and its drained table must agree on (exact aggregates over every changed column). */
+const replayDigest = (t: ReplayTable) => t.table === 'items'
+  ? 'count(*), sum(id), sum(k), sum(amount), max(created), min(v), max(v)'
+  : 'count(*), sum(qty), sum(k), sum(price), max(created), min(name), max(name), sum(case when flag then 1 else 0 end), max(day)';
+
+interface CrateTarget {
+  url: string;
+  /** raw replay: rows per request, requests in flight */
+  rawRows: number;
+  rawParallel: number;
+}
+
+async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events: number, txnRows: number, workload: Workload, crateTarget?: CrateTarget): Promise<DrainRun> {
+  const crateUrl = crateTarget?.url;
   const [srcUrl, dstUrl] = [await cluster.createDatabase('drain_src'), await cluster.createDatabase('drain_dst')];
   const src = new pg.Pool({ connectionString: srcUrl, max: 2 });
   // An idle connection that the server ends must not crash the benchmark; say so and go on.
@@ -170,7 +176,8 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
   const target = crateUrl ? { CRATEDB_URL: crateUrl, PG2CRATE_TARGET_SCHEMA: CRATE_SCHEMA } : { TARGET_DATABASE_URL: dstUrl };
   const config = loadConfig({ DATABASE_URL: srcUrl, ...target, PG2CRATE_TABLES: tables, PG2CRATE_PAGE_SIZE: String(pageSize) });
   if (crateUrl) for (const t of [...MIXED_TABLES, 'items']) await crateSql(crateUrl, `drop table if exists "${CRATE_SCHEMA}"."${t}"`);
-  let rawRowsPerSecond: number | undefined;
+  let crate: CrateFigures | undefined;
+  let replay: ReplayTable[] = [];
   // rows deleted by the mixed backlog, per table
   const deletable = Math.ceil(Math.ceil(events / 1000) / 3) * 100;
   try {
@@ -196,6 +203,11 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     }
     await prime.close();
     await primed;
+    if (crateUrl) {
+      replay = await replayTables(src, mixed);
+      await copyTargetTables(crateUrl, CRATE_SCHEMA, replay);
+    }
+    const lastId = (await src.query<{ id: string }>('select coalesce(max(id), 0)::text as id from pg2crate.outbox')).rows[0].id;
 
     // The backlog, written with nobody draining.
     const t0 = performance.now();
@@ -212,11 +224,17 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     const written = Number((await src.query<{ n: string }>('select count(*) as n from pg2crate.outbox where op <> $1', ['B'])).rows[0].n);
     if (written < events) throw new Error(`the backlog holds ${written} events, expected ${events}`);
     const backlogSeconds = (performance.now() - t0) / 1000;
+    // the backlog's events, kept for the raw replay (retention may remove them once applied)
+    if (crateUrl) await src.query(`create table bench_events as select id, table_id, op, data from pg2crate.outbox where id > $1 and op <> 'B'`, [lastId]);
     await src.query('analyze pg2crate.outbox');
     await src.query('checkpoint');
     await sleep(300);
 
     const runner = new Runner(config, logger);
+    const jvms = crateUrl ? crateJvmPids() : [];
+    const meter = crateUrl ? new InFlightMeter(crateUrl.split(',')) : null;
+    const jvm0 = crateCpuSeconds(jvms);
+    meter?.start();
     const cpu0 = serverCpuSeconds(pm);
     const node0 = process.cpuUsage();
     const start = performance.now();
@@ -252,22 +270,39 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     const seconds = (performance.now() - start) / 1000;
     const nodeCpu = process.cpuUsage(node0);
     const serverCpu = serverCpuSeconds(pm) - cpu0;
+    const jvmCpu = crateCpuSeconds(jvms) - jvm0;
+    const flight = meter?.stop();
     await look();
     const byApp = { drainer: 0, sink: 0 };
-    for (const [pid, app] of backends) byApp[app === 'pg2crate sink' ? 'sink' : 'drainer'] += backendCpuSeconds(pid);
+    for (const [pid, app] of backends) byApp[app === 'pg2crate sink' ? 'sink' : 'drainer'] += processCpuSeconds(pid);
     const stats = { ...runner.drainer!.stats };
     await runner.close();
     await running;
 
     if (crateUrl) {
-      // CrateDB: every table holds as many rows as the source's, and the raw rate beside it.
+      // CrateDB: every table holds as many rows as the source's, and the raw replay beside it.
       for (const t of mixed ? MIXED_TABLES : ['items']) {
         await crateSql(crateUrl, `refresh table "${CRATE_SCHEMA}"."${t}"`);
         const got = Number((await crateSql(crateUrl, `select count(*) from "${CRATE_SCHEMA}"."${t}"`)).rows![0][0]);
         const want = Number((await src.query<{ n: string }>(`select count(*) as n from public.${t}`)).rows[0].n);
         if (got !== want) throw new Error(`CrateDB table ${t} holds ${got} rows, the source ${want}`);
       }
-      if (mixed) rawRowsPerSecond = await crateRawRate(srcUrl, crateUrl);
+      const c = await src.connect();
+      let pages;
+      try {
+        pages = await coalescedPages(c, 'bench_events', pageSize, CRATE_SCHEMA, replay);
+      } finally {
+        c.release();
+      }
+      const rawJvm0 = crateCpuSeconds(jvms);
+      const rawSeconds = await replaySeconds(crateUrl, pages, crateTarget!.rawRows, crateTarget!.rawParallel);
+      const rawJvmCpu = crateCpuSeconds(jvms) - rawJvm0;
+      await checkCopies(crateUrl, CRATE_SCHEMA, replay, replayDigest);
+      await dropCopies(crateUrl, CRATE_SCHEMA, replay);
+      crate = {
+        rawSeconds, drainVsRaw: rawSeconds / seconds, jvmCpuMsPer1k: (jvmCpu * 1e6) / events, rawJvmCpuMsPer1k: (rawJvmCpu * 1e6) / events,
+        idleSeconds: flight!.idleSeconds, meanInFlight: flight!.meanInFlight, requests: meter!.requests,
+      };
     } else if (mixed) {
       const [want, got] = [await tableDigests(srcUrl), await tableDigests(dstUrl)];
       if (want.join() !== got.join()) throw new Error(`target differs from source: source ${want.join('; ')}, target ${got.join('; ')}`);
@@ -279,7 +314,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
       if (n !== events + 1) throw new Error(`target holds ${n} rows, expected ${events + 1}`);
     }
     return {
-      rawRowsPerSecond,
+      crate,
       pageSize, events, backlogSeconds, seconds, eventsPerSecond: events / seconds, countedSeconds: (countedAt - start) / 1000,
       nodeCpuMsPer1k: ((nodeCpu.user + nodeCpu.system) / 1000 / events) * 1000, serverCpuMsPer1k: (serverCpu * 1000 * 1000) / events,
       sourceBackendCpuMsPer1k: (byApp.drainer * 1000 * 1000) / events, targetBackendCpuMsPer1k: (byApp.sink * 1000 * 1000) / events,
@@ -303,6 +338,7 @@ export async function run(args: BenchArgs): Promise<object> {
   const crateUrl = args.target === 'cratedb' ? (args.url ?? process.env.CRATEDB_URL) : undefined;
   if (args.target === 'cratedb' && !crateUrl) throw new Error('--target=cratedb needs CRATEDB_URL (e.g. CRATEDB_URL=http://127.0.0.1:4200)');
   if (workload !== 'inserts' && workload !== 'mixed') throw new Error('--workload is inserts or mixed');
+  const crateTarget = crateUrl ? { url: crateUrl, rawRows: Number(args['raw-rows'] ?? 5000), rawParallel: Number(args['raw-parallel'] ?? 2) } : undefined;
   const cluster = await startCluster();
   const runs: DrainRun[] = [];
   try {
@@ -312,7 +348,7 @@ export async function run(args: BenchArgs): Promise<object> {
     await admin.end();
     for (let r = 1; r <= rounds; r++) {
       for (const ps of pageSizes) {
-        const d = await drainOnce(cluster, pm, ps, events, txnRows, workload, crateUrl).catch((err: unknown) => {
+        const d = await drainOnce(cluster, pm, ps, events, txnRows, workload, crateTarget).catch((err: unknown) => {
           process.stderr.write(`server log:\n${clusterLogTail(cluster.url())}\n`);
           throw err;
         });
@@ -343,15 +379,19 @@ export async function run(args: BenchArgs): Promise<object> {
     ]),
   );
   note('source, target and replicator share the machine (server CPU covers both databases: one cluster).');
-  const raws = runs.filter((d) => d.rawRowsPerSecond !== undefined);
-  if (raws.length > 0) {
-    printTable('CrateDB: drain events/s beside a raw bulk_args INSERT loop of the final rows (10,000 rows × 2 in flight), same round', ['page size', 'raw rows/s', 'drain / raw'],
-      pageSizes.map((ps) => {
-        const r = raws.filter((d) => d.pageSize === ps);
-        return [String(ps), fmtSpread(spread(r.map((d) => d.rawRowsPerSecond!)), 0), fmtSpread(spread(r.map((d) => d.eventsPerSecond / d.rawRowsPerSecond!)), 2)];
-      }));
+  if (crateTarget) {
+    const of = (ps: number, f: (c: CrateFigures, d: DrainRun) => number) => spread(by(ps).map((d) => f(d.crate!, d)));
+    printTable(
+      `CrateDB: drain beside a raw replay of the same coalesced operations (${crateTarget.rawRows} rows per request, ${crateTarget.rawParallel} in flight), same round`,
+      ['page size', 'raw events/s', 'drain / raw', 'CrateDB JVM CPU ms / 1k: drain', '… raw', 'nothing in flight, s', '… share of the drain', 'mean requests in flight'],
+      pageSizes.map((ps) => [
+        String(ps), fmtSpread(of(ps, (c, d) => d.events / c.rawSeconds), 0), fmtSpread(of(ps, (c) => c.drainVsRaw), 2),
+        fmtSpread(of(ps, (c) => c.jvmCpuMsPer1k), 1), fmtSpread(of(ps, (c) => c.rawJvmCpuMsPer1k), 1),
+        fmtSpread(of(ps, (c) => c.idleSeconds), 2), fmtSpread(of(ps, (c, d) => c.idleSeconds / d.seconds), 2), fmtSpread(of(ps, (c) => c.meanInFlight), 2),
+      ]),
+    );
   }
-  return { settings: { events, rounds, txnRows, pageSizes, workload, target: crateUrl ? 'cratedb' : 'postgres' }, figures, runs };
+  return { settings: { events, rounds, txnRows, pageSizes, workload, target: crateUrl ? 'cratedb' : 'postgres', ...(crateTarget ? { rawRows: crateTarget.rawRows, rawParallel: crateTarget.rawParallel } : {}) }, figures, runs };
 }
 
 function mixedTitle(workload: Workload, txnRows: number): string {

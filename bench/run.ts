@@ -17,7 +17,7 @@ interface ScenarioModule {
 }
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const NOT_SCENARIOS = new Set(['run', 'report', 'server-cpu', 'pgbench', 'capture-shapes', 'capture-common', 'crate-raw']);
+const NOT_SCENARIOS = new Set(['run', 'report', 'server-cpu', 'pgbench', 'capture-shapes', 'capture-common', 'crate-raw', 'crate-meter', 'crate-replay']);
 
 function scenarios(): string[] {
   return readdirSync(HERE)

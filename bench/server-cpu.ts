@@ -40,6 +40,12 @@ export async function postmasterPid(db: pg.Pool | pg.Client): Promise<number> {
   return s.ppid;
 }
 
+/** CPU seconds one process has used so far (its own, not its children's); 0 once it is gone. */
+export function processCpuSeconds(pid: number): number {
+  const s = stat(pid);
+  return s ? (s.utime + s.stime) / TICKS : 0;
+}
+
 /** Seconds of CPU the server has used so far (see the top of this file). */
 export function serverCpuSeconds(postmaster: number): number {
   const pm = stat(postmaster);

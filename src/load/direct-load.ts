@@ -41,7 +41,7 @@
 // Rows the target refuses are retried and then parked as dead letters (event id 0), as the
 // drainer does.
 import type pg from 'pg';
-import { keyOf, parseRow, type Change, type TableInfo } from '../core/change.js';
+import type { Change, TableInfo } from '../core/change.js';
 import { backoffDelay, FencedError, HaltError } from '../core/errors.js';
 import { qualify, quoteIdent, quoteLiteral } from '../core/identifiers.js';
 import type { PgCopyLoader, StagedChunk } from '../sink/postgres/copy-load.js';
@@ -54,6 +54,7 @@ import { fixUp, sendChunkAgain, stopped, waitApplied } from './direct-load-fixup
 import type { RegisteredTable } from '../capture/registry.js';
 import { rowFilterSql, rowImageSql } from '../capture/row-image.js';
 import { sleep } from '../core/sleep.js';
+import { OutboxChange, readRowText } from '../source/row-text.js';
 import { TAKE_XID } from '../capture/outbox-bounds.js';
 
 export { changedKeysSql, fixUp } from './direct-load-fixup.js';
@@ -359,10 +360,13 @@ async function readChunk(ctx: DirectLoadContext, t: RegisteredTable, sql: string
     ]);
     await client.query('commit');
     const changes: Change[] = new Array(res.rows.length);
+    // Rows stay text, as the outbox's do: only the key is read; a sink that needs the row parses it.
+    let names: readonly string[] | undefined;
     for (let i = 0; i < res.rows.length; i++) {
       const r = res.rows[i];
-      const row = parseRow(r.data);
-      const change: Change = { id: 0, tableId: t.id, op: 'B', key: keyOf(row, t.keyColumns), row, raw: r.data };
+      const read = readRowText(r.data, t.keyColumns, names);
+      names = read.columns;
+      const change = new OutboxChange(0, t.id, 'B', read.key, r.data, read.columns, read.row);
       if (r.source_time) change.sourceTime = r.source_time;
       changes[i] = change;
     }

@@ -1,5 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { parse as losslessParse } from 'lossless-json';
 import { LosslessNumber, parseRow, type Change, type ColumnInfo, type TableInfo } from '../../src/core/change.js';
 import { planTable, type PlanOptions } from '../../src/sink/cratedb/column-types.js';
 import { toJson } from '../../src/sink/cratedb/json-text.js';
@@ -125,3 +126,82 @@ describe('upsert parameters', () => {
     assert.equal(deleteArgs(p, change('{"b": 9007199254740993, "a": "x"}', 'D')), '["x","9007199254740993"]');
   });
 });
+
+describe('parameters built from the row text', () => {
+  const cols = [
+    col('id', 'int8'), col('i', 'int4'), col('num', 'numeric', { baseFormatted: 'numeric(12,2)' }), col('free', 'numeric'), col('f', 'float8'),
+    col('t', 'text'), col('b', 'bool'), col('ts', 'timestamptz'), col('d', 'date'), col('js', 'jsonb'), col('u', 'uuid'), col('arr', 'text', { dims: 1 }),
+    col('ints', 'int4', { dims: 1 }), col('floats', 'float8', { dims: 1 }), col('nums', 'numeric', { baseFormatted: 'numeric(12,2)', dims: 1 }), col('grid', 'text', { dims: 2 }),
+  ];
+  const p = plan(cols, ['id', 't']);
+  const pick = <T>(xs: readonly T[], r: () => number): T => xs[Math.floor(r() * xs.length)];
+  const samples: Record<string, readonly string[]> = {
+    id: ['1', '-42', '9007199254740993', '9223372036854775807', 'null'],
+    i: ['0', '-2147483648', 'null'],
+    num: ['12.30', '0.07', '-1', '"NaN"', '1234567890.12'],
+    free: ['1.50', '0.00000015', '123456789012345678901234567890.123', '"Infinity"'],
+    f: ['0.30000000000000004', '1.50', '1e+308', '"NaN"', '"-Infinity"', '5e-324'],
+    t: ['"plain"', '"quote \\" and \\\\ and \\n"', '"é😀 unicode"', '"\\u0001"', `"${'é'.repeat(20_000)}"`, '""', 'null'],
+    b: ['true', 'false', 'null'],
+    ts: ['"2024-01-01T00:00:01.5+00:00"', '"2024-02-29T18:29:59.654321+00:00"', '"infinity"', '"0044-03-15T10:00:00+00:00 BC"'],
+    d: ['"2024-01-02"', '"0001-01-01"', '"12345-01-01"'],
+    js: ['{"n": 1, "s": "x0"}', '{}', '{"a": {"b": [1, 2, {"c": null}]}}', '{"big": 9223372036854775807}', '{"x": 1.50, "y": 0.1}', '{"_value": 1}',
+      '[1, 2]', '"s"', '{"n": 123456789012345678901234567890}', '{"k": "with \\" quote"}'],
+    u: ['"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"', 'null'],
+    arr: ['["a", null, "😀"]', 'null', '[]', '["quote \\" in", "\\\\"]', `["${'é'.repeat(20_000)}"]`],
+    ints: ['[1, null, -3]', '[]', 'null'],
+    floats: ['[1.50, "NaN", 0.30000000000000004]', '[]'],
+    nums: ['[12.30, null]', '[]'],
+    grid: ['[["a", "b"], ["c", null]]', '[]'],
+  };
+  /** a value as CrateDB reads it: numbers by their value where the column is a float, else by their text */
+  const normal = (kind: string, v: unknown): unknown => {
+    if (v instanceof LosslessNumber) return kind === 'float' ? Number(v.value) : { number: v.value };
+    if (Array.isArray(v)) return v.map((x) => normal(kind, x));
+    if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, normal(kind, x)]));
+    return v;
+  };
+  const outcome = (f: () => string): unknown => {
+    try {
+      const args = losslessParseArray(f());
+      return args.map((v, i) => normal(p.columns[i].kind, v));
+    } catch (err) {
+      if (!(err instanceof ValueRejected)) throw err;
+      return `rejected: ${err.message}`;
+    }
+  };
+
+  test('give the values that parsing the row gives, for every kind of column and value (2,000 random rows)', () => {
+    let seed = 7;
+    const r = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    let parses = 0;
+    for (let n = 0; n < 2000; n++) {
+      // the keys and a few other columns (so that most rows can be read from their text), or all of them
+      const few = n % 4 !== 0;
+      const members = cols.filter((c) => (few ? c.name === 'id' || c.name === 't' || r() < 0.15 : r() > 0.05)).map((c) => `"${c.name}": ${pick(samples[c.name], r)}`);
+      const raw = `{${members.join(', ')}}`;
+      // the parsing path: every number exact, as a plan that needs exact numbers reads rows
+      const parsed: Change = { id: n, tableId: 1, op: 'U', key: '', row: losslessParseRow(raw), raw: null };
+      const counted = (op: Change['op']): Change => ({ id: n, tableId: 1, op, key: '', get row() { parses++; return parseRow(raw); }, raw });
+      assert.deepEqual(outcome(() => upsertArgs(p, counted('U'))), outcome(() => upsertArgs(p, parsed)), raw.slice(0, 300));
+      assert.deepEqual(outcome(() => deleteArgs(p, counted('D'))), outcome(() => deleteArgs(p, parsed)), raw.slice(0, 300));
+    }
+    // most rows took the text path: the comparison above covers it
+    assert.ok(parses < 2000, `${parses} of 4,000 parameter rows parsed their row`);
+  });
+
+  test('a numeric value is sent as Postgres wrote it, without the row being parsed', () => {
+    const q = plan([col('id', 'int4'), col('price', 'numeric', { baseFormatted: 'numeric(12,2)' }), col('js', 'jsonb')], ['id']);
+    const c: Change = { id: 1, tableId: 1, op: 'U', key: '', get row(): never { throw new Error('the row was parsed'); }, raw: '{"id": 1, "price": 12.30, "js": {"n": 5}}' };
+    assert.equal(upsertArgs(q, c), '[1,"12.30",{"n": 5}]');
+    assert.equal(deleteArgs(q, c), '[1]');
+  });
+});
+
+function losslessParseRow(raw: string): Change['row'] {
+  return losslessParse(raw, null, (t: string) => new LosslessNumber(t)) as Change['row'];
+}
+
+function losslessParseArray(text: string): unknown[] {
+  return losslessParse(text, null, (t: string) => new LosslessNumber(t)) as unknown[];
+}

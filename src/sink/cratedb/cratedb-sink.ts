@@ -250,27 +250,31 @@ export class CrateSink implements Sink {
         for (const stmt of truncateSql(plan)) await this.#client.sql(stmt);
       }
     }
-    if (b.deletes.length > 0) {
-      const items: BulkItem[] = [];
-      const soft = target.shaped?.softDelete && shape ? { sql: target.shaped.softDelete, shape } : null;
-      for (const change of b.deletes) {
-        // A key CrateDB cannot hold (NULL, out of range) was never stored: nothing to delete.
-        const args = this.#args(plan, change, soft ? (p, c) => softDeleteArgs(p, soft.shape, c) : deleteArgs, null);
-        if (args !== null) items.push({ change, args });
-      }
-      rejected.push(...(await writeBulk(this.#client, soft ? soft.sql : target.delete, items, soft ? 'mark' : 'delete', this.#limits)).rejected);
+    // Every parameter row is built before the first request, so that the upserts follow the
+    // deletes without CrateDB waiting for this process in between.
+    const deletes: BulkItem[] = [];
+    const soft = target.shaped?.softDelete && shape ? { sql: target.shaped.softDelete, shape } : null;
+    for (const change of b.deletes) {
+      // A key CrateDB cannot hold (NULL, out of range) was never stored: nothing to delete.
+      const args = this.#args(plan, change, soft ? (p, c) => softDeleteArgs(p, soft.shape, c) : deleteArgs, null);
+      if (args !== null) deletes.push({ change, args });
     }
-    const full = b.upserts.filter((c) => !c.partial);
-    if (full.length < b.upserts.length) rejected.push(...(await this.#writePartial(target, b.upserts.filter((c) => c.partial))));
-    if (full.length > 0) {
-      const items: BulkItem[] = [];
-      const build = target.shaped?.upsert && shape ? (p: TablePlan, c: Change) => shapedUpsertArgs(p, shape, c) : upsertArgs;
-      for (const change of full) {
-        const args = this.#args(plan, change, build, rejected);
-        if (args !== null) items.push({ change, args });
+    const upserts: BulkItem[] = [];
+    const build = target.shaped?.upsert && shape ? (p: TablePlan, c: Change) => shapedUpsertArgs(p, shape, c) : upsertArgs;
+    let partial = false;
+    for (const change of b.upserts) {
+      if (change.partial) {
+        partial = true;
+        continue;
       }
+      const args = this.#args(plan, change, build, rejected);
+      if (args !== null) upserts.push({ change, args });
+    }
+    if (deletes.length > 0) rejected.push(...(await writeBulk(this.#client, soft ? soft.sql : target.delete, deletes, soft ? 'mark' : 'delete', this.#limits)).rejected);
+    if (partial) rejected.push(...(await this.#writePartial(target, b.upserts.filter((c) => c.partial))));
+    if (upserts.length > 0) {
       const mode = target.upsert.doNothing ? 'upsert-do-nothing' : 'upsert';
-      rejected.push(...(await writeBulk(this.#client, target.upsert.sql, items, mode, this.#limits)).rejected);
+      rejected.push(...(await writeBulk(this.#client, target.upsert.sql, upserts, mode, this.#limits)).rejected);
     }
     if (rejected.length > 0) {
       const codes = [...new Set(rejected.map((r) => r.code ?? 'value'))];

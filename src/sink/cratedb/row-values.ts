@@ -5,8 +5,15 @@
 // inside objects (json-text.ts).
 // A value CrateDB surely cannot store is refused here with the reason (ValueRejected), so that
 // the row is parked with a message a person can act on instead of failing a whole request.
+//
+// Most rows never need parsing: a value's JSON text as Postgres wrote it is already what CrateDB
+// takes (a number, a string, a small object), or it only needs quotes (bigint, numeric). So the
+// parameter row is first built from the row image's text, value by value (textArgs); a value that
+// needs more (arrays, json as text, points, numbers an OBJECT may not keep, a text near the size
+// limit, escaped names) sends the whole row down the parsing path, which gives the same values.
 import { LosslessNumber, parse as losslessParse } from 'lossless-json';
 import type { Change, JsonValue, Row } from '../../core/change.js';
+import { memberPositions } from '../../core/json-scan.js';
 import { MAX_INDEXED_TEXT_BYTES, type ColumnPlan, type TablePlan } from './column-types.js';
 import { toJson } from './json-text.js';
 
@@ -182,11 +189,101 @@ export function rowImage(plan: TablePlan, change: Change): Row {
   return change.row;
 }
 
+/** member positions of the row being read (reused: one row at a time) */
+const at: number[] = [];
+/** Per list of columns: each source name's place in it. */
+const places = new WeakMap<readonly ColumnPlan[], Map<string, number>>();
+
+/** The value texts of `cols` in a row image's text (undefined: absent), or null when the text is not of the plain form read here. */
+function valueTexts(text: string, cols: readonly ColumnPlan[]): (string | undefined)[] | null {
+  let place = places.get(cols);
+  if (!place) places.set(cols, (place = new Map(cols.map((c, i) => [c.source, i]))));
+  const members = memberPositions(text, at);
+  if (members < 0) return null;
+  const out = new Array<string | undefined>(cols.length);
+  for (let m = 0; m < members; m++) {
+    const name = text.slice(at[4 * m], at[4 * m + 1]);
+    // an escaped name is not the column's name as written: leave it to the parser
+    if (name.includes('\\')) return null;
+    const i = place.get(name);
+    if (i === undefined) continue;
+    if (out[i] !== undefined) return null;
+    out[i] = text.slice(at[4 * m + 2], at[4 * m + 3]);
+  }
+  return out;
+}
+
+const NUMBER_START = /^[-\d]/;
+/** a number an OBJECT might not keep exactly (a fraction, an exponent, 16+ digits), or the wrapper's key; strings included, to be safe */
+const OBJECT_NEEDS_PARSING = /\d[.eE]|\d{16}|"_value"/;
+
+/**
+ * The parameter text of one value given as its JSON text, the same value that columnValue() gives
+ * for the parsed value; null when this value needs parsing. Throws ValueRejected as columnValue().
+ */
+function textValue(col: ColumnPlan, t: string | undefined): string | null {
+  if (t === undefined || t === 'null') return 'null';
+  if (col.dims > 0) return arrayText(col, t);
+  const quoted = t.charCodeAt(0) === 34;
+  switch (col.kind) {
+    case 'plain':
+    case 'ip':
+    case 'float':
+      return t;
+    case 'exact-number':
+      return NUMBER_START.test(t) ? `"${t}"` : t;
+    case 'text':
+      // the text of an escaped string is never longer in UTF-8 than the string itself
+      if (quoted) return col.indexedText && t.length * 3 > MAX_INDEXED_TEXT_BYTES && Buffer.byteLength(t) > MAX_INDEXED_TEXT_BYTES ? null : t;
+      return !col.isKey && (t === 'true' || t === 'false' || NUMBER_START.test(t)) ? `"${t}"` : null;
+    case 'timestamp':
+      if (!quoted) return t;
+      if (t.includes('\\')) return null;
+      timestamp(col, t.slice(1, -1));
+      return t;
+    case 'json-object':
+      return t.charCodeAt(0) === 123 && !OBJECT_NEEDS_PARSING.test(t) ? t : null;
+    default:
+      return null;
+  }
+}
+
+/** a one-dimensional array of strings and nulls */
+const STRING_ARRAY = /^\[(?:\s*(?:"(?:[^"\\]|\\.)*"|null)\s*(?:,\s*(?:"(?:[^"\\]|\\.)*"|null)\s*)*)?\]$/;
+
+/** An array value's parameter text, for the kinds whose elements pass as they are; null otherwise. */
+function arrayText(col: ColumnPlan, t: string): string | null {
+  if (t.charCodeAt(0) !== 91) return null;
+  if (col.kind === 'plain' || col.kind === 'float' || col.kind === 'ip') return t;
+  if (col.kind === 'text' && col.dims === 1 && STRING_ARRAY.test(t) && !(col.indexedText && Buffer.byteLength(t) > MAX_INDEXED_TEXT_BYTES)) return t;
+  return null;
+}
+
+/** The parameter row of `cols` built from the row image's text, or null when a value needs parsing. */
+function textArgs(text: string, cols: readonly ColumnPlan[], checkKeys: boolean): string | null {
+  const texts = valueTexts(text, cols);
+  if (texts === null) return null;
+  if (checkKeys) for (let i = 0; i < cols.length; i++) if (cols[i].isKey && (texts[i] === undefined || texts[i] === 'null')) keyIsNull(cols[i]);
+  let out = '[';
+  for (let i = 0; i < cols.length; i++) {
+    const v = textValue(cols[i], texts[i]);
+    if (v === null) return null;
+    out += i > 0 ? `,${v}` : v;
+  }
+  return `${out}]`;
+}
+
+function keyIsNull(k: ColumnPlan): never {
+  throw new ValueRejected(`key column "${k.source}" is NULL; CrateDB keys cannot be NULL`);
+}
+
 /** JSON text of the upsert parameter row (values in plan.columns order). */
 export function upsertArgs(plan: TablePlan, change: Change): string {
+  const fast = change.raw === null ? null : textArgs(change.raw, plan.columns, true);
+  if (fast !== null) return fast;
   const row = rowImage(plan, change);
   for (const k of plan.keys) {
-    if (row[k.source] === null || row[k.source] === undefined) throw new ValueRejected(`key column "${k.source}" is NULL; CrateDB keys cannot be NULL`);
+    if (row[k.source] === null || row[k.source] === undefined) keyIsNull(k);
   }
   let out = '[';
   for (let i = 0; i < plan.columns.length; i++) out += (i > 0 ? ',' : '') + toJson(columnValue(plan.columns[i], row));
@@ -202,6 +299,8 @@ export function updateArgs(plan: TablePlan, change: Change, columns: readonly Co
 
 /** JSON text of the delete parameter row (key values in key order). */
 export function deleteArgs(plan: TablePlan, change: Change): string {
+  const fast = change.raw === null ? null : textArgs(change.raw, plan.keys, false);
+  if (fast !== null) return fast;
   const row = rowImage(plan, change);
   let out = '[';
   for (let i = 0; i < plan.keys.length; i++) out += (i > 0 ? ',' : '') + toJson(columnValue(plan.keys[i], row));
