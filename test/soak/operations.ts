@@ -225,10 +225,12 @@ async function switchLoop(d: OperationDeps): Promise<void> {
     const to: 'trigger' | 'pgoutput' = mode === 'trigger' ? 'pgoutput' : 'trigger';
     d.timeline.note(`switch: stopping both replicators, then switch-capture ${to}`);
     await d.replicators.hold();
-    // Tried again only when the source or target went away under it; a refusal (an initial load not
-    // finished yet) waits for the next round, with the replicators running again meanwhile.
+    // Tried again when the source or target went away under it, or when the stream was busy (exit 3:
+    // a `verify --repair` that found no replicator applies its repair itself and holds the stream
+    // meanwhile); a refusal (an initial load not finished yet) waits for the next round, with the
+    // replicators running again meanwhile.
     let res = await cli(d, ['switch-capture', to]);
-    for (let attempt = 1; res.code !== 0 && attempt < 5 && CONNECTION_TROUBLE.test(res.stderr); attempt++) {
+    for (let attempt = 1; res.code !== 0 && attempt < 5 && (res.code === 3 || CONNECTION_TROUBLE.test(res.stderr)); attempt++) {
       await pause(3000);
       res = await cli(d, ['switch-capture', to]);
     }
