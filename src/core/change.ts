@@ -94,12 +94,23 @@ export function parseRow(text: string): Row {
   return value as Row;
 }
 
-/** The canonical key text of a row: its key values in key order, numbers in their exact text. */
+/**
+ * The exact text of a number that a double cannot hold, without trailing fractional zeros: numeric
+ * keys equal in value are one row to Postgres and to the target whatever their scale
+ * (`…7.5` = `…7.50`), so they must be one key to a page's coalescing too. (A number a double holds
+ * is parsed to one, which already forgets the scale.) Text with an exponent (float8's) is left as it is.
+ */
+function unsafeNumberKeyText(text: string): string {
+  return /^-?\d+\.\d+$/.test(text) ? text.replace(/\.?0+$/, '') : text;
+}
+
+/** The canonical key text of a row: its key values in key order, numbers exact and without scale. */
 export function keyOf(row: Row, keyColumns: readonly string[]): string {
   const parts = keyColumns.map((c) => {
     const v = row[c];
     if (v === undefined || v === null) return null;
-    if (typeof v === 'number' || v instanceof LosslessNumber) return { n: String(v) };
+    if (typeof v === 'number') return { n: String(v) };
+    if (v instanceof LosslessNumber) return { n: unsafeNumberKeyText(v.value) };
     return v;
   });
   return JSON.stringify(parts);
