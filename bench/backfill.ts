@@ -1,21 +1,33 @@
-// Initial load into a Postgres target beside a plain COPY between the same two databases.
+// Initial load into a Postgres target beside a plain COPY between the same two databases, or into
+// CrateDB beside a raw bulk_args INSERT loop of the same rows.
 //
 // Per round, on one throwaway cluster: a source table of --rows rows and 10 mixed-type columns. (a)
-// pg2crate: migrate, `tables add` (which schedules the initial load), a Runner in this process
-// copies the table (--method direct, the default: binary COPY chunks straight into the target, see
-// src/source/direct-load.ts; --method outbox: every row through the outbox and the drainer); the
-// clock runs from before migrate until the load is applied. (b) COPY: `COPY (select …) TO STDOUT
-// (FORMAT binary)` piped into `COPY … FROM STDIN (FORMAT binary)` of a fresh target table, by two
-// psql processes. Rounds interleave a, b, a, b …
+// pg2crate: migrate, `tables add` (which schedules the initial load), a Runner copies the table
+// (--method direct, the default: chunks straight into the target, see src/load/direct-load.ts;
+// --method outbox: every row through the outbox and the drainer); the clock runs from before migrate
+// until the load is applied. (b) Postgres: `COPY (select …) TO STDOUT (FORMAT binary)` piped into
+// `COPY … FROM STDIN (FORMAT binary)` of a fresh target table, by two psql processes. CrateDB: the
+// same rows read from the source before the clock starts (so the reference pays nothing for
+// reading them), then sent as plain INSERT bulk_args requests (--raw-request-rows per request,
+// --raw-parallel in flight) into a fresh table with the DDL pg2crate made. Rounds interleave a, b,
+// a, b …
+//
+// Into CrateDB the load runs in a child process (this file with --load-child), so that its Node CPU
+// and peak RSS are its own; CrateDB's JVM CPU is read from /proc around each path; afterwards the
+// target is compared with the source by `verify` (counts, then digests over key ranges), and a
+// difference fails the run.
 import { execFileSync, spawn } from 'node:child_process';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { loadConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
 import { migrate } from '../src/commands/migrate.js';
 import { backfillState } from '../src/load/backfill.js';
+import { verifyConfigured } from '../src/verify/run-verify.js';
 import { startCluster, type Cluster } from '../test/helpers/cluster.js';
 import { crateSql, rawInsertSeconds } from './crate-raw.js';
+import { crateCpuSeconds, crateJvmPids } from './crate-meter.js';
 import { fmt, fmtSpread, note, printTable, sleep, spread, type BenchArgs } from './report.js';
 
 export const description = 'initial load of 1M rows (10 mixed columns) into Postgres vs binary COPY | COPY between the same databases';
@@ -38,20 +50,29 @@ function psqlBin(): string {
 }
 
 const CRATE_SCHEMA = 'pg2crate_bench_load';
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
-/** seconds end to end (migrate, tables add, copy, applied) and of the copy alone (the job's start to its end) */
-async function viaPg2crate(cluster: Cluster, rows: number, chunkRows: number, method: string, crateUrl?: string): Promise<{ total: number; copy: number }> {
-  const [srcUrl, dstUrl] = [await cluster.createDatabase('bf_src'), await cluster.createDatabase('bf_dst')];
-  const src = new pg.Pool({ connectionString: srcUrl, max: 2 });
+interface LoadFigures {
+  /** seconds end to end: migrate, tables add, copy, applied */
+  total: number;
+  /** seconds of the copy alone: the job's start to its end (fix-up included) */
+  copy: number;
+  /** CPU seconds of the process that ran the load, and of CrateDB's JVM, over `total` */
+  nodeCpu: number;
+  jvmCpu: number;
+  /** MiB, the loading process's peak resident set (VmHWM) when the load was applied */
+  peakRssMiB: number;
+}
+
+/** Migrates, captures and loads the source's table with a Runner in this process; returns its figures. */
+async function loadHere(env: Record<string, string>): Promise<LoadFigures> {
+  const src = new pg.Pool({ connectionString: env.DATABASE_URL, max: 2 });
   src.on('error', (err) => note(`idle source connection failed: ${err.message}`));
+  const runner = new Runner(loadConfig(env), logger);
   try {
-    await src.query(TABLE('public.items'));
-    await src.query(FILL('public.items', rows));
-    await src.query('analyze public.items');
-    if (crateUrl) await crateSql(crateUrl, `drop table if exists "${CRATE_SCHEMA}"."items"`);
-    const target = crateUrl ? { CRATEDB_URL: crateUrl, PG2CRATE_TARGET_SCHEMA: CRATE_SCHEMA } : { TARGET_DATABASE_URL: dstUrl };
-    const config = loadConfig({ DATABASE_URL: srcUrl, ...target, PG2CRATE_TABLES: 'public.items', PG2CRATE_PAGE_SIZE: '20000', PG2CRATE_BACKFILL_CHUNK_ROWS: String(chunkRows), PG2CRATE_INITIAL_LOAD: method });
-    const runner = new Runner(config, logger);
+    const pids = crateJvmPids();
+    const cpu0 = process.cpuUsage();
+    const jvm0 = crateCpuSeconds(pids);
     const start = performance.now();
     await migrate(runner);
     const running = runner.run();
@@ -62,23 +83,77 @@ async function viaPg2crate(cluster: Cluster, rows: number, chunkRows: number, me
       if (st.every((p) => p.applied)) break;
       await sleep(50);
     }
-    const seconds = (performance.now() - start) / 1000;
+    const total = (performance.now() - start) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const jvmCpu = crateCpuSeconds(pids) - jvm0;
+    const peakRssMiB = process.resourceUsage().maxRSS / 1024;
     const job = await src.query<{ s: number }>(`select extract(epoch from finished_at - started_at)::float8 as s from pg2crate.backfills`);
-    const copySeconds = Number(job.rows[0].s);
     await runner.close();
     await running;
+    return { total, copy: Number(job.rows[0].s), nodeCpu: (cpu.user + cpu.system) / 1e6, jvmCpu, peakRssMiB };
+  } finally {
+    await runner.close();
+    await src.end();
+  }
+}
+
+/** The child of a CrateDB round: loads, then checks the target against the source with verify. */
+async function loadChild(): Promise<void> {
+  const env = JSON.parse(process.env.BENCH_LOAD_ENV ?? '{}') as Record<string, string>;
+  const figures = await loadHere(env);
+  const config = loadConfig(env);
+  const src = new pg.Pool({ connectionString: env.DATABASE_URL, max: 2 });
+  try {
+    const res = await verifyConfigured({ config, pool: src, logger, catchUpTimeoutMs: 60_000 });
+    const r = res.reports[0];
+    if (!res.equal) throw new Error(`verify: the CrateDB target differs from the source: ${JSON.stringify({ missing: r?.differences.missing.count, extra: r?.differences.extra.count, different: r?.differences.different.count })}`);
+    process.stdout.write(`\nLOAD ${JSON.stringify({ ...figures, verifiedRows: r.sourceRows })}\n`);
+  } finally {
+    await src.end();
+  }
+}
+
+/** Runs loadChild in a child process and returns its figures. */
+async function loadInChild(env: Record<string, string>): Promise<LoadFigures & { verifiedRows: number }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/backfill.ts', '--load-child'], {
+    cwd: ROOT,
+    env: { ...process.env, BENCH_LOAD_ENV: JSON.stringify(env) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  const code = await new Promise<number | string>((resolve) => child.once('exit', (c, sig) => resolve(c ?? sig ?? 'unknown')));
+  const line = /^LOAD (.*)$/m.exec(out);
+  if (code !== 0 || !line) throw new Error(`the load's child process exited ${code}:\n${out.slice(-3000)}`);
+  return JSON.parse(line[1]) as LoadFigures & { verifiedRows: number };
+}
+
+async function viaPg2crate(cluster: Cluster, rows: number, chunkRows: number, method: string, crateUrl: string | undefined, extraEnv: Record<string, string>): Promise<LoadFigures> {
+  const [srcUrl, dstUrl] = [await cluster.createDatabase('bf_src'), await cluster.createDatabase('bf_dst')];
+  const src = new pg.Pool({ connectionString: srcUrl, max: 2 });
+  src.on('error', (err) => note(`idle source connection failed: ${err.message}`));
+  try {
+    await src.query(TABLE('public.items'));
+    await src.query(FILL('public.items', rows));
+    await src.query('analyze public.items');
+    if (crateUrl) await crateSql(crateUrl, `drop table if exists "${CRATE_SCHEMA}"."items"`);
+    const target: Record<string, string> = crateUrl ? { CRATEDB_URL: crateUrl, PG2CRATE_TARGET_SCHEMA: CRATE_SCHEMA } : { TARGET_DATABASE_URL: dstUrl };
+    const env = {
+      DATABASE_URL: srcUrl, ...target, PG2CRATE_TABLES: 'public.items', PG2CRATE_PAGE_SIZE: '20000', PG2CRATE_BACKFILL_CHUNK_ROWS: String(chunkRows),
+      PG2CRATE_INITIAL_LOAD: method, ...extraEnv,
+    };
     if (crateUrl) {
-      await crateSql(crateUrl, `refresh table "${CRATE_SCHEMA}"."items"`);
-      const n = Number((await crateSql(crateUrl, `select count(*) from "${CRATE_SCHEMA}"."items"`)).rows![0][0]);
-      if (n !== rows) throw new Error(`CrateDB target holds ${n} rows, expected ${rows}`);
-      return { total: seconds, copy: copySeconds };
+      const figures = await loadInChild(env);
+      if (figures.verifiedRows !== rows) throw new Error(`verify compared ${figures.verifiedRows} source rows, expected ${rows}`);
+      return figures;
     }
+    const figures = await loadHere(env);
     const dst = new pg.Client({ connectionString: dstUrl });
     await dst.connect();
     const n = Number((await dst.query('select count(*) as n from items')).rows[0].n);
     await dst.end();
     if (n !== rows) throw new Error(`target holds ${n} rows, expected ${rows}`);
-    return { total: seconds, copy: copySeconds };
+    return figures;
   } finally {
     await src.end();
     await drop(cluster, [srcUrl, dstUrl]);
@@ -123,7 +198,7 @@ async function viaCopy(cluster: Cluster, rows: number): Promise<number> {
  * INSERT … VALUES with bulk_args, --raw-request-rows per request, --raw-parallel requests in flight,
  * into a table with the DDL pg2crate made (it must exist: run after a pg2crate round).
  */
-async function viaCrateRaw(cluster: Cluster, rows: number, crateUrl: string, requestRows: number, parallel: number): Promise<number> {
+async function viaCrateRaw(cluster: Cluster, rows: number, crateUrl: string, requestRows: number, parallel: number): Promise<{ seconds: number; nodeCpu: number; jvmCpu: number }> {
   const srcUrl = await cluster.createDatabase('raw_src');
   const src = new pg.Client({ connectionString: srcUrl });
   await src.connect();
@@ -132,8 +207,13 @@ async function viaCrateRaw(cluster: Cluster, rows: number, crateUrl: string, req
     await src.query(FILL('public.items', rows));
     const cols = ['id', 'k', 'name', 'amount', 'ratio', 'flag', 'created', 'day', 'tags', 'doc'];
     const data = (await src.query<{ r: unknown[] }>(`select json_build_array(${cols.join(', ')}) as r from public.items order by id`)).rows.map((x) => x.r);
+    const pids = crateJvmPids();
+    const cpu0 = process.cpuUsage();
+    const jvm0 = crateCpuSeconds(pids);
+    // The meters include creating and dropping the raw table, a few milliseconds.
     const seconds = await rawInsertSeconds(crateUrl, CRATE_SCHEMA, 'items', cols, data, requestRows, parallel);
-    return seconds;
+    const cpu = process.cpuUsage(cpu0);
+    return { seconds, nodeCpu: (cpu.user + cpu.system) / 1e6, jvmCpu: crateCpuSeconds(pids) - jvm0 };
   } finally {
     await src.end();
     await drop(cluster, [srcUrl]);
@@ -148,41 +228,63 @@ async function drop(cluster: Cluster, urls: string[]): Promise<void> {
 }
 
 export async function run(args: BenchArgs): Promise<object> {
-  const rows = Number(args.rows ?? 1_000_000);
+  const crate = args.target === 'cratedb';
+  const rows = Number(args.rows ?? (crate ? 500_000 : 1_000_000));
   const rounds = Number(args.rounds ?? 3);
   const chunkRows = Number(args['chunk-rows'] ?? 10_000);
   const method = args.method ?? 'direct';
   if (method !== 'direct' && method !== 'outbox') throw new Error(`--method is direct or outbox, not ${method}`);
-  const crate = args.target === 'cratedb';
   const crateUrl = crate ? (args.url ?? process.env.CRATEDB_URL) : undefined;
   if (crate && !crateUrl) throw new Error('--target=cratedb needs CRATEDB_URL (e.g. CRATEDB_URL=http://127.0.0.1:4200)');
-  const rawRows = Number(args['raw-request-rows'] ?? 10_000);
+  const rawRows = Number(args['raw-request-rows'] ?? 5_000);
   const rawParallel = Number(args['raw-parallel'] ?? 2);
+  // Settings of the load itself, as environment variables: --PG2CRATE_CRATE_MAX_ROWS=5000 …
+  const loadEnv = Object.fromEntries(Object.entries(args).filter(([k]) => k.startsWith('PG2CRATE_')).map(([k, v]) => [k, String(v)]));
   const cluster = await startCluster();
-  const loads: number[] = [];
-  const copyOnly: number[] = [];
-  const copies: number[] = [];
+  const loads: LoadFigures[] = [];
+  const raws: { seconds: number; nodeCpu: number; jvmCpu: number }[] = [];
   try {
     for (let r = 0; r < rounds; r++) {
-      const load = await viaPg2crate(cluster, rows, chunkRows, method, crateUrl);
-      loads.push(load.total);
-      copyOnly.push(load.copy);
-      note(`round ${r + 1}: pg2crate initial load ${fmt(load.total)} s (the copy itself ${fmt(load.copy)} s)`);
-      copies.push(crateUrl ? await viaCrateRaw(cluster, rows, crateUrl, rawRows, rawParallel) : await viaCopy(cluster, rows));
-      note(`round ${r + 1}: ${crateUrl ? 'raw bulk_args loop' : 'COPY | COPY'} ${fmt(copies.at(-1)!)} s`);
+      const load = await viaPg2crate(cluster, rows, chunkRows, method, crateUrl, loadEnv);
+      loads.push(load);
+      note(`round ${r + 1}: pg2crate initial load ${fmt(load.total)} s (the copy itself ${fmt(load.copy)} s); Node CPU ${fmt(load.nodeCpu)} s, CrateDB JVM CPU ${fmt(load.jvmCpu)} s, peak RSS ${fmt(load.peakRssMiB, 0)} MiB`);
+      raws.push(crateUrl ? await viaCrateRaw(cluster, rows, crateUrl, rawRows, rawParallel) : { seconds: await viaCopy(cluster, rows), nodeCpu: 0, jvmCpu: 0 });
+      const raw = raws.at(-1)!;
+      note(`round ${r + 1}: ${crateUrl ? `raw bulk_args loop ${fmt(raw.seconds)} s; CrateDB JVM CPU ${fmt(raw.jvmCpu)} s` : `COPY | COPY ${fmt(raw.seconds)} s`}`);
     }
   } finally {
     await cluster.stop();
   }
+  const total = loads.map((l) => l.total);
+  const copyOnly = loads.map((l) => l.copy);
+  const copies = raws.map((r) => r.seconds);
   const rate = (xs: number[]) => spread(xs.map((s) => rows / s));
-  const ratio = spread(loads.map((s, i) => s / copies[i]));
-  printTable(`initial load (${method}, chunks of ${chunkRows}) into ${crateUrl ? 'CrateDB' : 'Postgres'} of ${rows.toLocaleString('en')} rows, 10 columns (min / median / max over ${rounds} interleaved rounds)`, ['path', 'seconds', 'rows/s'], [
-    ['pg2crate initial load, end to end (migrate, tables add, copy)', fmtSpread(spread(loads)), fmtSpread(rate(loads))],
+  const perK = (xs: number[]) => fmtSpread(spread(xs.map((x) => (x * 1e6) / rows)), 1);
+  const table: string[][] = [
+    ['pg2crate initial load, end to end (migrate, tables add, copy)', fmtSpread(spread(total)), fmtSpread(rate(total))],
     ['… the copy itself (job start to end)', fmtSpread(spread(copyOnly)), fmtSpread(rate(copyOnly))],
     [crateUrl ? `raw INSERT bulk_args into CrateDB, ${rawRows} rows × ${rawParallel} in flight` : 'binary COPY TO STDOUT | COPY FROM STDIN', fmtSpread(spread(copies)), fmtSpread(rate(copies))],
-    ['time ratio load / baseline', fmtSpread(ratio, 2), ''],
-    ['rate ratio load / baseline', fmtSpread(spread(loads.map((s, i) => copies[i] / s)), 2), ''],
+    ['rate ratio load / baseline (end to end)', fmtSpread(spread(total.map((s, i) => copies[i] / s)), 2), ''],
     ['rate ratio copy itself / baseline', fmtSpread(spread(copyOnly.map((s, i) => copies[i] / s)), 2), ''],
-  ]);
-  return { rows, rounds, method, chunkRows, target: crateUrl ? 'cratedb' : 'postgres', rawRequestRows: crateUrl ? rawRows : undefined, rawParallel: crateUrl ? rawParallel : undefined, loads, copyOnly, baselines: copies };
+  ];
+  if (crateUrl) {
+    table.push(
+      ['Node CPU, ms per 1,000 rows: load (end to end) | raw', `${perK(loads.map((l) => l.nodeCpu))} | ${perK(raws.map((r) => r.nodeCpu))}`, ''],
+      ['CrateDB JVM CPU, ms per 1,000 rows: load | raw', `${perK(loads.map((l) => l.jvmCpu))} | ${perK(raws.map((r) => r.jvmCpu))}`, ''],
+      ['peak RSS of the loading process, MiB', fmtSpread(spread(loads.map((l) => l.peakRssMiB)), 0), ''],
+    );
+  }
+  printTable(`initial load (${method}, chunks of ${chunkRows}${Object.keys(loadEnv).length ? `, ${Object.entries(loadEnv).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''}) into ${crateUrl ? 'CrateDB' : 'Postgres'} of ${rows.toLocaleString('en')} rows, 10 columns (min / median / max over ${rounds} interleaved rounds)`, ['path', 'seconds', 'rows/s'], table);
+  if (crateUrl) note('every load was verified equal to its source (verify: counts, then digests over key ranges)');
+  return { rows, rounds, method, chunkRows, loadEnv, target: crateUrl ? 'cratedb' : 'postgres', rawRequestRows: crateUrl ? rawRows : undefined, rawParallel: crateUrl ? rawParallel : undefined, loads, baselines: raws };
+}
+
+if (process.argv.includes('--load-child') && process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  loadChild().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`load child failed: ${(err as Error)?.stack ?? String(err)}\n`);
+      process.exit(1);
+    },
+  );
 }
