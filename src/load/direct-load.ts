@@ -80,6 +80,9 @@ export function directChunkSql(schema: string, t: RegisteredTable, keyTypes: str
  order by ${t.keyColumns.map((k) => `c.${quoteIdent(k)}`).join(', ')}`;
 }
 
+/** Chunks applied at once into a target without a fence (see copyChunks). */
+const UNFENCED_CHUNKS_IN_FLIGHT = 2;
+
 interface Chunk {
   changes: Change[];
   lastKey: unknown;
@@ -283,30 +286,57 @@ async function copyChunks(ctx: DirectLoadContext, t: RegisteredTable, info: Tabl
       await (pending as Staged | null)?.staged.discard();
     }
   }
-  // The next chunk is read while this one is applied: the source and the target work at once.
+  // The next chunk is read while earlier ones are applied, and without a fence two chunks are
+  // applied at once, so that the target always has requests to work on: while one chunk's last
+  // requests run, the next one's parameter rows are built and its first requests sent. Their keys
+  // are distinct, so the order in which they land does not matter; the position moves in chunk
+  // order, each time only after that chunk is confirmed. A fenced write (Postgres) keeps one chunk
+  // per transaction, one at a time.
+  const depth = fence ? 1 : UNFENCED_CHUNKS_IN_FLIGHT;
+  const applying: { chunk: Chunk; applied: Promise<void> }[] = [];
+  /** Confirms the oldest chunk in flight: false when the job moved elsewhere (its rows and those of the chunks after it are then sent again). */
+  const confirmOldest = async (): Promise<boolean> => {
+    const { chunk, applied } = applying[0];
+    await applied;
+    applying.shift();
+    if (await advance(chunk.lastKey, chunk.changes.length)) return true;
+    // Unfenced, these chunks may have landed after another instance moved the job on (and after
+    // its fix-up): their rows are sent again, after them.
+    const late = [chunk];
+    for (const rest of applying.splice(0)) {
+      if (await rest.applied.then(() => true, () => false)) late.push(rest.chunk);
+    }
+    if (!fence) for (const c of late) await sendChunkAgain(ctx, info, c.changes);
+    return false;
+  };
   let next: Promise<Chunk> | null = read(lastKey);
   try {
     for (;;) {
       const chunk: Chunk = await next!;
       next = null;
-      if (chunk.changes.length === 0) return true;
-      if (stopped(ctx)) return false;
+      if (chunk.changes.length === 0) break;
+      if (stopped(ctx)) {
+        // The chunks under way are confirmed first: one that landed after a takeover is sent again.
+        while (applying.length > 0) if (!(await confirmOldest())) return false;
+        return false;
+      }
       const short = chunk.changes.length < ctx.chunkRows;
       if (!short) {
         next = read(chunk.lastKey);
         next.catch(() => {});
       }
-      await applyChunk(ctx, info, chunk.changes, fence);
-      if (!(await advance(chunk.lastKey, chunk.changes.length))) {
-        // Unfenced, the chunk may have landed after another instance moved the job on (and after
-        // its fix-up): its rows are sent again, after it.
-        if (!fence) await sendChunkAgain(ctx, info, chunk.changes);
-        return false;
-      }
-      if (short) return true;
+      const applied = applyChunk(ctx, info, chunk.changes, fence);
+      applied.catch(() => {});
+      applying.push({ chunk, applied });
+      while (applying.length >= depth) if (!(await confirmOldest())) return false;
+      if (short) break;
     }
+    while (applying.length > 0) if (!(await confirmOldest())) return false;
+    return true;
   } finally {
+    // Nothing of this copier may still be writing when it returns or throws.
     await next?.catch(() => {});
+    await Promise.allSettled(applying.map((a) => a.applied));
   }
 }
 
