@@ -13,7 +13,8 @@
 // a, b …
 //
 // Into CrateDB the load runs in a child process (this file with --load-child), so that its Node CPU
-// and peak RSS are its own; CrateDB's JVM CPU is read from /proc around each path; afterwards the
+// and peak RSS are its own (--checkouts=dir,dir… runs it from each of several checkouts of pg2crate
+// in every round, for a before → after in one run); CrateDB's JVM CPU is read from /proc around each path; afterwards the
 // target is compared with the source by `verify` (counts, then digests over key ranges), and a
 // difference fails the run.
 import { execFileSync, spawn } from 'node:child_process';
@@ -114,9 +115,9 @@ async function loadChild(): Promise<void> {
 }
 
 /** Runs loadChild in a child process and returns its figures. */
-async function loadInChild(env: Record<string, string>): Promise<LoadFigures & { verifiedRows: number }> {
+async function loadInChild(env: Record<string, string>, checkout: string): Promise<LoadFigures & { verifiedRows: number }> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'bench/backfill.ts', '--load-child'], {
-    cwd: ROOT,
+    cwd: checkout,
     env: { ...process.env, BENCH_LOAD_ENV: JSON.stringify(env) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -128,7 +129,7 @@ async function loadInChild(env: Record<string, string>): Promise<LoadFigures & {
   return JSON.parse(line[1]) as LoadFigures & { verifiedRows: number };
 }
 
-async function viaPg2crate(cluster: Cluster, rows: number, chunkRows: number, method: string, crateUrl: string | undefined, extraEnv: Record<string, string>): Promise<LoadFigures> {
+async function viaPg2crate(cluster: Cluster, rows: number, chunkRows: number, method: string, crateUrl: string | undefined, extraEnv: Record<string, string>, checkout: string): Promise<LoadFigures> {
   const [srcUrl, dstUrl] = [await cluster.createDatabase('bf_src'), await cluster.createDatabase('bf_dst')];
   const src = new pg.Pool({ connectionString: srcUrl, max: 2 });
   src.on('error', (err) => note(`idle source connection failed: ${err.message}`));
@@ -143,7 +144,7 @@ async function viaPg2crate(cluster: Cluster, rows: number, chunkRows: number, me
       PG2CRATE_INITIAL_LOAD: method, ...extraEnv,
     };
     if (crateUrl) {
-      const figures = await loadInChild(env);
+      const figures = await loadInChild(env, checkout);
       if (figures.verifiedRows !== rows) throw new Error(`verify compared ${figures.verifiedRows} source rows, expected ${rows}`);
       return figures;
     }
@@ -240,14 +241,18 @@ export async function run(args: BenchArgs): Promise<object> {
   const rawParallel = Number(args['raw-parallel'] ?? 2);
   // Settings of the load itself, as environment variables: --PG2CRATE_CRATE_MAX_ROWS=5000 …
   const loadEnv = Object.fromEntries(Object.entries(args).filter(([k]) => k.startsWith('PG2CRATE_')).map(([k, v]) => [k, String(v)]));
+  // Into CrateDB, loads by other checkouts of pg2crate in the same rounds (before → after in one run).
+  const checkouts = crateUrl && args.checkouts ? args.checkouts.split(',') : [ROOT];
   const cluster = await startCluster();
-  const loads: LoadFigures[] = [];
+  const loads: LoadFigures[][] = checkouts.map(() => []);
   const raws: { seconds: number; nodeCpu: number; jvmCpu: number }[] = [];
   try {
     for (let r = 0; r < rounds; r++) {
-      const load = await viaPg2crate(cluster, rows, chunkRows, method, crateUrl, loadEnv);
-      loads.push(load);
-      note(`round ${r + 1}: pg2crate initial load ${fmt(load.total)} s (the copy itself ${fmt(load.copy)} s); Node CPU ${fmt(load.nodeCpu)} s, CrateDB JVM CPU ${fmt(load.jvmCpu)} s, peak RSS ${fmt(load.peakRssMiB, 0)} MiB`);
+      for (const [c, checkout] of checkouts.entries()) {
+        const load = await viaPg2crate(cluster, rows, chunkRows, method, crateUrl, loadEnv, checkout);
+        loads[c].push(load);
+        note(`round ${r + 1}: pg2crate initial load${checkouts.length > 1 ? ` (${checkout})` : ''} ${fmt(load.total)} s (the copy itself ${fmt(load.copy)} s); Node CPU ${fmt(load.nodeCpu)} s, CrateDB JVM CPU ${fmt(load.jvmCpu)} s, peak RSS ${fmt(load.peakRssMiB, 0)} MiB`);
+      }
       raws.push(crateUrl ? await viaCrateRaw(cluster, rows, crateUrl, rawRows, rawParallel) : { seconds: await viaCopy(cluster, rows), nodeCpu: 0, jvmCpu: 0 });
       const raw = raws.at(-1)!;
       note(`round ${r + 1}: ${crateUrl ? `raw bulk_args loop ${fmt(raw.seconds)} s; CrateDB JVM CPU ${fmt(raw.jvmCpu)} s` : `COPY | COPY ${fmt(raw.seconds)} s`}`);
@@ -255,28 +260,36 @@ export async function run(args: BenchArgs): Promise<object> {
   } finally {
     await cluster.stop();
   }
-  const total = loads.map((l) => l.total);
-  const copyOnly = loads.map((l) => l.copy);
   const copies = raws.map((r) => r.seconds);
   const rate = (xs: number[]) => spread(xs.map((s) => rows / s));
   const perK = (xs: number[]) => fmtSpread(spread(xs.map((x) => (x * 1e6) / rows)), 1);
-  const table: string[][] = [
-    ['pg2crate initial load, end to end (migrate, tables add, copy)', fmtSpread(spread(total)), fmtSpread(rate(total))],
-    ['… the copy itself (job start to end)', fmtSpread(spread(copyOnly)), fmtSpread(rate(copyOnly))],
-    [crateUrl ? `raw INSERT bulk_args into CrateDB, ${rawRows} rows × ${rawParallel} in flight` : 'binary COPY TO STDOUT | COPY FROM STDIN', fmtSpread(spread(copies)), fmtSpread(rate(copies))],
-    ['rate ratio load / baseline (end to end)', fmtSpread(spread(total.map((s, i) => copies[i] / s)), 2), ''],
-    ['rate ratio copy itself / baseline', fmtSpread(spread(copyOnly.map((s, i) => copies[i] / s)), 2), ''],
-  ];
-  if (crateUrl) {
+  const table: string[][] = [];
+  for (const [c, checkout] of checkouts.entries()) {
+    const of = checkouts.length > 1 ? ` (${checkout})` : '';
+    const total = loads[c].map((l) => l.total);
+    const copyOnly = loads[c].map((l) => l.copy);
     table.push(
-      ['Node CPU, ms per 1,000 rows: load (end to end) | raw', `${perK(loads.map((l) => l.nodeCpu))} | ${perK(raws.map((r) => r.nodeCpu))}`, ''],
-      ['CrateDB JVM CPU, ms per 1,000 rows: load | raw', `${perK(loads.map((l) => l.jvmCpu))} | ${perK(raws.map((r) => r.jvmCpu))}`, ''],
-      ['peak RSS of the loading process, MiB', fmtSpread(spread(loads.map((l) => l.peakRssMiB)), 0), ''],
+      [`pg2crate initial load${of}, end to end (migrate, tables add, copy)`, fmtSpread(spread(total)), fmtSpread(rate(total))],
+      ['… the copy itself (job start to end)', fmtSpread(spread(copyOnly)), fmtSpread(rate(copyOnly))],
+      ['… rate ratio load / baseline, end to end', fmtSpread(spread(total.map((s, i) => copies[i] / s)), 2), ''],
+      ['… rate ratio copy itself / baseline', fmtSpread(spread(copyOnly.map((s, i) => copies[i] / s)), 2), ''],
     );
+    if (crateUrl) {
+      table.push(
+        ['… Node CPU, ms per 1,000 rows (end to end)', perK(loads[c].map((l) => l.nodeCpu)), ''],
+        ["… CrateDB's JVM CPU, ms per 1,000 rows", perK(loads[c].map((l) => l.jvmCpu)), ''],
+        ['… peak RSS of the loading process, MiB', fmtSpread(spread(loads[c].map((l) => l.peakRssMiB)), 0), ''],
+      );
+    }
   }
+  table.push([crateUrl ? `raw INSERT bulk_args into CrateDB, ${rawRows} rows × ${rawParallel} in flight` : 'binary COPY TO STDOUT | COPY FROM STDIN', fmtSpread(spread(copies)), fmtSpread(rate(copies))]);
+  if (crateUrl) table.push(['… Node CPU | CrateDB JVM CPU, ms per 1,000 rows', `${perK(raws.map((r) => r.nodeCpu))} | ${perK(raws.map((r) => r.jvmCpu))}`, '']);
   printTable(`initial load (${method}, chunks of ${chunkRows}${Object.keys(loadEnv).length ? `, ${Object.entries(loadEnv).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''}) into ${crateUrl ? 'CrateDB' : 'Postgres'} of ${rows.toLocaleString('en')} rows, 10 columns (min / median / max over ${rounds} interleaved rounds)`, ['path', 'seconds', 'rows/s'], table);
   if (crateUrl) note('every load was verified equal to its source (verify: counts, then digests over key ranges)');
-  return { rows, rounds, method, chunkRows, loadEnv, target: crateUrl ? 'cratedb' : 'postgres', rawRequestRows: crateUrl ? rawRows : undefined, rawParallel: crateUrl ? rawParallel : undefined, loads, baselines: raws };
+  return {
+    rows, rounds, method, chunkRows, loadEnv, checkouts, target: crateUrl ? 'cratedb' : 'postgres', rawRequestRows: crateUrl ? rawRows : undefined,
+    rawParallel: crateUrl ? rawParallel : undefined, loads, baselines: raws,
+  };
 }
 
 if (process.argv.includes('--load-child') && process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
