@@ -40,6 +40,16 @@ export function upsertSql(plan: TablePlan, fixed: ReadonlySet<string> = new Set(
 }
 
 /**
+ * An insert that keeps a row already there (rowcount 0 for it): for an initial load's chunks into a
+ * table the load found empty (sink.ts keepExisting). For new keys CrateDB runs an upsert as this
+ * insert first; this spares it the update of the keys it finds.
+ */
+export function insertKeepingSql(plan: TablePlan): string {
+  return `INSERT INTO ${qualify(plan.schema, plan.table)} (${plan.columns.map((c) => quoteIdent(c.target)).join(', ')}) VALUES (${plan.columns.map(() => '?').join(', ')})` +
+    ` ON CONFLICT (${plan.keys.map((k) => quoteIdent(k.target)).join(', ')}) DO NOTHING`;
+}
+
+/**
  * An update of some columns by key (a partial image: pgoutput leaves unchanged TOASTed values out).
  * One parameter row per changed row: the `columns` values, then the key values in key order.
  */
