@@ -7,16 +7,16 @@
 // --method outbox: every row through the outbox and the drainer); the clock runs from before migrate
 // until the load is applied. (b) Postgres: `COPY (select …) TO STDOUT (FORMAT binary)` piped into
 // `COPY … FROM STDIN (FORMAT binary)` of a fresh target table, by two psql processes. CrateDB: the
-// same rows read from the source before the clock starts (so the reference pays nothing for
-// reading them), then sent as plain INSERT bulk_args requests (--raw-request-rows per request,
-// --raw-parallel in flight) into a fresh table with the DDL pg2crate made. Rounds interleave a, b,
-// a, b …
+// same rows read from the source request by request as JSON text and sent as they are, as plain
+// INSERT bulk_args requests (--raw-request-rows per request, --raw-parallel in flight) into a fresh
+// table with the DDL pg2crate made (--raw-read=before reads every row before the clock instead, so
+// that the reference pays nothing for reading). Rounds interleave a, b, a, b …
 //
 // Into CrateDB the load runs in a child process (this file with --load-child), so that its Node CPU
-// and peak RSS are its own (--checkouts=dir,dir… runs it from each of several checkouts of pg2crate
-// in every round, for a before → after in one run); CrateDB's JVM CPU is read from /proc around each path; afterwards the
-// target is compared with the source by `verify` (counts, then digests over key ranges), and a
-// difference fails the run.
+// and peak RSS are its own (--checkouts=dir,dir?SETTING=value… runs it from each of several
+// checkouts of pg2crate, with settings of its own, in every round: a before → after in one run). The CPU of CrateDB's JVM and of the source
+// cluster are read from /proc around each path. Afterwards the target is compared with the source
+// by `verify` (counts, then digests over key ranges), and a difference fails the run.
 import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
@@ -27,8 +27,9 @@ import { migrate } from '../src/commands/migrate.js';
 import { backfillState } from '../src/load/backfill.js';
 import { verifyConfigured } from '../src/verify/run-verify.js';
 import { startCluster, type Cluster } from '../test/helpers/cluster.js';
-import { crateSql, rawInsertSeconds } from './crate-raw.js';
+import { crateSql, rawInsertFromSeconds, rawInsertSeconds } from './crate-raw.js';
 import { crateCpuSeconds, crateJvmPids } from './crate-meter.js';
+import { postmasterPid, serverCpuSeconds } from './server-cpu.js';
 import { fmt, fmtSpread, note, printTable, sleep, spread, type BenchArgs } from './report.js';
 
 export const description = 'initial load of 1M rows (10 mixed columns) into Postgres vs binary COPY | COPY between the same databases';
@@ -52,6 +53,7 @@ function psqlBin(): string {
 
 const CRATE_SCHEMA = 'pg2crate_bench_load';
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
+let cpuProfileDir: string | undefined;
 
 interface LoadFigures {
   /** seconds end to end: migrate, tables add, copy, applied */
@@ -63,6 +65,8 @@ interface LoadFigures {
   jvmCpu: number;
   /** MiB, the loading process's peak resident set (VmHWM) when the load was applied */
   peakRssMiB: number;
+  /** CPU seconds of the source cluster's processes over `total` (absent from loads by older checkouts) */
+  sourceCpu?: number;
 }
 
 /** Migrates, captures and loads the source's table with a Runner in this process; returns its figures. */
@@ -72,8 +76,10 @@ async function loadHere(env: Record<string, string>): Promise<LoadFigures> {
   const runner = new Runner(loadConfig(env), logger);
   try {
     const pids = crateJvmPids();
+    const pm = await postmasterPid(src);
     const cpu0 = process.cpuUsage();
     const jvm0 = crateCpuSeconds(pids);
+    const source0 = serverCpuSeconds(pm);
     const start = performance.now();
     await migrate(runner);
     const running = runner.run();
@@ -87,11 +93,12 @@ async function loadHere(env: Record<string, string>): Promise<LoadFigures> {
     const total = (performance.now() - start) / 1000;
     const cpu = process.cpuUsage(cpu0);
     const jvmCpu = crateCpuSeconds(pids) - jvm0;
+    const sourceCpu = serverCpuSeconds(pm) - source0;
     const peakRssMiB = process.resourceUsage().maxRSS / 1024;
     const job = await src.query<{ s: number }>(`select extract(epoch from finished_at - started_at)::float8 as s from pg2crate.backfills`);
     await runner.close();
     await running;
-    return { total, copy: Number(job.rows[0].s), nodeCpu: (cpu.user + cpu.system) / 1e6, jvmCpu, peakRssMiB };
+    return { total, copy: Number(job.rows[0].s), nodeCpu: (cpu.user + cpu.system) / 1e6, jvmCpu, peakRssMiB, sourceCpu };
   } finally {
     await runner.close();
     await src.end();
@@ -116,7 +123,9 @@ async function loadChild(): Promise<void> {
 
 /** Runs loadChild in a child process and returns its figures. */
 async function loadInChild(env: Record<string, string>, checkout: string): Promise<LoadFigures & { verifiedRows: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/backfill.ts', '--load-child'], {
+  // --cpu-prof-dir=… writes the loading process's CPU profile there (Node's --cpu-prof)
+  const profile = cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfileDir}`] : [];
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', 'bench/backfill.ts', '--load-child'], {
     cwd: checkout,
     env: { ...process.env, BENCH_LOAD_ENV: JSON.stringify(env) },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -199,22 +208,49 @@ async function viaCopy(cluster: Cluster, rows: number): Promise<number> {
  * INSERT … VALUES with bulk_args, --raw-request-rows per request, --raw-parallel requests in flight,
  * into a table with the DDL pg2crate made (it must exist: run after a pg2crate round).
  */
-async function viaCrateRaw(cluster: Cluster, rows: number, crateUrl: string, requestRows: number, parallel: number): Promise<{ seconds: number; nodeCpu: number; jvmCpu: number }> {
+interface RawFigures {
+  seconds: number;
+  nodeCpu: number;
+  jvmCpu: number;
+  sourceCpu: number;
+}
+
+/**
+ * CrateDB's raw rate for the same rows: INSERT … VALUES with bulk_args, --raw-request-rows per
+ * request, --raw-parallel requests in flight, into a table with the DDL pg2crate made (it must
+ * exist: run after a pg2crate round). `readInside`: each request's rows are read from the source as
+ * they go (`json_build_array(…)::text` by id range, the text sent as it is: nothing parsed), each
+ * request reading its next rows while it is in flight; otherwise every row is read before the clock
+ * starts.
+ */
+async function viaCrateRaw(cluster: Cluster, rows: number, crateUrl: string, requestRows: number, parallel: number, readInside: boolean): Promise<RawFigures> {
   const srcUrl = await cluster.createDatabase('raw_src');
-  const src = new pg.Client({ connectionString: srcUrl });
-  await src.connect();
+  const src = new pg.Pool({ connectionString: srcUrl, max: parallel * 2 });
+  src.on('error', (err) => note(`idle source connection failed: ${err.message}`));
   try {
     await src.query(TABLE('public.items'));
     await src.query(FILL('public.items', rows));
+    await src.query('analyze public.items');
     const cols = ['id', 'k', 'name', 'amount', 'ratio', 'flag', 'created', 'day', 'tags', 'doc'];
-    const data = (await src.query<{ r: unknown[] }>(`select json_build_array(${cols.join(', ')}) as r from public.items order by id`)).rows.map((x) => x.r);
+    const data = readInside ? [] : (await src.query<{ r: unknown[] }>(`select json_build_array(${cols.join(', ')}) as r from public.items order by id`)).rows.map((x) => x.r);
+    const pm = await postmasterPid(src);
     const pids = crateJvmPids();
     const cpu0 = process.cpuUsage();
     const jvm0 = crateCpuSeconds(pids);
+    const source0 = serverCpuSeconds(pm);
     // The meters include creating and dropping the raw table, a few milliseconds.
-    const seconds = await rawInsertSeconds(crateUrl, CRATE_SCHEMA, 'items', cols, data, requestRows, parallel);
+    let from = 0;
+    const seconds = readInside
+      ? await rawInsertFromSeconds(crateUrl, CRATE_SCHEMA, 'items', cols, parallel, async () => {
+        const lo = from;
+        from += requestRows;
+        if (lo >= rows) return null;
+        const res = await src.query<{ r: string }>(`select json_build_array(${cols.join(', ')})::text as r from public.items where id > $1 and id <= $2 order by id`, [lo, lo + requestRows]);
+        return res.rows.map((x) => x.r);
+      })
+      : await rawInsertSeconds(crateUrl, CRATE_SCHEMA, 'items', cols, data, requestRows, parallel);
     const cpu = process.cpuUsage(cpu0);
-    return { seconds, nodeCpu: (cpu.user + cpu.system) / 1e6, jvmCpu: crateCpuSeconds(pids) - jvm0 };
+    return { seconds, nodeCpu: (cpu.user + cpu.system) / 1e6, jvmCpu: crateCpuSeconds(pids) - jvm0, sourceCpu: serverCpuSeconds(pm) - source0 };
   } finally {
     await src.end();
     await drop(cluster, [srcUrl]);
@@ -239,21 +275,26 @@ export async function run(args: BenchArgs): Promise<object> {
   if (crate && !crateUrl) throw new Error('--target=cratedb needs CRATEDB_URL (e.g. CRATEDB_URL=http://127.0.0.1:4200)');
   const rawRows = Number(args['raw-request-rows'] ?? 5_000);
   const rawParallel = Number(args['raw-parallel'] ?? 2);
+  const rawRead = args['raw-read'] ?? 'inside';
+  if (rawRead !== 'inside' && rawRead !== 'before') throw new Error(`--raw-read is inside or before, not ${rawRead}`);
   // Settings of the load itself, as environment variables: --PG2CRATE_CRATE_MAX_ROWS=5000 …
   const loadEnv = Object.fromEntries(Object.entries(args).filter(([k]) => k.startsWith('PG2CRATE_')).map(([k, v]) => [k, String(v)]));
   // Into CrateDB, loads by other checkouts of pg2crate in the same rounds (before → after in one run).
+  // An entry may add settings to its loads: dir?PG2CRATE_CRATE_MAX_ROWS=5000&…
   const checkouts = crateUrl && args.checkouts ? args.checkouts.split(',') : [ROOT];
+  cpuProfileDir = args['cpu-prof-dir'];
   const cluster = await startCluster();
   const loads: LoadFigures[][] = checkouts.map(() => []);
-  const raws: { seconds: number; nodeCpu: number; jvmCpu: number }[] = [];
+  const raws: RawFigures[] = [];
   try {
     for (let r = 0; r < rounds; r++) {
       for (const [c, checkout] of checkouts.entries()) {
-        const load = await viaPg2crate(cluster, rows, chunkRows, method, crateUrl, loadEnv, checkout);
+        const [dir, query] = checkout.split('?');
+        const load = await viaPg2crate(cluster, rows, chunkRows, method, crateUrl, { ...loadEnv, ...Object.fromEntries(new URLSearchParams(query ?? '')) }, dir);
         loads[c].push(load);
-        note(`round ${r + 1}: pg2crate initial load${checkouts.length > 1 ? ` (${checkout})` : ''} ${fmt(load.total)} s (the copy itself ${fmt(load.copy)} s); Node CPU ${fmt(load.nodeCpu)} s, CrateDB JVM CPU ${fmt(load.jvmCpu)} s, peak RSS ${fmt(load.peakRssMiB, 0)} MiB`);
+        note(`round ${r + 1}: pg2crate initial load${checkouts.length > 1 ? ` (${checkout})` : ''} ${fmt(load.total)} s (the copy itself ${fmt(load.copy)} s); Node CPU ${fmt(load.nodeCpu)} s, CrateDB JVM CPU ${fmt(load.jvmCpu)} s, source CPU ${load.sourceCpu === undefined ? '?' : fmt(load.sourceCpu)} s, peak RSS ${fmt(load.peakRssMiB, 0)} MiB`);
       }
-      raws.push(crateUrl ? await viaCrateRaw(cluster, rows, crateUrl, rawRows, rawParallel) : { seconds: await viaCopy(cluster, rows), nodeCpu: 0, jvmCpu: 0 });
+      raws.push(crateUrl ? await viaCrateRaw(cluster, rows, crateUrl, rawRows, rawParallel, rawRead === 'inside') : { seconds: await viaCopy(cluster, rows), nodeCpu: 0, jvmCpu: 0, sourceCpu: 0 });
       const raw = raws.at(-1)!;
       note(`round ${r + 1}: ${crateUrl ? `raw bulk_args loop ${fmt(raw.seconds)} s; CrateDB JVM CPU ${fmt(raw.jvmCpu)} s` : `COPY | COPY ${fmt(raw.seconds)} s`}`);
     }
@@ -278,16 +319,20 @@ export async function run(args: BenchArgs): Promise<object> {
       table.push(
         ['… Node CPU, ms per 1,000 rows (end to end)', perK(loads[c].map((l) => l.nodeCpu)), ''],
         ["… CrateDB's JVM CPU, ms per 1,000 rows", perK(loads[c].map((l) => l.jvmCpu)), ''],
+        ...(loads[c].every((l) => l.sourceCpu !== undefined) ? [['… source Postgres CPU (every process of its cluster), ms per 1,000 rows', perK(loads[c].map((l) => l.sourceCpu!)), '']] : []),
         ['… peak RSS of the loading process, MiB', fmtSpread(spread(loads[c].map((l) => l.peakRssMiB)), 0), ''],
       );
     }
   }
-  table.push([crateUrl ? `raw INSERT bulk_args into CrateDB, ${rawRows} rows × ${rawParallel} in flight` : 'binary COPY TO STDOUT | COPY FROM STDIN', fmtSpread(spread(copies)), fmtSpread(rate(copies))]);
-  if (crateUrl) table.push(['… Node CPU | CrateDB JVM CPU, ms per 1,000 rows', `${perK(raws.map((r) => r.nodeCpu))} | ${perK(raws.map((r) => r.jvmCpu))}`, '']);
+  const rawLabel = `raw INSERT bulk_args into CrateDB, ${rawRows} rows × ${rawParallel} in flight, ${rawRead === 'inside' ? 'each read from the source as it goes' : 'every row read before the clock'}`;
+  table.push([crateUrl ? rawLabel : 'binary COPY TO STDOUT | COPY FROM STDIN', fmtSpread(spread(copies)), fmtSpread(rate(copies))]);
+  if (crateUrl) {
+    table.push(['… Node | CrateDB JVM | source CPU, ms per 1,000 rows', `${perK(raws.map((r) => r.nodeCpu))} | ${perK(raws.map((r) => r.jvmCpu))} | ${perK(raws.map((r) => r.sourceCpu))}`, '']);
+  }
   printTable(`initial load (${method}, chunks of ${chunkRows}${Object.keys(loadEnv).length ? `, ${Object.entries(loadEnv).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''}) into ${crateUrl ? 'CrateDB' : 'Postgres'} of ${rows.toLocaleString('en')} rows, 10 columns (min / median / max over ${rounds} interleaved rounds)`, ['path', 'seconds', 'rows/s'], table);
   if (crateUrl) note('every load was verified equal to its source (verify: counts, then digests over key ranges)');
   return {
-    rows, rounds, method, chunkRows, loadEnv, checkouts, target: crateUrl ? 'cratedb' : 'postgres', rawRequestRows: crateUrl ? rawRows : undefined,
+    rows, rounds, method, chunkRows, loadEnv, checkouts, target: crateUrl ? 'cratedb' : 'postgres', rawRequestRows: crateUrl ? rawRows : undefined, rawRead: crateUrl ? rawRead : undefined,
     rawParallel: crateUrl ? rawParallel : undefined, loads, baselines: raws,
   };
 }
