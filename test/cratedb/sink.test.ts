@@ -59,6 +59,13 @@ describe('the CrateDB sink against a real CrateDB', { skip: skipWithoutCrate }, 
     assert.deepEqual(await rows('trunc'), [[1000, 'after', 1]]);
   });
 
+  test('a created table refreshes every 500 ms (PG2CRATE_CRATE_REFRESH_MS), not at CrateDB\'s default of 1 s', async () => {
+    await sink.start();
+    await sink.prepare(info('refreshed'));
+    const res = await crate.sql(`SELECT settings['refresh_interval'] FROM information_schema.tables WHERE table_schema = ? AND table_name = ?`, [schema, 'refreshed']);
+    assert.deepEqual(res.rows, [[500]]);
+  });
+
   test('an initial load into a table found empty keeps a row already there; the same rows as upserts overwrite it', async () => {
     const t = info('keep');
     await sink.start();

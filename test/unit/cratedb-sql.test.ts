@@ -57,6 +57,14 @@ describe('upserts', () => {
     parses(sql);
   });
 
+  test('a created table gets the configured refresh_interval, and CrateDB\'s default without one', () => {
+    const p = plan(table([col('id', 'int8'), col('v', 'text')], ['id']));
+    const sql = createTableSql(p, { replicas: '0-2', refreshIntervalMs: 500 });
+    assert.match(sql, /WITH \(number_of_replicas = '0-2', refresh_interval = 500, column_policy = 'strict'\)$/);
+    parses(sql);
+    assert.doesNotMatch(createTableSql(p, { replicas: '0-2' }), /refresh_interval/);
+  });
+
   test("an initial load's insert into a table it found empty keeps a row already there", () => {
     const p = plan(table([col('b', 'text'), col('v', 'float8'), col('a', 'int4')], ['a', 'b']));
     const sql = insertKeepingSql(p);
