@@ -22,8 +22,11 @@
 // With --target=cratedb (and CRATEDB_URL) the target is CrateDB, and t1 is when the row is visible
 // there: when a search (`select id … where id >= ?`, sent every --search-ms, 20) first finds it.
 // A search sees a row only after a refresh, so this is commit-to-readable, refresh interval
-// included (tables get CrateDB's default, 1 s: see the README). t1 is taken when the search's answer
-// arrives, so it is late by up to one search interval plus the search's own time.
+// included (created tables get 500 ms, PG2CRATE_CRATE_REFRESH_MS: see the README; --refresh-ms=a,b
+// runs each variant with the table's refresh_interval set to each value by ALTER TABLE). t1 is
+// taken when the search's answer arrives, so it is late by up to one search interval plus the
+// search's own time. Beside it, every 10th row is looked up by primary key (a get, which sees a
+// write at once) on the same schedule: commit → applied, the part of the latency the refresh is not.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
@@ -60,6 +63,8 @@ type Mode = 'notify' | 'poll';
 
 interface Run {
   mode: Mode;
+  /** CrateDB: the table's refresh_interval for this run, when --refresh-ms set one */
+  refreshMs: number | null;
   rep: number;
   sent: number;
   rate: number;
@@ -72,6 +77,8 @@ interface Run {
   max: number;
   mean: number;
   over100ms: number;
+  /** CrateDB: commit → applied (found by primary key) of every LOOKUP_EVERY-th row, ms */
+  applied?: { p50: number; p99: number; max: number; rows: number };
 }
 
 const CRATE_SCHEMA = 'pg2crate_bench_latency';
@@ -91,6 +98,30 @@ function searchCrate(url: string, waiting: Set<number>, arrived: Map<number, num
         const t = performance.now();
         for (const [id] of res.rows ?? []) {
           if (waiting.delete(Number(id))) arrived.set(Number(id), t);
+        }
+      }
+      await sleep(everyMs);
+    }
+  })();
+  return { stop: async () => { active = false; await loop; } };
+}
+
+/**
+ * CrateDB: when every LOOKUP_EVERY-th row was applied, whatever the refresh: a lookup by primary
+ * key with literal values is a get, which sees a write at once (shared/CRATEDB.md), sent every
+ * `everyMs` for the sampled rows not yet found. Splits commit → visible into apply and refresh.
+ */
+const LOOKUP_EVERY = 10;
+function lookUpCrate(url: string, unapplied: Set<number>, applied: Map<number, number>, everyMs: number): { stop(): Promise<void> } {
+  let active = true;
+  const loop = (async () => {
+    while (active) {
+      const ids = [...unapplied].slice(0, 500);
+      if (ids.length > 0) {
+        const res = await crateSql(url, `select id from "${CRATE_SCHEMA}"."items" where id in (${ids.join(', ')})`);
+        const t = performance.now();
+        for (const [id] of res.rows ?? []) {
+          if (unapplied.delete(Number(id))) applied.set(Number(id), t);
         }
       }
       await sleep(everyMs);
@@ -156,6 +187,10 @@ export async function run(args: BenchArgs): Promise<object> {
   const rate = Number(args.rate ?? 1000);
   const connections = Number(args.connections ?? 4);
   const modes = (args.modes ?? 'notify,poll').split(',') as Mode[];
+  // CrateDB: each run with the table's refresh_interval set to each of these (ALTER TABLE before the run)
+  const refreshes: (number | null)[] = args['refresh-ms'] ? args['refresh-ms'].split(',').map(Number) : [null];
+  const variants = modes.flatMap((mode) => refreshes.map((refreshMs) => ({ mode, refreshMs })));
+  const name = (v: { mode: Mode; refreshMs: number | null }) => (v.refreshMs === null ? v.mode : `${v.mode}, refresh ${v.refreshMs} ms`);
   const logger = createLogger(process.env.LOG_LEVEL ?? 'warn', { write: (s: string) => { process.stderr.write(s); } });
 
   const crateUrl = args.target === 'cratedb' ? (args.url ?? process.env.CRATEDB_URL) : undefined;
@@ -205,6 +240,12 @@ export async function run(args: BenchArgs): Promise<object> {
     const committed = new Map<number, number>();
     const arrived = new Map<number, number>();
     const waiting = new Set<number>();
+    const unapplied = new Set<number>();
+    const appliedAt = new Map<number, number>();
+    if (crateUrl) {
+      const setting = await crateSql(crateUrl, `select settings['refresh_interval'] from information_schema.tables where table_schema = '${CRATE_SCHEMA}' and table_name = 'items'`);
+      note(`the table pg2crate created has refresh_interval ${JSON.stringify(setting.rows?.[0]?.[0])} ms`);
+    }
     if (!crateUrl) {
       for (const sql of ARRIVED) await dst.query(sql);
       dst.on('notification', (msg) => {
@@ -230,6 +271,7 @@ export async function run(args: BenchArgs): Promise<object> {
           const id = nextId++;
           ids.push(id);
           if (crateUrl) waiting.add(id);
+          if (crateUrl && id % LOOKUP_EVERY === 0) unapplied.add(id);
           pending++;
           src.query(`insert into items values ($1::int8, $1::int4 % 1000, md5($1::text), 1.5, now())`, [id]).then(
             () => { committed.set(id, performance.now()); pending--; },
@@ -245,10 +287,13 @@ export async function run(args: BenchArgs): Promise<object> {
     };
 
     for (let rep = 1; rep <= reps; rep++) {
-      const order = modes.map((_, i) => modes[(i + rep - 1) % modes.length]);
-      for (const mode of order) {
+      const order = variants.map((_, i) => variants[(i + rep - 1) % variants.length]);
+      for (const variant of order) {
+        const { mode, refreshMs } = variant;
+        if (crateUrl && refreshMs !== null) await crateSql(crateUrl, `alter table "${CRATE_SCHEMA}"."items" set ("refresh_interval" = ${refreshMs})`);
         const r = await startReplicator(env, mode === 'notify');
         const searching = crateUrl ? searchCrate(crateUrl, waiting, arrived, searchMs) : null;
+        const looking = crateUrl ? lookUpCrate(crateUrl, unapplied, appliedAt, searchMs) : null;
         try {
           while (!(await caughtUp(src))) await sleep(50);
           await write(warmup);
@@ -262,6 +307,7 @@ export async function run(args: BenchArgs): Promise<object> {
           // measurement are different things.
           const unseen = ids.filter((id) => !arrived.has(id));
           await searching?.stop();
+          await looking?.stop();
           const found = await present(unseen);
           if (found < unseen.length) {
             const events = await src.query(
@@ -277,18 +323,24 @@ export async function run(args: BenchArgs): Promise<object> {
                 `replicator warnings: ${r.output().split('\n').filter((l) => /"level":(40|50|60)/.test(l)).slice(-20).join('\n')}`,
             );
           }
+          const sampled = ids.filter((id) => appliedAt.has(id) && committed.has(id)).map((id) => appliedAt.get(id)! - committed.get(id)!);
           const run: Run = {
-            mode, rep, sent: ids.length, rate: achieved, missing: ids.length - lat.length, unseenButPresent: found,
+            mode, refreshMs, rep, sent: ids.length, rate: achieved, missing: ids.length - lat.length, unseenButPresent: found,
             p50: quantile(lat, 0.5), p95: quantile(lat, 0.95), p99: quantile(lat, 0.99), max: Math.max(...lat),
             mean: lat.reduce((a, b) => a + b, 0) / lat.length, over100ms: lat.filter((x) => x > 100).length / lat.length,
+            ...(crateUrl ? { applied: { p50: quantile(sampled, 0.5), p99: quantile(sampled, 0.99), max: Math.max(...sampled), rows: sampled.length } } : {}),
           };
           runs.push(run);
-          note(`  rep ${rep}/${reps} ${mode.padEnd(6)} ${run.sent} rows at ${fmt(achieved, 0)} tx/s: p50 ${fmt(run.p50, 1)} ms, p95 ${fmt(run.p95, 1)}, p99 ${fmt(run.p99, 1)}, max ${fmt(run.max, 1)}; ${fmt(run.over100ms * 100, 2)} % over 100 ms; arrival not seen ${run.missing} (all ${run.unseenButPresent} of them in the target)`);
+          const split = run.applied ? `; applied (by key, ${run.applied.rows} rows) p50 ${fmt(run.applied.p50, 1)}, p99 ${fmt(run.applied.p99, 1)}, max ${fmt(run.applied.max, 1)}` : '';
+          note(`  rep ${rep}/${reps} ${name(variant).padEnd(6)} ${run.sent} rows at ${fmt(achieved, 0)} tx/s: p50 ${fmt(run.p50, 1)} ms, p95 ${fmt(run.p95, 1)}, p99 ${fmt(run.p99, 1)}, max ${fmt(run.max, 1)}; ${fmt(run.over100ms * 100, 2)} % over 100 ms; arrival not seen ${run.missing} (all ${run.unseenButPresent} of them in the target)${split}`);
           committed.clear();
           arrived.clear();
           waiting.clear();
+          unapplied.clear();
+          appliedAt.clear();
         } finally {
           await searching?.stop();
+          await looking?.stop();
           await r.stop();
         }
       }
@@ -301,25 +353,33 @@ export async function run(args: BenchArgs): Promise<object> {
   }
 
   const figures: Record<string, Record<string, Spread>> = {};
-  for (const mode of modes) {
-    const rs = runs.filter((r) => r.mode === mode);
-    figures[mode] = {
+  for (const v of variants) {
+    const rs = runs.filter((r) => r.mode === v.mode && r.refreshMs === v.refreshMs);
+    figures[name(v)] = {
       p50: spread(rs.map((r) => r.p50)), p95: spread(rs.map((r) => r.p95)), p99: spread(rs.map((r) => r.p99)), max: spread(rs.map((r) => r.max)),
       mean: spread(rs.map((r) => r.mean)), rate: spread(rs.map((r) => r.rate)), over100msPct: spread(rs.map((r) => r.over100ms * 100)),
+      ...(crateUrl ? { appliedP50: spread(rs.map((r) => r.applied!.p50)), appliedP99: spread(rs.map((r) => r.applied!.p99)) } : {}),
     };
   }
   const label: Record<Mode, string> = { notify: 'wake-ups (LISTEN/NOTIFY)', poll: `polling alone (every ${pollMs} ms)` };
+  const labelOf = (v: { mode: Mode; refreshMs: number | null }) => (v.refreshMs === null ? label[v.mode] : `${label[v.mode]}, refresh_interval ${v.refreshMs} ms`);
   printTable(
     `commit → ${crateUrl ? `visible in CrateDB (found by a search every ${searchMs} ms)` : 'applied in a Postgres target'}, ms, at ${rate} single-row tx/s for ${seconds} s per run, ${reps} interleaved repetitions (min / median / max of each run's percentile)`,
-    ['mode', 'p50', 'p95', 'p99', 'max', '% over 100 ms', 'tx/s reached'],
-    modes.map((m) => [label[m], fmtSpread(figures[m].p50, 1), fmtSpread(figures[m].p95, 1), fmtSpread(figures[m].p99, 1), fmtSpread(figures[m].max, 0), fmtSpread(figures[m].over100msPct, 2), fmtSpread(figures[m].rate, 0)]),
+    ['mode', 'p50', 'p95', 'p99', 'max', '% over 100 ms', 'tx/s reached', ...(crateUrl ? ['applied (by key, every 10th row): p50', 'p99'] : [])],
+    variants.map((v) => {
+      const f = figures[name(v)];
+      return [labelOf(v), fmtSpread(f.p50, 1), fmtSpread(f.p95, 1), fmtSpread(f.p99, 1), fmtSpread(f.max, 0), fmtSpread(f.over100msPct, 2), fmtSpread(f.rate, 0), ...(crateUrl ? [fmtSpread(f.appliedP50, 1), fmtSpread(f.appliedP99, 1)] : [])];
+    }),
   );
   const missing = runs.reduce((a, r) => a + r.missing, 0);
   const goal = crateUrl ? 1500 : 100;
-  if (figures.notify) note(`goal p99 ≤ ${goal} ms with wake-ups: ${figures.notify.p99.median <= goal ? 'met' : 'NOT met'} (median p99 ${fmt(figures.notify.p99.median, 1)} ms)`);
+  for (const v of variants.filter((x) => x.mode === 'notify')) {
+    const f = figures[name(v)];
+    note(`goal p99 ≤ ${goal} ms with wake-ups${v.refreshMs === null ? '' : ` (refresh_interval ${v.refreshMs} ms)`}: ${f.p99.median <= goal ? 'met' : 'NOT met'} (median p99 ${fmt(f.p99.median, 1)} ms)`);
+  }
   note(`rows whose arrival was not seen within 30 s of the last write: ${missing} (each found in the target afterwards; a row missing there fails the run)`);
   note('polling alone = the same Runner with run({ listen: false }): pg2crate has no setting that disables LISTEN while draining continuously.');
-  return { settings: { reps, seconds, warmup, rate, connections, pollMs, modes, target: crateUrl ? 'cratedb' : 'postgres', ...(crateUrl ? { searchMs } : {}) }, figures, missing, runs };
+  return { settings: { reps, seconds, warmup, rate, connections, pollMs, modes, refreshes, target: crateUrl ? 'cratedb' : 'postgres', ...(crateUrl ? { searchMs } : {}) }, figures, missing, runs };
 }
 
 if (process.argv.includes('--replicator') && process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

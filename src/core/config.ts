@@ -32,6 +32,8 @@ export interface CrateOptions {
   requestTimeoutMs: number;
   shards?: number;
   replicas: string;
+  /** refresh_interval of created tables, ms */
+  refreshIntervalMs: number;
   /** how jsonb/json columns are stored */
   jsonColumn: Settings['crate.jsonColumn'];
   /** how text columns are stored: 'plain' is indexed (32,766-byte limit per value), 'unindexed' keeps any length */
@@ -305,6 +307,7 @@ export function loadConfig(env: Env, file: Record<string, unknown> = {}): Readon
       requestTimeoutMs: s['crate.requestTimeoutMs'],
       shards: s['crate.shards'],
       replicas: s['crate.replicas'],
+      refreshIntervalMs: s['crate.refreshIntervalMs'],
       jsonColumn: s['crate.jsonColumn'],
       textColumn: s['crate.textColumn'],
     },

@@ -21,6 +21,21 @@
 // in the same window; once the fix-up's window is applied, those keys are read again and re-sent
 // FOR SHARE where a row exists by then, which closes that race for good (an insert that commits
 // later lands in a later window than the delete).
+//
+// Chunks that keep what they find. In general a chunk is written as upserts: the target may hold
+// rows older than S0 (a table that existed before, a table copied again after a change of shape or
+// a repair), and only an upsert puts the copy's state over them. But when the copy starts from its
+// first chunk and the target holds no row of the table once every event visible in S0 is applied
+// (the sink refreshes and looks: holdsRows), the chunks keep any row they find instead
+// (keepExisting; into CrateDB `INSERT … ON CONFLICT DO NOTHING`, which spares it the update).
+// That ends equal too: from that moment on, the target's rows of the table come only from chunks
+// and from events not visible in S0 (those visible in S0 were all applied before it, and left no
+// row). A key without such an event has not changed since S0, so every write of it is a chunk's
+// copy of that same state, and keeping the first one is right. A key with one is sent again by the
+// fix-up after every chunk, as above, which overwrites whatever a chunk kept or left (a row the
+// chunk brings back after its delete was applied is deleted again; test/cratedb/
+// initial-load-race.test.ts forces that race). A copy resumed from a later position, or one that
+// found a row, writes upserts.
 // A truncate of the table not visible in S0 may have emptied the target under the copy: the job
 // then writes its own truncate through the outbox, waits until it is applied, and starts over.
 //
@@ -80,6 +95,9 @@ export function directChunkSql(schema: string, t: RegisteredTable, keyTypes: str
  order by ${t.keyColumns.map((k) => `c.${quoteIdent(k)}`).join(', ')}`;
 }
 
+/** Chunks applied at once into a target without a fence (see copyChunks). */
+const UNFENCED_CHUNKS_IN_FLIGHT = 2;
+
 interface Chunk {
   changes: Change[];
   lastKey: unknown;
@@ -135,8 +153,11 @@ async function load(ctx: DirectLoadContext, t: RegisteredTable): Promise<boolean
         await ctx.pool.query(`update ${jobs} set upper_key = $2 where table_id = $1`, [t.id, JSON.stringify(upperKey)]);
       }
       if (!(await waitTableApplied(ctx, t.id, snapshot))) return false;
-      log.info({ table: name, estimate: ctx.rowsEstimate, resumeAfterRows: Number(job.rows_copied), method: 'direct' }, 'initial load started');
-      if (!(await copyChunks(ctx, t, info, fence, job.last_key ?? null, upperKey, Number(job.rows_copied)))) return false;
+      // Only a copy from its start, into a target that holds no row once every change the snapshot
+      // sees is applied, may keep rows it finds there (see the top of this file).
+      const keepExisting = job.last_key === null && ctx.deps.sink.holdsRows !== undefined && !(await ctx.deps.sink.holdsRows(info));
+      log.info({ table: name, estimate: ctx.rowsEstimate, resumeAfterRows: Number(job.rows_copied), method: 'direct', intoEmptyTarget: keepExisting }, 'initial load started');
+      if (!(await copyChunks(ctx, t, info, fence, job.last_key ?? null, upperKey, Number(job.rows_copied), keepExisting))) return false;
     }
     // A truncate the copy did not see, applied to the target while chunks were still being
     // written, leaves those chunks' rows behind: truncate again in stream order, wait until that is
@@ -194,7 +215,9 @@ async function waitTableApplied(ctx: DirectLoadContext, tableId: number, snapsho
   }
 }
 
-async function copyChunks(ctx: DirectLoadContext, t: RegisteredTable, info: TableInfo, fence: Fence | null, from: unknown, upperKey: unknown, copiedBefore: number): Promise<boolean> {
+async function copyChunks(
+  ctx: DirectLoadContext, t: RegisteredTable, info: TableInfo, fence: Fence | null, from: unknown, upperKey: unknown, copiedBefore: number, keepExisting: boolean,
+): Promise<boolean> {
   const sql = directChunkSql(ctx.schema, t, ctx.keyTypes);
   const name = `${t.sourceSchema}.${t.sourceTable}`;
   const read = (after: unknown) => readChunk(ctx, t, sql, after, upperKey);
@@ -283,30 +306,57 @@ async function copyChunks(ctx: DirectLoadContext, t: RegisteredTable, info: Tabl
       await (pending as Staged | null)?.staged.discard();
     }
   }
-  // The next chunk is read while this one is applied: the source and the target work at once.
+  // The next chunk is read while earlier ones are applied, and without a fence two chunks are
+  // applied at once, so that the target always has requests to work on: while one chunk's last
+  // requests run, the next one's parameter rows are built and its first requests sent. Their keys
+  // are distinct, so the order in which they land does not matter; the position moves in chunk
+  // order, each time only after that chunk is confirmed. A fenced write (Postgres) keeps one chunk
+  // per transaction, one at a time.
+  const depth = fence ? 1 : UNFENCED_CHUNKS_IN_FLIGHT;
+  const applying: { chunk: Chunk; applied: Promise<void> }[] = [];
+  /** Confirms the oldest chunk in flight: false when the job moved elsewhere (its rows and those of the chunks after it are then sent again). */
+  const confirmOldest = async (): Promise<boolean> => {
+    const { chunk, applied } = applying[0];
+    await applied;
+    applying.shift();
+    if (await advance(chunk.lastKey, chunk.changes.length)) return true;
+    // Unfenced, these chunks may have landed after another instance moved the job on (and after
+    // its fix-up): their rows are sent again, after them.
+    const late = [chunk];
+    for (const rest of applying.splice(0)) {
+      if (await rest.applied.then(() => true, () => false)) late.push(rest.chunk);
+    }
+    if (!fence) for (const c of late) await sendChunkAgain(ctx, info, c.changes);
+    return false;
+  };
   let next: Promise<Chunk> | null = read(lastKey);
   try {
     for (;;) {
       const chunk: Chunk = await next!;
       next = null;
-      if (chunk.changes.length === 0) return true;
-      if (stopped(ctx)) return false;
+      if (chunk.changes.length === 0) break;
+      if (stopped(ctx)) {
+        // The chunks under way are confirmed first: one that landed after a takeover is sent again.
+        while (applying.length > 0) if (!(await confirmOldest())) return false;
+        return false;
+      }
       const short = chunk.changes.length < ctx.chunkRows;
       if (!short) {
         next = read(chunk.lastKey);
         next.catch(() => {});
       }
-      await applyChunk(ctx, info, chunk.changes, fence);
-      if (!(await advance(chunk.lastKey, chunk.changes.length))) {
-        // Unfenced, the chunk may have landed after another instance moved the job on (and after
-        // its fix-up): its rows are sent again, after it.
-        if (!fence) await sendChunkAgain(ctx, info, chunk.changes);
-        return false;
-      }
-      if (short) return true;
+      const applied = applyChunk(ctx, info, chunk.changes, fence, keepExisting);
+      applied.catch(() => {});
+      applying.push({ chunk, applied });
+      while (applying.length >= depth) if (!(await confirmOldest())) return false;
+      if (short) break;
     }
+    while (applying.length > 0) if (!(await confirmOldest())) return false;
+    return true;
   } finally {
+    // Nothing of this copier may still be writing when it returns or throws.
     await next?.catch(() => {});
+    await Promise.allSettled(applying.map((a) => a.applied));
   }
 }
 
@@ -379,9 +429,9 @@ async function readChunk(ctx: DirectLoadContext, t: RegisteredTable, sql: string
   }
 }
 
-async function applyChunk(ctx: DirectLoadContext, info: TableInfo, changes: Change[], fence: Fence | null): Promise<void> {
+async function applyChunk(ctx: DirectLoadContext, info: TableInfo, changes: Change[], fence: Fence | null, keepExisting = false): Promise<void> {
   const { sink, rejectAttempts, deadLetterPolicy } = ctx.deps;
-  const apply = (upserts: Change[]) => sink.apply([{ table: info, truncate: false, deletes: [], upserts }], fence ?? undefined);
+  const apply = (upserts: Change[]) => sink.apply([{ table: info, truncate: false, deletes: [], upserts, keepExisting }], fence ?? undefined);
   let rejected: Rejection[] = (await apply(changes)).rejected;
   for (let attempt = 2; rejected.length > 0 && attempt <= rejectAttempts; attempt++) {
     ctx.logger.warn({ rows: rejected.length, attempt }, 'target rejected copied rows; retrying them');

@@ -19,6 +19,13 @@ export interface SinkTableBatch {
   /** changes whose final state is this row image */
   upserts: Change[];
   /**
+   * an initial load's chunk into a table that held no row when the load began and that only the
+   * load and the stream write since (the argument is in load/direct-load.ts): a row already there
+   * may be kept instead of updated, since its key is sent again through the stream afterwards.
+   * A sink may ignore it (an upsert is always right).
+   */
+  keepExisting?: boolean;
+  /**
    * a table with a history (table-shape.ts): every change of the page, not coalesced, in stream
    * order; each becomes one row of the history table, identified by its id (a replay adds nothing)
    */
@@ -66,6 +73,11 @@ export interface Sink {
    * transactions can offer this (Postgres); without it the direct load makes up for a late chunk.
    */
   raiseFence?(fence: Fence): Promise<void>;
+  /**
+   * Whether the target table of `table` holds any row, counting every write confirmed before the
+   * call. Only a sink that takes `keepExisting` offers it.
+   */
+  holdsRows?(table: TableInfo): Promise<boolean>;
   /** Throws when the target does not answer (readiness). */
   ping?(): Promise<void>;
   stop(): Promise<void>;

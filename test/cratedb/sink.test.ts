@@ -59,6 +59,28 @@ describe('the CrateDB sink against a real CrateDB', { skip: skipWithoutCrate }, 
     assert.deepEqual(await rows('trunc'), [[1000, 'after', 1]]);
   });
 
+  test('a created table refreshes every 500 ms (PG2CRATE_CRATE_REFRESH_MS), not at CrateDB\'s default of 1 s', async () => {
+    await sink.start();
+    await sink.prepare(info('refreshed'));
+    const res = await crate.sql(`SELECT settings['refresh_interval'] FROM information_schema.tables WHERE table_schema = ? AND table_name = ?`, [schema, 'refreshed']);
+    assert.deepEqual(res.rows, [[500]]);
+  });
+
+  test('an initial load into a table found empty keeps a row already there; the same rows as upserts overwrite it', async () => {
+    const t = info('keep');
+    await sink.start();
+    await sink.prepare(t);
+    assert.equal(await sink.holdsRows(t), false);
+    assert.deepEqual(await sink.apply([{ table: t, truncate: false, deletes: [], upserts: [change('U', { id: 1, v: 'newer', w: 2 })] }]), { rejected: [] });
+    // holdsRows counts a row written a moment ago, not yet refreshed
+    assert.equal(await sink.holdsRows(t), true);
+    const chunk = [change('B', { id: 1, v: 'older', w: 1 }), change('B', { id: 2, v: 'copied', w: 1 })];
+    assert.deepEqual(await sink.apply([{ table: t, truncate: false, deletes: [], upserts: chunk, keepExisting: true }]), { rejected: [] });
+    assert.deepEqual(await rows('keep'), [[1, 'newer', 2], [2, 'copied', 1]]);
+    assert.deepEqual(await sink.apply([{ table: t, truncate: false, deletes: [], upserts: chunk }]), { rejected: [] });
+    assert.deepEqual(await rows('keep'), [[1, 'older', 1], [2, 'copied', 1]]);
+  });
+
   test('deletes of keys never written are applied; deletes of rows written a moment ago delete them', async () => {
     const t = info('del');
     await sink.prepare(t);

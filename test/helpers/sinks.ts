@@ -1,5 +1,6 @@
 // Sink wrappers for the Runner's `wrapSink` seam: count and record what is applied, fail the Nth
 // page, slow pages down. They delegate to the real sink, so the target is really written.
+import type { TableInfo } from '../../src/core/change.js';
 import type { ApplyResult, Fence, Sink, SinkTableBatch } from '../../src/sink/sink.js';
 
 export interface ApplyCall {
@@ -23,11 +24,14 @@ export class RecordingSink implements Sink {
 
   /** the inner sink's fence, where it has one (a wrapper must not claim a fence its target lacks) */
   readonly raiseFence?: (fence: Fence) => Promise<void>;
+  /** likewise the inner sink's look into a target table, which lets a load keep rows it finds */
+  readonly holdsRows?: (table: TableInfo) => Promise<boolean>;
 
   constructor(inner: Sink, hooks: Hooks = {}) {
     this.#inner = inner;
     this.#hooks = hooks;
     if (inner.raiseFence) this.raiseFence = (fence) => inner.raiseFence!(fence);
+    if (inner.holdsRows) this.holdsRows = (table) => inner.holdsRows!(table);
   }
 
   get name(): string {

@@ -404,7 +404,7 @@ describe('the sink when the target table changed under it', () => {
   ];
   const info: TableInfo = { id: 1, relid: 1, sourceSchema: 'public', sourceTable: 't', targetSchema: 'doc', targetTable: 't', keyColumns: ['id'], columns };
   const config = { kind: 'cratedb' as const, urls: [] as string[], username: 'writer', password: PASSWORD };
-  const opts = { maxRequestRows: 100, maxRequestBytes: 1 << 20, requestTimeoutMs: 5_000, replicas: '0-1', jsonColumn: 'object-ignored' as const, textColumn: 'plain' as const };
+  const opts = { maxRequestRows: 100, maxRequestBytes: 1 << 20, requestTimeoutMs: 5_000, replicas: '0-1', refreshIntervalMs: 500, jsonColumn: 'object-ignored' as const, textColumn: 'plain' as const };
 
   function crate(opts2: { tableExists: () => boolean; insert: () => Answer }): (r: Received) => Answer {
     return (r) => {

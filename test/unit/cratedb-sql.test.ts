@@ -5,7 +5,7 @@ import type { ColumnInfo, TableInfo } from '../../src/core/change.js';
 import { TableError } from '../../src/core/errors.js';
 import { planTable, type PlanOptions } from '../../src/sink/cratedb/column-types.js';
 import { crateColumnName, crateNameMappings, crateTargetName } from '../../src/sink/cratedb/names.js';
-import { addColumnSql, createTableSql, deleteByKeySql, truncateSql, updateColumnsSql, upsertSql } from '../../src/sink/cratedb/sql.js';
+import { addColumnSql, createTableSql, deleteByKeySql, insertKeepingSql, truncateSql, updateColumnsSql, upsertSql } from '../../src/sink/cratedb/sql.js';
 
 /** Parses under CrateDB's grammar and throws on a syntax error (the second argument). */
 function parses(sql: string): void {
@@ -54,6 +54,21 @@ describe('upserts', () => {
     const { sql, doNothing } = upsertSql(p);
     assert.equal(sql, 'INSERT INTO "doc"."t" ("a", "b") VALUES (?, ?) ON CONFLICT ("a", "b") DO NOTHING');
     assert.equal(doNothing, true);
+    parses(sql);
+  });
+
+  test('a created table gets the configured refresh_interval, and CrateDB\'s default without one', () => {
+    const p = plan(table([col('id', 'int8'), col('v', 'text')], ['id']));
+    const sql = createTableSql(p, { replicas: '0-2', refreshIntervalMs: 500 });
+    assert.match(sql, /WITH \(number_of_replicas = '0-2', refresh_interval = 500, column_policy = 'strict'\)$/);
+    parses(sql);
+    assert.doesNotMatch(createTableSql(p, { replicas: '0-2' }), /refresh_interval/);
+  });
+
+  test("an initial load's insert into a table it found empty keeps a row already there", () => {
+    const p = plan(table([col('b', 'text'), col('v', 'float8'), col('a', 'int4')], ['a', 'b']));
+    const sql = insertKeepingSql(p);
+    assert.equal(sql, 'INSERT INTO "doc"."t" ("b", "v", "a") VALUES (?, ?, ?) ON CONFLICT ("a", "b") DO NOTHING');
     parses(sql);
   });
 

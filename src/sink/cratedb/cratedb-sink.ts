@@ -16,14 +16,14 @@
 import type { Change, TableInfo } from '../../core/change.js';
 import type { CrateOptions, TargetConfig } from '../../core/config.js';
 import { classify, describe, TableError } from '../../core/errors.js';
-import { displayName } from '../../core/identifiers.js';
+import { displayName, qualify } from '../../core/identifiers.js';
 import type { Logger } from '../../core/logger.js';
 import type { ApplyResult, Rejection, Sink, SinkTableBatch } from '../sink.js';
 import { writeBulk, type BulkItem, type BulkLimits } from './bulk-writer.js';
 import { planTable, type ColumnPlan, type CrateFeatures, type TablePlan } from './column-types.js';
 import { CrateClient } from './crate-client.js';
 import { deleteArgs, updateArgs, upsertArgs, ValueRejected } from './row-values.js';
-import { addColumnSql, COLUMNS_QUERY, createTableSql, deleteByKeySql, PRIMARY_KEY_QUERY, TABLE_QUERY, truncateSql, updateColumnsSql, upsertSql } from './sql.js';
+import { addColumnSql, COLUMNS_QUERY, createTableSql, deleteByKeySql, insertKeepingSql, PRIMARY_KEY_QUERY, TABLE_QUERY, truncateSql, updateColumnsSql, upsertSql } from './sql.js';
 import {
   createHistorySql, extraColumnPlans, historyArgs, historyDay, historyInsertSql, historyPlan, shapedUpsertArgs, shapedUpsertSql, softDeleteArgs,
   softDeleteSql, softTruncate, withExtraColumns, type HistoryPlan,
@@ -45,6 +45,8 @@ interface TargetTable {
   plan: TablePlan;
   shape: TargetShape;
   upsert: { sql: string; doNothing: boolean };
+  /** an initial load's insert into a table it found empty (sink.ts keepExisting) */
+  insertKeeping: string;
   delete: string;
   /** shaped tables: upserts with the added columns, soft deletes, the history table */
   shaped?: { upsert: boolean; softDelete: string | null; history: { plan: HistoryPlan; insert: string } | null };
@@ -127,7 +129,7 @@ export class CrateSink implements Sink {
       }
       shape.columns.add(c.target);
     }
-    const entry: TargetTable = { info: t, plan: base, shape, upsert: upsertSql(base, shape.fixed), delete: deleteByKeySql(base) };
+    const entry: TargetTable = { info: t, plan: base, shape, upsert: upsertSql(base, shape.fixed), insertKeeping: insertKeepingSql(base), delete: deleteByKeySql(base) };
     if (t.shape) {
       const extras = extraColumnPlans(t.shape).length > 0;
       if (extras) entry.upsert = { sql: shapedUpsertSql(base, t.shape, shape.fixed), doNothing: false };
@@ -273,8 +275,11 @@ export class CrateSink implements Sink {
     if (deletes.length > 0) rejected.push(...(await writeBulk(this.#client, soft ? soft.sql : target.delete, deletes, soft ? 'mark' : 'delete', this.#limits)).rejected);
     if (partial) rejected.push(...(await this.#writePartial(target, b.upserts.filter((c) => c.partial))));
     if (upserts.length > 0) {
-      const mode = target.upsert.doNothing ? 'upsert-do-nothing' : 'upsert';
-      rejected.push(...(await writeBulk(this.#client, target.upsert.sql, upserts, mode, this.#limits)).rejected);
+      // A shaped table (added columns, soft deletes, a history) keeps its own upsert.
+      const keep = b.keepExisting === true && !target.shaped;
+      const stmt = keep ? target.insertKeeping : target.upsert.sql;
+      const mode = keep || target.upsert.doNothing ? 'upsert-do-nothing' : 'upsert';
+      rejected.push(...(await writeBulk(this.#client, stmt, upserts, mode, this.#limits)).rejected);
     }
     if (rejected.length > 0) {
       const codes = [...new Set(rejected.map((r) => r.code ?? 'value'))];
@@ -327,6 +332,14 @@ export class CrateSink implements Sink {
       rejected?.push({ change, code: undefined, message: err.message });
       return null;
     }
+  }
+
+  async holdsRows(t: TableInfo): Promise<boolean> {
+    const { plan } = await this.#ensure(t, false);
+    // A search sees only refreshed rows: the refresh makes every confirmed write visible to it.
+    const table = qualify(plan.schema, plan.table);
+    await this.#client.sql(`REFRESH TABLE ${table}`);
+    return (await this.#client.sql(`SELECT 1 FROM ${table} LIMIT 1`)).rows.length > 0;
   }
 
   /** Readiness: CrateDB answers a statement with these credentials. */

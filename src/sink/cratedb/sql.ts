@@ -8,14 +8,16 @@ import type { CrateOptions } from '../../core/config.js';
 import { qualify, quoteIdent, quoteLiteral } from '../../core/identifiers.js';
 import type { ColumnPlan, TablePlan } from './column-types.js';
 
-export type DdlOptions = Pick<CrateOptions, 'shards' | 'replicas'>;
+export type DdlOptions = Pick<CrateOptions, 'shards' | 'replicas'> & Partial<Pick<CrateOptions, 'refreshIntervalMs'>>;
 
 export function createTableSql(plan: TablePlan, opts: DdlOptions): string {
   const cols = plan.columns.map((c) => `${quoteIdent(c.target)} ${c.ddl}`);
   cols.push(`PRIMARY KEY (${plan.keys.map((k) => quoteIdent(k.target)).join(', ')})`);
   const shards = opts.shards === undefined ? '' : ` CLUSTERED INTO ${opts.shards} SHARDS`;
+  // Without a refresh_interval the table keeps CrateDB's default (1 s).
+  const refresh = opts.refreshIntervalMs === undefined ? '' : `, refresh_interval = ${opts.refreshIntervalMs}`;
   return `CREATE TABLE IF NOT EXISTS ${qualify(plan.schema, plan.table)} (\n  ${cols.join(',\n  ')}\n)${shards}` +
-    ` WITH (number_of_replicas = ${quoteLiteral(opts.replicas)}, column_policy = 'strict')`;
+    ` WITH (number_of_replicas = ${quoteLiteral(opts.replicas)}${refresh}, column_policy = 'strict')`;
 }
 
 /** ALTER TABLE … ADD COLUMN has no IF NOT EXISTS in CrateDB: check information_schema first. */
@@ -37,6 +39,16 @@ export function upsertSql(plan: TablePlan, fixed: ReadonlySet<string> = new Set(
   const sql = `INSERT INTO ${qualify(plan.schema, plan.table)} (${names.join(', ')}) VALUES (${plan.columns.map(() => '?').join(', ')})` +
     ` ON CONFLICT (${plan.keys.map((k) => quoteIdent(k.target)).join(', ')}) ${action}`;
   return { sql, doNothing: set.length === 0 };
+}
+
+/**
+ * An insert that keeps a row already there (rowcount 0 for it): for an initial load's chunks into a
+ * table the load found empty (sink.ts keepExisting). For new keys CrateDB runs an upsert as this
+ * insert first; this spares it the update of the keys it finds.
+ */
+export function insertKeepingSql(plan: TablePlan): string {
+  return `INSERT INTO ${qualify(plan.schema, plan.table)} (${plan.columns.map((c) => quoteIdent(c.target)).join(', ')}) VALUES (${plan.columns.map(() => '?').join(', ')})` +
+    ` ON CONFLICT (${plan.keys.map((k) => quoteIdent(k.target)).join(', ')}) DO NOTHING`;
 }
 
 /**
