@@ -159,7 +159,7 @@ describe('the CrateDB sink updates only the columns of a partial image', () => {
 
   test('a page with full and partial images: upserts for the full ones, bulk UPDATEs per column set for the others; a missing row is not a rejection', async () => {
     const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-    const opts = { maxRequestRows: 100, maxRequestBytes: 1 << 20, requestTimeoutMs: 5_000, replicas: '0-1', jsonColumn: 'object-ignored' as const, textColumn: 'plain' as const };
+    const opts = { maxRequestRows: 100, maxRequestBytes: 1 << 20, requestsInFlight: 2, requestTimeoutMs: 5_000, replicas: '0-1', jsonColumn: 'object-ignored' as const, textColumn: 'plain' as const };
     const sink = new CrateSink({ kind: 'cratedb', urls: [url], username: 'crate' }, opts, createLogger('silent'));
     try {
       await sink.start();

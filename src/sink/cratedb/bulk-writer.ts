@@ -38,6 +38,37 @@ export interface BulkLimits {
   maxBytes: number;
   /** requests of one statement in flight at once (their rows have distinct keys, so order does not matter) */
   parallel?: number;
+  /**
+   * requests in flight shared with other statements (a page's tables and statements); when given,
+   * each request takes a slot, and `parallel` only bounds this statement's share
+   */
+  slots?: RequestSlots;
+}
+
+/**
+ * A bound on requests in flight shared by the statements of one page: what CrateDB gets at once
+ * stays the same however many tables and statements the page has.
+ */
+export class RequestSlots {
+  #free: number;
+  readonly #waiting: Array<() => void> = [];
+
+  constructor(size: number) {
+    this.#free = Math.max(1, size);
+  }
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await work();
+    } finally {
+      // the slot passes straight to the next waiter, so nobody overtakes it
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    }
+  }
 }
 
 export interface BulkOutcome {
@@ -52,15 +83,20 @@ const DOCUMENT_MISSING = 40411;
 /** rows per request when rows that failed without a reason are sent again */
 const UNEXPLAINED_REQUEST_ROWS = 32;
 
-/** Splits rows into requests of at most maxRows rows and maxBytes bytes (the envelope included). */
+/**
+ * Splits rows into requests of at most maxRows rows and maxBytes bytes (the envelope included).
+ * Requests cut by rows are of equal size (5,000 rows at most 2,000: three of 1,667, not 2,000,
+ * 2,000 and 1,000), so that the last one of a statement does not run alone for long.
+ */
 export function chunkRows(stmt: string, items: readonly BulkItem[], limits: BulkLimits): BulkItem[][] {
   const envelope = CrateClient.envelopeBytes(stmt);
   const chunks: BulkItem[][] = [];
+  const rows = Math.ceil(items.length / Math.ceil(items.length / limits.maxRows));
   let cur: BulkItem[] = [];
   let bytes = envelope;
   for (const item of items) {
     const n = Buffer.byteLength(item.args) + 1;
-    if (cur.length > 0 && (cur.length >= limits.maxRows || bytes + n > limits.maxBytes)) {
+    if (cur.length > 0 && (cur.length >= rows || bytes + n > limits.maxBytes)) {
       chunks.push(cur);
       cur = [];
       bytes = envelope;
@@ -172,7 +208,7 @@ export async function writeBulk(client: CrateClient, stmt: string, items: readon
     while (failure === null && next < chunks.length) {
       const chunk = chunks[next++];
       try {
-        await send(chunk);
+        await (limits.slots ? limits.slots.run(() => send(chunk)) : send(chunk));
       } catch (err) {
         failure ??= { err };
       }
