@@ -14,6 +14,8 @@ export interface Hooks {
   before?(call: ApplyCall, batches: SinkTableBatch[]): Promise<void> | void;
   /** runs after the real apply confirmed; may throw (the page is then applied but not confirmed) */
   after?(call: ApplyCall, batches: SinkTableBatch[]): Promise<void> | void;
+  /** runs when the drainer stages a page ahead (Sink.stage), before the real sink's stage; may throw */
+  stage?(batches: SinkTableBatch[]): void;
 }
 
 export class RecordingSink implements Sink {
@@ -23,11 +25,19 @@ export class RecordingSink implements Sink {
 
   /** the inner sink's fence, where it has one (a wrapper must not claim a fence its target lacks) */
   readonly raiseFence?: (fence: Fence) => Promise<void>;
+  /** the inner sink's stage, or the hook's where given */
+  readonly stage?: (batches: SinkTableBatch[]) => void;
 
   constructor(inner: Sink, hooks: Hooks = {}) {
     this.#inner = inner;
     this.#hooks = hooks;
     if (inner.raiseFence) this.raiseFence = (fence) => inner.raiseFence!(fence);
+    if (inner.stage || hooks.stage) {
+      this.stage = (batches) => {
+        hooks.stage?.(batches);
+        inner.stage?.(batches);
+      };
+    }
   }
 
   get name(): string {
