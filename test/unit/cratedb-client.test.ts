@@ -288,6 +288,25 @@ describe('request bounds', () => {
     // requests cut by rows are of equal size, so the last one does not run alone for long
     assert.deepEqual(chunkRows('S', items(changes(5000)), { maxRows: 2000, maxBytes: 1 << 30 }).map((ch) => ch.length), [1667, 1667, 1666]);
     assert.deepEqual(chunkRows('S', items(changes(4000)), { maxRows: 2000, maxBytes: 1 << 30 }).map((ch) => ch.length), [2000, 2000]);
+    // cut by exact UTF-8 bytes, as if every row were measured, though most are not
+    const texts = ['"a"', '"ü"', '"€€"', '"𝄞"', '"plain ascii text"', `"${'ж'.repeat(40)}"`];
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    const mixed = items(changes(3000), () => `[${Array.from({ length: 1 + Math.floor(random() * 6) }, () => texts[Math.floor(random() * texts.length)]).join(',')}]`);
+    for (const limits of [{ maxRows: 500, maxBytes: 2048 }, { maxRows: 64, maxBytes: 1 << 20 }, { maxRows: 3000, maxBytes: 9000 }]) {
+      const envelope = Buffer.byteLength('{"stmt":"S","bulk_args":[]}');
+      const want: number[] = [];
+      let [n, bytes] = [0, envelope];
+      const rows = Math.ceil(mixed.length / Math.ceil(mixed.length / limits.maxRows));
+      for (const item of mixed) {
+        const b = Buffer.byteLength(item.args) + 1;
+        if (n > 0 && (n >= rows || bytes + b > limits.maxBytes)) [want[want.length], n, bytes] = [n, 0, envelope];
+        n++;
+        bytes += b;
+      }
+      want.push(n);
+      assert.deepEqual(chunkRows('S', mixed, limits).map((ch) => ch.length), want, JSON.stringify(limits));
+    }
     // a row larger than the byte bound goes alone
     const huge = chunkRows('S', items(changes(3), (ch) => `["${'y'.repeat(ch.id === 2 ? 10_000 : 10)}"]`), { maxRows: 10, maxBytes: 1024 });
     assert.deepEqual(huge.map((ch) => ch.map((i) => i.change.id)), [[1], [2], [3]]);

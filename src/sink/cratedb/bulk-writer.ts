@@ -93,13 +93,31 @@ export function chunkRows(stmt: string, items: readonly BulkItem[], limits: Bulk
   const chunks: BulkItem[][] = [];
   const rows = Math.ceil(items.length / Math.ceil(items.length / limits.maxRows));
   let cur: BulkItem[] = [];
+  // `bytes` is exact, or (while `exact` is false) a bound from the text's length: a UTF-16 unit
+  // takes at most three bytes in UTF-8. Rows are counted exactly only once that bound could pass
+  // maxBytes, which for the usual request never happens.
   let bytes = envelope;
+  let exact = true;
   for (const item of items) {
-    const n = Buffer.byteLength(item.args) + 1;
+    let n = item.args.length * 3 + 1;
+    if (bytes + n > limits.maxBytes) {
+      if (!exact) {
+        bytes = envelope;
+        for (const c of cur) bytes += Buffer.byteLength(c.args) + 1;
+        exact = true;
+      }
+      n = Buffer.byteLength(item.args) + 1;
+    } else {
+      exact = false;
+    }
     if (cur.length > 0 && (cur.length >= rows || bytes + n > limits.maxBytes)) {
       chunks.push(cur);
       cur = [];
       bytes = envelope;
+      exact = true;
+      n = item.args.length * 3 + 1;
+      if (bytes + n > limits.maxBytes) n = Buffer.byteLength(item.args) + 1;
+      else exact = false;
     }
     cur.push(item);
     bytes += n;
