@@ -55,6 +55,8 @@ function versionAtLeast(version: string, major: number, minor: number): boolean 
   return a > major || (a === major && b >= minor);
 }
 
+const byKey = (a: BulkItem, b: BulkItem) => (a.change.key < b.change.key ? -1 : a.change.key > b.change.key ? 1 : 0);
+
 /** A table's parameter rows, built for one target (a target read again builds them again). */
 class StagedRows {
   constructor(
@@ -313,6 +315,11 @@ export class CrateSink implements Sink {
       const args = this.#args(plan, change, build, rejected);
       if (args !== null) upserts.push({ change, args });
     }
+    // In key order: CrateDB looks every key up (a delete's row, an upsert's conflict), and keys in
+    // order hit the same parts of its index one after another. The keys of a statement are distinct
+    // (coalesced), so their order changes nothing else.
+    deletes.sort(byKey);
+    upserts.sort(byKey);
     return new StagedRows(target, deletes, upserts, partial, rejected);
   }
 
