@@ -9,6 +9,12 @@
 // carry → apply → handle rejections (retry, then park or halt) → confirm. The checkpoint moves only
 // after the sink confirmed, so a crash anywhere replays the page (the sink is idempotent).
 //
+// Overlap: while page N is applied, page N+1 is read, coalesced and handed to Sink.stage (the
+// CrateDB sink builds its parameter rows), so the target is not left waiting between pages. That is
+// CPU work only: N+1 is applied after N is confirmed, a table that must be described (or altered)
+// is left to the in-order path, and on any error the read-ahead is dropped and reading starts again
+// at the checkpoint (test/integration/staged-pages.test.ts).
+//
 // Wake-ups: the triggers NOTIFY only while the state row says idle. Before sleeping the drainer sets
 // idle and reads once more, so a change committed before that flag flipped is not left waiting; a
 // change whose trigger ran just before the flip waits at most one poll interval.
