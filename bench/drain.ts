@@ -21,9 +21,15 @@
 // are interleaved round by round.
 // Reported: events/s, the CPU of this process (drainer + sink) and of the server per 1k events (and of
 // that, the replicator's drainer backend in the source and sink backends in the target), and the
-// largest RSS of this process sampled while draining. Into CrateDB also: its JVM's CPU per 1k events
+// largest RSS of this process sampled while draining (after a full garbage collection of what the
+// benchmark itself left before the drain). Into CrateDB also: its JVM's CPU per 1k events
 // (drain and replay), the time with no request to CrateDB in flight and the mean number in flight
-// (bench/crate-meter.ts), and drain / raw, the replay's seconds over the drain's.
+// (bench/crate-meter.ts), and drain / raw, the replay's seconds over the drain's. --cpu-prof=file
+// writes a CPU profile of this process during each drain (file-<round>-<page size>.cpuprofile).
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import pg from 'pg';
 import { loadConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
@@ -163,9 +169,30 @@ interface CrateTarget {
   /** raw replay: rows per request, requests in flight */
   rawRows: number;
   rawParallel: number;
+  /** the sink's settings (PG2CRATE_CRATE_MAX_ROWS, PG2CRATE_CRATE_IN_FLIGHT …), where given */
+  sinkEnv: Record<string, string>;
 }
 
-async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events: number, txnRows: number, workload: Workload, crateTarget?: CrateTarget): Promise<DrainRun> {
+/** A full garbage collection now (V8 then gives the freed memory back). */
+function collectGarbage(): void {
+  v8.setFlagsFromString('--expose-gc');
+  (vm.runInNewContext('gc') as () => void)();
+}
+
+/** Profiles this process's CPU until the returned function is called, which writes the profile (.cpuprofile, for DevTools). */
+async function cpuProfile(path: string): Promise<() => Promise<void>> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return async () => {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(path, JSON.stringify(profile));
+    session.disconnect();
+  };
+}
+
+async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events: number, txnRows: number, workload: Workload, crateTarget?: CrateTarget, profilePath?: string): Promise<DrainRun> {
   const crateUrl = crateTarget?.url;
   const [srcUrl, dstUrl] = [await cluster.createDatabase('drain_src'), await cluster.createDatabase('drain_dst')];
   const src = new pg.Pool({ connectionString: srcUrl, max: 2 });
@@ -174,7 +201,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
   const mixed = workload === 'mixed';
   const tables = mixed ? MIXED_TABLES.map((t) => `public.${t}`).join(',') : 'public.items';
   const target = crateUrl ? { CRATEDB_URL: crateUrl, PG2CRATE_TARGET_SCHEMA: CRATE_SCHEMA } : { TARGET_DATABASE_URL: dstUrl };
-  const config = loadConfig({ DATABASE_URL: srcUrl, ...target, PG2CRATE_TABLES: tables, PG2CRATE_PAGE_SIZE: String(pageSize) });
+  const config = loadConfig({ DATABASE_URL: srcUrl, ...target, ...crateTarget?.sinkEnv, PG2CRATE_TABLES: tables, PG2CRATE_PAGE_SIZE: String(pageSize) });
   if (crateUrl) for (const t of [...MIXED_TABLES, 'items']) await crateSql(crateUrl, `drop table if exists "${CRATE_SCHEMA}"."${t}"`);
   let crate: CrateFigures | undefined;
   let replay: ReplayTable[] = [];
@@ -230,7 +257,11 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     await src.query('checkpoint');
     await sleep(300);
 
+    // The benchmark's own garbage (the initial load's run, the replay of the round before) is
+    // collected first, so that the RSS measured is the drain's, not what this process held before.
+    collectGarbage();
     const runner = new Runner(config, logger);
+    const stopProfile = profilePath ? await cpuProfile(profilePath) : null;
     const jvms = crateUrl ? crateJvmPids() : [];
     const meter = crateUrl ? new InFlightMeter(crateUrl.split(',')) : null;
     const jvm0 = crateCpuSeconds(jvms);
@@ -269,6 +300,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     }
     const seconds = (performance.now() - start) / 1000;
     const nodeCpu = process.cpuUsage(node0);
+    await stopProfile?.();
     const serverCpu = serverCpuSeconds(pm) - cpu0;
     const jvmCpu = crateCpuSeconds(jvms) - jvm0;
     const flight = meter?.stop();
@@ -338,7 +370,12 @@ export async function run(args: BenchArgs): Promise<object> {
   const crateUrl = args.target === 'cratedb' ? (args.url ?? process.env.CRATEDB_URL) : undefined;
   if (args.target === 'cratedb' && !crateUrl) throw new Error('--target=cratedb needs CRATEDB_URL (e.g. CRATEDB_URL=http://127.0.0.1:4200)');
   if (workload !== 'inserts' && workload !== 'mixed') throw new Error('--workload is inserts or mixed');
-  const crateTarget = crateUrl ? { url: crateUrl, rawRows: Number(args['raw-rows'] ?? 5000), rawParallel: Number(args['raw-parallel'] ?? 2) } : undefined;
+  // --max-rows, --max-bytes, --in-flight: the sink's request size and requests in flight (else the defaults)
+  const sinkEnv: Record<string, string> = {};
+  for (const [arg, env] of [['max-rows', 'PG2CRATE_CRATE_MAX_ROWS'], ['max-bytes', 'PG2CRATE_CRATE_MAX_BYTES'], ['in-flight', 'PG2CRATE_CRATE_IN_FLIGHT']] as const) {
+    if (args[arg] !== undefined) sinkEnv[env] = args[arg]!;
+  }
+  const crateTarget = crateUrl ? { url: crateUrl, rawRows: Number(args['raw-rows'] ?? 5000), rawParallel: Number(args['raw-parallel'] ?? 2), sinkEnv } : undefined;
   const cluster = await startCluster();
   const runs: DrainRun[] = [];
   try {
@@ -348,7 +385,8 @@ export async function run(args: BenchArgs): Promise<object> {
     await admin.end();
     for (let r = 1; r <= rounds; r++) {
       for (const ps of pageSizes) {
-        const d = await drainOnce(cluster, pm, ps, events, txnRows, workload, crateTarget).catch((err: unknown) => {
+        const profilePath = args['cpu-prof'] ? `${args['cpu-prof'].replace(/\.cpuprofile$/, '')}-${r}-${ps}.cpuprofile` : undefined;
+        const d = await drainOnce(cluster, pm, ps, events, txnRows, workload, crateTarget, profilePath).catch((err: unknown) => {
           process.stderr.write(`server log:\n${clusterLogTail(cluster.url())}\n`);
           throw err;
         });
@@ -382,7 +420,7 @@ export async function run(args: BenchArgs): Promise<object> {
   if (crateTarget) {
     const of = (ps: number, f: (c: CrateFigures, d: DrainRun) => number) => spread(by(ps).map((d) => f(d.crate!, d)));
     printTable(
-      `CrateDB: drain beside a raw replay of the same coalesced operations (${crateTarget.rawRows} rows per request, ${crateTarget.rawParallel} in flight), same round`,
+      `CrateDB: drain${Object.keys(sinkEnv).length > 0 ? ` (${Object.entries(sinkEnv).map(([k, v]) => `${k}=${v}`).join(', ')})` : ''} beside a raw replay of the same coalesced operations (${crateTarget.rawRows} rows per request, ${crateTarget.rawParallel} in flight), same round`,
       ['page size', 'raw events/s', 'drain / raw', 'CrateDB JVM CPU ms / 1k: drain', '… raw', 'nothing in flight, s', '… share of the drain', 'mean requests in flight'],
       pageSizes.map((ps) => [
         String(ps), fmtSpread(of(ps, (c, d) => d.events / c.rawSeconds), 0), fmtSpread(of(ps, (c) => c.drainVsRaw), 2),
@@ -391,7 +429,7 @@ export async function run(args: BenchArgs): Promise<object> {
       ]),
     );
   }
-  return { settings: { events, rounds, txnRows, pageSizes, workload, target: crateUrl ? 'cratedb' : 'postgres', ...(crateTarget ? { rawRows: crateTarget.rawRows, rawParallel: crateTarget.rawParallel } : {}) }, figures, runs };
+  return { settings: { events, rounds, txnRows, pageSizes, workload, target: crateUrl ? 'cratedb' : 'postgres', ...(crateTarget ? { rawRows: crateTarget.rawRows, rawParallel: crateTarget.rawParallel, sink: sinkEnv } : {}) }, figures, runs };
 }
 
 function mixedTitle(workload: Workload, txnRows: number): string {

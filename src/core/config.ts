@@ -29,6 +29,8 @@ export interface CrateOptions {
   maxRequestRows: number;
   /** bytes per bulk request (JSON body) */
   maxRequestBytes: number;
+  /** bulk requests in flight at once per page */
+  requestsInFlight: number;
   requestTimeoutMs: number;
   shards?: number;
   replicas: string;
@@ -304,6 +306,7 @@ export function loadConfig(env: Env, file: Record<string, unknown> = {}): Readon
     crate: {
       maxRequestRows: s['crate.maxRequestRows'],
       maxRequestBytes: s['crate.maxRequestBytes'],
+      requestsInFlight: s['crate.requestsInFlight'],
       requestTimeoutMs: s['crate.requestTimeoutMs'],
       shards: s['crate.shards'],
       replicas: s['crate.replicas'],

@@ -160,6 +160,10 @@ export const SETTINGS = {
   }),
   'crate.maxRequestRows': setting({ env: 'PG2CRATE_CRATE_MAX_ROWS', schema: wholeNumber(1, 100_000).default(2000), meaning: 'rows per CrateDB bulk request' }),
   'crate.maxRequestBytes': setting({ env: 'PG2CRATE_CRATE_MAX_BYTES', schema: wholeNumber(1024, 90 * 1024 * 1024).default(4 * 1024 * 1024), meaning: 'bytes per CrateDB bulk request' }),
+  'crate.requestsInFlight': setting({
+    env: 'PG2CRATE_CRATE_IN_FLIGHT', schema: wholeNumber(1, 64).default(2),
+    meaning: 'bulk requests a page has in flight at once, over all its tables (a cluster takes more)',
+  }),
   'crate.requestTimeoutMs': setting({ env: 'PG2CRATE_CRATE_TIMEOUT_MS', schema: wholeNumber(100, 3_600_000).default(60_000), meaning: 'timeout of one CrateDB request' }),
   // 0-2: one copy of each shard per node up to three copies (one node: none, two: one, three or
   // more: two), so writes go on while any one node is away, and also while a second one restarts

@@ -9,6 +9,12 @@
 // carry → apply → handle rejections (retry, then park or halt) → confirm. The checkpoint moves only
 // after the sink confirmed, so a crash anywhere replays the page (the sink is idempotent).
 //
+// Overlap: while page N is applied, page N+1 is read, coalesced and handed to Sink.stage (the
+// CrateDB sink builds its parameter rows), so the target is not left waiting between pages. That is
+// CPU work only: N+1 is applied after N is confirmed, a table that must be described (or altered)
+// is left to the in-order path, and on any error the read-ahead is dropped and reading starts again
+// at the checkpoint (test/integration/staged-pages.test.ts).
+//
 // Wake-ups: the triggers NOTIFY only while the state row says idle. Before sleeping the drainer sets
 // idle and reads once more, so a change committed before that flag flipped is not left waiting; a
 // change whose trigger ran just before the flip waits at most one poll interval.
@@ -17,7 +23,19 @@ import { backoffDelay, classify, describe, HaltError, StreamBusyError } from '..
 import type { Logger } from '../core/logger.js';
 import type { ChangeSource, DeadLetter, Page } from '../source/change-source.js';
 import type { Sink, SinkTableBatch } from '../sink/sink.js';
-import { coalesce } from './coalesce.js';
+import { coalesce, type TableBatch } from './coalesce.js';
+
+interface KnownTable {
+  info: TableInfo;
+  columns: Set<string>;
+  seen: WeakSet<readonly string[]>;
+}
+
+/** A page worked out ahead (#stage): its batches, and the tables (id, description) they were made for. */
+interface StagedPage {
+  batches: SinkTableBatch[];
+  tables: Array<[number, TableInfo]>;
+}
 
 export interface DrainerOptions {
   pageSize: number;
@@ -47,7 +65,7 @@ export class Drainer {
   readonly #sink: Sink;
   readonly #opts: DrainerOptions;
   readonly #log: Logger;
-  readonly #tables = new Map<number, { info: TableInfo; columns: Set<string>; seen: WeakSet<readonly string[]> }>();
+  readonly #tables = new Map<number, KnownTable>();
   readonly stats: DrainerStats = {
     state: 'stopped', appliedEvents: 0, appliedRows: 0, pages: 0, windows: 0, deadLetters: 0, errors: {}, lastAppliedAt: null,
   };
@@ -104,7 +122,7 @@ export class Drainer {
   async #run(): Promise<void> {
     let attempt = 0;
     let windowsDone = 0;
-    let ahead: Promise<Page> | null = null;
+    let ahead: Promise<{ page: Page; staged: StagedPage | null }> | null = null;
     try {
       while (!this.#stopping) {
         try {
@@ -112,16 +130,18 @@ export class Drainer {
           await this.#source.acquire(this.#abort.signal, this.#opts.waitForStream ?? true);
           if (this.#stopping) break;
           this.stats.state = this.#idle ? 'idle' : 'draining';
-          const page = ahead ? await ahead : await this.#source.readPage(this.#opts.pageSize);
+          const { page, staged }: { page: Page; staged: StagedPage | null } = ahead ? await ahead : { page: await this.#source.readPage(this.#opts.pageSize), staged: null };
           ahead = null;
-          // Read the next page while this one is applied: the source and the target work at once.
+          // Read the next page while this one is applied, and work out its batches as soon as it is
+          // there: the source, this process and the target work at once. The next page is applied,
+          // and its checkpoint saved, only after this one's.
           if (this.#source.readsAhead && !page.windowDone && !this.#opts.untilCaughtUp) {
-            ahead = this.#source.readPage(this.#opts.pageSize, page);
+            ahead = this.#source.readPage(this.#opts.pageSize, page).then((next) => ({ page: next, staged: this.#tryStage(next) }));
             ahead.catch(() => {});
           }
           if (page.changes.length > 0) {
             if (this.#idle !== false) { await this.#source.setIdle(false); this.#idle = false; this.stats.state = 'draining'; }
-            await this.#apply(page);
+            await this.#apply(page, staged);
           }
           await this.#source.confirm(page);
           attempt = 0;
@@ -190,13 +210,14 @@ export class Drainer {
     });
   }
 
-  async #tableFor(tableId: number, upserts: Change[]): Promise<TableInfo> {
-    let entry = this.#tables.get(tableId);
-    // A full row image carries exactly the table's current columns; any other set means the
-    // table changed (a column added, dropped or renamed) and is described again.
-    // Sources that know a row's names without parsing it share one array between rows with the same
-    // names, so each distinct array is compared once.
-    const changed = (e: { columns: Set<string>; seen: WeakSet<readonly string[]> }) => upserts.some((c) => {
+  /**
+   * A full row image carries exactly the table's current columns; any other set means the table
+   * changed (a column added, dropped or renamed) and is described again. Sources that know a row's
+   * names without parsing it share one array between rows with the same names, so each distinct
+   * array is compared once.
+   */
+  #columnsDiffer(e: KnownTable, upserts: Change[]): boolean {
+    return upserts.some((c) => {
       if (c.partial) return false;
       if (c.columns !== undefined && e.seen.has(c.columns)) return false;
       const keys = c.columns ?? (c.row === null ? null : Object.keys(c.row));
@@ -205,7 +226,11 @@ export class Drainer {
       if (!differs && c.columns !== undefined) e.seen.add(c.columns);
       return differs;
     });
-    if (!entry || changed(entry)) {
+  }
+
+  async #tableFor(tableId: number, upserts: Change[]): Promise<TableInfo> {
+    let entry = this.#tables.get(tableId);
+    if (!entry || this.#columnsDiffer(entry, upserts)) {
       const info = await this.#source.catalog.describe(tableId);
       entry = { info, columns: new Set(info.columns.map((c) => c.name)), seen: new WeakSet() };
       // Before the target gets new columns: a copy the source schedules for them then survives a
@@ -217,28 +242,70 @@ export class Drainer {
     return entry.info;
   }
 
-  async #apply(page: Page): Promise<void> {
+  /**
+   * The page's batches, worked out ahead while the page before it is applied: coalesced, and the
+   * sink's share (parameter rows) built. Only when every table of the page is known with the
+   * columns its rows carry: describing a table, and the DDL that may follow, happen in page order
+   * in #apply. Nothing here writes anywhere; #apply checks that the tables are still the ones
+   * staged for and works the page out again otherwise.
+   */
+  #stage(page: Page): StagedPage | null {
+    if (page.changes.length === 0) return null;
     const batches: SinkTableBatch[] = [];
-    const letters: DeadLetter[] = [];
+    const tables: Array<[number, TableInfo]> = [];
     let changesByTable: Map<number, Change[]> | null = null;
     for (const b of coalesce(page.changes)) {
-      let table: TableInfo;
-      try {
-        table = await this.#tableFor(b.tableId, b.upserts);
-      } catch (err) {
-        if (classify(err) !== 'fatal') throw err;
-        // The table cannot be described (dropped, unregistered): its changes cannot be applied.
-        for (const change of [...b.deletes, ...b.upserts]) letters.push({ change, code: undefined, message: describe(err), attempts: 1 });
-        continue;
+      const entry = this.#tables.get(b.tableId);
+      if (!entry || this.#columnsDiffer(entry, b.upserts)) return null;
+      tables.push([b.tableId, entry.info]);
+      changesByTable = this.#addBatch(batches, entry.info, b, page, changesByTable);
+    }
+    this.#sink.stage?.(batches);
+    return { batches, tables };
+  }
+
+  /** #stage, or null when it failed: #apply then works the page out in order and meets the error there. */
+  #tryStage(page: Page): StagedPage | null {
+    try {
+      return this.#stage(page);
+    } catch (err) {
+      this.#log.debug({ err }, 'could not stage the next page ahead; it is worked out when applied');
+      return null;
+    }
+  }
+
+  /** Appends the sink's batch of one table's coalesced changes; returns the page's changes by table when it needed them. */
+  #addBatch(batches: SinkTableBatch[], table: TableInfo, b: TableBatch, page: Page, byTable: Map<number, Change[]> | null): Map<number, Change[]> | null {
+    const batch: SinkTableBatch = { table, truncate: b.truncate, deletes: b.deletes, upserts: b.upserts };
+    if (b.truncatedAt !== undefined) batch.truncatedAt = b.truncatedAt;
+    if (table.shape?.history) {
+      // A history keeps every change, so it gets the page's changes before coalescing.
+      byTable ??= groupByTable(page.changes);
+      batch.history = byTable.get(b.tableId) ?? [];
+    }
+    batches.push(batch);
+    return byTable;
+  }
+
+  async #apply(page: Page, staged: StagedPage | null): Promise<void> {
+    let batches: SinkTableBatch[] = [];
+    const letters: DeadLetter[] = [];
+    if (staged && staged.tables.every(([id, info]) => this.#tables.get(id)?.info === info)) {
+      batches = staged.batches;
+    } else {
+      let changesByTable: Map<number, Change[]> | null = null;
+      for (const b of coalesce(page.changes)) {
+        let table: TableInfo;
+        try {
+          table = await this.#tableFor(b.tableId, b.upserts);
+        } catch (err) {
+          if (classify(err) !== 'fatal') throw err;
+          // The table cannot be described (dropped, unregistered): its changes cannot be applied.
+          for (const change of [...b.deletes, ...b.upserts]) letters.push({ change, code: undefined, message: describe(err), attempts: 1 });
+          continue;
+        }
+        changesByTable = this.#addBatch(batches, table, b, page, changesByTable);
       }
-      const batch: SinkTableBatch = { table, truncate: b.truncate, deletes: b.deletes, upserts: b.upserts };
-      if (b.truncatedAt !== undefined) batch.truncatedAt = b.truncatedAt;
-      if (table.shape?.history) {
-        // A history keeps every change, so it gets the page's changes before coalescing.
-        changesByTable ??= groupByTable(page.changes);
-        batch.history = changesByTable.get(b.tableId) ?? [];
-      }
-      batches.push(batch);
     }
     let rejected = (await this.#sink.apply(batches)).rejected;
     for (let attempt = 2; rejected.length > 0 && attempt <= this.#opts.rejectAttempts; attempt++) {

@@ -30,6 +30,8 @@ export interface SinkTableBatch {
    * order; each becomes one row of the history table, identified by its id (a replay adds nothing)
    */
   history?: Change[];
+  /** work the sink did ahead for this batch (Sink.stage); the sink checks it is still valid */
+  staged?: unknown;
 }
 
 export interface Rejection {
@@ -67,6 +69,12 @@ export interface Sink {
    * was raised.
    */
   apply(batches: SinkTableBatch[], fence?: Fence): Promise<ApplyResult>;
+  /**
+   * CPU work for batches that apply() will get later (building parameter rows), done while an
+   * earlier page is still being written. No request, no write, no error for a value: whatever it
+   * cannot do, apply() does.
+   */
+  stage?(batches: SinkTableBatch[]): void;
   /**
    * Makes `fence.token` the newest for its stream: from then on a write with an older token is
    * refused, and one already under way has landed when this returns. Only a target with

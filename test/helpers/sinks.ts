@@ -15,6 +15,8 @@ export interface Hooks {
   before?(call: ApplyCall, batches: SinkTableBatch[]): Promise<void> | void;
   /** runs after the real apply confirmed; may throw (the page is then applied but not confirmed) */
   after?(call: ApplyCall, batches: SinkTableBatch[]): Promise<void> | void;
+  /** runs when the drainer stages a page ahead (Sink.stage), before the real sink's stage; may throw */
+  stage?(batches: SinkTableBatch[]): void;
 }
 
 export class RecordingSink implements Sink {
@@ -26,12 +28,20 @@ export class RecordingSink implements Sink {
   readonly raiseFence?: (fence: Fence) => Promise<void>;
   /** likewise the inner sink's look into a target table, which lets a load keep rows it finds */
   readonly holdsRows?: (table: TableInfo) => Promise<boolean>;
+  /** the inner sink's stage, or the hook's where given */
+  readonly stage?: (batches: SinkTableBatch[]) => void;
 
   constructor(inner: Sink, hooks: Hooks = {}) {
     this.#inner = inner;
     this.#hooks = hooks;
     if (inner.raiseFence) this.raiseFence = (fence) => inner.raiseFence!(fence);
     if (inner.holdsRows) this.holdsRows = (table) => inner.holdsRows!(table);
+    if (inner.stage || hooks.stage) {
+      this.stage = (batches) => {
+        hooks.stage?.(batches);
+        inner.stage?.(batches);
+      };
+    }
   }
 
   get name(): string {

@@ -31,7 +31,7 @@ type Answer = { status: number; body: unknown } | { status: number; text: string
 
 let server: Server;
 let url: string;
-let handler: (r: Received) => Answer;
+let handler: (r: Received) => Answer | Promise<Answer>;
 let received: Received[] = [];
 /** GET / (the client checks a node with it before use, and asks it for the version): answered by rootHandler, kept apart from `received` */
 let probes: Received[] = [];
@@ -44,12 +44,12 @@ before(async () => {
   server = createServer((req, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
+    req.on('end', async () => {
       const raw = Buffer.concat(chunks).toString('utf8');
       const body = raw ? JSON.parse(raw) : {};
       const r: Received = { method: req.method ?? '', headers: req.headers, stmt: body.stmt, args: body.args, bulkArgs: body.bulk_args, bytes: Buffer.byteLength(raw) };
       (r.method === 'GET' ? probes : received).push(r);
-      const a = r.method === 'GET' ? rootHandler(r) : handler(r);
+      const a = r.method === 'GET' ? rootHandler(r) : await handler(r);
       if (a === 'destroy') { req.socket.destroy(); return; }
       if (a === 'hang') return;
       const text = 'text' in a ? a.text : JSON.stringify(a.body);
@@ -285,6 +285,28 @@ describe('request bounds', () => {
     const err = await thrown(writeBulk(c2, 'INSERT …', items(cs), 'upsert', { maxRows: 7, maxBytes: 1 << 20, parallel: 3 }));
     assert.equal(classify(err), 'retryable');
     c2.close();
+    // requests cut by rows are of equal size, so the last one does not run alone for long
+    assert.deepEqual(chunkRows('S', items(changes(5000)), { maxRows: 2000, maxBytes: 1 << 30 }).map((ch) => ch.length), [1667, 1667, 1666]);
+    assert.deepEqual(chunkRows('S', items(changes(4000)), { maxRows: 2000, maxBytes: 1 << 30 }).map((ch) => ch.length), [2000, 2000]);
+    // cut by exact UTF-8 bytes, as if every row were measured, though most are not
+    const texts = ['"a"', '"ü"', '"€€"', '"𝄞"', '"plain ascii text"', `"${'ж'.repeat(40)}"`];
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    const mixed = items(changes(3000), () => `[${Array.from({ length: 1 + Math.floor(random() * 6) }, () => texts[Math.floor(random() * texts.length)]).join(',')}]`);
+    for (const limits of [{ maxRows: 500, maxBytes: 2048 }, { maxRows: 64, maxBytes: 1 << 20 }, { maxRows: 3000, maxBytes: 9000 }]) {
+      const envelope = Buffer.byteLength('{"stmt":"S","bulk_args":[]}');
+      const want: number[] = [];
+      let [n, bytes] = [0, envelope];
+      const rows = Math.ceil(mixed.length / Math.ceil(mixed.length / limits.maxRows));
+      for (const item of mixed) {
+        const b = Buffer.byteLength(item.args) + 1;
+        if (n > 0 && (n >= rows || bytes + b > limits.maxBytes)) [want[want.length], n, bytes] = [n, 0, envelope];
+        n++;
+        bytes += b;
+      }
+      want.push(n);
+      assert.deepEqual(chunkRows('S', mixed, limits).map((ch) => ch.length), want, JSON.stringify(limits));
+    }
     // a row larger than the byte bound goes alone
     const huge = chunkRows('S', items(changes(3), (ch) => `["${'y'.repeat(ch.id === 2 ? 10_000 : 10)}"]`), { maxRows: 10, maxBytes: 1024 });
     assert.deepEqual(huge.map((ch) => ch.map((i) => i.change.id)), [[1], [2], [3]]);
@@ -404,7 +426,7 @@ describe('the sink when the target table changed under it', () => {
   ];
   const info: TableInfo = { id: 1, relid: 1, sourceSchema: 'public', sourceTable: 't', targetSchema: 'doc', targetTable: 't', keyColumns: ['id'], columns };
   const config = { kind: 'cratedb' as const, urls: [] as string[], username: 'writer', password: PASSWORD };
-  const opts = { maxRequestRows: 100, maxRequestBytes: 1 << 20, requestTimeoutMs: 5_000, replicas: '0-1', refreshIntervalMs: 500, jsonColumn: 'object-ignored' as const, textColumn: 'plain' as const };
+  const opts = { maxRequestRows: 100, maxRequestBytes: 1 << 20, requestsInFlight: 2, requestTimeoutMs: 5_000, replicas: '0-1', refreshIntervalMs: 500, jsonColumn: 'object-ignored' as const, textColumn: 'plain' as const };
 
   function crate(opts2: { tableExists: () => boolean; insert: () => Answer }): (r: Received) => Answer {
     return (r) => {
@@ -468,5 +490,54 @@ describe('the sink when the target table changed under it', () => {
     handler = crate({ tableExists: () => true, insert: () => (++inserts === 1 ? crateError(404, 4043, 'ColumnUnknownException[Column v unknown]') : ok([{ rowcount: 1 }])) });
     assert.equal(await applyOnce(), null);
     assert.equal(inserts, 2);
+  });
+});
+
+describe('requests in flight for one page', () => {
+  const columns: ColumnInfo[] = [
+    { name: 'id', type: 'bigint', baseType: 'int8', baseFormatted: 'bigint', dims: 0, typtype: 'b', notNull: true },
+    { name: 'v', type: 'text', baseType: 'text', baseFormatted: 'text', dims: 0, typtype: 'b', notNull: false },
+  ];
+  const table = (id: number, name: string): TableInfo => ({ id, relid: id, sourceSchema: 'public', sourceTable: name, targetSchema: 'doc', targetTable: name, keyColumns: ['id'], columns });
+
+  test('the tables and statements of a page share one bound on requests in flight, and use all of it', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const kinds = new Set<string>();
+    handler = async (r) => {
+      const s = r.stmt ?? '';
+      if (s.includes('information_schema.tables')) return { status: 200, body: { cols: [], rows: [['_id', null]], rowcount: 1 } };
+      if (s.includes('information_schema.columns')) return { status: 200, body: { cols: [], rows: [['id', 'bigint'], ['v', 'text']], rowcount: 2 } };
+      if (s.includes('key_column_usage')) return { status: 200, body: { cols: [], rows: [['id']], rowcount: 1 } };
+      inFlight++;
+      most = Math.max(most, inFlight);
+      kinds.add(s.split(' ')[0]);
+      await new Promise((resolve) => setTimeout(resolve, 15));
+      inFlight--;
+      return ok((r.bulkArgs ?? []).map(() => ({ rowcount: 1 })));
+    };
+    const opts = { maxRequestRows: 10, maxRequestBytes: 1 << 20, requestsInFlight: 3, requestTimeoutMs: 5_000, replicas: '0-1', refreshIntervalMs: 500, jsonColumn: 'object-ignored' as const, textColumn: 'plain' as const };
+    const sink = new CrateSink({ kind: 'cratedb', urls: [url], username: 'writer', password: PASSWORD }, opts, createLogger('silent'));
+    try {
+      const [a, b] = [table(1, 'a'), table(2, 'b')];
+      await sink.prepare(a);
+      await sink.prepare(b);
+      const rows = (tableId: number, from: number, op: 'I' | 'D'): Change[] => Array.from({ length: 40 }, (_, i) => {
+        const id = from + i;
+        const change: Change = { id, tableId, op, key: String(id), row: { id }, raw: `{"id": ${id}}` };
+        if (op === 'I') Object.assign(change, { row: { id, v: 'x' }, raw: `{"id": ${id}, "v": "x"}` });
+        return change;
+      });
+      // deletes and upserts of two tables: 16 requests of 10 rows
+      const { rejected } = await sink.apply([
+        { table: a, truncate: false, deletes: rows(1, 1, 'D'), upserts: rows(1, 100, 'I') },
+        { table: b, truncate: false, deletes: rows(2, 1, 'D'), upserts: rows(2, 100, 'I') },
+      ]);
+      assert.equal(rejected.length, 0);
+      assert.equal(most, 3, 'requests in flight at most, over both tables and both statements');
+      assert.deepEqual([...kinds].sort(), ['DELETE', 'INSERT']);
+    } finally {
+      await sink.stop();
+    }
   });
 });

@@ -38,6 +38,37 @@ export interface BulkLimits {
   maxBytes: number;
   /** requests of one statement in flight at once (their rows have distinct keys, so order does not matter) */
   parallel?: number;
+  /**
+   * requests in flight shared with other statements (a page's tables and statements); when given,
+   * each request takes a slot, and `parallel` only bounds this statement's share
+   */
+  slots?: RequestSlots;
+}
+
+/**
+ * A bound on requests in flight shared by the statements of one page: what CrateDB gets at once
+ * stays the same however many tables and statements the page has.
+ */
+export class RequestSlots {
+  #free: number;
+  readonly #waiting: Array<() => void> = [];
+
+  constructor(size: number) {
+    this.#free = Math.max(1, size);
+  }
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await work();
+    } finally {
+      // the slot passes straight to the next waiter, so nobody overtakes it
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    }
+  }
 }
 
 export interface BulkOutcome {
@@ -52,18 +83,41 @@ const DOCUMENT_MISSING = 40411;
 /** rows per request when rows that failed without a reason are sent again */
 const UNEXPLAINED_REQUEST_ROWS = 32;
 
-/** Splits rows into requests of at most maxRows rows and maxBytes bytes (the envelope included). */
+/**
+ * Splits rows into requests of at most maxRows rows and maxBytes bytes (the envelope included).
+ * Requests cut by rows are of equal size (5,000 rows at most 2,000: three of 1,667, not 2,000,
+ * 2,000 and 1,000), so that the last one of a statement does not run alone for long.
+ */
 export function chunkRows(stmt: string, items: readonly BulkItem[], limits: BulkLimits): BulkItem[][] {
   const envelope = CrateClient.envelopeBytes(stmt);
   const chunks: BulkItem[][] = [];
+  const rows = Math.ceil(items.length / Math.ceil(items.length / limits.maxRows));
   let cur: BulkItem[] = [];
+  // `bytes` is exact, or (while `exact` is false) a bound from the text's length: a UTF-16 unit
+  // takes at most three bytes in UTF-8. Rows are counted exactly only once that bound could pass
+  // maxBytes, which for the usual request never happens.
   let bytes = envelope;
+  let exact = true;
   for (const item of items) {
-    const n = Buffer.byteLength(item.args) + 1;
-    if (cur.length > 0 && (cur.length >= limits.maxRows || bytes + n > limits.maxBytes)) {
+    let n = item.args.length * 3 + 1;
+    if (bytes + n > limits.maxBytes) {
+      if (!exact) {
+        bytes = envelope;
+        for (const c of cur) bytes += Buffer.byteLength(c.args) + 1;
+        exact = true;
+      }
+      n = Buffer.byteLength(item.args) + 1;
+    } else {
+      exact = false;
+    }
+    if (cur.length > 0 && (cur.length >= rows || bytes + n > limits.maxBytes)) {
       chunks.push(cur);
       cur = [];
       bytes = envelope;
+      exact = true;
+      n = item.args.length * 3 + 1;
+      if (bytes + n > limits.maxBytes) n = Buffer.byteLength(item.args) + 1;
+      else exact = false;
     }
     cur.push(item);
     bytes += n;
@@ -172,7 +226,7 @@ export async function writeBulk(client: CrateClient, stmt: string, items: readon
     while (failure === null && next < chunks.length) {
       const chunk = chunks[next++];
       try {
-        await send(chunk);
+        await (limits.slots ? limits.slots.run(() => send(chunk)) : send(chunk));
       } catch (err) {
         failure ??= { err };
       }

@@ -179,7 +179,8 @@ export class CrateClient {
   }
 
   async #post(body: string, carriesRows: boolean): Promise<unknown> {
-    const { status, text, base } = await this.#send('POST', body);
+    // encoded once: its length is the header, and each send (another node, a stale socket) writes the same bytes
+    const { status, text, base } = await this.#send('POST', Buffer.from(body, 'utf8'));
     if (status !== 200) throw this.#httpError(base, status, text, carriesRows);
     try {
       return parseAnswer(text);
@@ -213,7 +214,7 @@ export class CrateClient {
    * checked first when it must be (see there). Any HTTP answer is the node's: returned as it is.
    * The header of this file says which failures go on to the next node.
    */
-  async #send(method: 'GET' | 'POST', body: string | undefined): Promise<{ status: number; text: string; base: string }> {
+  async #send(method: 'GET' | 'POST', body: Buffer | undefined): Promise<{ status: number; text: string; base: string }> {
     const failed: NodeFailure[] = [];
     for (const node of this.#nodes.candidates()) {
       const e = this.#endpoints[node.index];
@@ -260,7 +261,7 @@ export class CrateClient {
    * A kept-alive connection that the server closed while idle fails the next request before any
    * answer (Node marks it reusedSocket): sent once more to the same node on a new connection.
    */
-  async #sendToNode(e: NodeEndpoint, method: 'GET' | 'POST', body: string | undefined, timeoutMs: number): Promise<{ status: number; text: string }> {
+  async #sendToNode(e: NodeEndpoint, method: 'GET' | 'POST', body: Buffer | undefined, timeoutMs: number): Promise<{ status: number; text: string }> {
     try {
       return await this.#sendOnce(e, method, body, timeoutMs, false);
     } catch (err) {
@@ -269,7 +270,7 @@ export class CrateClient {
     }
   }
 
-  #sendOnce(e: NodeEndpoint, method: 'GET' | 'POST', body: string | undefined, timeoutMs: number, retried: boolean): Promise<{ status: number; text: string }> {
+  #sendOnce(e: NodeEndpoint, method: 'GET' | 'POST', body: Buffer | undefined, timeoutMs: number, retried: boolean): Promise<{ status: number; text: string }> {
     return new Promise((resolve, reject) => {
       let settled = false;
       let connected = false;
@@ -290,7 +291,7 @@ export class CrateClient {
       const headers: http.OutgoingHttpHeaders = { authorization: this.#auth, accept: 'application/json' };
       if (body !== undefined) {
         headers['content-type'] = 'application/json';
-        headers['content-length'] = Buffer.byteLength(body);
+        headers['content-length'] = body.length;
       }
       const req = e.transport.request(method === 'GET' ? e.root : e.sql, { method, headers, agent: e.agent }, (res) => {
         answered = true;

@@ -19,7 +19,7 @@ import { classify, describe, TableError } from '../../core/errors.js';
 import { displayName, qualify } from '../../core/identifiers.js';
 import type { Logger } from '../../core/logger.js';
 import type { ApplyResult, Rejection, Sink, SinkTableBatch } from '../sink.js';
-import { writeBulk, type BulkItem, type BulkLimits } from './bulk-writer.js';
+import { RequestSlots, writeBulk, type BulkItem, type BulkLimits } from './bulk-writer.js';
 import { planTable, type ColumnPlan, type CrateFeatures, type TablePlan } from './column-types.js';
 import { CrateClient } from './crate-client.js';
 import { deleteArgs, updateArgs, upsertArgs, ValueRejected } from './row-values.js';
@@ -57,6 +57,21 @@ function versionAtLeast(version: string, major: number, minor: number): boolean 
   return a > major || (a === major && b >= minor);
 }
 
+const byKey = (a: BulkItem, b: BulkItem) => (a.change.key < b.change.key ? -1 : a.change.key > b.change.key ? 1 : 0);
+
+/** A table's parameter rows, built for one target (a target read again builds them again). */
+class StagedRows {
+  constructor(
+    readonly target: TargetTable,
+    readonly deletes: BulkItem[],
+    readonly upserts: BulkItem[],
+    /** partial images are among the upserts (built when written) */
+    readonly partial: boolean,
+    /** changes whose values CrateDB cannot hold */
+    readonly rejected: Rejection[],
+  ) {}
+}
+
 export class CrateSink implements Sink {
   readonly name = 'cratedb';
   readonly #client: CrateClient;
@@ -67,13 +82,13 @@ export class CrateSink implements Sink {
   readonly #historyShapes = new Map<string, TargetShape>();
   #features: CrateFeatures | null = null;
 
-  /** `tuning` is for benchmarks: requests of one statement in flight at once. */
+  /** `tuning` is for benchmarks: requests in flight at once, instead of opts.requestsInFlight. */
   constructor(target: Extract<TargetConfig, { kind: 'cratedb' }>, opts: CrateOptions, logger: Logger, tuning: { parallel?: number } = {}) {
     this.#log = logger.child({ component: 'sink-cratedb' });
     this.#client = new CrateClient({ url: target.urls, username: target.username, password: target.password, timeoutMs: opts.requestTimeoutMs }, { log: this.#log });
     this.#opts = opts;
-    // Two requests in flight: CrateDB works on one while the next is serialised and sent.
-    this.#limits = { maxRows: opts.maxRequestRows, maxBytes: opts.maxRequestBytes, parallel: tuning.parallel ?? 2 };
+    // At least two requests in flight: CrateDB works on one while the next is serialised and sent.
+    this.#limits = { maxRows: opts.maxRequestRows, maxBytes: opts.maxRequestBytes, parallel: tuning.parallel ?? opts.requestsInFlight };
   }
 
   /** Checks the connection and credentials; a CrateDB that is down is waited for by the drainer instead. */
@@ -209,18 +224,20 @@ export class CrateSink implements Sink {
     // transactions nor foreign keys), and a page's requests are mostly waiting on CrateDB. Within
     // one table the order stays truncate, deletes, upserts. All are settled before the page is
     // confirmed or failed, so nothing of a failed attempt is still writing when it is replayed.
-    const outcomes = await Promise.allSettled(batches.map((b) => this.#applyTable(b)));
+    // One bound on requests in flight for the whole page (see RequestSlots).
+    const limits = { ...this.#limits, slots: new RequestSlots(this.#limits.parallel ?? 1) };
+    const outcomes = await Promise.allSettled(batches.map((b) => this.#applyTable(b, limits)));
     const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failed) throw failed.reason;
     return { rejected: outcomes.flatMap((o) => (o.status === 'fulfilled' ? o.value : [])) };
   }
 
   /** Writes one table's part of a page; an unknown table or column re-reads the target once. */
-  async #applyTable(b: SinkTableBatch): Promise<Rejection[]> {
+  async #applyTable(b: SinkTableBatch, limits: BulkLimits): Promise<Rejection[]> {
     let target = await this.#ensure(b.table, false);
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#write(target, b);
+        return await this.#write(target, b, limits);
       } catch (err) {
         if (classify(err) !== 'schema') throw err;
         const name = displayName(target.plan.schema, target.plan.table);
@@ -237,12 +254,12 @@ export class CrateSink implements Sink {
     }
   }
 
-  async #write(target: TargetTable, b: SinkTableBatch): Promise<Rejection[]> {
+  async #write(target: TargetTable, b: SinkTableBatch, limits: BulkLimits): Promise<Rejection[]> {
     const { plan } = target;
     const rejected: Rejection[] = [];
     const shape = b.table.shape;
     const history = target.shaped?.history;
-    if (history && b.history && b.history.length > 0) rejected.push(...(await this.#writeHistory(history, b.history)));
+    if (history && b.history && b.history.length > 0) rejected.push(...(await this.#writeHistory(history, b.history, limits)));
     if (b.truncate) {
       if (target.shaped?.softDelete && shape) {
         const soft = softTruncate(plan, shape, b.truncatedAt);
@@ -252,13 +269,44 @@ export class CrateSink implements Sink {
         for (const stmt of truncateSql(plan)) await this.#client.sql(stmt);
       }
     }
-    // Every parameter row is built before the first request, so that the upserts follow the
-    // deletes without CrateDB waiting for this process in between.
+    // Every parameter row is built before the first request (or earlier, by stage()).
+    const built = b.staged instanceof StagedRows && b.staged.target === target ? b.staged : this.#build(target, b);
+    const { deletes, upserts, partial } = built;
+    rejected.push(...built.rejected);
+    const soft = target.shaped?.softDelete && shape ? target.shaped.softDelete : null;
+    // Deletes, partial updates and upserts run at once: coalescing left each key in one of them
+    // only, so they commute. All are settled before this returns or throws.
+    const writes: Array<Promise<Rejection[]>> = [];
+    if (deletes.length > 0) writes.push(writeBulk(this.#client, soft ?? target.delete, deletes, soft ? 'mark' : 'delete', limits).then((o) => o.rejected));
+    if (partial) writes.push(this.#writePartial(target, b.upserts.filter((c) => c.partial), limits));
+    if (upserts.length > 0) {
+      // A shaped table (added columns, soft deletes, a history) keeps its own upsert.
+      const keep = b.keepExisting === true && !target.shaped;
+      const stmt = keep ? target.insertKeeping : target.upsert.sql;
+      const mode = keep || target.upsert.doNothing ? 'upsert-do-nothing' : 'upsert';
+      writes.push(writeBulk(this.#client, stmt, upserts, mode, limits).then((o) => o.rejected));
+    }
+    const outcomes = await Promise.allSettled(writes);
+    const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failed) throw failed.reason;
+    for (const o of outcomes) if (o.status === 'fulfilled') rejected.push(...o.value);
+    if (rejected.length > 0) {
+      const codes = [...new Set(rejected.map((r) => r.code ?? 'value'))];
+      this.#log.warn({ table: `${plan.schema}.${plan.table}`, rows: rejected.length, codes }, 'cratedb refused rows');
+    }
+    return rejected;
+  }
+
+  /** The parameter rows of a table's deletes and upserts (partial images are built when written). */
+  #build(target: TargetTable, b: SinkTableBatch): StagedRows {
+    const { plan } = target;
+    const shape = b.table.shape;
+    const rejected: Rejection[] = [];
     const deletes: BulkItem[] = [];
-    const soft = target.shaped?.softDelete && shape ? { sql: target.shaped.softDelete, shape } : null;
+    const soft = target.shaped?.softDelete && shape ? shape : null;
     for (const change of b.deletes) {
       // A key CrateDB cannot hold (NULL, out of range) was never stored: nothing to delete.
-      const args = this.#args(plan, change, soft ? (p, c) => softDeleteArgs(p, soft.shape, c) : deleteArgs, null);
+      const args = this.#args(plan, change, soft ? (p, c) => softDeleteArgs(p, soft, c) : deleteArgs, null);
       if (args !== null) deletes.push({ change, args });
     }
     const upserts: BulkItem[] = [];
@@ -272,24 +320,28 @@ export class CrateSink implements Sink {
       const args = this.#args(plan, change, build, rejected);
       if (args !== null) upserts.push({ change, args });
     }
-    if (deletes.length > 0) rejected.push(...(await writeBulk(this.#client, soft ? soft.sql : target.delete, deletes, soft ? 'mark' : 'delete', this.#limits)).rejected);
-    if (partial) rejected.push(...(await this.#writePartial(target, b.upserts.filter((c) => c.partial))));
-    if (upserts.length > 0) {
-      // A shaped table (added columns, soft deletes, a history) keeps its own upsert.
-      const keep = b.keepExisting === true && !target.shaped;
-      const stmt = keep ? target.insertKeeping : target.upsert.sql;
-      const mode = keep || target.upsert.doNothing ? 'upsert-do-nothing' : 'upsert';
-      rejected.push(...(await writeBulk(this.#client, stmt, upserts, mode, this.#limits)).rejected);
+    // In key order: CrateDB looks every key up (a delete's row, an upsert's conflict), and keys in
+    // order hit the same parts of its index one after another. The keys of a statement are distinct
+    // (coalesced), so their order changes nothing else.
+    deletes.sort(byKey);
+    upserts.sort(byKey);
+    return new StagedRows(target, deletes, upserts, partial, rejected);
+  }
+
+  /**
+   * Builds the parameter rows of batches ahead of apply() (the drainer does it for the next page
+   * while this one is written), for tables already prepared for exactly that TableInfo; others are
+   * built by apply(). Pure CPU work: no request, nothing written.
+   */
+  stage(batches: SinkTableBatch[]): void {
+    for (const b of batches) {
+      const target = this.#tables.get(`${b.table.targetSchema}\u0000${b.table.targetTable}`);
+      if (target && target.info === b.table) b.staged = this.#build(target, b);
     }
-    if (rejected.length > 0) {
-      const codes = [...new Set(rejected.map((r) => r.code ?? 'value'))];
-      this.#log.warn({ table: `${plan.schema}.${plan.table}`, rows: rejected.length, codes }, 'cratedb refused rows');
-    }
-    return rejected;
   }
 
   /** Every change as a row of the history table, one request per day (partition): see shape-sql.ts. */
-  async #writeHistory(history: { plan: HistoryPlan; insert: string }, changes: Change[]): Promise<Rejection[]> {
+  async #writeHistory(history: { plan: HistoryPlan; insert: string }, changes: Change[], limits: BulkLimits): Promise<Rejection[]> {
     const days = new Map<string, BulkItem[]>();
     const rejected: Rejection[] = [];
     for (const change of changes) {
@@ -300,12 +352,12 @@ export class CrateSink implements Sink {
       if (!items) days.set(day, (items = []));
       items.push({ change, args });
     }
-    for (const items of days.values()) rejected.push(...(await writeBulk(this.#client, history.insert, items, 'upsert-do-nothing', this.#limits)).rejected);
+    for (const items of days.values()) rejected.push(...(await writeBulk(this.#client, history.insert, items, 'upsert-do-nothing', limits)).rejected);
     return rejected.map((r) => ({ ...r, history: true }));
   }
 
   /** Partial images (pgoutput, unchanged TOAST): one UPDATE of the columns they carry per set of columns. */
-  async #writePartial(target: TargetTable, changes: Change[]): Promise<Rejection[]> {
+  async #writePartial(target: TargetTable, changes: Change[], limits: BulkLimits): Promise<Rejection[]> {
     const { plan, shape } = target;
     const keys = new Set(plan.keys.map((k) => k.source));
     const groups = new Map<string, { columns: ColumnPlan[]; items: BulkItem[] }>();
@@ -320,7 +372,7 @@ export class CrateSink implements Sink {
       const args = this.#args(plan, change, (p, c) => updateArgs(p, c, columns), rejected);
       if (args !== null) g.items.push({ change, args });
     }
-    for (const g of groups.values()) rejected.push(...(await writeBulk(this.#client, updateColumnsSql(plan, g.columns), g.items, 'update', this.#limits)).rejected);
+    for (const g of groups.values()) rejected.push(...(await writeBulk(this.#client, updateColumnsSql(plan, g.columns), g.items, 'update', limits)).rejected);
     return rejected;
   }
 
