@@ -45,6 +45,22 @@ export const bulkInsert = (rows: number) => `insert into bulk
 export const BULK_UPDATE = 'update bulk set k = k + 1, amount = amount + 1';
 export const BULK_DELETE = 'delete from bulk';
 
+/**
+ * The outbox a user could write by hand in ten lines (bench/capture.ts names it `handmade`; the
+ * ladder of bench/capture-variants.ts starts from it): one row-level plpgsql trigger writing tg_op and
+ * to_jsonb of the row into a table with a bigserial primary key and the writer's xid.
+ */
+export const HANDMADE_SQL = [
+  `create table handmade_outbox (id bigserial primary key, xid xid8 not null default pg_current_xact_id(), tbl text not null, op text not null, data jsonb)`,
+  `create function handmade_capture() returns trigger language plpgsql as $$
+begin
+  insert into handmade_outbox (tbl, op, data)
+    values (tg_table_name, tg_op, case when tg_op = 'DELETE' then to_jsonb(old) else to_jsonb(new) end);
+  return null;
+end $$`,
+];
+export const handmadeTrigger = (table: string) => `create trigger handmade_capture after insert or update or delete on ${table} for each row execute function handmade_capture()`;
+
 /** Sum of pg_total_relation_size over a table and everything that inherits from it (partitions, PgQ's rotating tables). */
 export const treeBytesSql = (regclass: string) => `with recursive tree(oid) as (
     select '${regclass}'::regclass::oid union all select i.inhrelid from pg_inherits i join tree t on i.inhparent = t.oid

@@ -5,6 +5,8 @@
 //              trigger (a floor: what calling a trigger at all costs), or a bare one (a floor: one
 //              INSERT of the image into outbox_0, nothing else: no state row, no notify, no key
 //              changes, no deletes' keys; not a candidate)
+//              `handmade`: the hand-written outbox of capture-common.ts (HANDMADE_SQL) as a row
+//              trigger on the table, nothing else (the reference the ladder starts from)
 //   settings   `proconfig`: SECURITY DEFINER with search_path and five output settings as SET
 //              clauses (what shipped before issue 11: each one is applied and undone on every call);
 //              `guard`: SET search_path only, and the body checks the five settings and changes
@@ -57,7 +59,7 @@ export interface ShapeTable {
 }
 
 export interface Shape {
-  level: 'statement' | 'row' | 'empty-row' | 'empty-statement' | 'bare-row' | 'bare-statement' | 'floor';
+  level: 'statement' | 'row' | 'empty-row' | 'empty-statement' | 'bare-row' | 'bare-statement' | 'floor' | 'handmade';
   settings: 'proconfig' | 'guard' | 'path-only' | 'secdef' | 'none';
   body: 'plpgsql' | 'cte' | 'initplan' | 'seqlock';
   keyChange: 'anti-join' | 'row-trigger';
@@ -67,7 +69,7 @@ export interface Shape {
 
 const TOOL = 'pg2crate';
 /** every trigger name any shape uses, so that installing one shape removes the others */
-export const TRIGGER_NAMES = ['i', 'u', 'd', 't', 'k', 'r'].map((op) => `pg2crate_capture_${op}`);
+export const TRIGGER_NAMES = [...['i', 'u', 'd', 't', 'k', 'r'].map((op) => `pg2crate_capture_${op}`), 'handmade_capture'];
 
 /** The guard of src/source/triggers.ts, on an unlabelled variable `v_saved`; the restore goes before every `return null`. */
 const SETTINGS_GUARD_SQL = `  ${settingsGuardSql('v_saved', false)}\n`;
@@ -121,7 +123,7 @@ export function installShapeSql(t: ShapeTable, shape: Shape): string[] {
     }
   } else {
     creates.push(`create trigger ${trg('r')} after insert or update or delete on ${table} for each row ${exec}`);
-    if (shape.level !== 'empty-row') creates.push(`create trigger ${trg('t')} after truncate on ${table} for each statement ${exec}`);
+    if (shape.level !== 'empty-row' && shape.level !== 'handmade') creates.push(`create trigger ${trg('t')} after truncate on ${table} for each statement ${exec}`);
   }
   return [...drops, fnSql, `revoke all on function ${fn}() from public`, ...creates];
 }
@@ -140,6 +142,14 @@ interface Part {
 
 function functionBody(t: ShapeTable, shape: Shape): string {
   if (shape.level === 'empty-row' || shape.level === 'empty-statement') return 'begin\n  return null;\nend\n';
+  if (shape.level === 'handmade') {
+    return `begin
+  insert into handmade_outbox (tbl, op, data)
+    values (tg_table_name, tg_op, case when tg_op = 'DELETE' then to_jsonb(old) else to_jsonb(new) end);
+  return null;
+end
+`;
+  }
   if (shape.level === 'floor') {
     const key = `jsonb_build_object(${t.keyColumns.map((c) => `${quoteLiteral(c)}, o.${quoteIdent(c)}`).join(', ')})`;
     const sink = shape.sink ?? 'outbox_0';
@@ -343,4 +353,45 @@ ${stmt(values('T', 'null'))}  end if;
 ${guard}${keyBranch}${dispatch}  return null;
 end
 `;
+}
+
+/**
+ * The ladder of capture-variants.ts walks from what src/capture/triggers.ts generates down to the
+ * hand-written outbox, taking away one piece at a time, so that each piece is priced in one run:
+ *   key-change  an UPDATE writes no deletes for changed keys: no OLD transition table, no EXCEPT
+ *   secdef      not SECURITY DEFINER
+ *   guard       no check of the five output settings
+ *   state       the generation a constant 0 instead of the InitPlan on the state row (no wake-up)
+ *   routing     into outbox_0 instead of the partitioned parent (the bench writes generation 0)
+ * Applied as text edits to the generated statements; each must change something, so that a
+ * change in triggers.ts cannot turn a step of the ladder into a silent copy of the one above.
+ */
+export type Removal = 'key-change' | 'secdef' | 'guard' | 'state' | 'routing';
+
+const REMOVALS: Record<Removal, [RegExp, string][]> = {
+  'key-change': [
+    [/(insert into \S+ \(gen, table_id, op, data\))\n\s+select [^\n]*'D'[^\n]*\n[^\n]*except[^\n]*\n\s+union all\n\s+(select )/, '$1 $2'],
+    [/referencing old table as pg2crate_old new table as pg2crate_new/, 'referencing new table as pg2crate_new'],
+  ],
+  'secdef': [[/language plpgsql security definer/, 'language plpgsql']],
+  'guard': [
+    [/\n  if not \(pg_catalog\.current_setting\('TimeZone'\)[\s\S]*?\n  end if;/, ''],
+    [/\n  if pg2crate_capture\.v_saved is not null then[\s\S]*?\n  end if;/, ''],
+  ],
+  'state': [[/\(select s\.gen from \S+ s where case when s\.idle then [^()]*\([^()]*\)[^()]* else true end\)/g, '0::pg_catalog.int2']],
+  'routing': [[/insert into "pg2crate"\."outbox" \(/g, 'insert into "pg2crate"."outbox_0" (']],
+};
+
+/** `statements` (a capture function and its triggers, as triggers.ts makes them) without the pieces named. */
+export function withoutSql(statements: string[], removals: readonly Removal[]): string[] {
+  let out = statements;
+  for (const r of removals) {
+    for (const [re, by] of REMOVALS[r]) {
+      const hit = out.some((s) => re.test(s));
+      re.lastIndex = 0;
+      if (!hit) throw new Error(`ladder step ${r}: ${re} matches nothing in the generated capture SQL`);
+      out = out.map((s) => s.replace(re, by));
+    }
+  }
+  return out;
 }

@@ -7,7 +7,7 @@
 // table, and a small table of awkward types for the semantics check; pg2crate migrated and the
 // tables registered (so `current` is exactly what src/ generates). Every round installs each
 // variant in turn (the order rotates from round to round) and measures, for each part asked for:
-//   oltp  pgbench TPC-B, --clients clients, --duration s: server CPU per transaction from /proc
+//   oltp  pgbench TPC-B, for each of --clients (a list: 1,8), --duration s: server CPU per transaction from /proc
 //         (bench/server-cpu.ts), TPS, WAL bytes per transaction (pg_current_wal_insert_lsn), outbox
 //         bytes per event (the partitions with their index);
 //   loop  one session runs --loop-iterations TPC-B transactions (pgbench's statements, a COMMIT after
@@ -37,14 +37,15 @@ import { migrate } from '../src/commands/migrate.js';
 import { addTables } from '../src/commands/tables.js';
 import { captureFunctionSql, createTriggersSql } from '../src/capture/triggers.js';
 import { startCluster } from '../test/helpers/cluster.js';
-import { FLOOR_SETUP_SQL, installShapeSql, removeShapeSql, type Shape, type ShapeTable } from './capture-shapes.js';
+import { HANDMADE_SQL } from './capture-common.js';
+import { FLOOR_SETUP_SQL, installShapeSql, removeShapeSql, withoutSql, type Removal, type Shape, type ShapeTable } from './capture-shapes.js';
 import { pgbenchSummary, runPgbench } from './pgbench.js';
 import { fmt, fmtSpread, note, printTable, sleep, spread, type BenchArgs, type Spread } from './report.js';
 import { postmasterPid, serverCpuSeconds } from './server-cpu.js';
 
 export const description = 'capture function shapes side by side (hand-installed), interleaved against no capture: OLTP CPU/txn, a trigger-call loop, bulk insert/update/delete';
 
-type Variant = { note: string } & ({ kind: 'none' } | { kind: 'current' } | { kind: 'shape'; shape: Shape });
+type Variant = { note: string } & ({ kind: 'none' } | { kind: 'current'; without?: Removal[] } | { kind: 'shape'; shape: Shape });
 
 const S = (level: Shape['level'], settings: Shape['settings'], body: Shape['body'], keyChange: Shape['keyChange'], into: Shape['into'], sink?: Shape['sink']): Shape =>
   ({ level, settings, body, keyChange, into, sink });
@@ -79,6 +80,14 @@ export const VARIANTS: Record<string, Variant> = {
   'floor-read': { kind: 'shape', shape: FLOOR('read'), note: 'floor: statement trigger that only counts its transition table' },
   'before': { kind: 'shape', shape: S('statement', 'proconfig', 'plpgsql', 'anti-join', 'parent'), note: 'what src/source/triggers.ts generated before issue 11\'s change (five SET clauses, three statements per call)' },
   'current': { kind: 'current', note: 'a: what src/source/triggers.ts generates' },
+  // The ladder (issue 21): from what ships down to the hand-written outbox, one piece at a time.
+  'current-direct': { kind: 'current', without: ['routing'], note: 'ladder: current, into outbox_0 instead of the parent' },
+  'no-keys': { kind: 'current', without: ['key-change'], note: 'ladder: current without the key-change deletes (no OLD table, no EXCEPT)' },
+  'no-keys-secdef': { kind: 'current', without: ['key-change', 'secdef'], note: 'ladder: no-keys, not SECURITY DEFINER' },
+  'no-keys-secdef-guard': { kind: 'current', without: ['key-change', 'secdef', 'guard'], note: 'ladder: no-keys-secdef without the settings guard' },
+  'no-keys-secdef-guard-state': { kind: 'current', without: ['key-change', 'secdef', 'guard', 'state'], note: 'ladder: no-keys-secdef-guard, generation a constant (no state row read)' },
+  'stmt-direct': { kind: 'current', without: ['key-change', 'secdef', 'guard', 'state', 'routing'], note: 'ladder: no-keys-secdef-guard-state into outbox_0 (statement trigger, image into a partition)' },
+  'handmade': { kind: 'shape', shape: S('handmade', 'none', 'plpgsql', 'anti-join', 'parent'), note: 'ladder: the hand-written row-level outbox of bench/capture.ts' },
   'guard': { kind: 'shape', shape: S('statement', 'guard', 'plpgsql', 'anti-join', 'parent'), note: 'b: SET search_path only; settings checked in the body, changed only when they differ' },
   'path-only': { kind: 'shape', shape: S('statement', 'path-only', 'plpgsql', 'anti-join', 'parent'), note: 'b floor: SET search_path only, no guard (not exact)' },
   'cte': { kind: 'shape', shape: S('statement', 'guard', 'cte', 'anti-join', 'parent'), note: 'c: guard + one statement per call (state, insert, notify)' },
@@ -132,8 +141,8 @@ export async function run(args: BenchArgs): Promise<object> {
   const rounds = Number(args.rounds ?? 3);
   const duration = Number(args.duration ?? 10);
   const scale = Number(args.scale ?? 10);
-  const clients = Number(args.clients ?? 8);
-  const threads = Math.min(clients, Number(args.threads ?? 2));
+  const clientCounts = String(args.clients ?? 8).split(',').map(Number);
+  const threadsFor = (clients: number) => Math.min(clients, Number(args.threads ?? 2));
   const bulkRows = Number(args['bulk-rows'] ?? 500_000);
   const loopIterations = Number(args['loop-iterations'] ?? 10_000);
   const stmtIterations = Number(args['stmt-iterations'] ?? 4_000);
@@ -154,7 +163,7 @@ export async function run(args: BenchArgs): Promise<object> {
     await runPgbench(['-i', '-q', '-s', String(scale), url]);
     await db.query(BULK_TABLE);
     await db.query(SEM_TABLE);
-    for (const q of FLOOR_SETUP_SQL) await db.query(q);
+    for (const q of [...FLOOR_SETUP_SQL, ...HANDMADE_SQL]) await db.query(q);
     const logger = createLogger('warn', { write: (s: string) => { process.stderr.write(s); } });
     const runner = new Runner(loadConfig({ DATABASE_URL: url, TARGET_DATABASE_URL: cluster.url() }), logger);
     try {
@@ -179,8 +188,8 @@ export async function run(args: BenchArgs): Promise<object> {
         const t = tables.get(tn)!;
         const stmts = v.kind === 'none' ? removeShapeSql(t)
           : v.kind === 'current'
-            ? [...removeShapeSql(t), captureFunctionSql('pg2crate', { tableId: t.id, sourceSchema: t.schema, sourceTable: t.table, keyColumns: t.keyColumns, keyOrigin: t.keyOrigin }),
-              ...createTriggersSql('pg2crate', { tableId: t.id, sourceSchema: t.schema, sourceTable: t.table, keyColumns: t.keyColumns, keyOrigin: t.keyOrigin })]
+            ? [...removeShapeSql(t), ...withoutSql([captureFunctionSql('pg2crate', { tableId: t.id, sourceSchema: t.schema, sourceTable: t.table, keyColumns: t.keyColumns, keyOrigin: t.keyOrigin }),
+              ...createTriggersSql('pg2crate', { tableId: t.id, sourceSchema: t.schema, sourceTable: t.table, keyColumns: t.keyColumns, keyOrigin: t.keyOrigin })], v.without ?? [])]
             : installShapeSql(t, v.shape);
         for (const s of stmts) await db.query(s);
       }
@@ -251,7 +260,7 @@ export async function run(args: BenchArgs): Promise<object> {
     if (!reference.settingsKept || !reference.settingsKeptInTransaction || !reference.notified) note('warning: before itself changed the session settings or did not notify');
     for (const name of new Set([...names, 'current'])) {
       const v = VARIANTS[name];
-      if (v.kind === 'none' || (v.kind === 'shape' && /^(empty|bare|floor)/.test(v.shape.level))) continue;
+      if (v.kind === 'none' || (v.kind === 'current' && v.without?.length) || (v.kind === 'shape' && /^(empty|bare|floor|handmade)/.test(v.shape.level))) continue;
       const r = await semRun(name);
       semantics[name] = {
         sameEventsDefaultSession: JSON.stringify(r.defaultEvents) === JSON.stringify(reference.events),
@@ -291,11 +300,11 @@ export async function run(args: BenchArgs): Promise<object> {
       return { result, cpuS: serverCpuSeconds(pm) - cpu0, backendCpuS: b1 - b0, walBytes: Number((await walNow()) - wal0), seconds };
     };
 
-    const oltp: Record<string, OltpRound[]> = {};
+    const oltp: Record<number, Record<string, OltpRound[]>> = Object.fromEntries(clientCounts.map((c) => [c, {}]));
     const loop: Record<string, LoopRound[]> = {};
     const stmt: Record<string, StmtRound[]> = {};
     const bulk: Record<string, BulkRound[]> = {};
-    for (const n of names) { oltp[n] = []; loop[n] = []; bulk[n] = []; stmt[n] = []; }
+    for (const n of names) { for (const c of clientCounts) oltp[c][n] = []; loop[n] = []; bulk[n] = []; stmt[n] = []; }
 
     // Each variant runs between two runs of `none` (none, a, none, b, none …; the order of the
     // others rotates from round to round), and its ratio is taken against the mean of those two:
@@ -310,22 +319,22 @@ export async function run(args: BenchArgs): Promise<object> {
         if (name === 'none') nones++;
         else baseline[name].push([nones - 1, nones]);
         await install(name, [...PGBENCH, 'bulk']);
-        if (parts.has('oltp')) {
+        for (const clients of parts.has('oltp') ? clientCounts : []) {
           await db.query('vacuum analyze pgbench_branches, pgbench_tellers, pgbench_accounts');
           await db.query('truncate pgbench_history');
-          await db.query('truncate pg2crate.outbox, bench_floor.heap');
-          const m = await measure(() => runPgbench(['-n', '-c', String(clients), '-j', String(threads), '-T', String(duration), url]));
+          await db.query('truncate pg2crate.outbox, bench_floor.heap, handmade_outbox');
+          const m = await measure(() => runPgbench(['-n', '-c', String(clients), '-j', String(threadsFor(clients)), '-T', String(duration), url]));
           const { txns, tps } = pgbenchSummary(m.result);
           const ob = await outboxFigures();
           const events = Number(ob.n);
           const round: OltpRound = { tps, cpuMsPerTxn: (m.cpuS * 1000) / txns, walBytesPerTxn: m.walBytes / txns, eventsPerTxn: events / txns, outboxBytesPerEvent: events ? Number(ob.bytes) / events : 0 };
-          oltp[name].push(round);
-          note(`  round ${r + 1}/${rounds} oltp ${name.padEnd(22)} ${fmt(tps, 0)} tps, ${fmt(round.cpuMsPerTxn, 3)} ms CPU/txn, ${fmt(round.walBytesPerTxn, 0)} WAL B/txn, ${fmt(round.eventsPerTxn, 2)} events/txn`);
+          oltp[clients][name].push(round);
+          note(`  round ${r + 1}/${rounds} oltp ${clients}c ${name.padEnd(22)} ${fmt(tps, 0)} tps, ${fmt(round.cpuMsPerTxn, 3)} ms CPU/txn, ${fmt(round.walBytesPerTxn, 0)} WAL B/txn, ${fmt(round.eventsPerTxn, 2)} events/txn`);
         }
         if (parts.has('loop')) {
           await db.query('vacuum pgbench_accounts');
           await db.query('truncate pgbench_history');
-          await db.query('truncate pg2crate.outbox, bench_floor.heap');
+          await db.query('truncate pg2crate.outbox, bench_floor.heap, handmade_outbox');
           const m = await measure(() => db.query(`do $$ declare a int; t int; b int; begin
             for i in 1..${loopIterations} loop
               a := (i * 7919) % ${scale * 100_000} + 1; t := i % ${scale * 10} + 1; b := i % ${scale} + 1;
@@ -341,7 +350,7 @@ export async function run(args: BenchArgs): Promise<object> {
         }
         if (parts.has('stmt')) {
           await db.query('truncate pgbench_history');
-          await db.query('truncate pg2crate.outbox, bench_floor.heap');
+          await db.query('truncate pg2crate.outbox, bench_floor.heap, handmade_outbox');
           const one = async (sql: string) => {
             // warm up first: the function's compilation and its plans are made once per session
             await db.query(`do $$ begin for i in 1..50 loop ${sql.replaceAll(' i,', ' -i,')}; commit; end loop; end $$`);
@@ -357,17 +366,17 @@ export async function run(args: BenchArgs): Promise<object> {
         }
         if (parts.has('bulk')) {
           await db.query('truncate bulk');
-          await db.query('truncate pg2crate.outbox, bench_floor.heap');
+          await db.query('truncate pg2crate.outbox, bench_floor.heap, handmade_outbox');
           const ins = await measure(() => db.query(bulkInsert(bulkRows)));
           const ob = await outboxFigures();
-          await db.query('truncate pg2crate.outbox, bench_floor.heap');
+          await db.query('truncate pg2crate.outbox, bench_floor.heap, handmade_outbox');
           await db.query('vacuum analyze bulk');
           const upd = await measure(() => db.query('update bulk set k = k + 1, amount = amount + 1'));
           const events = Number((await outboxFigures()).n);
-          await db.query('truncate pg2crate.outbox, bench_floor.heap');
+          await db.query('truncate pg2crate.outbox, bench_floor.heap, handmade_outbox');
           await db.query('vacuum analyze bulk');
           const del = await measure(() => db.query('delete from bulk'));
-          await db.query('truncate pg2crate.outbox, bench_floor.heap');
+          await db.query('truncate pg2crate.outbox, bench_floor.heap, handmade_outbox');
           const b: BulkRound = {
             insertS: ins.seconds, insertCpuS: ins.cpuS, insertWalMB: ins.walBytes / 1e6,
             updateS: upd.seconds, updateCpuS: upd.cpuS, updateWalMB: upd.walBytes / 1e6,
@@ -392,13 +401,14 @@ export async function run(args: BenchArgs): Promise<object> {
     const figures: Record<string, Record<string, Spread>> = {};
     for (const name of names) {
       const f: Record<string, Spread> = {};
-      if (parts.has('oltp')) {
-        f.oltpCpuMsPerTxn = abs(oltp, name, (x) => x.cpuMsPerTxn);
-        f.oltpCpuRatio = ratio(oltp, name, (x) => x.cpuMsPerTxn);
-        f.oltpTpsRatio = ratio(oltp, name, (x) => x.tps);
-        f.oltpWalRatio = ratio(oltp, name, (x) => x.walBytesPerTxn);
-        f.oltpWalBytesPerTxn = abs(oltp, name, (x) => x.walBytesPerTxn);
-        f.oltpOutboxBytesPerEvent = abs(oltp, name, (x) => x.outboxBytesPerEvent);
+      for (const c of parts.has('oltp') ? clientCounts : []) {
+        const o = oltp[c];
+        f[`oltp${c}CpuMsPerTxn`] = abs(o, name, (x) => x.cpuMsPerTxn);
+        f[`oltp${c}CpuRatio`] = ratio(o, name, (x) => x.cpuMsPerTxn);
+        f[`oltp${c}TpsRatio`] = ratio(o, name, (x) => x.tps);
+        f[`oltp${c}WalRatio`] = ratio(o, name, (x) => x.walBytesPerTxn);
+        f[`oltp${c}WalBytesPerTxn`] = abs(o, name, (x) => x.walBytesPerTxn);
+        f[`oltp${c}OutboxBytesPerEvent`] = abs(o, name, (x) => x.outboxBytesPerEvent);
       }
       if (parts.has('loop')) {
         f.loopCpuUs = abs(loop, name, (x) => x.cpuUsPerIteration);
@@ -426,12 +436,16 @@ export async function run(args: BenchArgs): Promise<object> {
       figures[name] = f;
     }
     const r2 = (s: Spread | undefined) => (s ? fmtSpread(s, 2) : '');
-    if (parts.has('oltp') || parts.has('loop')) {
-      printTable(`OLTP (pgbench TPC-B, ${clients} clients, ${rounds} × ${duration} s, scale ${scale}) and the loop (${loopIterations.toLocaleString('en')} TPC-B transactions in one DO block, one session); ratios to none, min / median / max`,
-        ['variant', 'CPU ms/txn', 'CPU/txn ratio', 'TPS ratio', 'WAL ratio', 'outbox B/event', 'loop backend µs/iter', 'loop backend ratio', 'loop server ratio', 'loop WAL B/iter'],
-        names.map((n) => [n, figures[n].oltpCpuMsPerTxn ? fmtSpread(figures[n].oltpCpuMsPerTxn, 3) : '', r2(figures[n].oltpCpuRatio), r2(figures[n].oltpTpsRatio), r2(figures[n].oltpWalRatio),
-          figures[n].oltpOutboxBytesPerEvent ? fmt(figures[n].oltpOutboxBytesPerEvent.median, 0) : '', figures[n].loopCpuUs ? fmtSpread(figures[n].loopCpuUs, 1) : '', r2(figures[n].loopCpuRatio), r2(figures[n].loopServerCpuRatio),
-          figures[n].loopWalBytes ? fmt(figures[n].loopWalBytes.median, 0) : '']));
+    for (const c of parts.has('oltp') ? clientCounts : []) {
+      printTable(`OLTP (pgbench TPC-B, ${c} client(s), ${rounds} × ${duration} s, scale ${scale}); ratios to none, min / median / max`,
+        ['variant', 'CPU ms/txn', 'CPU/txn ratio', 'TPS ratio', 'WAL ratio', 'outbox B/event'],
+        names.map((n) => [n, fmtSpread(figures[n][`oltp${c}CpuMsPerTxn`], 3), r2(figures[n][`oltp${c}CpuRatio`]), r2(figures[n][`oltp${c}TpsRatio`]), r2(figures[n][`oltp${c}WalRatio`]),
+          fmt(figures[n][`oltp${c}OutboxBytesPerEvent`].median, 0)]));
+    }
+    if (parts.has('loop')) {
+      printTable(`the loop (${loopIterations.toLocaleString('en')} TPC-B transactions in one DO block, one session); ratios to none, min / median / max`,
+        ['variant', 'loop backend µs/iter', 'loop backend ratio', 'loop server ratio', 'loop WAL B/iter'],
+        names.map((n) => [n, fmtSpread(figures[n].loopCpuUs, 1), r2(figures[n].loopCpuRatio), r2(figures[n].loopServerCpuRatio), fmt(figures[n].loopWalBytes.median, 0)]));
     }
     if (parts.has('stmt')) {
       printTable(`one statement (${stmtIterations.toLocaleString('en')} one-row UPDATEs of pgbench_branches, then as many one-row INSERTs into pgbench_history, each with its COMMIT, in a DO block): backend CPU µs per statement, and what capture adds to it; min / median / max`,
@@ -446,7 +460,7 @@ export async function run(args: BenchArgs): Promise<object> {
     }
     note(`\nvariants:\n${names.map((n) => `  ${n.padEnd(22)} ${VARIANTS[n].note}`).join('\n')}`);
     return {
-      settings: { rounds, duration, scale, clients, threads, bulkRows, loopIterations, stmtIterations, parts: [...parts], variants: names, serverVersion },
+      settings: { rounds, duration, scale, clientCounts, bulkRows, loopIterations, stmtIterations, parts: [...parts], variants: names, serverVersion },
       variants: Object.fromEntries(names.map((n) => [n, VARIANTS[n]])),
       semantics,
       figures,

@@ -37,7 +37,7 @@ import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { startCluster } from '../test/helpers/cluster.js';
 import {
-  BULK_TABLE, bulkRound, captureWithPg2crate, pg2crateOutbox, pgbenchStep, treeBytesSql, type BulkRun, type Measured,
+  BULK_TABLE, bulkRound, captureWithPg2crate, HANDMADE_SQL, handmadeTrigger, pg2crateOutbox, pgbenchStep, treeBytesSql, type BulkRun, type Measured,
 } from './capture-common.js';
 import { pgbenchSummary, runPgbench } from './pgbench.js';
 import { fmt, fmtSpread, note, printTable, spread, type BenchArgs, type Spread } from './report.js';
@@ -49,18 +49,6 @@ const PGBENCH_TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers
 const QUEUE = 'bench';
 
 type Name = 'none' | 'pg2crate' | 'pgq' | 'handmade';
-
-/** The hand-written outbox (see the top of the file); `%s` stands for each captured table. */
-const HANDMADE_SQL = [
-  `create table handmade_outbox (id bigserial primary key, xid xid8 not null default pg_current_xact_id(), tbl text not null, op text not null, data jsonb)`,
-  `create function handmade_capture() returns trigger language plpgsql as $$
-begin
-  insert into handmade_outbox (tbl, op, data)
-    values (tg_table_name, tg_op, case when tg_op = 'DELETE' then to_jsonb(old) else to_jsonb(new) end);
-  return null;
-end $$`,
-];
-const handmadeTrigger = (table: string) => `create trigger handmade_capture after insert or update or delete on ${table} for each row execute function handmade_capture()`;
 
 interface Variant extends Measured {
   name: Name;
