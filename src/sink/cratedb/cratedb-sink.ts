@@ -72,12 +72,18 @@ class StagedRows {
   ) {}
 }
 
+/** A CrateDB table's key in the sink's maps. */
+function targetKey(schema: string, table: string): string {
+  return `${schema}\u0000${table}`;
+}
+
 export class CrateSink implements Sink {
   readonly name = 'cratedb';
   readonly #client: CrateClient;
   readonly #opts: CrateOptions;
   readonly #limits: BulkLimits;
   readonly #log: Logger;
+  /** by targetKey() */
   readonly #tables = new Map<string, TargetTable>();
   readonly #historyShapes = new Map<string, TargetShape>();
   #features: CrateFeatures | null = null;
@@ -116,8 +122,7 @@ export class CrateSink implements Sink {
 
   /** Makes sure the target table exists with every source column; `reread` ignores the cache. */
   async #ensure(t: TableInfo, reread: boolean): Promise<TargetTable> {
-    const id = `${t.targetSchema}\u0000${t.targetTable}`;
-    const known = this.#tables.get(id);
+    const known = this.#tables.get(targetKey(t.targetSchema, t.targetTable));
     if (known && known.info === t && !reread) return known;
     const features = await this.#detect();
     const base = planTable(t, this.#opts, features);
@@ -156,14 +161,14 @@ export class CrateSink implements Sink {
       }
       entry.shaped = { upsert: extras, softDelete: t.shape.deletes === 'soft' ? softDeleteSql(base, t.shape) : null, history };
     }
-    this.#tables.set(id, entry);
+    this.#tables.set(targetKey(t.targetSchema, t.targetTable), entry);
     return entry;
   }
 
   /** The history table exists with every column of the plan (created partitioned by day). */
   async #ensureHistory(hp: HistoryPlan, reread: boolean): Promise<void> {
     const where = { table: `${hp.schema}.${hp.table}` };
-    let shape = reread ? null : this.#historyShapes.get(`${hp.schema}\u0000${hp.table}`) ?? null;
+    let shape = reread ? null : this.#historyShapes.get(targetKey(hp.schema, hp.table)) ?? null;
     if (shape && hp.columns.every((c) => shape!.columns.has(c.target))) return;
     shape = await this.#readShape(hp);
     if (!shape) {
@@ -183,7 +188,7 @@ export class CrateSink implements Sink {
       }
       shape.columns.add(c.target);
     }
-    this.#historyShapes.set(`${hp.schema}\u0000${hp.table}`, shape);
+    this.#historyShapes.set(targetKey(hp.schema, hp.table), shape);
   }
 
   /** DDL that CrateDB refuses for a reason other than its availability will not pass on a retry. */
@@ -335,7 +340,7 @@ export class CrateSink implements Sink {
    */
   stage(batches: SinkTableBatch[]): void {
     for (const b of batches) {
-      const target = this.#tables.get(`${b.table.targetSchema}\u0000${b.table.targetTable}`);
+      const target = this.#tables.get(targetKey(b.table.targetSchema, b.table.targetTable));
       if (target && target.info === b.table) b.staged = this.#build(target, b);
     }
   }
