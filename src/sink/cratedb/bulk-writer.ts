@@ -98,26 +98,28 @@ export function chunkRows(stmt: string, items: readonly BulkItem[], limits: Bulk
   // maxBytes, which for the usual request never happens.
   let bytes = envelope;
   let exact = true;
-  for (const item of items) {
-    let n = item.args.length * 3 + 1;
-    if (bytes + n > limits.maxBytes) {
-      if (!exact) {
-        bytes = envelope;
-        for (const c of cur) bytes += Buffer.byteLength(c.args) + 1;
-        exact = true;
-      }
-      n = Buffer.byteLength(item.args) + 1;
-    } else {
+  /** What `item` adds to `bytes`: the bound while that fits, else (with `bytes` made exact) its exact size. */
+  const size = (item: BulkItem): number => {
+    const bound = item.args.length * 3 + 1;
+    if (bytes + bound <= limits.maxBytes) {
       exact = false;
+      return bound;
     }
+    if (!exact) {
+      bytes = envelope;
+      for (const c of cur) bytes += Buffer.byteLength(c.args) + 1;
+      exact = true;
+    }
+    return Buffer.byteLength(item.args) + 1;
+  };
+  for (const item of items) {
+    let n = size(item);
     if (cur.length > 0 && (cur.length >= rows || bytes + n > limits.maxBytes)) {
       chunks.push(cur);
       cur = [];
       bytes = envelope;
       exact = true;
-      n = item.args.length * 3 + 1;
-      if (bytes + n > limits.maxBytes) n = Buffer.byteLength(item.args) + 1;
-      else exact = false;
+      n = size(item);
     }
     cur.push(item);
     bytes += n;
