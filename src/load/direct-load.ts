@@ -96,7 +96,9 @@ export function directChunkSql(schema: string, t: RegisteredTable, keyTypes: str
 }
 
 /** Chunks applied at once into a target without a fence (see copyChunks). */
-const UNFENCED_CHUNKS_IN_FLIGHT = 2;
+// 1 until the late-chunk takeover test (standby-direct-load) is understood with 2: it timed out once in a
+// clean-clone CI run with 2 chunks at once; the copier below supports more.
+const UNFENCED_CHUNKS_IN_FLIGHT = 1;
 
 interface Chunk {
   changes: Change[];
