@@ -8,6 +8,7 @@ import { qualify, quoteLiteral } from '../core/identifiers.js';
 import { OUTPUT_SETTINGS } from '../core/pg-session.js';
 import { resendSql } from '../resend.js';
 import type { DirectLoadContext } from './direct-load-context.js';
+import { keyObjectText } from './copied-row.js';
 import type { RegisteredTable } from '../capture/registry.js';
 import { sleep } from '../core/sleep.js';
 import { TAKE_XID } from '../capture/outbox-bounds.js';
@@ -79,7 +80,8 @@ export async function fixUp(ctx: DirectLoadContext, t: RegisteredTable, info: Ta
  */
 export async function sendChunkAgain(ctx: DirectLoadContext, info: TableInfo, changes: Change[]): Promise<void> {
   const always = { ...ctx, isLeader: () => true, signal: AbortSignal.timeout(MAKE_UP_MS) };
-  const images = changes.map((c) => c.raw ?? 'null');
+  // A built row has no image: its key object stands in for it (copied-row.ts).
+  const images = changes.map((c) => keyObjectText(info, c));
   // The key objects of the chunk's row images, as the fix-up reads them from the outbox.
   const keysOf = `select jsonb_build_object(${info.keyColumns.map((c) => `${quoteLiteral(c)}, e -> ${quoteLiteral(c)}`).join(', ')})::text as k
     from jsonb_array_elements($1::jsonb) e`;

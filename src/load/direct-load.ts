@@ -60,7 +60,7 @@ import type { Change, TableInfo } from '../core/change.js';
 import { backoffDelay, FencedError, HaltError } from '../core/errors.js';
 import { qualify, quoteIdent, quoteLiteral } from '../core/identifiers.js';
 import type { PgCopyLoader, StagedChunk } from '../sink/postgres/copy-load.js';
-import type { Fence, Rejection } from '../sink/sink.js';
+import { isBuiltRow, type CopyRowSql, type Fence, type Rejection } from '../sink/sink.js';
 import { capturesSourceTime } from '../core/table-shape.js';
 import { OUTPUT_SETTINGS } from '../core/pg-session.js';
 import type { DirectLoadContext } from './direct-load-context.js';
@@ -70,6 +70,7 @@ import type { RegisteredTable } from '../capture/registry.js';
 import { rowFilterSql, rowImageSql } from '../capture/row-image.js';
 import { sleep } from '../core/sleep.js';
 import { OutboxChange, readRowText } from '../source/row-text.js';
+import { CopiedRow, keyTexts, rejectedImages } from './copied-row.js';
 import { TAKE_XID } from '../capture/outbox-bounds.js';
 
 export { changedKeysSql, fixUp } from './direct-load-fixup.js';
@@ -77,9 +78,11 @@ export type { DirectLoadContext, DirectLoadDeps } from './direct-load-context.js
 
 /**
  * One chunk of a direct load: $1 the previous chunk's last key (text values) or null, $2 the chunk
- * size, $3 the copy's upper key or null. Rows come with the capture trigger's image, in key order.
+ * size, $3 the copy's upper key or null. Rows come in key order with the capture trigger's image
+ * and their key texts; or, with `built` (the sink's copyRowSql), as one column `r`: the row's
+ * parameter row (a JSON array), or its image (an object) where the sink refers it.
  */
-export function directChunkSql(schema: string, t: RegisteredTable, keyTypes: string[]): string {
+export function directChunkSql(schema: string, t: RegisteredTable, keyTypes: string[], built: CopyRowSql | null = null): string {
   const table = qualify(t.sourceSchema, t.sourceTable);
   const keys = t.keyColumns.map((k) => `t.${quoteIdent(k)}`);
   const after = `(${keys.join(', ')}) > (${keyTypes.map((ty, i) => `($1::jsonb ->> ${i})::${ty}`).join(', ')})`;
@@ -87,7 +90,11 @@ export function directChunkSql(schema: string, t: RegisteredTable, keyTypes: str
   const image = rowImageSql(schema, t, 'c');
   const filter = t.shape?.where !== undefined ? ` and ${rowFilterSql(t.shape)}` : '';
   const at = capturesSourceTime(t.shape) ? `, to_char(now() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as source_time` : '';
-  return `select (${image.expr})::text as data, jsonb_build_array(${t.keyColumns.map((k) => `c.${quoteIdent(k)}::text`).join(', ')}) as last_key${at}
+  // Built rows carry no key: the position needs the last row's only, read from its text.
+  const columns = built
+    ? `case when ${built.referred} then (${image.expr})::text else (${built.row})::text end as r`
+    : `(${image.expr})::text as data, jsonb_build_array(${t.keyColumns.map((k) => `c.${quoteIdent(k)}::text`).join(', ')}) as last_key`;
+  return `select ${columns}${at}
   from (select t.* from ${table} t
          where ($1::jsonb is null or ${after}) and ($3::jsonb is null or ${upTo})${filter}
          order by ${keys.join(', ')}
@@ -220,9 +227,10 @@ async function waitTableApplied(ctx: DirectLoadContext, tableId: number, snapsho
 async function copyChunks(
   ctx: DirectLoadContext, t: RegisteredTable, info: TableInfo, fence: Fence | null, from: unknown, upperKey: unknown, copiedBefore: number, keepExisting: boolean,
 ): Promise<boolean> {
-  const sql = directChunkSql(ctx.schema, t, ctx.keyTypes);
+  const built = await copyRowSqlOf(ctx, info);
+  const sql = directChunkSql(ctx.schema, t, ctx.keyTypes, built);
   const name = `${t.sourceSchema}.${t.sourceTable}`;
-  const read = (after: unknown) => readChunk(ctx, t, sql, after, upperKey);
+  const read = (after: unknown) => readChunk(ctx, t, info, sql, built !== null, after, upperKey);
   let lastKey = from;
   let copied = copiedBefore;
   const started = Date.now();
@@ -402,12 +410,21 @@ async function stageChunkBinary(ctx: DirectLoadContext, t: RegisteredTable, info
   }
 }
 
-async function readChunk(ctx: DirectLoadContext, t: RegisteredTable, sql: string, after: unknown, upperKey: unknown): Promise<Chunk> {
+/** The sink's SQL for building the table's parameter rows in the source, where it has one and the database is UTF8. */
+async function copyRowSqlOf(ctx: DirectLoadContext, info: TableInfo): Promise<CopyRowSql | null> {
+  const sink = ctx.deps.sink;
+  if (!sink.copyRowSql) return null;
+  // The SQL measures texts in bytes of UTF-8, as the target does.
+  const enc = await ctx.pool.query<{ utf8: boolean }>(`select current_setting('server_encoding') = 'UTF8' as utf8`);
+  return enc.rows[0].utf8 ? sink.copyRowSql(info, 'c') : null;
+}
+
+async function readChunk(ctx: DirectLoadContext, t: RegisteredTable, info: TableInfo, sql: string, built: boolean, after: unknown, upperKey: unknown): Promise<Chunk> {
   const client = await ctx.pool.connect();
   let broken = false;
   try {
     await client.query(`begin read only; ${OUTPUT_SETTINGS}`);
-    const res = await client.query<{ data: string; last_key: unknown; source_time?: string }>(sql, [
+    const res = await client.query<{ data: string; r: string; last_key: unknown; source_time?: string }>(sql, [
       after === null ? null : JSON.stringify(after), ctx.chunkRows, upperKey === null ? null : JSON.stringify(upperKey),
     ]);
     await client.query('commit');
@@ -416,13 +433,21 @@ async function readChunk(ctx: DirectLoadContext, t: RegisteredTable, sql: string
     let names: readonly string[] | undefined;
     for (let i = 0; i < res.rows.length; i++) {
       const r = res.rows[i];
-      const read = readRowText(r.data, t.keyColumns, names);
+      const data = built ? r.r : r.data;
+      // a parameter row built by the source (a JSON array), else the row's image
+      if (built && data.charCodeAt(0) === 91) {
+        changes[i] = new CopiedRow(t.id, info, data);
+        continue;
+      }
+      const read = readRowText(data, t.keyColumns, names);
       names = read.columns;
-      const change = new OutboxChange(0, t.id, 'B', read.key, r.data, read.columns, read.row);
+      const change = new OutboxChange(0, t.id, 'B', read.key, data, read.columns, read.row);
       if (r.source_time) change.sourceTime = r.source_time;
       changes[i] = change;
     }
-    return { changes, lastKey: res.rows.length > 0 ? res.rows[res.rows.length - 1].last_key : after };
+    if (res.rows.length === 0) return { changes, lastKey: after };
+    const last = res.rows[res.rows.length - 1];
+    return { changes, lastKey: built ? keyTexts(info, last.r) : last.last_key };
   } catch (err) {
     broken = await client.query('rollback').then(() => false, () => true);
     throw err;
@@ -447,12 +472,18 @@ async function applyChunk(ctx: DirectLoadContext, info: TableInfo, changes: Chan
         'halting as PG2CRATE_DEAD_LETTERS=halt says. Fix the target or the value, or set PG2CRATE_DEAD_LETTERS=park',
     );
   }
+  const images = await rejectedImages(ctx.pool, ctx.schema, info, rejected);
+  const parked = rejected.flatMap((r, i) => (images[i] === null && r.change.raw === null && isBuiltRow(r.change) ? [] : [{ r, data: images[i] }]));
+  if (parked.length < rejected.length) {
+    ctx.logger.info({ rows: rejected.length - parked.length, tableId: info.id }, 'copied rows the target rejected are gone from the source by now; the fix-up deletes them');
+  }
+  if (parked.length === 0) return;
   await ctx.pool.query(
     `insert into ${qualify(ctx.schema, 'dead_letters')} (stream, event_id, table_id, op, data, error_code, error, attempts)
      select $1, 0, $2, 'B', x.data, x.code, x.message, $3 from jsonb_to_recordset($4::jsonb) as x(data jsonb, code text, message text)`,
-    [ctx.stream, info.id, rejectAttempts, '[' + rejected.map((r) => `{"data":${r.change.raw ?? 'null'},"code":${JSON.stringify(r.code ?? null)},"message":${JSON.stringify(r.message)}}`).join(',') + ']'],
+    [ctx.stream, info.id, rejectAttempts, '[' + parked.map(({ r, data }) => `{"data":${data ?? 'null'},"code":${JSON.stringify(r.code ?? null)},"message":${JSON.stringify(r.message)}}`).join(',') + ']'],
   );
-  ctx.logger.error({ rows: rejected.length, tableId: info.id, code: rejected[0].code }, 'parked copied rows the target rejected as dead letters (see `pg2crate dead-letters list`)');
+  ctx.logger.error({ rows: parked.length, tableId: info.id, code: parked[0].r.code }, 'parked copied rows the target rejected as dead letters (see `pg2crate dead-letters list`)');
 }
 
 /** Writes a truncate event for the table (the load starts over); returns its transaction's xid. */

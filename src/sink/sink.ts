@@ -42,6 +42,26 @@ export interface Rejection {
   message: string;
 }
 
+/**
+ * SQL for the source database that builds a copied row's parameter row the way a sink would build
+ * it from the row's image (Sink.copyRowSql).
+ */
+export interface CopyRowSql {
+  /** a json expression: the parameter row, a JSON array of the values in TableInfo.columns order */
+  row: string;
+  /** a boolean expression: true for a row that must travel as its image instead (false or null: built) */
+  referred: string;
+}
+
+/** A row of an initial load whose parameter row the source built with copyRowSql() for exactly `built.table`. */
+export interface BuiltRow extends Change {
+  readonly built: { table: TableInfo; args: string };
+}
+
+export function isBuiltRow(c: Change): c is BuiltRow {
+  return (c as Partial<BuiltRow>).built !== undefined;
+}
+
 export interface ApplyResult {
   rejected: Rejection[];
 }
@@ -86,6 +106,13 @@ export interface Sink {
    * call. Only a sink that takes `keepExisting` offers it.
    */
   holdsRows?(table: TableInfo): Promise<boolean>;
+  /**
+   * For an initial load of `table`: the SQL that builds each row's parameter row in the source
+   * (rows `alias`, under the output settings of core/pg-session.ts, in a UTF8 database), so that
+   * rows need no image; such rows reach apply() as BuiltRow changes, the referred ones as images.
+   * Null when some column has no such SQL. Only after prepare(table).
+   */
+  copyRowSql?(table: TableInfo, alias: string): Promise<CopyRowSql | null>;
   /** Throws when the target does not answer (readiness). */
   ping?(): Promise<void>;
   stop(): Promise<void>;

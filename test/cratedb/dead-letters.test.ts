@@ -2,7 +2,8 @@
 // the dead-letter table with the reason (whether CrateDB failed the whole request, answered -2 for
 // the row, or the sink refused it before sending), every other row is applied, and no log line
 // quotes a value. Long text: parked with a message naming crate.textColumn by default, kept whole
-// with crate.textColumn = unindexed.
+// with crate.textColumn = unindexed. The same values in an initial load whose rows the source builds
+// (the last suite) are parked with their images.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
@@ -107,5 +108,53 @@ describe('dead letters with a real CrateDB', { skip: skipWithoutCrate }, () => {
     await refresh(crate, schemaUnindexed, 'vals');
     const res = await crate.sql(`SELECT id, char_length(txt), txt = ? FROM ${qualify(schemaUnindexed, 'vals')} ORDER BY id`, [LONG]);
     assert.deepEqual(res.rows, [[1, LONG.length, true], [2, 4 * 1024 * 1024, false], [3, 5, false]]);
+  });
+});
+
+// The same values in a table whose initial load has the source build its parameter rows
+// (sink/cratedb/copy-row-sql.ts: no point column): a row the SQL refers to its image is refused by
+// the sink with its reason, a built row CrateDB refuses is parked with its image read again.
+describe('dead letters of an initial load whose rows the source builds, with a real CrateDB', { skip: skipWithoutCrate }, () => {
+  const schema = testSchema('dead_load');
+  const bad = Object.fromEntries(Object.entries(BAD).filter(([, b]) => !b.set.startsWith('pt')));
+  let cluster: Cluster;
+  let src: pg.Pool;
+  let crate: CrateClient;
+  let rep: Running | undefined;
+
+  before(async () => {
+    cluster = await startCluster();
+    const url = await cluster.createDatabase('src');
+    src = pool(url);
+    crate = crateClient();
+    await src.query(TABLE.replace(', pt point', ''));
+    await src.query(`insert into vals select g, g * 1.25, '2024-01-01'::timestamptz + g * interval '1 minute', g, '10.0.0.1', jsonb_build_object('g', g), 'row ' || g
+      from generate_series(1, 200) g`);
+    for (const [id, b] of Object.entries(bad)) await src.query(`update vals set ${b.set} where id = ${id}`);
+    // chunks of 40 rows: the bad rows are in three of them
+    rep = await startReplicator(makeConfig({
+      DATABASE_URL: url, CRATEDB_URL: process.env.CRATEDB_URL, PG2CRATE_TARGET_SCHEMA: schema, PG2CRATE_TABLES: 'public.vals',
+      PG2CRATE_BACKFILL_CHUNK_ROWS: '40', PG2CRATE_INITIAL_LOAD: 'direct', PG2CRATE_REJECT_ATTEMPTS: '2',
+    }));
+  });
+
+  after(async () => {
+    await endCrateSuite({ replicators: [rep], pools: [src], cluster, crate, schemas: [schema] });
+  });
+
+  test('each refused row is parked with its image and reason, every other row arrives', async () => {
+    await waitFor('the initial load', () => initialLoadsDone(src), 120_000, 100);
+    await rep!.stop();
+    rep = undefined;
+    const letters = await src.query<{ id: number; error: string; same: boolean }>(
+      `select (d.data->>'id')::int as id, d.error, d.data = to_jsonb(v.*) as same from pg2crate.dead_letters d left join vals v on v.id = (d.data->>'id')::int order by 1`,
+    );
+    assert.deepEqual(letters.rows.map((r) => r.id), Object.keys(bad).map(Number));
+    for (const r of letters.rows) {
+      assert.match(r.error, bad[r.id].reason, `dead letter of row ${r.id}`);
+      assert.equal(r.same, true, `the dead letter of row ${r.id} holds the row's image`);
+    }
+    await src.query(`create view good_vals as select * from vals where id not in (${Object.keys(bad).join(', ')})`);
+    assert.equal(await assertSameAsSource(src, 'good_vals', crate, schema, 'vals', { pg: 't.id', crate: 'id' }, CHECKS), 200 - Object.keys(bad).length);
   });
 });

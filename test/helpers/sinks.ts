@@ -1,7 +1,7 @@
 // Sink wrappers for the Runner's `wrapSink` seam: count and record what is applied, fail the Nth
 // page, slow pages down. They delegate to the real sink, so the target is really written.
 import type { TableInfo } from '../../src/core/change.js';
-import type { ApplyResult, Fence, Sink, SinkTableBatch } from '../../src/sink/sink.js';
+import type { ApplyResult, CopyRowSql, Fence, Sink, SinkTableBatch } from '../../src/sink/sink.js';
 
 export interface ApplyCall {
   /** 1-based number of the apply call in this sink's life */
@@ -28,6 +28,8 @@ export class RecordingSink implements Sink {
   readonly raiseFence?: (fence: Fence) => Promise<void>;
   /** likewise the inner sink's look into a target table, which lets a load keep rows it finds */
   readonly holdsRows?: (table: TableInfo) => Promise<boolean>;
+  /** likewise the SQL with which a load has the source build the inner sink's parameter rows */
+  readonly copyRowSql?: (table: TableInfo, alias: string) => Promise<CopyRowSql | null>;
   /** the inner sink's stage, or the hook's where given */
   readonly stage?: (batches: SinkTableBatch[]) => void;
 
@@ -36,6 +38,7 @@ export class RecordingSink implements Sink {
     this.#hooks = hooks;
     if (inner.raiseFence) this.raiseFence = (fence) => inner.raiseFence!(fence);
     if (inner.holdsRows) this.holdsRows = (table) => inner.holdsRows!(table);
+    if (inner.copyRowSql) this.copyRowSql = (table, alias) => inner.copyRowSql!(table, alias);
     if (inner.stage || hooks.stage) {
       this.stage = (batches) => {
         hooks.stage?.(batches);

@@ -18,9 +18,10 @@ import type { CrateOptions, TargetConfig } from '../../core/config.js';
 import { classify, describe, TableError } from '../../core/errors.js';
 import { displayName, qualify } from '../../core/identifiers.js';
 import type { Logger } from '../../core/logger.js';
-import type { ApplyResult, Rejection, Sink, SinkTableBatch } from '../sink.js';
+import { isBuiltRow, type ApplyResult, type CopyRowSql, type Rejection, type Sink, type SinkTableBatch } from '../sink.js';
 import { RequestSlots, writeBulk, type BulkItem, type BulkLimits } from './bulk-writer.js';
 import { planTable, type ColumnPlan, type CrateFeatures, type TablePlan } from './column-types.js';
+import { copyRowSql } from './copy-row-sql.js';
 import { CrateClient } from './crate-client.js';
 import { deleteArgs, updateArgs, upsertArgs, ValueRejected } from './row-values.js';
 import { addColumnSql, COLUMNS_QUERY, createTableSql, deleteByKeySql, insertKeepingSql, PRIMARY_KEY_QUERY, TABLE_QUERY, truncateSql, updateColumnsSql, upsertSql } from './sql.js';
@@ -315,11 +316,19 @@ export class CrateSink implements Sink {
       if (args !== null) deletes.push({ change, args });
     }
     const upserts: BulkItem[] = [];
+    /** rows the source built (copyRowSql): an initial load's, already in the source's key order */
+    const built: BulkItem[] = [];
     const build = target.shaped?.upsert && shape ? (p: TablePlan, c: Change) => shapedUpsertArgs(p, shape, c) : upsertArgs;
     let partial = false;
     for (const change of b.upserts) {
       if (change.partial) {
         partial = true;
+        continue;
+      }
+      if (isBuiltRow(change)) {
+        // The SQL was made from this very TableInfo, and a table's plan follows from it alone.
+        if (change.built.table !== b.table || target.shaped) throw new Error(`a copied row of ${b.table.sourceSchema}.${b.table.sourceTable} was built for another description of its table`);
+        built.push({ change, args: change.built.args });
         continue;
       }
       const args = this.#args(plan, change, build, rejected);
@@ -330,6 +339,7 @@ export class CrateSink implements Sink {
     // (coalesced), so their order changes nothing else.
     deletes.sort(byKey);
     upserts.sort(byKey);
+    for (const item of built) upserts.push(item);
     return new StagedRows(target, deletes, upserts, partial, rejected);
   }
 
@@ -389,6 +399,11 @@ export class CrateSink implements Sink {
       rejected?.push({ change, code: undefined, message: err.message });
       return null;
     }
+  }
+
+  async copyRowSql(t: TableInfo, alias: string): Promise<CopyRowSql | null> {
+    const { plan } = await this.#ensure(t, false);
+    return copyRowSql(t, plan, alias);
   }
 
   async holdsRows(t: TableInfo): Promise<boolean> {
