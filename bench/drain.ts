@@ -41,7 +41,7 @@ import { crateSql } from './crate-raw.js';
 import { crateCpuSeconds, crateJvmPids } from './crate-meter.js';
 import { checkCopies, coalescedPages, copyTargetTables, dropCopies, replaySeconds, type ReplayTable } from './crate-replay.js';
 import { fmt, fmtSpread, note, printTable, sleep, spread, type BenchArgs } from './report.js';
-import { clusterLogTail, postmasterPid, processCpuSeconds, serverCpuSeconds } from './server-cpu.js';
+import { clusterLogTail, postmasterPid, processCpuSeconds, serverCpuSeconds, threadCpuSeconds } from './server-cpu.js';
 
 export const description = 'drain rate: a backlog of 1M events into a Postgres target (or CrateDB with --target=cratedb), by page size';
 
@@ -127,6 +127,8 @@ interface DrainRun {
   /** when the drainer's own counter reached the backlog (the rest is the caughtUp() check) */
   countedSeconds: number;
   nodeCpuMsPer1k: number;
+  /** of it, the main thread's (JavaScript, and the garbage collection it does itself); the rest is V8's helper threads (parallel and concurrent GC, compilation) and libuv's */
+  mainThreadCpuMsPer1k: number;
   serverCpuMsPer1k: number;
   /** CPU of the drainer's backend in the source (page reads, checkpoints) */
   sourceBackendCpuMsPer1k: number;
@@ -316,6 +318,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
       const jvm0 = crateCpuSeconds(jvms);
       const cpu0 = serverCpuSeconds(pm);
       const node0 = processCpuSeconds(pid);
+      const main0 = threadCpuSeconds(pid, pid);
       const start = performance.now();
       await lock.query('select pg_advisory_unlock_all()');
       // The replicator's own backends (its drainer and its sink connections): their CPU since they
@@ -343,6 +346,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
       }
       const seconds = (performance.now() - start) / 1000;
       const nodeCpu = processCpuSeconds(pid) - node0;
+      const mainCpu = threadCpuSeconds(pid, pid) - main0;
       const peakRss = peakRssMiB(pid);
       const serverCpu = serverCpuSeconds(pm) - cpu0;
       const jvmCpu = crateCpuSeconds(jvms) - jvm0;
@@ -362,7 +366,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
       return {
         crate, variant: variant.label,
         pageSize, events, backlogSeconds, seconds, eventsPerSecond: events / seconds, countedSeconds: (countedAt - start) / 1000,
-        nodeCpuMsPer1k: (nodeCpu * 1e6) / events, serverCpuMsPer1k: (serverCpu * 1e6) / events,
+        nodeCpuMsPer1k: (nodeCpu * 1e6) / events, mainThreadCpuMsPer1k: (mainCpu * 1e6) / events, serverCpuMsPer1k: (serverCpu * 1e6) / events,
         sourceBackendCpuMsPer1k: (byApp.drainer * 1e6) / events, targetBackendCpuMsPer1k: (byApp.sink * 1e6) / events,
         windows, peakRssMiB: peakRss, startRssMiB: startRss,
       };
@@ -428,7 +432,7 @@ export async function run(args: BenchArgs): Promise<object> {
             throw err;
           });
           runs.push(d);
-          note(`  round ${r}/${rounds} page ${String(ps).padStart(6)} ${v.label}: ${fmt(d.eventsPerSecond, 0)} events/s (${fmt(d.seconds, 2)} s; counter reached at ${fmt(d.countedSeconds, 2)} s; ${d.windows} windows; backlog written in ${fmt(d.backlogSeconds, 1)} s); node CPU ${fmt(d.nodeCpuMsPer1k, 1)} ms / 1k; peak RSS ${fmt(d.peakRssMiB, 0)} MiB, ${fmt(d.startRssMiB, 0)} MiB at start`);
+          note(`  round ${r}/${rounds} page ${String(ps).padStart(6)} ${v.label}: ${fmt(d.eventsPerSecond, 0)} events/s (${fmt(d.seconds, 2)} s; counter reached at ${fmt(d.countedSeconds, 2)} s; ${d.windows} windows; backlog written in ${fmt(d.backlogSeconds, 1)} s); node CPU ${fmt(d.nodeCpuMsPer1k, 1)} ms / 1k (main thread ${fmt(d.mainThreadCpuMsPer1k, 1)}); peak RSS ${fmt(d.peakRssMiB, 0)} MiB, ${fmt(d.startRssMiB, 0)} MiB at start`);
         }
       }
     }
@@ -443,6 +447,7 @@ export async function run(args: BenchArgs): Promise<object> {
     eventsPerSecond: spread(of.map((d) => d.eventsPerSecond)),
     seconds: spread(of.map((d) => d.seconds)),
     nodeCpuMsPer1k: spread(of.map((d) => d.nodeCpuMsPer1k)),
+    mainThreadCpuMsPer1k: spread(of.map((d) => d.mainThreadCpuMsPer1k)),
     serverCpuMsPer1k: spread(of.map((d) => d.serverCpuMsPer1k)),
     sourceBackendCpuMsPer1k: spread(of.map((d) => d.sourceBackendCpuMsPer1k)),
     targetBackendCpuMsPer1k: spread(of.map((d) => d.targetBackendCpuMsPer1k)),
@@ -450,9 +455,9 @@ export async function run(args: BenchArgs): Promise<object> {
   }));
   printTable(
     `drain of ${events.toLocaleString('en')} ${mixedTitle(workload, txnRows)} into ${crateUrl ? 'CrateDB' : 'a Postgres target'} by \`pg2crate start\` in its own process, ${rounds} interleaved rounds (min / median / max)`,
-    ['page size', 'replicator', 'events/s', 'seconds', 'node CPU ms / 1k events', 'server CPU ms / 1k events', '… of it drainer backend', '… sink backends', 'peak RSS MiB'],
+    ['page size', 'replicator', 'events/s', 'seconds', 'node CPU ms / 1k events', '… main thread', 'server CPU ms / 1k events', '… of it drainer backend', '… sink backends', 'peak RSS MiB'],
     figures.map((f) => [
-      String(f.pageSize), f.variant, fmtSpread(f.eventsPerSecond, 0), fmtSpread(f.seconds, 2), fmtSpread(f.nodeCpuMsPer1k, 1), fmtSpread(f.serverCpuMsPer1k, 1),
+      String(f.pageSize), f.variant, fmtSpread(f.eventsPerSecond, 0), fmtSpread(f.seconds, 2), fmtSpread(f.nodeCpuMsPer1k, 1), fmtSpread(f.mainThreadCpuMsPer1k, 1), fmtSpread(f.serverCpuMsPer1k, 1),
       fmtSpread(f.sourceBackendCpuMsPer1k, 1), fmtSpread(f.targetBackendCpuMsPer1k, 1), fmtSpread(f.peakRssMiB, 0),
     ]),
   );
