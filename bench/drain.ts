@@ -180,6 +180,8 @@ interface Variant {
   checkout: CliCheckout;
   mode: CliMode;
   env: Record<string, string>;
+  /** flags of this replicator's node (V8 flags that NODE_OPTIONS does not take) */
+  nodeFlags: string[];
 }
 
 async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events: number, txnRows: number, workload: Workload, variant: Variant, nodeFlags: string[], crateTarget?: CrateTarget): Promise<DrainRun> {
@@ -296,7 +298,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     const lock = new pg.Client({ connectionString: srcUrl });
     await lock.connect();
     await lock.query('select pg_advisory_lock(hashtextextended($1, 0))', [streamLockText('pg2crate', 'main')]);
-    const child = spawnCli(variant.checkout, variant.mode, ['start'], { ...childEnv, ...variant.env, PG2CRATE_STANDBY_RETRY_MS: '20' }, nodeFlags);
+    const child = spawnCli(variant.checkout, variant.mode, ['start'], { ...childEnv, ...variant.env, PG2CRATE_STANDBY_RETRY_MS: '20' }, [...nodeFlags, ...variant.nodeFlags]);
     const exited = new Promise<number | string>((r) => child.once('exit', (code, sig) => r(code ?? sig ?? 'unknown')));
     let stopped: number | string | undefined;
     try {
@@ -403,10 +405,12 @@ export async function run(args: BenchArgs): Promise<object> {
   const badMode = modes.find((m) => !CLI_MODES.includes(m));
   if (badMode) throw new Error(`--run takes ${CLI_MODES.join(' and/or ')}, comma-separated, not ${badMode}`);
   // --checkouts=dir,dir?SETTING=value&…: replicators from several checkouts (a before → after in one
-  // run), each with settings of its own (NODE_OPTIONS=… passes V8 flags)
+  // run), each with settings of its own; NODE_FLAGS=… (space-separated) goes on its node's command
+  // line, for V8 flags that NODE_OPTIONS refuses (--single-threaded-gc)
   const entries = (args.checkouts ?? ROOT).split(',').map((c) => {
     const [dir, query] = c.split('?');
-    return { dir, env: Object.fromEntries(new URLSearchParams(query ?? '')), name: c };
+    const { NODE_FLAGS: flags, ...env } = Object.fromEntries(new URLSearchParams(query ?? ''));
+    return { dir, env, nodeFlags: flags ? flags.split(/\s+/).filter(Boolean) : [], name: c };
   });
   // --node-flags='--cpu-prof --cpu-prof-dir=/tmp/prof': flags of every replicator's node (profiles are written when it stops)
   const nodeFlags = args['node-flags'] ? args['node-flags'].split(/\s+/).filter(Boolean) : [];
@@ -418,7 +422,7 @@ export async function run(args: BenchArgs): Promise<object> {
     for (const e of entries) {
       let c = checkouts.get(e.dir);
       if (!c) checkouts.set(e.dir, (c = buildCheckout(e.dir)));
-      for (const mode of modes) variants.push({ label: `${entries.length > 1 ? `${e.name} ` : ''}${mode}`, checkout: c, mode, env: e.env });
+      for (const mode of modes) variants.push({ label: `${entries.length > 1 ? `${e.name} ` : ''}${mode}`, checkout: c, mode, env: e.env, nodeFlags: e.nodeFlags });
     }
     const admin = new pg.Client({ connectionString: cluster.url() });
     await admin.connect();
