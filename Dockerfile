@@ -8,6 +8,9 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# scripts/build.js stamps dist/ with its sources (bin/source-stamp.js)
+COPY bin ./bin
+COPY scripts/build.js ./scripts/
 RUN npm run build
 
 # Runtime stage: production dependencies, the compiled code and the migrations, run as a non-root user.

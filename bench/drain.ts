@@ -13,35 +13,35 @@
 //     changed about twice in the whole backlog) and 100 deletes: 20% / 70% / 10%. At the end the
 //     target's tables are compared with the source's (count and an md5 over every row's text).
 // Per run, on one throwaway cluster: fresh source and target databases, the tables captured, one
-// short replicator run so that the initial load is done and the target tables exist, then the
-// backlog written with no replicator running, ANALYZE of the outbox (what autovacuum would have
-// done by then), CHECKPOINT. Then a Runner starts in this process (as `pg2crate start` would,
-// listener and all) and the clock runs until caughtUp() (every event lies in a completed window),
-// checked cheaply via the drainer's counters first. Page sizes (--pages, default 1000,5000,20000)
-// are interleaved round by round.
-// Reported: events/s, the CPU of this process (drainer + sink) and of the server per 1k events (and of
-// that, the replicator's drainer backend in the source and sink backends in the target), and the
-// largest RSS of this process sampled while draining (after a full garbage collection of what the
-// benchmark itself left before the drain). Into CrateDB also: its JVM's CPU per 1k events
-// (drain and replay), the time with no request to CrateDB in flight and the mean number in flight
-// (bench/crate-meter.ts), and drain / raw, the replay's seconds over the drain's. --cpu-prof=file
-// writes a CPU profile of this process during each drain (file-<round>-<page size>.cpuprofile).
-import { writeFileSync } from 'node:fs';
-import { Session } from 'node:inspector/promises';
-import v8 from 'node:v8';
-import vm from 'node:vm';
+// short replicator run in this process so that the initial load is done and the target tables
+// exist. Then the replicator to measure, `pg2crate start` in a child process as a user runs it
+// (bench/cli-child.ts; --run=dist,tsx: compiled, and from source under tsx as `npm start`), starts
+// as a standby while this process holds the stream; the backlog is written meanwhile, then ANALYZE
+// of the outbox (what autovacuum would have done by then), CHECKPOINT. The stream is let go and
+// the clock runs until caughtUp() (every event lies in a completed window), checked cheaply via the
+// checkpoint's counter first. Page sizes (--pages, default 1000,5000,20000), replicators
+// (--run, --checkouts=dir,dir?SETTING=value&… for a before → after) are interleaved round by round.
+// Reported: events/s, the replicator's CPU (from /proc, from the take-over to caught up) and the
+// server's per 1k events (and of that, the replicator's drainer backend in the source and sink
+// backends in the target), and the replicator's peak RSS (VmHWM, its whole life). Into CrateDB
+// also: its JVM's CPU per 1k events (drain and replay) and drain / raw, the replay's seconds over
+// the drain's. (Requests in flight, which bench/crate-meter.ts counts inside a process, are not
+// measured: the sink now runs in the child.) --node-flags='--cpu-prof --cpu-prof-dir=dir' profiles the replicators.
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { streamLockText } from '../src/capture/names.js';
 import { loadConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
 import { migrate } from '../src/commands/migrate.js';
 import { startCluster, type Cluster } from '../test/helpers/cluster.js';
 import { caughtUp } from '../test/helpers/replication.js';
+import { buildCheckout, CLI_MODES, peakRssMiB, removeBuild, rssMiB, spawnCli, stopChild, type CliCheckout, type CliMode } from './cli-child.js';
 import { crateSql } from './crate-raw.js';
-import { crateCpuSeconds, crateJvmPids, InFlightMeter } from './crate-meter.js';
+import { crateCpuSeconds, crateJvmPids } from './crate-meter.js';
 import { checkCopies, coalescedPages, copyTargetTables, dropCopies, replaySeconds, type ReplayTable } from './crate-replay.js';
 import { fmt, fmtSpread, note, printTable, sleep, spread, type BenchArgs } from './report.js';
-import { clusterLogTail, postmasterPid, processCpuSeconds, serverCpuSeconds } from './server-cpu.js';
+import { clusterLogTail, postmasterPid, processCpuSeconds, serverCpuSeconds, threadCpuSeconds } from './server-cpu.js';
 
 export const description = 'drain rate: a backlog of 1M events into a Postgres target (or CrateDB with --target=cratedb), by page size';
 
@@ -113,14 +113,12 @@ interface CrateFigures {
   drainVsRaw: number;
   jvmCpuMsPer1k: number;
   rawJvmCpuMsPer1k: number;
-  /** seconds of the drain with no request to CrateDB in flight */
-  idleSeconds: number;
-  meanInFlight: number;
-  requests: number;
 }
 
 interface DrainRun {
   crate?: CrateFigures;
+  /** which replicator drained (Variant.label) */
+  variant: string;
   pageSize: number;
   events: number;
   backlogSeconds: number;
@@ -129,21 +127,24 @@ interface DrainRun {
   /** when the drainer's own counter reached the backlog (the rest is the caughtUp() check) */
   countedSeconds: number;
   nodeCpuMsPer1k: number;
+  /** of it, the main thread's (JavaScript, and the garbage collection it does itself); the rest is V8's helper threads (parallel and concurrent GC, compilation) and libuv's */
+  mainThreadCpuMsPer1k: number;
   serverCpuMsPer1k: number;
   /** CPU of the drainer's backend in the source (page reads, checkpoints) */
   sourceBackendCpuMsPer1k: number;
   /** CPU of the sink's backends in the target (applying pages) */
   targetBackendCpuMsPer1k: number;
-  pages: number;
   windows: number;
+  /** the replicator's peak resident set (VmHWM: its whole life, start-up included) */
   peakRssMiB: number;
-  /** RSS when the drain started (the benchmark's own share) */
+  /** its resident set when the drain started (started up, waiting as a standby) */
   startRssMiB: number;
 }
 
 const logger = createLogger(process.env.LOG_LEVEL ?? 'warn', { write: (s: string) => { process.stderr.write(s); } });
 
 const CRATE_SCHEMA = 'pg2crate_bench_drain';
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
 const MIXED_REPLAY_COLUMNS = [['id', true], ['k', false], ['qty', true], ['price', true], ['ratio', false], ['name', false], ['flag', false], ['created', false], ['day', false], ['attrs', false]] as const;
 const ITEMS_REPLAY_COLUMNS = [['id', true], ['k', false], ['v', false], ['amount', true], ['created', false]] as const;
@@ -173,26 +174,17 @@ interface CrateTarget {
   sinkEnv: Record<string, string>;
 }
 
-/** A full garbage collection now (V8 then gives the freed memory back). */
-function collectGarbage(): void {
-  v8.setFlagsFromString('--expose-gc');
-  (vm.runInNewContext('gc') as () => void)();
+/** One replicator to measure: a checkout, how its CLI runs, and settings of its own. */
+interface Variant {
+  label: string;
+  checkout: CliCheckout;
+  mode: CliMode;
+  env: Record<string, string>;
+  /** flags of this replicator's node (V8 flags that NODE_OPTIONS does not take) */
+  nodeFlags: string[];
 }
 
-/** Profiles this process's CPU until the returned function is called, which writes the profile (.cpuprofile, for DevTools). */
-async function cpuProfile(path: string): Promise<() => Promise<void>> {
-  const session = new Session();
-  session.connect();
-  await session.post('Profiler.enable');
-  await session.post('Profiler.start');
-  return async () => {
-    const { profile } = await session.post('Profiler.stop');
-    writeFileSync(path, JSON.stringify(profile));
-    session.disconnect();
-  };
-}
-
-async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events: number, txnRows: number, workload: Workload, crateTarget?: CrateTarget, profilePath?: string): Promise<DrainRun> {
+async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events: number, txnRows: number, workload: Workload, variant: Variant, nodeFlags: string[], crateTarget?: CrateTarget): Promise<DrainRun> {
   const crateUrl = crateTarget?.url;
   const [srcUrl, dstUrl] = [await cluster.createDatabase('drain_src'), await cluster.createDatabase('drain_dst')];
   const src = new pg.Pool({ connectionString: srcUrl, max: 2 });
@@ -200,13 +192,77 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
   src.on('error', (err) => process.stderr.write(`bench: idle source connection failed: ${err.message}; server log:\n${clusterLogTail(cluster.url(), 15)}\n`));
   const mixed = workload === 'mixed';
   const tables = mixed ? MIXED_TABLES.map((t) => `public.${t}`).join(',') : 'public.items';
-  const target = crateUrl ? { CRATEDB_URL: crateUrl, PG2CRATE_TARGET_SCHEMA: CRATE_SCHEMA } : { TARGET_DATABASE_URL: dstUrl };
-  const config = loadConfig({ DATABASE_URL: srcUrl, ...target, ...crateTarget?.sinkEnv, PG2CRATE_TABLES: tables, PG2CRATE_PAGE_SIZE: String(pageSize) });
+  const target: Record<string, string> = crateUrl ? { CRATEDB_URL: crateUrl, PG2CRATE_TARGET_SCHEMA: CRATE_SCHEMA } : { TARGET_DATABASE_URL: dstUrl };
+  const childEnv: Record<string, string> = { DATABASE_URL: srcUrl, ...target, ...crateTarget?.sinkEnv, PG2CRATE_TABLES: tables, PG2CRATE_PAGE_SIZE: String(pageSize), LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' };
+  const config = loadConfig(childEnv);
   if (crateUrl) for (const t of [...MIXED_TABLES, 'items']) await crateSql(crateUrl, `drop table if exists "${CRATE_SCHEMA}"."${t}"`);
-  let crate: CrateFigures | undefined;
   let replay: ReplayTable[] = [];
   // rows deleted by the mixed backlog, per table
   const deletable = Math.ceil(Math.ceil(events / 1000) / 3) * 100;
+  let lastId = '0';
+
+  /** The backlog, written while the replicator waits as a standby; returns the seconds it took. */
+  const writeBacklog = async (): Promise<number> => {
+    const t0 = performance.now();
+    if (mixed) await writeMixedBacklog(src, events, deletable);
+    else {
+      for (let from = 1; from <= events; from += txnRows) {
+        const to = Math.min(events, from + txnRows - 1);
+        await src.query(
+          `insert into items select g, g % 1000, md5(g::text), (g % 100000) / 100.0, timestamptz '2024-01-01' + g * interval '1 second' from generate_series($1::int8, $2::int8) g`,
+          [from, to],
+        );
+      }
+    }
+    const written = Number((await src.query<{ n: string }>('select count(*) as n from pg2crate.outbox where op <> $1', ['B'])).rows[0].n);
+    if (written < events) throw new Error(`the backlog holds ${written} events, expected ${events}`);
+    const seconds = (performance.now() - t0) / 1000;
+    // the backlog's events, kept for the raw replay (retention may remove them once applied)
+    if (crateUrl) await src.query(`create table bench_events as select id, table_id, op, data from pg2crate.outbox where id > $1 and op <> 'B'`, [lastId]);
+    await src.query('analyze pg2crate.outbox');
+    await src.query('checkpoint');
+    await sleep(300);
+    return seconds;
+  };
+
+  /** CrateDB: every table holds as many rows as the source's; then the raw replay of the same operations beside it. */
+  const crateReference = async (jvms: number[]): Promise<{ rawSeconds: number; rawJvmCpuMsPer1k: number }> => {
+    for (const t of mixed ? MIXED_TABLES : ['items']) {
+      await crateSql(crateUrl!, `refresh table "${CRATE_SCHEMA}"."${t}"`);
+      const got = Number((await crateSql(crateUrl!, `select count(*) from "${CRATE_SCHEMA}"."${t}"`)).rows![0][0]);
+      const want = Number((await src.query<{ n: string }>(`select count(*) as n from public.${t}`)).rows[0].n);
+      if (got !== want) throw new Error(`CrateDB table ${t} holds ${got} rows, the source ${want}`);
+    }
+    const c = await src.connect();
+    let pages;
+    try {
+      pages = await coalescedPages(c, 'bench_events', pageSize, CRATE_SCHEMA, replay);
+    } finally {
+      c.release();
+    }
+    const rawJvm0 = crateCpuSeconds(jvms);
+    const rawSeconds = await replaySeconds(crateUrl!, pages, crateTarget!.rawRows, crateTarget!.rawParallel);
+    const rawJvmCpu = crateCpuSeconds(jvms) - rawJvm0;
+    await checkCopies(crateUrl!, CRATE_SCHEMA, replay, replayDigest);
+    await dropCopies(crateUrl!, CRATE_SCHEMA, replay);
+    return { rawSeconds, rawJvmCpuMsPer1k: (rawJvmCpu * 1e6) / events };
+  };
+
+  /** A Postgres target equals the source. */
+  const checkPostgresTarget = async (): Promise<void> => {
+    if (mixed) {
+      const [want, got] = [await tableDigests(srcUrl), await tableDigests(dstUrl)];
+      if (want.join() !== got.join()) throw new Error(`target differs from source: source ${want.join('; ')}, target ${got.join('; ')}`);
+      return;
+    }
+    const dst = new pg.Client({ connectionString: dstUrl });
+    await dst.connect();
+    const n = Number((await dst.query<{ n: string }>('select count(*) as n from items')).rows[0].n);
+    await dst.end();
+    if (n !== events + 1) throw new Error(`target holds ${n} rows, expected ${events + 1}`);
+  };
+
+  const appliedEvents = async () => Number((await src.query<{ n: string }>(`select applied_events::text as n from pg2crate.checkpoint where stream = 'main'`)).rows[0].n);
   try {
     if (mixed) {
       for (const t of MIXED_TABLES) {
@@ -217,7 +273,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     } else {
       await src.query(TABLE);
     }
-    // Capture; one short run finishes the initial load and creates the target tables.
+    // Capture; one short run (in this process) finishes the initial load and creates the target tables.
     const prime = new Runner(config, logger);
     await migrate(prime);
     const primed = prime.run();
@@ -234,124 +290,92 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
       replay = await replayTables(src, mixed);
       await copyTargetTables(crateUrl, CRATE_SCHEMA, replay);
     }
-    const lastId = (await src.query<{ id: string }>('select coalesce(max(id), 0)::text as id from pg2crate.outbox')).rows[0].id;
+    lastId = (await src.query<{ id: string }>('select coalesce(max(id), 0)::text as id from pg2crate.outbox')).rows[0].id;
 
-    // The backlog, written with nobody draining.
-    const t0 = performance.now();
-    if (mixed) await writeMixedBacklog(src, events, deletable);
-    else {
-      for (let from = 1; from <= events; from += txnRows) {
-        const to = Math.min(events, from + txnRows - 1);
-        await src.query(
-          `insert into items select g, g % 1000, md5(g::text), (g % 100000) / 100.0, timestamptz '2024-01-01' + g * interval '1 second' from generate_series($1::int8, $2::int8) g`,
-          [from, to],
-        );
-      }
-    }
-    const written = Number((await src.query<{ n: string }>('select count(*) as n from pg2crate.outbox where op <> $1', ['B'])).rows[0].n);
-    if (written < events) throw new Error(`the backlog holds ${written} events, expected ${events}`);
-    const backlogSeconds = (performance.now() - t0) / 1000;
-    // the backlog's events, kept for the raw replay (retention may remove them once applied)
-    if (crateUrl) await src.query(`create table bench_events as select id, table_id, op, data from pg2crate.outbox where id > $1 and op <> 'B'`, [lastId]);
-    await src.query('analyze pg2crate.outbox');
-    await src.query('checkpoint');
-    await sleep(300);
-
-    // The benchmark's own garbage (the initial load's run, the replay of the round before) is
-    // collected first, so that the RSS measured is the drain's, not what this process held before.
-    collectGarbage();
-    const runner = new Runner(config, logger);
-    const stopProfile = profilePath ? await cpuProfile(profilePath) : null;
-    const jvms = crateUrl ? crateJvmPids() : [];
-    const meter = crateUrl ? new InFlightMeter(crateUrl.split(',')) : null;
-    const jvm0 = crateCpuSeconds(jvms);
-    meter?.start();
-    const cpu0 = serverCpuSeconds(pm);
-    const node0 = process.cpuUsage();
-    const start = performance.now();
-    const running = runner.run();
-    running.catch(() => {});
-    // The replicator's own backends (its drainer and its sink connections): their CPU since they
-    // started, read before they close, splits the server's share between source and target.
-    const backends = new Map<number, string>();
-    let lastLook = 0;
-    const look = async () => {
-      const res = await src.query<{ pid: number; app: string }>(`select pid, application_name as app from pg_stat_activity where application_name in ('pg2crate drainer', 'pg2crate sink')`);
-      for (const r of res.rows) backends.set(r.pid, r.app);
-    };
-    let countedAt = 0;
-    const startRss = process.memoryUsage.rss();
-    let peakRss = startRss;
-    for (;;) {
-      peakRss = Math.max(peakRss, process.memoryUsage.rss());
-      if (performance.now() - lastLook > 250) {
-        lastLook = performance.now();
-        await look();
-      }
-      const applied = runner.drainer?.stats.appliedEvents ?? 0;
-      if (applied >= events) {
-        if (!countedAt) countedAt = performance.now();
-        if (await caughtUp(src)) break;
-        await sleep(20);
-      } else {
-        await sleep(5);
-      }
-      if (performance.now() - start > 30 * 60_000) throw new Error('the drain did not finish within 30 min');
-    }
-    const seconds = (performance.now() - start) / 1000;
-    const nodeCpu = process.cpuUsage(node0);
-    await stopProfile?.();
-    const serverCpu = serverCpuSeconds(pm) - cpu0;
-    const jvmCpu = crateCpuSeconds(jvms) - jvm0;
-    const flight = meter?.stop();
-    await look();
-    const byApp = { drainer: 0, sink: 0 };
-    for (const [pid, app] of backends) byApp[app === 'pg2crate sink' ? 'sink' : 'drainer'] += processCpuSeconds(pid);
-    const stats = { ...runner.drainer!.stats };
-    await runner.close();
-    await running;
-
-    if (crateUrl) {
-      // CrateDB: every table holds as many rows as the source's, and the raw replay beside it.
-      for (const t of mixed ? MIXED_TABLES : ['items']) {
-        await crateSql(crateUrl, `refresh table "${CRATE_SCHEMA}"."${t}"`);
-        const got = Number((await crateSql(crateUrl, `select count(*) from "${CRATE_SCHEMA}"."${t}"`)).rows![0][0]);
-        const want = Number((await src.query<{ n: string }>(`select count(*) as n from public.${t}`)).rows[0].n);
-        if (got !== want) throw new Error(`CrateDB table ${t} holds ${got} rows, the source ${want}`);
-      }
-      const c = await src.connect();
-      let pages;
-      try {
-        pages = await coalescedPages(c, 'bench_events', pageSize, CRATE_SCHEMA, replay);
-      } finally {
-        c.release();
-      }
-      const rawJvm0 = crateCpuSeconds(jvms);
-      const rawSeconds = await replaySeconds(crateUrl, pages, crateTarget!.rawRows, crateTarget!.rawParallel);
-      const rawJvmCpu = crateCpuSeconds(jvms) - rawJvm0;
-      await checkCopies(crateUrl, CRATE_SCHEMA, replay, replayDigest);
-      await dropCopies(crateUrl, CRATE_SCHEMA, replay);
-      crate = {
-        rawSeconds, drainVsRaw: rawSeconds / seconds, jvmCpuMsPer1k: (jvmCpu * 1e6) / events, rawJvmCpuMsPer1k: (rawJvmCpu * 1e6) / events,
-        idleSeconds: flight!.idleSeconds, meanInFlight: flight!.meanInFlight, requests: meter!.requests,
+    // The replicator, `pg2crate start` in a child process, waits as a standby while this holds the
+    // stream: it starts (modules loaded, connections made) and the backlog is written off the
+    // clock; it takes the stream within PG2CRATE_STANDBY_RETRY_MS once this lets go.
+    const lock = new pg.Client({ connectionString: srcUrl });
+    await lock.connect();
+    await lock.query('select pg_advisory_lock(hashtextextended($1, 0))', [streamLockText('pg2crate', 'main')]);
+    const child = spawnCli(variant.checkout, variant.mode, ['start'], { ...childEnv, ...variant.env, PG2CRATE_STANDBY_RETRY_MS: '20' }, [...nodeFlags, ...variant.nodeFlags]);
+    const exited = new Promise<number | string>((r) => child.once('exit', (code, sig) => r(code ?? sig ?? 'unknown')));
+    let stopped: number | string | undefined;
+    try {
+      const alive = async () => {
+        const code = await Promise.race([exited, sleep(0).then(() => undefined)]);
+        if (code !== undefined) throw new Error(`the replicator's process exited ${code} before the drain was done`);
       };
-    } else if (mixed) {
-      const [want, got] = [await tableDigests(srcUrl), await tableDigests(dstUrl)];
-      if (want.join() !== got.join()) throw new Error(`target differs from source: source ${want.join('; ')}, target ${got.join('; ')}`);
-    } else {
-      const dst = new pg.Client({ connectionString: dstUrl });
-      await dst.connect();
-      const n = Number((await dst.query<{ n: string }>('select count(*) as n from items')).rows[0].n);
-      await dst.end();
-      if (n !== events + 1) throw new Error(`target holds ${n} rows, expected ${events + 1}`);
+      for (const t0 = performance.now(); ; await sleep(20)) {
+        await alive();
+        const standby = await src.query(`select 1 from pg_stat_activity where application_name = 'pg2crate drainer' and datname = current_database()`);
+        if (standby.rows.length > 0) break;
+        if (performance.now() - t0 > 60_000) throw new Error('the replicator did not connect within 60 s');
+      }
+      const backlogSeconds = await writeBacklog();
+      const applied0 = await appliedEvents();
+      const pid = child.pid!;
+      const startRss = rssMiB(pid);
+      const jvms = crateUrl ? crateJvmPids() : [];
+      const jvm0 = crateCpuSeconds(jvms);
+      const cpu0 = serverCpuSeconds(pm);
+      const node0 = processCpuSeconds(pid);
+      const main0 = threadCpuSeconds(pid, pid);
+      const start = performance.now();
+      await lock.query('select pg_advisory_unlock_all()');
+      // The replicator's own backends (its drainer and its sink connections): their CPU since they
+      // started, read before they close, splits the server's share between source and target.
+      const backends = new Map<number, string>();
+      let lastLook = 0;
+      const look = async () => {
+        const res = await src.query<{ pid: number; app: string }>(`select pid, application_name as app from pg_stat_activity where application_name in ('pg2crate drainer', 'pg2crate sink')`);
+        for (const r of res.rows) backends.set(r.pid, r.app);
+      };
+      let countedAt = 0;
+      for (;;) {
+        await alive();
+        if (performance.now() - lastLook > 250) {
+          lastLook = performance.now();
+          await look();
+        }
+        // the replicator's own counter (saved with each page's checkpoint) first: caughtUp() reads the outbox
+        if ((await appliedEvents()) - applied0 >= events) {
+          if (!countedAt) countedAt = performance.now();
+          if (await caughtUp(src)) break;
+        }
+        await sleep(20);
+        if (performance.now() - start > 30 * 60_000) throw new Error('the drain did not finish within 30 min');
+      }
+      const seconds = (performance.now() - start) / 1000;
+      const nodeCpu = processCpuSeconds(pid) - node0;
+      const mainCpu = threadCpuSeconds(pid, pid) - main0;
+      const peakRss = peakRssMiB(pid);
+      const serverCpu = serverCpuSeconds(pm) - cpu0;
+      const jvmCpu = crateCpuSeconds(jvms) - jvm0;
+      await look();
+      const byApp = { drainer: 0, sink: 0 };
+      for (const [p, app] of backends) byApp[app === 'pg2crate sink' ? 'sink' : 'drainer'] += processCpuSeconds(p);
+      const windows = Number((await src.query<{ n: string }>(`select windows::text as n from pg2crate.checkpoint where stream = 'main'`)).rows[0].n);
+      stopped = await stopChild(child);
+      if (stopped !== 0) throw new Error(`the replicator's process exited ${stopped} on SIGTERM, not 0`);
+      let crate: CrateFigures | undefined;
+      if (crateUrl) {
+        const ref = await crateReference(jvms);
+        crate = { ...ref, drainVsRaw: ref.rawSeconds / seconds, jvmCpuMsPer1k: (jvmCpu * 1e6) / events };
+      } else {
+        await checkPostgresTarget();
+      }
+      return {
+        crate, variant: variant.label,
+        pageSize, events, backlogSeconds, seconds, eventsPerSecond: events / seconds, countedSeconds: (countedAt - start) / 1000,
+        nodeCpuMsPer1k: (nodeCpu * 1e6) / events, mainThreadCpuMsPer1k: (mainCpu * 1e6) / events, serverCpuMsPer1k: (serverCpu * 1e6) / events,
+        sourceBackendCpuMsPer1k: (byApp.drainer * 1e6) / events, targetBackendCpuMsPer1k: (byApp.sink * 1e6) / events,
+        windows, peakRssMiB: peakRss, startRssMiB: startRss,
+      };
+    } finally {
+      if (stopped === undefined) await stopChild(child, 5_000);
+      await lock.end().catch(() => {});
     }
-    return {
-      crate,
-      pageSize, events, backlogSeconds, seconds, eventsPerSecond: events / seconds, countedSeconds: (countedAt - start) / 1000,
-      nodeCpuMsPer1k: ((nodeCpu.user + nodeCpu.system) / 1000 / events) * 1000, serverCpuMsPer1k: (serverCpu * 1000 * 1000) / events,
-      sourceBackendCpuMsPer1k: (byApp.drainer * 1000 * 1000) / events, targetBackendCpuMsPer1k: (byApp.sink * 1000 * 1000) / events,
-      pages: stats.pages, windows: stats.windows, peakRssMiB: peakRss / 2 ** 20, startRssMiB: startRss / 2 ** 20,
-    };
   } finally {
     await src.end();
     const admin = new pg.Client({ connectionString: cluster.url() });
@@ -376,60 +400,90 @@ export async function run(args: BenchArgs): Promise<object> {
     if (args[arg] !== undefined) sinkEnv[env] = args[arg]!;
   }
   const crateTarget = crateUrl ? { url: crateUrl, rawRows: Number(args['raw-rows'] ?? 5000), rawParallel: Number(args['raw-parallel'] ?? 2), sinkEnv } : undefined;
+  // --run=dist,tsx: how the CLI runs (compiled, as bin/pg2crate.js in the package; from source, as `npm start`).
+  const modes = (args.run ?? CLI_MODES.join(',')).split(',') as CliMode[];
+  const badMode = modes.find((m) => !CLI_MODES.includes(m));
+  if (badMode) throw new Error(`--run takes ${CLI_MODES.join(' and/or ')}, comma-separated, not ${badMode}`);
+  // --checkouts=dir,dir?SETTING=value&…: replicators from several checkouts (a before → after in one
+  // run), each with settings of its own; NODE_FLAGS=… (space-separated) goes on its node's command
+  // line, for V8 flags that NODE_OPTIONS refuses (--single-threaded-gc)
+  const entries = (args.checkouts ?? ROOT).split(',').map((c) => {
+    const [dir, query] = c.split('?');
+    const { NODE_FLAGS: flags, ...env } = Object.fromEntries(new URLSearchParams(query ?? ''));
+    return { dir, env, nodeFlags: flags ? flags.split(/\s+/).filter(Boolean) : [], name: c };
+  });
+  // --node-flags='--cpu-prof --cpu-prof-dir=/tmp/prof': flags of every replicator's node (profiles are written when it stops)
+  const nodeFlags = args['node-flags'] ? args['node-flags'].split(/\s+/).filter(Boolean) : [];
+  const checkouts = new Map<string, CliCheckout>();
   const cluster = await startCluster();
   const runs: DrainRun[] = [];
+  const variants: Variant[] = [];
   try {
+    for (const e of entries) {
+      let c = checkouts.get(e.dir);
+      if (!c) checkouts.set(e.dir, (c = buildCheckout(e.dir)));
+      for (const mode of modes) variants.push({ label: `${entries.length > 1 ? `${e.name} ` : ''}${mode}`, checkout: c, mode, env: e.env, nodeFlags: e.nodeFlags });
+    }
     const admin = new pg.Client({ connectionString: cluster.url() });
     await admin.connect();
     const pm = await postmasterPid(admin);
     await admin.end();
     for (let r = 1; r <= rounds; r++) {
       for (const ps of pageSizes) {
-        const profilePath = args['cpu-prof'] ? `${args['cpu-prof'].replace(/\.cpuprofile$/, '')}-${r}-${ps}.cpuprofile` : undefined;
-        const d = await drainOnce(cluster, pm, ps, events, txnRows, workload, crateTarget, profilePath).catch((err: unknown) => {
-          process.stderr.write(`server log:\n${clusterLogTail(cluster.url())}\n`);
-          throw err;
-        });
-        runs.push(d);
-        note(`  round ${r}/${rounds} page ${String(ps).padStart(6)}: ${fmt(d.eventsPerSecond, 0)} events/s (${fmt(d.seconds, 2)} s; counter reached at ${fmt(d.countedSeconds, 2)} s; ${d.pages} pages, ${d.windows} windows; backlog written in ${fmt(d.backlogSeconds, 1)} s; peak RSS ${fmt(d.peakRssMiB, 0)} MiB, ${fmt(d.startRssMiB, 0)} MiB at start)`);
+        for (const v of variants) {
+          const d = await drainOnce(cluster, pm, ps, events, txnRows, workload, v, nodeFlags, crateTarget).catch((err: unknown) => {
+            process.stderr.write(`server log:\n${clusterLogTail(cluster.url())}\n`);
+            throw err;
+          });
+          runs.push(d);
+          note(`  round ${r}/${rounds} page ${String(ps).padStart(6)} ${v.label}: ${fmt(d.eventsPerSecond, 0)} events/s (${fmt(d.seconds, 2)} s; counter reached at ${fmt(d.countedSeconds, 2)} s; ${d.windows} windows; backlog written in ${fmt(d.backlogSeconds, 1)} s); node CPU ${fmt(d.nodeCpuMsPer1k, 1)} ms / 1k (main thread ${fmt(d.mainThreadCpuMsPer1k, 1)}); peak RSS ${fmt(d.peakRssMiB, 0)} MiB, ${fmt(d.startRssMiB, 0)} MiB at start`);
+        }
       }
     }
   } finally {
     await cluster.stop();
+    for (const c of checkouts.values()) removeBuild(c);
   }
-  const by = (ps: number) => runs.filter((d) => d.pageSize === ps);
-  const figures = pageSizes.map((ps) => ({
+  const cells = pageSizes.flatMap((ps) => variants.map((v) => ({ ps, label: v.label, runs: runs.filter((d) => d.pageSize === ps && d.variant === v.label) })));
+  const figures = cells.map(({ ps, label, runs: of }) => ({
     pageSize: ps,
-    eventsPerSecond: spread(by(ps).map((d) => d.eventsPerSecond)),
-    seconds: spread(by(ps).map((d) => d.seconds)),
-    nodeCpuMsPer1k: spread(by(ps).map((d) => d.nodeCpuMsPer1k)),
-    serverCpuMsPer1k: spread(by(ps).map((d) => d.serverCpuMsPer1k)),
-    sourceBackendCpuMsPer1k: spread(by(ps).map((d) => d.sourceBackendCpuMsPer1k)),
-    targetBackendCpuMsPer1k: spread(by(ps).map((d) => d.targetBackendCpuMsPer1k)),
-    peakRssMiB: spread(by(ps).map((d) => d.peakRssMiB)),
+    variant: label,
+    eventsPerSecond: spread(of.map((d) => d.eventsPerSecond)),
+    seconds: spread(of.map((d) => d.seconds)),
+    nodeCpuMsPer1k: spread(of.map((d) => d.nodeCpuMsPer1k)),
+    mainThreadCpuMsPer1k: spread(of.map((d) => d.mainThreadCpuMsPer1k)),
+    serverCpuMsPer1k: spread(of.map((d) => d.serverCpuMsPer1k)),
+    sourceBackendCpuMsPer1k: spread(of.map((d) => d.sourceBackendCpuMsPer1k)),
+    targetBackendCpuMsPer1k: spread(of.map((d) => d.targetBackendCpuMsPer1k)),
+    peakRssMiB: spread(of.map((d) => d.peakRssMiB)),
   }));
   printTable(
-    `drain of ${events.toLocaleString('en')} ${mixedTitle(workload, txnRows)} into ${crateUrl ? 'CrateDB' : 'a Postgres target'}, ${rounds} interleaved rounds (min / median / max)`,
-    ['page size', 'events/s', 'seconds', 'node CPU ms / 1k events', 'server CPU ms / 1k events', '… of it drainer backend', '… sink backends', 'peak RSS MiB'],
+    `drain of ${events.toLocaleString('en')} ${mixedTitle(workload, txnRows)} into ${crateUrl ? 'CrateDB' : 'a Postgres target'} by \`pg2crate start\` in its own process, ${rounds} interleaved rounds (min / median / max)`,
+    ['page size', 'replicator', 'events/s', 'seconds', 'node CPU ms / 1k events', '… main thread', 'server CPU ms / 1k events', '… of it drainer backend', '… sink backends', 'peak RSS MiB'],
     figures.map((f) => [
-      String(f.pageSize), fmtSpread(f.eventsPerSecond, 0), fmtSpread(f.seconds, 2), fmtSpread(f.nodeCpuMsPer1k, 1), fmtSpread(f.serverCpuMsPer1k, 1),
+      String(f.pageSize), f.variant, fmtSpread(f.eventsPerSecond, 0), fmtSpread(f.seconds, 2), fmtSpread(f.nodeCpuMsPer1k, 1), fmtSpread(f.mainThreadCpuMsPer1k, 1), fmtSpread(f.serverCpuMsPer1k, 1),
       fmtSpread(f.sourceBackendCpuMsPer1k, 1), fmtSpread(f.targetBackendCpuMsPer1k, 1), fmtSpread(f.peakRssMiB, 0),
     ]),
   );
-  note('source, target and replicator share the machine (server CPU covers both databases: one cluster).');
+  note('source, target and replicator share the machine (server CPU covers both databases: one cluster). dist: node dist/cli.js (npm package, Docker image); tsx: node --import tsx src/cli.ts (npm start).');
   if (crateTarget) {
-    const of = (ps: number, f: (c: CrateFigures, d: DrainRun) => number) => spread(by(ps).map((d) => f(d.crate!, d)));
+    const of = (runsOf: DrainRun[], f: (c: CrateFigures, d: DrainRun) => number) => spread(runsOf.map((d) => f(d.crate!, d)));
     printTable(
       `CrateDB: drain${Object.keys(sinkEnv).length > 0 ? ` (${Object.entries(sinkEnv).map(([k, v]) => `${k}=${v}`).join(', ')})` : ''} beside a raw replay of the same coalesced operations (${crateTarget.rawRows} rows per request, ${crateTarget.rawParallel} in flight), same round`,
-      ['page size', 'raw events/s', 'drain / raw', 'CrateDB JVM CPU ms / 1k: drain', '… raw', 'nothing in flight, s', '… share of the drain', 'mean requests in flight'],
-      pageSizes.map((ps) => [
-        String(ps), fmtSpread(of(ps, (c, d) => d.events / c.rawSeconds), 0), fmtSpread(of(ps, (c) => c.drainVsRaw), 2),
-        fmtSpread(of(ps, (c) => c.jvmCpuMsPer1k), 1), fmtSpread(of(ps, (c) => c.rawJvmCpuMsPer1k), 1),
-        fmtSpread(of(ps, (c) => c.idleSeconds), 2), fmtSpread(of(ps, (c, d) => c.idleSeconds / d.seconds), 2), fmtSpread(of(ps, (c) => c.meanInFlight), 2),
+      ['page size', 'replicator', 'raw events/s', 'drain / raw', 'CrateDB JVM CPU ms / 1k: drain', '… raw'],
+      cells.map(({ ps, label, runs: r }) => [
+        String(ps), label, fmtSpread(of(r, (c, d) => d.events / c.rawSeconds), 0), fmtSpread(of(r, (c) => c.drainVsRaw), 2),
+        fmtSpread(of(r, (c) => c.jvmCpuMsPer1k), 1), fmtSpread(of(r, (c) => c.rawJvmCpuMsPer1k), 1),
       ]),
     );
   }
-  return { settings: { events, rounds, txnRows, pageSizes, workload, target: crateUrl ? 'cratedb' : 'postgres', ...(crateTarget ? { rawRows: crateTarget.rawRows, rawParallel: crateTarget.rawParallel, sink: sinkEnv } : {}) }, figures, runs };
+  return {
+    settings: {
+      events, rounds, txnRows, pageSizes, workload, target: crateUrl ? 'cratedb' : 'postgres', modes, checkouts: entries.map((e) => e.name), nodeFlags,
+      ...(crateTarget ? { rawRows: crateTarget.rawRows, rawParallel: crateTarget.rawParallel, sink: sinkEnv } : {}),
+    },
+    figures, runs,
+  };
 }
 
 function mixedTitle(workload: Workload, txnRows: number): string {

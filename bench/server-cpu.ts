@@ -46,6 +46,12 @@ export function processCpuSeconds(pid: number): number {
   return s ? (s.utime + s.stime) / TICKS : 0;
 }
 
+/** CPU seconds one thread of a process has used so far (the main thread: tid = pid); 0 once it is gone. */
+export function threadCpuSeconds(pid: number, tid: number): number {
+  const s = stat(`${pid}/task/${tid}`);
+  return s ? (s.utime + s.stime) / TICKS : 0;
+}
+
 /** Seconds of CPU the server has used so far (see the top of this file). */
 export function serverCpuSeconds(postmaster: number): number {
   const pm = stat(postmaster);

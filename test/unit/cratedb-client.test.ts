@@ -14,7 +14,7 @@ import type { Change, ColumnInfo, TableInfo } from '../../src/core/change.js';
 import { classify, TableError } from '../../src/core/errors.js';
 import { createLogger } from '../../src/core/logger.js';
 import { chunkRows, writeBulk, type BulkItem } from '../../src/sink/cratedb/bulk-writer.js';
-import { CrateClient, CrateRequestError } from '../../src/sink/cratedb/crate-client.js';
+import { bulkBody, CrateClient, CrateRequestError } from '../../src/sink/cratedb/crate-client.js';
 import { CrateSink } from '../../src/sink/cratedb/cratedb-sink.js';
 import { LosslessNumber } from 'lossless-json';
 
@@ -249,6 +249,15 @@ describe('a request that fails as a whole on a value', () => {
 });
 
 describe('request bounds', () => {
+  test('a bulk body written into a buffer is byte for byte the JSON of the statement and its rows, multi-byte text included', () => {
+    const stmt = 'INSERT INTO "tä"."t" ("a", "b") VALUES (?, ?)';
+    for (const rows of [[], ['[1,"x"]'], ['[1,"é\\"q"]', '[2,"日本語 😀"]', '[3,null]']]) {
+      const body = bulkBody(stmt, rows);
+      assert.equal(body.toString('utf8'), `{"stmt":${JSON.stringify(stmt)},"bulk_args":[${rows.join(',')}]}`);
+      assert.deepEqual(JSON.parse(body.toString('utf8')).bulk_args, rows.map((r) => JSON.parse(r)));
+    }
+  });
+
   test('no request holds more than maxRows rows or maxBytes bytes, and every row is sent once', async () => {
     const seen: number[] = [];
     handler = (r) => {
