@@ -129,6 +129,21 @@ export function chunkRows(stmt: string, items: readonly BulkItem[], limits: Bulk
 }
 
 /**
+ * The rows per request for a page of `rows` rows over all its statements, `slots` requests in
+ * flight: at most maxRows, and a page that needs more than one wave of full requests is cut into a
+ * multiple of `slots` requests of equal size, so that its last wave fills the slots (5,000 rows, at
+ * most 2,000, 2 slots: four of 1,250; three of 1,667 would leave the last one alone). A page that
+ * fits in one wave keeps maxRows: its statements are not cut smaller, which would only add
+ * requests.
+ */
+export function pageRequestRows(rows: number, maxRows: number, slots: number): number {
+  const wave = Math.max(1, slots) * maxRows;
+  if (rows <= wave) return maxRows;
+  const waves = Math.ceil(rows / wave);
+  return Math.ceil(rows / (Math.max(1, slots) * waves));
+}
+
+/**
  * A 4000/4003 that is about the statement, not a value: splitting would only park every row.
  * CrateDB 6.4 answers a syntax error as ParsingException, but a failed cast as SQLParseException
  * ("Cannot cast value …"), so only the former is the statement's fault; a key column in SET is a
