@@ -13,7 +13,7 @@ import type { Socket } from 'node:net';
 import type { Change, ColumnInfo, TableInfo } from '../../src/core/change.js';
 import { classify, TableError } from '../../src/core/errors.js';
 import { createLogger } from '../../src/core/logger.js';
-import { chunkRows, pageRequestRows, writeBulk, type BulkItem } from '../../src/sink/cratedb/bulk-writer.js';
+import { chunkRows, pageRequestRows, RequestSlots, writeBulk, type BulkItem } from '../../src/sink/cratedb/bulk-writer.js';
 import { CrateClient, CrateRequestError } from '../../src/sink/cratedb/crate-client.js';
 import { CrateSink } from '../../src/sink/cratedb/cratedb-sink.js';
 import { LosslessNumber } from 'lossless-json';
@@ -545,6 +545,17 @@ describe('requests in flight for one page', () => {
     } finally {
       await sink.stop();
     }
+  });
+
+  test('a free slot goes to the largest request waiting, so that small ones end the page', async () => {
+    const slots = new RequestSlots(1);
+    const started: string[] = [];
+    let release!: () => void;
+    const first = slots.run(() => new Promise<void>((resolve) => { release = resolve; }), 10);
+    const waiting = ([['a', 1], ['b', 5], ['c', 3], ['d', 5], ['e', 1]] as const).map(([name, rows]) => slots.run(async () => { started.push(name); }, rows));
+    release();
+    await Promise.all([first, ...waiting]);
+    assert.deepEqual(started, ['b', 'd', 'c', 'a', 'e']);
   });
 
   test("a page's requests fill the slots in its last wave; a page that fits in one wave is not cut smaller", async () => {

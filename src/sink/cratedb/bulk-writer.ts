@@ -47,25 +47,33 @@ export interface BulkLimits {
 
 /**
  * A bound on requests in flight shared by the statements of one page: what CrateDB gets at once
- * stays the same however many tables and statements the page has.
+ * stays the same however many tables and statements the page has. A free slot goes to the largest
+ * request waiting (the first of equal ones): the small ones (a table's few deletes) then end the
+ * page, instead of a large one running alone after the others are done.
  */
 export class RequestSlots {
   #free: number;
-  readonly #waiting: Array<() => void> = [];
+  /** largest first, in order of arrival among equal sizes */
+  readonly #waiting: Array<{ rows: number; go: () => void }> = [];
 
   constructor(size: number) {
     this.#free = Math.max(1, size);
   }
 
-  async run<T>(work: () => Promise<T>): Promise<T> {
+  async run<T>(work: () => Promise<T>, rows = 1): Promise<T> {
     if (this.#free > 0) this.#free--;
-    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    else {
+      await new Promise<void>((go) => {
+        const at = this.#waiting.findIndex((w) => w.rows < rows);
+        this.#waiting.splice(at < 0 ? this.#waiting.length : at, 0, { rows, go });
+      });
+    }
     try {
       return await work();
     } finally {
       // the slot passes straight to the next waiter, so nobody overtakes it
       const next = this.#waiting.shift();
-      if (next) next();
+      if (next) next.go();
       else this.#free++;
     }
   }
@@ -243,7 +251,7 @@ export async function writeBulk(client: CrateClient, stmt: string, items: readon
     while (failure === null && next < chunks.length) {
       const chunk = chunks[next++];
       try {
-        await (limits.slots ? limits.slots.run(() => send(chunk)) : send(chunk));
+        await (limits.slots ? limits.slots.run(() => send(chunk), chunk.length) : send(chunk));
       } catch (err) {
         failure ??= { err };
       }
