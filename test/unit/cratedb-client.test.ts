@@ -13,7 +13,7 @@ import type { Socket } from 'node:net';
 import type { Change, ColumnInfo, TableInfo } from '../../src/core/change.js';
 import { classify, TableError } from '../../src/core/errors.js';
 import { createLogger } from '../../src/core/logger.js';
-import { chunkRows, pageRequestRows, RequestSlots, writeBulk, type BulkItem } from '../../src/sink/cratedb/bulk-writer.js';
+import { chunkRows, writeBulk, type BulkItem } from '../../src/sink/cratedb/bulk-writer.js';
 import { CrateClient, CrateRequestError } from '../../src/sink/cratedb/crate-client.js';
 import { CrateSink } from '../../src/sink/cratedb/cratedb-sink.js';
 import { LosslessNumber } from 'lossless-json';
@@ -499,13 +499,6 @@ describe('requests in flight for one page', () => {
     { name: 'v', type: 'text', baseType: 'text', baseFormatted: 'text', dims: 0, typtype: 'b', notNull: false },
   ];
   const table = (id: number, name: string): TableInfo => ({ id, relid: id, sourceSchema: 'public', sourceTable: name, targetSchema: 'doc', targetTable: name, keyColumns: ['id'], columns });
-  /** what CrateDB answers about a target table (id, v) keyed by id; null for any other statement */
-  const targetShape = (s: string): Answer | null => {
-    if (s.includes('information_schema.tables')) return { status: 200, body: { cols: [], rows: [['_id', null]], rowcount: 1 } };
-    if (s.includes('information_schema.columns')) return { status: 200, body: { cols: [], rows: [['id', 'bigint'], ['v', 'text']], rowcount: 2 } };
-    if (s.includes('key_column_usage')) return { status: 200, body: { cols: [], rows: [['id']], rowcount: 1 } };
-    return null;
-  };
 
   test('the tables and statements of a page share one bound on requests in flight, and use all of it', async () => {
     let inFlight = 0;
@@ -513,8 +506,9 @@ describe('requests in flight for one page', () => {
     const kinds = new Set<string>();
     handler = async (r) => {
       const s = r.stmt ?? '';
-      const shape = targetShape(s);
-      if (shape) return shape;
+      if (s.includes('information_schema.tables')) return { status: 200, body: { cols: [], rows: [['_id', null]], rowcount: 1 } };
+      if (s.includes('information_schema.columns')) return { status: 200, body: { cols: [], rows: [['id', 'bigint'], ['v', 'text']], rowcount: 2 } };
+      if (s.includes('key_column_usage')) return { status: 200, body: { cols: [], rows: [['id']], rowcount: 1 } };
       inFlight++;
       most = Math.max(most, inFlight);
       kinds.add(s.split(' ')[0]);
@@ -542,50 +536,6 @@ describe('requests in flight for one page', () => {
       assert.equal(rejected.length, 0);
       assert.equal(most, 3, 'requests in flight at most, over both tables and both statements');
       assert.deepEqual([...kinds].sort(), ['DELETE', 'INSERT']);
-    } finally {
-      await sink.stop();
-    }
-  });
-
-  test('a free slot goes to the largest request waiting, so that small ones end the page', async () => {
-    const slots = new RequestSlots(1);
-    const started: string[] = [];
-    let release!: () => void;
-    const first = slots.run(() => new Promise<void>((resolve) => { release = resolve; }), 10);
-    const waiting = ([['a', 1], ['b', 5], ['c', 3], ['d', 5], ['e', 1]] as const).map(([name, rows]) => slots.run(async () => { started.push(name); }, rows));
-    release();
-    await Promise.all([first, ...waiting]);
-    assert.deepEqual(started, ['b', 'd', 'c', 'a', 'e']);
-  });
-
-  test("a page's requests fill the slots in its last wave; a page that fits in one wave is not cut smaller", async () => {
-    // rows, maxRows, slots → rows per request
-    assert.equal(pageRequestRows(5000, 2000, 2), 1250);
-    assert.equal(pageRequestRows(4000, 2000, 2), 2000);
-    assert.equal(pageRequestRows(4001, 2000, 2), 1001);
-    assert.equal(pageRequestRows(20_000, 2000, 2), 2000);
-    assert.equal(pageRequestRows(300, 2000, 2), 2000);
-    assert.equal(pageRequestRows(7, 2, 3), 2);
-    assert.equal(pageRequestRows(5000, 2000, 1), 1667);
-    const sizes: number[] = [];
-    handler = async (r) => {
-      const s = r.stmt ?? '';
-      const shape = targetShape(s);
-      if (shape) return shape;
-      sizes.push((r.bulkArgs ?? []).length);
-      return ok((r.bulkArgs ?? []).map(() => ({ rowcount: 1 })));
-    };
-    const opts = { maxRequestRows: 2000, maxRequestBytes: 1 << 24, requestsInFlight: 2, requestTimeoutMs: 5_000, replicas: '0-1', refreshIntervalMs: 500, jsonColumn: 'object-ignored' as const, textColumn: 'plain' as const };
-    const sink = new CrateSink({ kind: 'cratedb', urls: [url], username: 'writer', password: PASSWORD }, opts, createLogger('silent'));
-    try {
-      const a = table(1, 'a');
-      await sink.prepare(a);
-      const inserts = (n: number): Change[] => Array.from({ length: n }, (_, i) => ({ id: i + 1, tableId: 1, op: 'I', key: String(i + 1), row: { id: i + 1, v: 'x' }, raw: `{"id": ${i + 1}, "v": "x"}` }));
-      for (const [n, want] of [[5000, [1250, 1250, 1250, 1250]], [3000, [1500, 1500]], [300, [300]]] as const) {
-        sizes.length = 0;
-        await sink.apply([{ table: a, truncate: false, deletes: [], upserts: inserts(n) }]);
-        assert.deepEqual(sizes, want, `a page of ${n} inserts`);
-      }
     } finally {
       await sink.stop();
     }

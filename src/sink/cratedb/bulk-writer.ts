@@ -47,33 +47,25 @@ export interface BulkLimits {
 
 /**
  * A bound on requests in flight shared by the statements of one page: what CrateDB gets at once
- * stays the same however many tables and statements the page has. A free slot goes to the largest
- * request waiting (the first of equal ones): the small ones (a table's few deletes) then end the
- * page, instead of a large one running alone after the others are done.
+ * stays the same however many tables and statements the page has.
  */
 export class RequestSlots {
   #free: number;
-  /** largest first, in order of arrival among equal sizes */
-  readonly #waiting: Array<{ rows: number; go: () => void }> = [];
+  readonly #waiting: Array<() => void> = [];
 
   constructor(size: number) {
     this.#free = Math.max(1, size);
   }
 
-  async run<T>(work: () => Promise<T>, rows = 1): Promise<T> {
+  async run<T>(work: () => Promise<T>): Promise<T> {
     if (this.#free > 0) this.#free--;
-    else {
-      await new Promise<void>((go) => {
-        const at = this.#waiting.findIndex((w) => w.rows < rows);
-        this.#waiting.splice(at < 0 ? this.#waiting.length : at, 0, { rows, go });
-      });
-    }
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
     try {
       return await work();
     } finally {
       // the slot passes straight to the next waiter, so nobody overtakes it
       const next = this.#waiting.shift();
-      if (next) next.go();
+      if (next) next();
       else this.#free++;
     }
   }
@@ -134,21 +126,6 @@ export function chunkRows(stmt: string, items: readonly BulkItem[], limits: Bulk
   }
   if (cur.length > 0) chunks.push(cur);
   return chunks;
-}
-
-/**
- * The rows per request for a page of `rows` rows over all its statements, `slots` requests in
- * flight: at most maxRows, and a page that needs more than one wave of full requests is cut into a
- * multiple of `slots` requests of equal size, so that its last wave fills the slots (5,000 rows, at
- * most 2,000, 2 slots: four of 1,250; three of 1,667 would leave the last one alone). A page that
- * fits in one wave keeps maxRows: its statements are not cut smaller, which would only add
- * requests.
- */
-export function pageRequestRows(rows: number, maxRows: number, slots: number): number {
-  const wave = Math.max(1, slots) * maxRows;
-  if (rows <= wave) return maxRows;
-  const waves = Math.ceil(rows / wave);
-  return Math.ceil(rows / (Math.max(1, slots) * waves));
 }
 
 /**
@@ -251,7 +228,7 @@ export async function writeBulk(client: CrateClient, stmt: string, items: readon
     while (failure === null && next < chunks.length) {
       const chunk = chunks[next++];
       try {
-        await (limits.slots ? limits.slots.run(() => send(chunk), chunk.length) : send(chunk));
+        await (limits.slots ? limits.slots.run(() => send(chunk)) : send(chunk));
       } catch (err) {
         failure ??= { err };
       }

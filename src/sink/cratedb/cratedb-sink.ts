@@ -19,7 +19,7 @@ import { classify, describe, TableError } from '../../core/errors.js';
 import { displayName, qualify } from '../../core/identifiers.js';
 import type { Logger } from '../../core/logger.js';
 import type { ApplyResult, Rejection, Sink, SinkTableBatch } from '../sink.js';
-import { pageRequestRows, RequestSlots, writeBulk, type BulkItem, type BulkLimits } from './bulk-writer.js';
+import { RequestSlots, writeBulk, type BulkItem, type BulkLimits } from './bulk-writer.js';
 import { planTable, type ColumnPlan, type CrateFeatures, type TablePlan } from './column-types.js';
 import { CrateClient } from './crate-client.js';
 import { deleteArgs, updateArgs, upsertArgs, ValueRejected } from './row-values.js';
@@ -229,11 +229,8 @@ export class CrateSink implements Sink {
     // transactions nor foreign keys), and a page's requests are mostly waiting on CrateDB. Within
     // one table the order stays truncate, deletes, upserts. All are settled before the page is
     // confirmed or failed, so nothing of a failed attempt is still writing when it is replayed.
-    // One bound on requests in flight for the whole page (see RequestSlots), and requests cut so
-    // that the page's last wave fills it (pageRequestRows; a change is at most one row).
-    const slots = this.#limits.parallel ?? 1;
-    const rows = batches.reduce((n, b) => n + b.deletes.length + b.upserts.length, 0);
-    const limits = { ...this.#limits, maxRows: pageRequestRows(rows, this.#limits.maxRows, slots), slots: new RequestSlots(slots) };
+    // One bound on requests in flight for the whole page (see RequestSlots).
+    const limits = { ...this.#limits, slots: new RequestSlots(this.#limits.parallel ?? 1) };
     const outcomes = await Promise.allSettled(batches.map((b) => this.#applyTable(b, limits)));
     const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failed) throw failed.reason;
