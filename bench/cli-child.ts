@@ -7,7 +7,8 @@
 // The build goes to a temporary directory, never to the checkout's dist/: bin/pg2crate.js prefers
 // a dist/ it finds, and one left behind by a benchmark would go stale as the sources change.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { memoryOf } from '../test/helpers/child-replicator.js';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -54,18 +55,21 @@ export function spawnCli(c: CliCheckout, mode: CliMode, args: string[], env: Rec
   });
 }
 
+/** One of the process's memory figures from /proc (memoryOf), in MiB; throws when it cannot be read. */
+function memoryMiB(pid: number, which: 'peak' | 'rss'): number {
+  const bytes = memoryOf(pid)?.[which] ?? NaN;
+  if (!Number.isFinite(bytes)) throw new Error(`no ${which === 'peak' ? 'VmHWM' : 'VmRSS'} in /proc/${pid}/status`);
+  return bytes / 1024 / 1024;
+}
+
 /** The process's peak resident set so far (VmHWM), in MiB; it never goes down, so one read at the end is the peak. */
 export function peakRssMiB(pid: number): number {
-  const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no VmHWM in /proc/${pid}/status`);
-  return Number(m[1]) / 1024;
+  return memoryMiB(pid, 'peak');
 }
 
 /** The process's resident set now (VmRSS), in MiB. */
 export function rssMiB(pid: number): number {
-  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no VmRSS in /proc/${pid}/status`);
-  return Number(m[1]) / 1024;
+  return memoryMiB(pid, 'rss');
 }
 
 /** Stops the child with SIGTERM (graceful) and waits for it; SIGKILL after `ms`. Resolves to its exit code or signal. */
