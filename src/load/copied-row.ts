@@ -37,10 +37,15 @@ function parseExact(text: string): JsonValue {
   return losslessParse(text) as JsonValue;
 }
 
+/** The key values of a parameter row (values in TableInfo.columns order), in key order. */
+function argsKey(t: TableInfo, args: JsonValue[]): (JsonValue | undefined)[] {
+  return t.keyColumns.map((k) => args[t.columns.findIndex((c) => c.name === k)]);
+}
+
 /** The key of a row as text values in key order, from its parameter row (`[`) or its image (`{`). */
 export function keyTexts(t: TableInfo, text: string): (string | null)[] {
   const v = parseExact(text);
-  if (Array.isArray(v)) return t.keyColumns.map((k) => keyText(v[t.columns.findIndex((c) => c.name === k)]));
+  if (Array.isArray(v)) return argsKey(t, v).map(keyText);
   const row = v as Record<string, JsonValue>;
   return t.keyColumns.map((k) => keyText(row[k]));
 }
@@ -54,9 +59,9 @@ export function keyObjectText(t: TableInfo, c: Change): string {
   if (c.raw !== null) return c.raw;
   const args = (c as Partial<BuiltRow>).built?.args;
   if (args === undefined) return 'null';
-  const values = parseExact(args) as JsonValue[];
+  const values = argsKey(t, parseExact(args) as JsonValue[]);
   const key: Record<string, JsonValue> = {};
-  for (const k of t.keyColumns) key[k] = values[t.columns.findIndex((col) => col.name === k)] ?? null;
+  t.keyColumns.forEach((k, i) => { key[k] = values[i] ?? null; });
   return losslessStringify(key) ?? 'null';
 }
 
