@@ -2,6 +2,7 @@
 // 10-column mixed-type bulk table and its bulk statements, capturing tables through pg2crate's own
 // code path (the migrate and tables add commands), and one measured run (a bulk statement, or
 // pgbench) with the server's CPU from /proc and the WAL it wrote.
+import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import type { TableSpec } from '../src/core/config.js';
 import { loadConfig } from '../src/core/config.js';
@@ -146,3 +147,42 @@ export async function pgbenchStep(admin: pg.Client, pm: number, prepare: () => P
   const walBytes = Number((await walNow(admin)) - wal0);
   return { out, cpuSeconds, walBytes };
 }
+
+/** The PgQ queue the capture benches write into (nothing consumes it). */
+export const PGQ_QUEUE = 'bench';
+
+/**
+ * Makes the pgq extension available on this server, installing the Debian package when it is
+ * missing. Returns null when it is available, else the reason it is not.
+ */
+export async function ensurePgq(admin: pg.Client, say: (text: string) => void): Promise<string | null> {
+  const available = async () => (await admin.query(`select 1 from pg_available_extensions where name = 'pgq'`)).rowCount === 1;
+  if (await available()) return null;
+  const major = (await admin.query<{ v: string }>(`select current_setting('server_version_num')::int / 10000 as v`)).rows[0].v;
+  const pkg = `postgresql-${major}-pgq3`;
+  const hasApt = spawnSync('sh', ['-c', 'command -v apt-get'], { encoding: 'utf8' }).stdout.trim() !== '';
+  if (!hasApt) return `the pgq extension is not installed and apt-get is not available to install ${pkg}`;
+  if (process.getuid?.() !== 0) return `the pgq extension is not installed and installing ${pkg} with apt-get needs root`;
+  const install = () => spawnSync('apt-get', ['install', '-y', '--no-install-recommends', pkg], { encoding: 'utf8', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  say(`PgQ: the pgq extension is missing; running: apt-get install -y --no-install-recommends ${pkg}`);
+  let res = install();
+  if (res.status !== 0) {
+    say('PgQ: that failed; running: apt-get update, then the install again');
+    spawnSync('apt-get', ['update'], { encoding: 'utf8' });
+    res = install();
+  }
+  if (res.status !== 0) return `apt-get install ${pkg} failed: ${(res.stderr || res.stdout).trim().split('\n').slice(-3).join(' / ')}`;
+  say(`PgQ: installed ${pkg}`);
+  return (await available()) ? null : `${pkg} is installed but this server (Postgres ${major}) does not list the pgq extension`;
+}
+
+/** Creates the pgq extension and the queue; returns the queue's event table (a parent, with the rotating tables PgQ writes into as children). */
+export async function createPgqQueue(db: pg.Client): Promise<string> {
+  await db.query('create extension if not exists pgq');
+  await db.query('select pgq.create_queue($1)', [PGQ_QUEUE]);
+  return (await db.query<{ pfx: string }>('select queue_data_pfx as pfx from pgq.queue where queue_name = $1', [PGQ_QUEUE])).rows[0].pfx;
+}
+
+/** PgQ's own JSON trigger on a table, one event per row; `pkey` names the key of a table without a primary key. */
+export const pgqTrigger = (table: string, pkey?: string) =>
+  `create trigger pgq_capture after insert or update or delete on ${table} for each row execute function pgq.jsontriga(${[`'${PGQ_QUEUE}'`, ...(pkey ? [`'pkey=${pkey}'`] : [])].join(', ')})`;

@@ -69,7 +69,7 @@ export interface Shape {
 
 const TOOL = 'pg2crate';
 /** every trigger name any shape uses, so that installing one shape removes the others */
-export const TRIGGER_NAMES = [...['i', 'u', 'd', 't', 'k', 'r'].map((op) => `pg2crate_capture_${op}`), 'handmade_capture'];
+export const TRIGGER_NAMES = [...['i', 'u', 'd', 't', 'k', 'r'].map((op) => `pg2crate_capture_${op}`), 'handmade_capture', 'pgq_capture'];
 
 /** The guard of src/source/triggers.ts, on an unlabelled variable `v_saved`; the restore goes before every `return null`. */
 const SETTINGS_GUARD_SQL = `  ${settingsGuardSql('v_saved', false)}\n`;

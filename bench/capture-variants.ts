@@ -11,7 +11,8 @@
 //         (bench/server-cpu.ts), TPS, WAL bytes per transaction (pg_current_wal_insert_lsn), outbox
 //         bytes per event (the partitions with their index);
 //   loop  one session runs --loop-iterations TPC-B transactions (pgbench's statements, a COMMIT after
-//         each) inside one DO block: CPU per transaction of that backend alone (/proc/<pid>/schedstat,
+//         each) inside one DO block, after --loop-warmup unmeasured ones (default 500: the variant's
+//         functions compiled and planned, the pages read): CPU per transaction of that backend alone (/proc/<pid>/schedstat,
 //         ns) with no client, network, parsing or planning of the application's statements in it,
 //         nor other server processes (the least noisy view of what capture adds to a transaction;
 //         the server-wide figure is kept beside it);
@@ -37,7 +38,7 @@ import { migrate } from '../src/commands/migrate.js';
 import { addTables } from '../src/commands/tables.js';
 import { captureFunctionSql, createTriggersSql } from '../src/capture/triggers.js';
 import { startCluster } from '../test/helpers/cluster.js';
-import { HANDMADE_SQL } from './capture-common.js';
+import { createPgqQueue, ensurePgq, HANDMADE_SQL, pgqTrigger } from './capture-common.js';
 import { FLOOR_SETUP_SQL, installShapeSql, removeShapeSql, withoutSql, type Removal, type Shape, type ShapeTable } from './capture-shapes.js';
 import { pgbenchSummary, runPgbench } from './pgbench.js';
 import { fmt, fmtSpread, note, printTable, sleep, spread, type BenchArgs, type Spread } from './report.js';
@@ -45,7 +46,7 @@ import { postmasterPid, serverCpuSeconds } from './server-cpu.js';
 
 export const description = 'capture function shapes side by side (hand-installed), interleaved against no capture: OLTP CPU/txn, a trigger-call loop, bulk insert/update/delete';
 
-type Variant = { note: string } & ({ kind: 'none' } | { kind: 'current'; without?: Removal[] } | { kind: 'shape'; shape: Shape });
+type Variant = { note: string } & ({ kind: 'none' } | { kind: 'pgq' } | { kind: 'current'; without?: Removal[] } | { kind: 'shape'; shape: Shape });
 
 const S = (level: Shape['level'], settings: Shape['settings'], body: Shape['body'], keyChange: Shape['keyChange'], into: Shape['into'], sink?: Shape['sink']): Shape =>
   ({ level, settings, body, keyChange, into, sink });
@@ -88,6 +89,7 @@ export const VARIANTS: Record<string, Variant> = {
   'no-keys-secdef-guard-state': { kind: 'current', without: ['key-change', 'secdef', 'guard', 'state'], note: 'ladder: no-keys-secdef-guard, generation a constant (no state row read)' },
   'stmt-direct': { kind: 'current', without: ['key-change', 'secdef', 'guard', 'state', 'routing'], note: 'ladder: no-keys-secdef-guard-state into outbox_0 (statement trigger, image into a partition)' },
   'handmade': { kind: 'shape', shape: S('handmade', 'none', 'plpgsql', 'anti-join', 'parent'), note: 'ladder: the hand-written row-level outbox of bench/capture.ts' },
+  'pgq': { kind: 'pgq', note: 'PgQ: its pgq.jsontriga row trigger into one queue, as bench/capture.ts installs it (needs the pgq extension)' },
   'guard': { kind: 'shape', shape: S('statement', 'guard', 'plpgsql', 'anti-join', 'parent'), note: 'b: SET search_path only; settings checked in the body, changed only when they differ' },
   'path-only': { kind: 'shape', shape: S('statement', 'path-only', 'plpgsql', 'anti-join', 'parent'), note: 'b floor: SET search_path only, no guard (not exact)' },
   'cte': { kind: 'shape', shape: S('statement', 'guard', 'cte', 'anti-join', 'parent'), note: 'c: guard + one statement per call (state, insert, notify)' },
@@ -146,6 +148,18 @@ export async function run(args: BenchArgs): Promise<object> {
   const bulkRows = Number(args['bulk-rows'] ?? 500_000);
   const loopIterations = Number(args['loop-iterations'] ?? 10_000);
   const stmtIterations = Number(args['stmt-iterations'] ?? 4_000);
+  const loopWarmup = Number(args['loop-warmup'] ?? 500);
+  // pgbench's TPC-B statements, `n` transactions (a COMMIT after each) in one DO block.
+  const loopSql = (n: number) => `do $$ declare a int; t int; b int; begin
+    for i in 1..${n} loop
+      a := (i * 7919) % ${scale * 100_000} + 1; t := i % ${scale * 10} + 1; b := i % ${scale} + 1;
+      update pgbench_accounts set abalance = abalance + 1 where aid = a;
+      perform abalance from pgbench_accounts where aid = a;
+      update pgbench_tellers set tbalance = tbalance + 1 where tid = t;
+      update pgbench_branches set bbalance = bbalance + 1 where bid = b;
+      insert into pgbench_history (tid, bid, aid, delta, mtime) values (t, b, a, 1, current_timestamp);
+      commit;
+    end loop; end $$`;
   const parts = new Set((args.parts ?? 'oltp,loop,bulk').split(','));
   const names = (args.variants ?? DEFAULT_VARIANTS.join(',')).split(',');
   for (const n of names) if (!VARIANTS[n]) throw new Error(`unknown variant ${n}; known: ${Object.keys(VARIANTS).join(', ')}`);
@@ -164,6 +178,19 @@ export async function run(args: BenchArgs): Promise<object> {
     await db.query(BULK_TABLE);
     await db.query(SEM_TABLE);
     for (const q of [...FLOOR_SETUP_SQL, ...HANDMADE_SQL]) await db.query(q);
+    // PgQ beside the ladder, so that the floor and the competitor come from the same run.
+    let pgqEvents = '';
+    if (names.includes('pgq')) {
+      const why = await ensurePgq(db, note);
+      if (why) {
+        note(`NOTE: variant pgq left out: ${why}`);
+        names.splice(names.indexOf('pgq'), 1);
+      } else {
+        pgqEvents = `, ${await createPgqQueue(db)}`;
+      }
+    }
+    // Every event table, emptied before each measured run (a parent's TRUNCATE takes its children).
+    const emptyEvents = `truncate pg2crate.outbox, bench_floor.heap, handmade_outbox${pgqEvents}`;
     const logger = createLogger('warn', { write: (s: string) => { process.stderr.write(s); } });
     const runner = new Runner(loadConfig({ DATABASE_URL: url, TARGET_DATABASE_URL: cluster.url() }), logger);
     try {
@@ -187,6 +214,7 @@ export async function run(args: BenchArgs): Promise<object> {
       for (const tn of which) {
         const t = tables.get(tn)!;
         const stmts = v.kind === 'none' ? removeShapeSql(t)
+          : v.kind === 'pgq' ? [...removeShapeSql(t), pgqTrigger(`${t.schema}.${t.table}`, t.table === 'pgbench_history' ? 'aid,mtime' : undefined)]
           : v.kind === 'current'
             ? [...removeShapeSql(t), ...withoutSql([captureFunctionSql('pg2crate', { tableId: t.id, sourceSchema: t.schema, sourceTable: t.table, keyColumns: t.keyColumns, keyOrigin: t.keyOrigin }),
               ...createTriggersSql('pg2crate', { tableId: t.id, sourceSchema: t.schema, sourceTable: t.table, keyColumns: t.keyColumns, keyOrigin: t.keyOrigin })], v.without ?? [])]
@@ -260,7 +288,7 @@ export async function run(args: BenchArgs): Promise<object> {
     if (!reference.settingsKept || !reference.settingsKeptInTransaction || !reference.notified) note('warning: before itself changed the session settings or did not notify');
     for (const name of new Set([...names, 'current'])) {
       const v = VARIANTS[name];
-      if (v.kind === 'none' || (v.kind === 'current' && v.without?.length) || (v.kind === 'shape' && /^(empty|bare|floor|handmade)/.test(v.shape.level))) continue;
+      if (v.kind === 'none' || v.kind === 'pgq' || (v.kind === 'current' && v.without?.length) || (v.kind === 'shape' && /^(empty|bare|floor|handmade)/.test(v.shape.level))) continue;
       const r = await semRun(name);
       semantics[name] = {
         sameEventsDefaultSession: JSON.stringify(r.defaultEvents) === JSON.stringify(reference.events),
@@ -322,7 +350,7 @@ export async function run(args: BenchArgs): Promise<object> {
         for (const clients of parts.has('oltp') ? clientCounts : []) {
           await db.query('vacuum analyze pgbench_branches, pgbench_tellers, pgbench_accounts');
           await db.query('truncate pgbench_history');
-          await db.query('truncate pg2crate.outbox, bench_floor.heap, handmade_outbox');
+          await db.query(emptyEvents);
           const m = await measure(() => runPgbench(['-n', '-c', String(clients), '-j', String(threadsFor(clients)), '-T', String(duration), url]));
           const { txns, tps } = pgbenchSummary(m.result);
           const ob = await outboxFigures();
@@ -332,25 +360,21 @@ export async function run(args: BenchArgs): Promise<object> {
           note(`  round ${r + 1}/${rounds} oltp ${clients}c ${name.padEnd(22)} ${fmt(tps, 0)} tps, ${fmt(round.cpuMsPerTxn, 3)} ms CPU/txn, ${fmt(round.walBytesPerTxn, 0)} WAL B/txn, ${fmt(round.eventsPerTxn, 2)} events/txn`);
         }
         if (parts.has('loop')) {
-          await db.query('vacuum pgbench_accounts');
+          // Every table the loop updates vacuumed, then a short unmeasured run: the variant's
+          // functions compiled and planned in this session and the rows' pages read, so that the
+          // measured run prices the capture, not a first call or a cold page (each variant
+          // otherwise paid those anew, and the ladder's steps drowned in them).
+          await db.query('vacuum pgbench_accounts, pgbench_tellers, pgbench_branches');
+          if (loopWarmup > 0) await db.query(loopSql(loopWarmup));
           await db.query('truncate pgbench_history');
-          await db.query('truncate pg2crate.outbox, bench_floor.heap, handmade_outbox');
-          const m = await measure(() => db.query(`do $$ declare a int; t int; b int; begin
-            for i in 1..${loopIterations} loop
-              a := (i * 7919) % ${scale * 100_000} + 1; t := i % ${scale * 10} + 1; b := i % ${scale} + 1;
-              update pgbench_accounts set abalance = abalance + 1 where aid = a;
-              perform abalance from pgbench_accounts where aid = a;
-              update pgbench_tellers set tbalance = tbalance + 1 where tid = t;
-              update pgbench_branches set bbalance = bbalance + 1 where bid = b;
-              insert into pgbench_history (tid, bid, aid, delta, mtime) values (t, b, a, 1, current_timestamp);
-              commit;
-            end loop; end $$`));
+          await db.query(emptyEvents);
+          const m = await measure(() => db.query(loopSql(loopIterations)));
           loop[name].push({ cpuUsPerIteration: (m.backendCpuS * 1e6) / loopIterations, serverCpuUsPerIteration: (m.cpuS * 1e6) / loopIterations, walBytesPerIteration: m.walBytes / loopIterations });
           note(`  round ${r + 1}/${rounds} loop ${name.padEnd(22)} ${fmt((m.backendCpuS * 1e6) / loopIterations, 1)} µs backend CPU (${fmt((m.cpuS * 1e6) / loopIterations, 1)} server) per TPC-B transaction, ${fmt(m.walBytes / loopIterations, 0)} WAL B`);
         }
         if (parts.has('stmt')) {
           await db.query('truncate pgbench_history');
-          await db.query('truncate pg2crate.outbox, bench_floor.heap, handmade_outbox');
+          await db.query(emptyEvents);
           const one = async (sql: string) => {
             // warm up first: the function's compilation and its plans are made once per session
             await db.query(`do $$ begin for i in 1..50 loop ${sql.replaceAll(' i,', ' -i,')}; commit; end loop; end $$`);
@@ -366,17 +390,17 @@ export async function run(args: BenchArgs): Promise<object> {
         }
         if (parts.has('bulk')) {
           await db.query('truncate bulk');
-          await db.query('truncate pg2crate.outbox, bench_floor.heap, handmade_outbox');
+          await db.query(emptyEvents);
           const ins = await measure(() => db.query(bulkInsert(bulkRows)));
           const ob = await outboxFigures();
-          await db.query('truncate pg2crate.outbox, bench_floor.heap, handmade_outbox');
+          await db.query(emptyEvents);
           await db.query('vacuum analyze bulk');
           const upd = await measure(() => db.query('update bulk set k = k + 1, amount = amount + 1'));
           const events = Number((await outboxFigures()).n);
-          await db.query('truncate pg2crate.outbox, bench_floor.heap, handmade_outbox');
+          await db.query(emptyEvents);
           await db.query('vacuum analyze bulk');
           const del = await measure(() => db.query('delete from bulk'));
-          await db.query('truncate pg2crate.outbox, bench_floor.heap, handmade_outbox');
+          await db.query(emptyEvents);
           const b: BulkRound = {
             insertS: ins.seconds, insertCpuS: ins.cpuS, insertWalMB: ins.walBytes / 1e6,
             updateS: upd.seconds, updateCpuS: upd.cpuS, updateWalMB: upd.walBytes / 1e6,

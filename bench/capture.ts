@@ -33,11 +33,10 @@
 // pg2crate's triggers NOTIFY only while its state row says the drainer is idle; no drainer has run
 // here, so no run notifies (read from the database and printed, not assumed). PgQ never notifies
 // from its trigger.
-import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { startCluster } from '../test/helpers/cluster.js';
 import {
-  BULK_TABLE, bulkRound, captureWithPg2crate, HANDMADE_SQL, handmadeTrigger, pg2crateOutbox, pgbenchStep, treeBytesSql, type BulkRun, type Measured,
+  BULK_TABLE, bulkRound, captureWithPg2crate, createPgqQueue, ensurePgq, HANDMADE_SQL, handmadeTrigger, pg2crateOutbox, pgbenchStep, pgqTrigger, treeBytesSql, type BulkRun, type Measured,
 } from './capture-common.js';
 import { pgbenchSummary, runPgbench } from './pgbench.js';
 import { fmt, fmtSpread, note, printTable, spread, type BenchArgs, type Spread } from './report.js';
@@ -46,7 +45,6 @@ import { postmasterPid } from './server-cpu.js';
 export const description = 'capture cost: pgbench TPC-B (1 and 8 clients) and 500k-row bulk INSERT/UPDATE/DELETE; no capture vs pg2crate vs PgQ vs a hand-written row-level outbox, interleaved';
 
 const PGBENCH_TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'];
-const QUEUE = 'bench';
 
 type Name = 'none' | 'pg2crate' | 'pgq' | 'handmade';
 
@@ -58,42 +56,6 @@ interface Variant extends Measured {
 interface OltpRun { tps: number; txns: number; cpuMsPerTxn: number; walBytesPerTxn: number; eventsPerTxn: number; bytesPerEvent: number }
 
 const say = (text: string) => note(text);
-
-/**
- * Makes the pgq extension available on this server, installing the Debian package when it is
- * missing. Returns null when it is available, else the reason it is not.
- */
-async function ensurePgq(admin: pg.Client): Promise<string | null> {
-  const available = async () => (await admin.query(`select 1 from pg_available_extensions where name = 'pgq'`)).rowCount === 1;
-  if (await available()) return null;
-  const major = (await admin.query<{ v: string }>(`select current_setting('server_version_num')::int / 10000 as v`)).rows[0].v;
-  const pkg = `postgresql-${major}-pgq3`;
-  const hasApt = spawnSync('sh', ['-c', 'command -v apt-get'], { encoding: 'utf8' }).stdout.trim() !== '';
-  if (!hasApt) return `the pgq extension is not installed and apt-get is not available to install ${pkg}`;
-  if (process.getuid?.() !== 0) return `the pgq extension is not installed and installing ${pkg} with apt-get needs root`;
-  const install = () => spawnSync('apt-get', ['install', '-y', '--no-install-recommends', pkg], { encoding: 'utf8', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  say(`PgQ: the pgq extension is missing; running: apt-get install -y --no-install-recommends ${pkg}`);
-  let res = install();
-  if (res.status !== 0) {
-    say('PgQ: that failed; running: apt-get update, then the install again');
-    spawnSync('apt-get', ['update'], { encoding: 'utf8' });
-    res = install();
-  }
-  if (res.status !== 0) return `apt-get install ${pkg} failed: ${(res.stderr || res.stdout).trim().split('\n').slice(-3).join(' / ')}`;
-  say(`PgQ: installed ${pkg}`);
-  return (await available()) ? null : `${pkg} is installed but this server (Postgres ${major}) does not list the pgq extension`;
-}
-
-async function setupPgq(db: pg.Client, tables: { name: string; pkey?: string }[]): Promise<string> {
-  await db.query('create extension if not exists pgq');
-  await db.query('select pgq.create_queue($1)', [QUEUE]);
-  for (const t of tables) {
-    const args = [`'${QUEUE}'`, ...(t.pkey ? [`'pkey=${t.pkey}'`] : [])].join(', ');
-    await db.query(`create trigger pgq_capture after insert or update or delete on ${t.name} for each row execute function pgq.jsontriga(${args})`);
-  }
-  // The queue's event table: a parent, with the rotating tables that PgQ writes into as children.
-  return (await db.query<{ pfx: string }>('select queue_data_pfx as pfx from pgq.queue where queue_name = $1', [QUEUE])).rows[0].pfx;
-}
 
 export async function run(args: BenchArgs): Promise<object> {
   const reps = Number(args.reps ?? args.rounds ?? 3);
@@ -113,7 +75,7 @@ export async function run(args: BenchArgs): Promise<object> {
     await admin.connect();
     const pm = await postmasterPid(admin);
     const serverVersion = (await admin.query<{ v: string }>("select current_setting('server_version') as v")).rows[0].v;
-    if (!skipPgq) pgqNote = await ensurePgq(admin);
+    if (!skipPgq) pgqNote = await ensurePgq(admin, say);
     if (pgqNote) say(`NOTE: PgQ variant skipped: ${pgqNote}`);
     const names: Name[] = pgqNote ? ['none', 'pg2crate', 'handmade'] : ['none', 'pg2crate', 'pgq', 'handmade'];
     let pgqVersion: string | null = null;
@@ -135,7 +97,8 @@ export async function run(args: BenchArgs): Promise<object> {
         ]);
         ({ events, empty } = pg2crateOutbox(db));
       } else if (name === 'pgq') {
-        const table = await setupPgq(db, [...PGBENCH_TABLES.map((t) => ({ name: t, pkey: t === 'pgbench_history' ? 'aid,mtime' : undefined })), { name: 'bulk' }]);
+        const table = await createPgqQueue(db);
+        for (const t of [...PGBENCH_TABLES, 'bulk']) await db.query(pgqTrigger(t, t === 'pgbench_history' ? 'aid,mtime' : undefined));
         pgqVersion = (await db.query<{ v: string }>(`select extversion as v from pg_extension where extname = 'pgq'`)).rows[0].v;
         events = async () => { const r = (await db.query<{ n: string; bytes: string }>(treeBytesSql(table))).rows[0]; return { n: Number(r.n), bytes: Number(r.bytes) }; };
         empty = async () => { await db.query(`truncate ${table}`); };
