@@ -107,6 +107,24 @@ export function directChunkSql(schema: string, t: RegisteredTable, keyTypes: str
 // clean-clone CI run with 2 chunks at once; the copier below supports more.
 const UNFENCED_CHUNKS_IN_FLIGHT = 1;
 
+/**
+ * A chunk's SQL no longer fits the table (SQLSTATE class 42: a column retyped, renamed or dropped
+ * since the load described it, its SQL naming a function the new type lacks or a column gone).
+ * The application's DDL is never blocked, so this happens: the load describes the table again and
+ * goes on from its position, with SQL for the columns as they are now.
+ */
+class ColumnsChanged extends Error {
+  constructor(readonly original: unknown) {
+    super(`the table's columns changed during its initial load: ${(original as Error)?.message ?? String(original)}`);
+  }
+}
+
+/** `err`, or ColumnsChanged when it says the statement no longer fits the table it reads. */
+function whenColumnsChanged(err: unknown): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('42') ? new ColumnsChanged(err) : err;
+}
+
 interface Chunk {
   changes: Change[];
   lastKey: unknown;
@@ -143,6 +161,8 @@ async function load(ctx: DirectLoadContext, t: RegisteredTable): Promise<boolean
   const name = `${t.sourceSchema}.${t.sourceTable}`;
   const log = ctx.logger;
   const jobs = qualify(s, 'backfills');
+  /** the position at which the chunk SQL last failed to fit the table: a second failure there is not a change of columns */
+  let changedAt: string | undefined;
   for (;;) {
     const fence = await holdFence(ctx);
     // The snapshot first: every chunk is read later than it.
@@ -166,7 +186,16 @@ async function load(ctx: DirectLoadContext, t: RegisteredTable): Promise<boolean
       // sees is applied, may keep rows it finds there (see the top of this file).
       const keepExisting = job.last_key === null && ctx.deps.sink.holdsRows !== undefined && !(await ctx.deps.sink.holdsRows(info));
       log.info({ table: name, estimate: ctx.rowsEstimate, resumeAfterRows: Number(job.rows_copied), method: 'direct', intoEmptyTarget: keepExisting }, 'initial load started');
-      if (!(await copyChunks(ctx, t, info, fence, job.last_key ?? null, upperKey, Number(job.rows_copied), keepExisting))) return false;
+      try {
+        if (!(await copyChunks(ctx, t, info, fence, job.last_key ?? null, upperKey, Number(job.rows_copied), keepExisting))) return false;
+      } catch (err) {
+        if (!(err instanceof ColumnsChanged)) throw err;
+        const at = JSON.stringify((await ctx.pool.query<{ k: unknown }>(`select last_key as k from ${jobs} where table_id = $1`, [t.id])).rows[0]?.k ?? null);
+        if (at === changedAt) throw err.original;
+        changedAt = at;
+        log.warn({ table: name, err: err.original }, "the table's columns changed during its initial load; describing it again and going on from its position");
+        continue;
+      }
     }
     // A truncate the copy did not see, applied to the target while chunks were still being
     // written, leaves those chunks' rows behind: truncate again in stream order, wait until that is
@@ -404,7 +433,7 @@ async function stageChunkBinary(ctx: DirectLoadContext, t: RegisteredTable, info
     // A COPY cut short can leave the connection inside the COPY protocol, where a ROLLBACK would
     // wait forever: the connection is closed instead, which ends its transaction.
     broken = true;
-    throw err;
+    throw whenColumnsChanged(err);
   } finally {
     client.release(broken);
   }
@@ -450,7 +479,7 @@ async function readChunk(ctx: DirectLoadContext, t: RegisteredTable, info: Table
     return { changes, lastKey: built ? keyTexts(info, last.r) : last.last_key };
   } catch (err) {
     broken = await client.query('rollback').then(() => false, () => true);
-    throw err;
+    throw whenColumnsChanged(err);
   } finally {
     client.release(broken);
   }

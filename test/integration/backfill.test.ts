@@ -177,6 +177,21 @@ test('a chunk read that waited for a truncate and saw the emptied table ends the
   process.stderr.write(`a chunk read behind a truncate: ${n === 50_000 ? 'the copy started over (the truncate was applied first)' : `the copy ended at ${n} rows`}\n`);
 });
 
+test('a column dropped during a direct initial load: the load describes the table again and goes on, ending equal', async () => {
+  const { src, dst, rep } = await loadUnderWay('dc');
+  try {
+    // The chunks read from here on name a column that is gone (42703): without describing the
+    // table again the copier stopped, and the load never ended.
+    await src.query(`alter table dc drop column v`);
+    await src.query(`insert into dc values (100001)`);
+    await waitFor('the copy to finish', () => backfillDone(src), 120_000, 100);
+    await waitCaughtUp(src, 'pg2crate', 120_000);
+  } finally {
+    await rep.stop();
+  }
+  assert.equal(await assertSameRows(src, dst, 'public.dc', 'public.dc', ['id'], ['id']), 100_001);
+});
+
 test('retention keeps the events a running direct load has still to re-send, and truncates them once it is done', async () => {
   const { s, d, src } = await databases();
   await src.query(`create table kept (id int primary key, v text)`);
