@@ -4,15 +4,12 @@
 // NOTHING); without the fix-up the chunk would bring back a deleted row and a re-keyed row's old key
 // (and, written as upserts, put an updated row back at its older state). And the condition of that
 // statement: into a table that already held a row, chunks must be upserts, or an older row stays.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { as, assertSameAsSource, crateClient, endCrateSuite, skipWithoutCrate, testSchema } from '../helpers/cratedb.js';
+import { as, assertSameAsSource, skipWithoutCrate, sourceAndCrate } from '../helpers/cratedb.js';
 import { caughtUp, initialLoadsDone, makeConfig, pool, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 import { recorder } from '../helpers/sinks.js';
 import { qualify } from '../../src/core/identifiers.js';
-import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
 import { isBuiltRow, type SinkTableBatch } from '../../src/sink/sink.js';
 import type { Change } from '../../src/core/change.js';
 
@@ -21,25 +18,12 @@ const ROWS = 3000;
 const [UPDATED, DELETED, REKEYED] = [1500, 1600, 1700];
 
 describe('a row changed while its initial-load chunk is on its way into a real CrateDB', { skip: skipWithoutCrate }, () => {
-  const schema = testSchema('loadrace');
-  let cluster: Cluster;
-  let srcUrl: string;
-  let src: pg.Pool;
-  let crate: CrateClient;
   let rep: Running | undefined;
-
-  before(async () => {
-    cluster = await startCluster();
-    srcUrl = await cluster.createDatabase('src');
-    src = pool(srcUrl, 4);
-    crate = crateClient();
-  });
-
-  after(async () => {
-    await endCrateSuite({ replicators: [rep], pools: [src], cluster, crate, schemas: [schema] });
-  });
+  const suite = sourceAndCrate('loadrace', () => [rep]);
+  const { schema } = suite;
 
   test('ends at its last state: updated, deleted and re-keyed rows of a chunk held back until the drainer applied their changes', async () => {
+    const { srcUrl, src, crate } = suite;
     await src.query(`create table public.items (id integer primary key, v text not null)`);
     await src.query(`insert into public.items select g, 'v' || g from generate_series(1, ${ROWS}) g`);
     // a copied row as its image, or as the parameter row the source built (id first)
@@ -92,6 +76,7 @@ describe('a row changed while its initial-load chunk is on its way into a real C
   });
 
   test("a load into a table that already holds rows writes upserts, so a row CrateDB held at an older state ends at the source's", async () => {
+    const { cluster, crate } = suite;
     const url = await cluster.createDatabase('stale');
     const db = pool(url, 2);
     try {

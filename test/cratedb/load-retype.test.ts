@@ -5,38 +5,22 @@
 // jsonb that became json (whose checks need a cast). The rows keep their values through both
 // changes, so the load must end with the target equal to the source, whatever the chunks read
 // after the change had to do (build their rows another way, or be read again).
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
-import { startCluster, type Cluster } from '../helpers/cluster.js';
-import { as, assertSameAsSource, crateClient, endCrateSuite, skipWithoutCrate, testSchema } from '../helpers/cratedb.js';
-import { initialLoadsDone, makeConfig, pool, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { as, assertSameAsSource, skipWithoutCrate, sourceAndCrate } from '../helpers/cratedb.js';
+import { initialLoadsDone, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 import { recorder } from '../helpers/sinks.js';
-import type { CrateClient } from '../../src/sink/cratedb/crate-client.js';
 import type { SinkTableBatch } from '../../src/sink/sink.js';
 
 const ROWS = 3000;
 
 describe('a column retyped during a direct initial load into a real CrateDB', { skip: skipWithoutCrate }, () => {
-  const schema = testSchema('loadretype');
-  let cluster: Cluster;
-  let srcUrl: string;
-  let src: pg.Pool;
-  let crate: CrateClient;
   let rep: Running | undefined;
-
-  before(async () => {
-    cluster = await startCluster();
-    srcUrl = await cluster.createDatabase('src');
-    src = pool(srcUrl, 4);
-    crate = crateClient();
-  });
-
-  after(async () => {
-    await endCrateSuite({ replicators: [rep], pools: [src], cluster, crate, schemas: [schema] });
-  });
+  const suite = sourceAndCrate('loadretype', () => [rep]);
+  const { schema } = suite;
 
   test('the chunks read after ALTER COLUMN … TYPE still bring every row, with its values', async () => {
+    const { srcUrl, src, crate } = suite;
     await src.query(`create table public.items (id integer primary key, n integer not null, doc jsonb not null, v text not null)`);
     await src.query(`insert into public.items select g, g * 7, jsonb_build_object('g', g, 'tag', 't' || g), 'v' || g from generate_series(1, ${ROWS}) g`);
     const copied = (b: SinkTableBatch[]) => b.some((t) => t.upserts.some((c) => c.op === 'B'));

@@ -2,16 +2,46 @@
 // that is dropped afterwards, and a row-by-row comparison of a source table with its CrateDB copy
 // that normalises only what CrateDB cannot hold exactly (milliseconds, doubles, wrapped json …).
 import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { LosslessNumber } from 'lossless-json';
 import type pg from 'pg';
 import type { JsonValue } from '../../src/core/change.js';
 import { CrateClient, parseAnswer } from '../../src/sink/cratedb/crate-client.js';
 import { decodeJsonColumn } from '../../src/sink/cratedb/cratedb-sink.js';
 import { qualify } from '../../src/core/identifiers.js';
-import type { Cluster } from './cluster.js';
-import { assertNoLeaks, type Running } from './replication.js';
+import { startCluster, type Cluster } from './cluster.js';
+import { assertNoLeaks, pool, type Running } from './replication.js';
 
 export const CRATEDB_URL = process.env.CRATEDB_URL;
+
+/** What a suite of one source database and the CrateDB under test holds; filled in by its `before`. */
+export interface SourceAndCrate {
+  /** the suite's CrateDB schema, dropped when it ends */
+  readonly schema: string;
+  cluster: Cluster;
+  srcUrl: string;
+  src: pg.Pool;
+  crate: CrateClient;
+}
+
+/**
+ * Registers, in the calling describe block, a `before` that starts a throwaway source cluster with
+ * one database, a pool on it and a CrateDB client, and an `after` that stops `replicators()` and
+ * ends it all (endCrateSuite).
+ */
+export function sourceAndCrate(prefix: string, replicators: () => (Running | undefined)[] = () => []): SourceAndCrate {
+  const suite = { schema: testSchema(prefix) } as SourceAndCrate;
+  before(async () => {
+    suite.cluster = await startCluster();
+    suite.srcUrl = await suite.cluster.createDatabase('src');
+    suite.src = pool(suite.srcUrl, 4);
+    suite.crate = crateClient();
+  });
+  after(async () => {
+    await endCrateSuite({ replicators: replicators(), pools: [suite.src], cluster: suite.cluster, crate: suite.crate, schemas: [suite.schema] });
+  });
+  return suite;
+}
 
 /** For `test(…, { skip })`: false when a CrateDB is configured, otherwise the reason, shown by the runner. */
 export const skipWithoutCrate: string | false = CRATEDB_URL

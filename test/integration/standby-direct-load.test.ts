@@ -5,70 +5,17 @@
 // (as CrateDB) gets the chunk's rows sent again after it. Either way the target ends equal.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
 import { clusterForFile } from '../helpers/file-cluster.js';
 import { spawnReplicator, waitForLog } from '../helpers/child-replicator.js';
-import { assertSameRows, logLines, makeConfig, settle, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
+import { assertSameRows, makeConfig, settle, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
 import { FencedError } from '../../src/core/errors.js';
 import { PgCopyLoader } from '../../src/sink/postgres/copy-load.js';
 import { PostgresSink } from '../../src/sink/postgres/postgres-sink.js';
-import type { ApplyResult, Fence, Sink, SinkTableBatch } from '../../src/sink/sink.js';
+import type { Fence, SinkTableBatch } from '../../src/sink/sink.js';
+import { bigTableWriter as writer, LateChunkSink, releaseLateChunk } from '../helpers/late-chunk.js';
 import { listTables, RegistryCatalog } from '../../src/capture/registry.js';
 
 const bed = clusterForFile();
-
-/** Holds the `nth` chunk of a direct load back until release(); hides the target's fence unless `fenced`. */
-class LateChunkSink implements Sink {
-  readonly name: string;
-  readonly raiseFence?: (fence: Fence) => Promise<void>;
-  readonly #inner: Sink;
-  readonly #nth: number;
-  #chunks = 0;
-  #release!: () => void;
-  readonly #gate = new Promise<void>((r) => { this.#release = r; });
-  #held!: () => void;
-  /** resolves once the held chunk waits */
-  readonly held = new Promise<void>((r) => { this.#held = r; });
-  /** what became of the held chunk's write */
-  settled: Promise<'applied' | 'refused'> | null = null;
-
-  constructor(inner: Sink, nth: number, fenced: boolean) {
-    this.#inner = inner;
-    this.#nth = nth;
-    this.name = inner.name;
-    if (fenced && inner.raiseFence) this.raiseFence = (fence) => inner.raiseFence!(fence);
-  }
-
-  start(): Promise<void> { return this.#inner.start(); }
-  prepare(...args: Parameters<Sink['prepare']>): Promise<void> { return this.#inner.prepare(...args); }
-  stop(): Promise<void> { return this.#inner.stop(); }
-  release(): void { this.#release(); }
-
-  apply(batches: SinkTableBatch[], fence?: Fence): Promise<ApplyResult> {
-    const chunk = batches.length === 1 && batches[0].upserts.length > 0 && batches[0].upserts.every((c) => c.op === 'B');
-    if (!chunk || ++this.#chunks !== this.#nth) return this.#inner.apply(batches, fence);
-    this.#held();
-    const write = this.#gate.then(() => this.#inner.apply(batches, fence));
-    this.settled = write.then(() => 'applied' as const, () => 'refused' as const);
-    return write;
-  }
-}
-
-async function writer(url: string, stop: () => boolean): Promise<void> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    while (!stop()) {
-      const k = 1 + Math.floor(Math.random() * 20_000);
-      const op = Math.random();
-      if (op < 0.9) await c.query(`update big set v = v + 1, note = 'changed' where id = $1`, [k]);
-      else if (op < 0.95) await c.query(`delete from big where id = $1`, [k]);
-      else await c.query(`insert into big values ($1, 0, 'back') on conflict (id) do update set note = 'back'`, [k]);
-    }
-  } finally {
-    await c.end();
-  }
-}
 
 async function lateChunkScenario(fenced: boolean): Promise<void> {
   const { srcUrl, dstUrl, src, dst } = await bed.databases();
@@ -90,13 +37,7 @@ async function lateChunkScenario(fenced: boolean): Promise<void> {
     await Promise.all(writers);
     await waitCaughtUp(src, 'pg2crate', 60_000);
     // Only now does the old copier's write go on.
-    late!.release();
-    assert.equal(await late!.settled, fenced ? 'refused' : 'applied');
-    const after = fenced ? 'this copier steps back' : 'a chunk written after another instance took over was sent again';
-    await waitFor(`"${after}" in the old leader's log`, () => logLines.some((l) => l.includes(after)), 30_000);
-    await waitCaughtUp(src, 'pg2crate', 60_000);
-    standby.kill('SIGTERM');
-    assert.equal(await standby.exited, 0);
+    await releaseLateChunk(late!, fenced ? 'refused' : 'applied', src, standby);
   } finally {
     stopped = true;
     await Promise.all(writers).catch(() => {});
