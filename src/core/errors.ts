@@ -83,6 +83,16 @@ function classifyCrateCode(code: number): ErrorKind {
   return 'fatal';
 }
 
+/**
+ * The target could not be reached, as opposed to refusing or failing a request: a connection refused,
+ * reset or timed out on its way (the codes of NODE_RETRYABLE), or a CrateDB node that is up but not
+ * in a cluster yet (5030). Such a target is back as soon as it answers at all, which is worth asking
+ * while backing off; a target that answers with an error (overloaded, say) gets its back-off.
+ */
+export function targetUnreachable(err: unknown): boolean {
+  return err instanceof TargetError && err.code !== undefined && (NODE_RETRYABLE.has(err.code) || err.code === '5030');
+}
+
 export function classify(err: unknown): ErrorKind {
   if (err instanceof ConfigError || err instanceof TableError || err instanceof SchemaVersionError) return 'fatal';
   // The copier steps back; it starts again only once it holds the stream (source/backfill.ts).

@@ -19,7 +19,7 @@
 // idle and reads once more, so a change committed before that flag flipped is not left waiting; a
 // change whose trigger ran just before the flip waits at most one poll interval.
 import type { Change, TableInfo } from '../core/change.js';
-import { backoffDelay, classify, describe, HaltError, StreamBusyError } from '../core/errors.js';
+import { backoffDelay, classify, describe, HaltError, StreamBusyError, targetUnreachable } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { ChangeSource, DeadLetter, Page } from '../source/change-source.js';
 import type { Sink, SinkTableBatch } from '../sink/sink.js';
@@ -59,6 +59,9 @@ export interface DrainerStats {
   errors: Record<string, number>;
   lastAppliedAt: Date | null;
 }
+
+/** How often a target that could not be reached is asked whether it is back, while the drainer backs off. */
+const PROBE_MS = 1_000;
 
 export class Drainer {
   readonly #source: ChangeSource;
@@ -174,7 +177,7 @@ export class Drainer {
           this.#log.warn({ err, kind, attempt, retryInMs: delay }, `page failed (${describe(err)}); retrying`);
           await this.#source.reset();
           this.#idle = undefined;
-          await this.#sleep(delay);
+          await this.#backOff(delay, err);
         }
       }
     } finally {
@@ -190,6 +193,27 @@ export class Drainer {
     this.stats.appliedEvents += n;
     this.stats.pages++;
     this.stats.lastAppliedAt = new Date();
+  }
+
+  /**
+   * Waits `ms` before the next try. After a target that could not be reached, asks it every
+   * PROBE_MS meanwhile and goes on as soon as it answers: the back-off grows to 30 s while a target
+   * is away, and without the probe a target back from a long outage waited up to that long for its
+   * first page while the backlog grew (soak K: 16 outages of a 20-minute run).
+   */
+  async #backOff(ms: number, err: unknown): Promise<void> {
+    if (!this.#sink.ping || !targetUnreachable(err) || ms <= PROBE_MS) return this.#sleep(ms);
+    const until = Date.now() + ms;
+    for (;;) {
+      const left = until - Date.now();
+      if (left <= 0 || this.#stopping) return;
+      await this.#sleep(Math.min(PROBE_MS, left));
+      if (this.#stopping || Date.now() >= until) return;
+      if (await this.#sink.ping().then(() => true, () => false)) {
+        this.#log.info({ skippedMs: until - Date.now() }, 'the target answers again; retrying now');
+        return;
+      }
+    }
   }
 
   #sleep(ms = this.#opts.pollIntervalMs): Promise<void> {

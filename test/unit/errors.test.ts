@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backoffDelay, classify, ConfigError, describe, SchemaVersionError, TableError, TargetError, type ErrorKind } from '../../src/core/errors.js';
+import { backoffDelay, classify, ConfigError, describe, SchemaVersionError, TableError, TargetError, targetUnreachable, type ErrorKind } from '../../src/core/errors.js';
 
 /** An error as node-postgres raises it: a message and a SQLSTATE in `code`. */
 function pgError(code: string, message = `pg error ${code}`): Error {
@@ -112,4 +112,12 @@ test('describe gives the message and the code, and keeps the error class readabl
   const t = new TargetError('refused', '4000', { cause: pgError('22003') });
   assert.equal(t.code, '4000');
   assert.ok(t.cause instanceof Error, 'the cause is kept as an error, not flattened into text');
+});
+
+test('a target that could not be reached is told apart from one that answered with an error', () => {
+  for (const code of ['ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET', 'ETIMEDOUT', '5030']) assert.equal(targetUnreachable(new TargetError('x', code)), true, code);
+  // answered: overloaded (a back-off is what it needs), a value refused, no code at all
+  for (const code of ['5000', '4290', '4000', undefined]) assert.equal(targetUnreachable(new TargetError('x', code)), false, String(code));
+  // the same codes from the source are not the target's
+  assert.equal(targetUnreachable(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })), false);
 });

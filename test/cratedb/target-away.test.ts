@@ -1,0 +1,54 @@
+// A CrateDB that cannot be reached for a while (a restart, a network cut: a proxy in front of it
+// resets every connection). The drainer backs off, up to 30 s between tries; once the target
+// answers again it must not sit out the rest of that back-off while the backlog grows, but go on at
+// once (it asks the target every second while backing off). And nothing written meanwhile is lost.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { as, assertSameAsSource, CRATEDB_URL, skipWithoutCrate, sourceAndCrate } from '../helpers/cratedb.js';
+import { logLines, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
+
+/** A back-off at least this long is under way when the target comes back. */
+const LONG_BACKOFF_MS = 8_000;
+
+describe('a CrateDB away for a while', { skip: skipWithoutCrate }, () => {
+  let rep: Running | undefined;
+  let proxy: TcpProxy | undefined;
+  const suite = sourceAndCrate('away', () => [rep]);
+
+  test('the drainer goes on as soon as the target answers again, not after its back-off, and applies everything', async () => {
+    const { src, srcUrl, crate, schema } = suite;
+    const u = new URL(CRATEDB_URL!);
+    proxy = await startTcpProxy(u.hostname, Number(u.port || 4200));
+    try {
+      await src.query(`create table public.events (id integer primary key, v text not null)`);
+      rep = await startReplicator(makeConfig({
+        DATABASE_URL: srcUrl, CRATEDB_URL: proxy.rewrite(CRATEDB_URL!), PG2CRATE_TARGET_SCHEMA: schema, PG2CRATE_TABLES: 'public.events',
+      }), testLogger('info'));
+      await src.query(`insert into events select g, 'before' from generate_series(1, 100) g`);
+      await waitCaughtUp(src, 'pg2crate', 60_000);
+      proxy.down();
+      const from = logLines.length;
+      let id = 100;
+      // Writes go on while the target is away, until the drainer has scheduled a long wait.
+      const longWait = () => logLines.slice(from).some((l) => l.includes('page failed') && Number(/"retryInMs":(\d+)/.exec(l)?.[1] ?? 0) >= LONG_BACKOFF_MS);
+      await waitFor(`a back-off of ${LONG_BACKOFF_MS} ms or more`, async () => {
+        await src.query(`insert into events values ($1, 'while away')`, [++id]);
+        return longWait();
+      }, 120_000, 200);
+      proxy.up();
+      const back = logLines.length;
+      await waitFor('the drainer to go on before its back-off is over', () => logLines.slice(back).some((l) => l.includes('the target answers again; retrying now')), LONG_BACKOFF_MS - 2_000, 100);
+      await src.query(`insert into events values ($1, 'after')`, [++id]);
+      await waitCaughtUp(src, 'pg2crate', 60_000);
+      await rep.stop();
+      rep = undefined;
+      const rows = await assertSameAsSource(src, 'public.events', crate, schema, 'events', { pg: 't.id', crate: 'id' }, [{ name: 'v', pg: 't.v', crate: 'v', norm: as.text }]);
+      assert.equal(rows, id);
+    } finally {
+      await rep?.stop();
+      rep = undefined;
+      await proxy.close();
+    }
+  });
+});
