@@ -22,7 +22,7 @@ import type { Change, TableInfo } from '../core/change.js';
 import { backoffDelay, classify, describe, HaltError, StreamBusyError, targetUnreachable } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { ChangeSource, DeadLetter, Page } from '../source/change-source.js';
-import type { Sink, SinkTableBatch } from '../sink/sink.js';
+import { backOffUntilAnswered, PROBE_MS, type Sink, type SinkTableBatch } from '../sink/sink.js';
 import { coalesce, type TableBatch } from './coalesce.js';
 
 interface KnownTable {
@@ -59,9 +59,6 @@ export interface DrainerStats {
   errors: Record<string, number>;
   lastAppliedAt: Date | null;
 }
-
-/** How often a target that could not be reached is asked whether it is back, while the drainer backs off. */
-const PROBE_MS = 1_000;
 
 export class Drainer {
   readonly #source: ChangeSource;
@@ -195,25 +192,11 @@ export class Drainer {
     this.stats.lastAppliedAt = new Date();
   }
 
-  /**
-   * Waits `ms` before the next try. After a target that could not be reached, asks it every
-   * PROBE_MS meanwhile and goes on as soon as it answers: the back-off grows to 30 s while a target
-   * is away, and without the probe a target back from a long outage waited up to that long for its
-   * first page while the backlog grew (soak K: 16 outages of a 20-minute run).
-   */
+  /** Waits `ms` before the next try; after a target that could not be reached, only until it answers (backOffUntilAnswered). */
   async #backOff(ms: number, err: unknown): Promise<void> {
     if (!this.#sink.ping || !targetUnreachable(err) || ms <= PROBE_MS) return this.#sleep(ms);
-    const until = Date.now() + ms;
-    for (;;) {
-      const left = until - Date.now();
-      if (left <= 0 || this.#stopping) return;
-      await this.#sleep(Math.min(PROBE_MS, left));
-      if (this.#stopping || Date.now() >= until) return;
-      if (await this.#sink.ping().then(() => true, () => false)) {
-        this.#log.info({ skippedMs: until - Date.now() }, 'the target answers again; retrying now');
-        return;
-      }
-    }
+    const saved = await backOffUntilAnswered(ms, this.#sink, (slice) => this.#sleep(slice), () => this.#stopping);
+    if (saved > 0) this.#log.info({ skippedMs: saved }, 'the target answers again; retrying now');
   }
 
   #sleep(ms = this.#opts.pollIntervalMs): Promise<void> {
