@@ -131,11 +131,28 @@ export const PROBE_MS = 1_000;
  */
 export async function backOffUntilAnswered(ms: number, sink: Pick<Sink, 'ping'>, sleepFor: (ms: number) => Promise<void>, stopped: () => boolean): Promise<number> {
   const until = Date.now() + ms;
+  // One probe at a time: one the target does not answer (packets dropped) is waited for slice by
+  // slice, never past the back-off, and not sent again meanwhile.
+  let probe: Promise<boolean> | null = null;
   for (;;) {
     const left = until - Date.now();
     if (left <= 0 || stopped()) return 0;
     await sleepFor(Math.min(PROBE_MS, left));
-    if (stopped() || Date.now() >= until) return 0;
-    if (sink.ping && (await sink.ping().then(() => true, () => false))) return until - Date.now();
+    if (stopped() || Date.now() >= until || !sink.ping) return 0;
+    probe ??= sink.ping().then(() => true, () => false);
+    const answer = await settledWithin(probe, Math.min(PROBE_MS, until - Date.now()));
+    if (answer === true) return Math.max(0, until - Date.now());
+    if (answer === false) probe = null;
   }
+}
+
+/** What `p` settles to within `ms`, or undefined. */
+function settledWithin<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), Math.max(0, ms));
+    void p.then((v) => {
+      clearTimeout(timer);
+      resolve(v);
+    });
+  });
 }
