@@ -66,7 +66,8 @@ export async function describeColumns(db: Queryable, relid: number): Promise<Col
   }));
 }
 
-async function primaryKey(db: Queryable, relid: number): Promise<string[]> {
+/** The primary key's columns in index order; empty without one. */
+export async function primaryKey(db: Queryable, relid: number): Promise<string[]> {
   const res = await db.query<{ name: string }>(
     `select a.attname as name
        from pg_index i
