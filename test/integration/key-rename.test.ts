@@ -11,6 +11,7 @@ import { TableError } from '../../src/core/errors.js';
 import { PostgresSink } from '../../src/sink/postgres/postgres-sink.js';
 import { deadLetters, discardDeadLetters, retryDeadLetters } from '../../src/commands/dead-letters.js';
 import { verify } from '../../src/commands/verify.js';
+import { addTables } from '../../src/commands/tables.js';
 import { catchUp } from '../../src/commands/catch-up.js';
 import { Runner } from '../../src/runner.js';
 import { clusterForFile } from '../helpers/file-cluster.js';
@@ -55,17 +56,17 @@ test('a key column renamed while the replicator runs: updates and deletes fail u
     hold.release();
   }
   await waitFor('updates of kr to work again', () => src.query(`update kr set v = 'updated after' where ident = 1`).then(() => true, () => false), 15_000, 100);
-  await src.query(`delete from kr where ident = 3`);
-  await src.query(`insert into kr values (7, 'inserted after')`);
+  // one transaction, so one page: keyed by the stale name, all three would be one null key
+  await src.query(`begin; update kr set v = 'updated again' where ident = 4; delete from kr where ident = 3; insert into kr values (7, 'inserted after'); commit`);
   await waitCaughtUp(src);
 
   assert.deepEqual((await src.query(`select key_columns from pg2crate.tables where source_table = 'kr'`)).rows[0].key_columns, ['ident']);
   // Nothing of the table reached the target since the rename: row 3 is still there, no column was added.
   assert.deepEqual(await columns(dst, 'kr'), ['id', 'v']);
   assert.deepEqual(await rows(dst, 'kr', 'id'), [[1, 'row 1'], [2, 'row 2'], [3, 'row 3'], [4, 'row 4'], [5, 'row 5']]);
-  // Every change committed since is parked: the window's insert, then the update, the delete and the insert.
+  // Every change committed since is parked: the window's insert, then the updates, the delete and the insert.
   const letters = await lettersOf(rep.runner, 'public.kr');
-  assert.deepEqual(letters.map((l) => [l.eventId, l.op]).sort((a, b) => Number(a[0]) - Number(b[0])).map((x) => x[1]), ['I', 'U', 'D', 'I']);
+  assert.deepEqual(letters.map((l) => [l.eventId, l.op]).sort((a, b) => Number(a[0]) - Number(b[0])).map((x) => x[1]), ['I', 'U', 'U', 'D', 'I']);
   const [window, ...after] = [...letters].sort((a, b) => a.eventId - b.eventId);
   assert.match(window.error, /no value for the key column id of public\.kr/);
   for (const l of after) assert.match(l.error, /target table public\.kr is keyed by \(id\) but the changes of public\.kr are keyed by \(ident\): a key column was renamed/);
@@ -80,9 +81,24 @@ test('recovery: the target\'s key column renamed the same way, retrying the dead
   await waitCaughtUp(src);
   assert.deepEqual(await lettersOf(rep.runner, 'public.kr'), []);
   assert.equal(await assertSameRows(src, dst, 'kr', 'kr', ['ident']), 6);
-  await src.query(`update kr set v = 'later' where ident = 4; delete from kr where ident = 5; insert into kr values (8, 'later')`);
+  await src.query(`update kr set v = 'later' where ident = 2; delete from kr where ident = 5; insert into kr values (8, 'later')`);
   await waitCaughtUp(src);
   assert.equal(await assertSameRows(src, dst, 'kr', 'kr', ['ident']), 6);
+});
+
+test('a configured key follows its column by attnum when it is renamed: the watch captures the table again under the new name', async () => {
+  await src.query(`create table ck (code text, v text); insert into ck values ('a', 'one'), ('b', 'two')`);
+  await addTables(rep.runner, [{ schema: 'public', table: 'ck', keyColumns: ['code'] }]);
+  await waitCaughtUp(src);
+  await src.query(`alter table ck rename column code to ref`);
+  await waitFor('updates of ck to work again', () => src.query(`update ck set v = 'after' where ref = 'a'`).then(() => true, () => false), 15_000, 100);
+  assert.deepEqual((await src.query(`select key_columns from pg2crate.tables where source_table = 'ck'`)).rows[0].key_columns, ['ref']);
+  await waitCaughtUp(src);
+  assert.deepEqual((await lettersOf(rep.runner, 'public.ck')).map((l) => l.op), ['U']);
+  await dst.query(`alter table ck rename column code to ref`);
+  await retryDeadLetters(rep.runner, 'all');
+  await waitCaughtUp(src);
+  assert.equal(await assertSameRows(src, dst, 'ck', 'ck', ['ref']), 2);
 });
 
 test('renamed while no replicator runs (cron mode): the catch-up captures the table again first; changes written under the old name are parked, and verify --repair recovers them', async () => {
