@@ -30,7 +30,14 @@ export interface KeyedPage {
   unkeyed?: boolean;
 }
 
-function sameColumns(a: readonly string[], b: readonly string[]): boolean {
+/** Why a change without its key values is parked (also in pgoutput mode: pgoutput/row-changes.ts). */
+export function unkeyedReason(missing: readonly string[], table: string, key: readonly string[]): string {
+  return `the row has no value for the key column${missing.length > 1 ? 's' : ''} ${missing.join(', ')} of ${table} (key ${key.join(', ')}): ` +
+    'it was written under other key names (a key column renamed or the primary key changed), so it matches no row of the target; ' +
+    'README "Schema changes": give the target table the same key, then `pg2crate dead-letters retry --all`';
+}
+
+export function sameColumns(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((c, i) => c === b[i]);
 }
 
@@ -86,10 +93,7 @@ export class PageKeys {
         change = new OutboxChange(Number(id), tableId, op, read.key, data, read.columns, read.row);
       } else {
         change = new OutboxChange(Number(id), tableId, op, `\u0000event ${id}`, data, read.columns, read.row);
-        change.unkeyed =
-          `the row has no value for the key column${missing.length > 1 ? 's' : ''} ${missing.join(', ')} of ${key.name} (key ${key.columns.join(', ')}): ` +
-          'it was written under other key names (a key column renamed or the primary key changed), so it matches no row of the target; ' +
-          'README "Schema changes": give the target table the same key, then `pg2crate dead-letters retry --all`';
+        change.unkeyed = unkeyedReason(missing, key.name, key.columns);
       }
     }
     if (sourceTime !== null) change.sourceTime = sourceTime;
