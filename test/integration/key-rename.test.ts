@@ -104,6 +104,24 @@ test('a configured key follows its column by attnum when it is renamed: the watc
   assert.equal(await assertSameRows(src, dst, 'ck', 'ck', ['ref']), 2);
 });
 
+test('a serial key renamed: the copy scheduled for its column (it has a default) waits for the target\'s key instead of stopping the replicator, and completes once the target is renamed', async () => {
+  await src.query(`create table sr (id serial primary key, v text); insert into sr (v) select 'r' || g from generate_series(1, 50) g`);
+  await addTables(rep.runner, [{ schema: 'public', table: 'sr' }]);
+  await waitCaughtUp(src);
+  let stopped: unknown = null;
+  rep.done.catch((err: unknown) => { stopped = err; });
+  await src.query(`alter table sr rename column id to ident`);
+  await waitFor('updates of sr to work again', () => src.query(`update sr set v = 'after' where ident = 1`).then(() => true, () => false), 15_000, 100);
+  await waitFor('the copy to wait for the target', () => logLines.some((l) => l.includes('initial load waits for its target table') && l.includes('public.sr')));
+  assert.equal(stopped, null);
+  assert.notEqual((await src.query(`select b.status from pg2crate.backfills b join pg2crate.tables t on t.id = b.table_id where t.source_table = 'sr'`)).rows[0].status, 'done');
+  await dst.query(`alter table sr rename column id to ident`);
+  await retryDeadLetters(rep.runner, 'all');
+  await waitCaughtUp(src);
+  assert.equal(stopped, null);
+  assert.equal(await assertSameRows(src, dst, 'sr', 'sr', ['ident']), 50);
+});
+
 test('renamed while no replicator runs (cron mode): the catch-up captures the table again first; changes written under the old name are parked, and verify --repair recovers them', async () => {
   await rep.stop();
   // committed before the rename, not yet applied: written under the old key name
