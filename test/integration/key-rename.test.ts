@@ -201,4 +201,17 @@ test('pgoutput mode: a key column renamed; the rows sent under the new name are 
   } finally {
     await pgo.stop();
   }
+  // Renamed while no replicator runs: the next one follows the key before it checks the replica identities.
+  await s.query(`alter table pk rename column ident to ref`);
+  const again = await startReplicator(makeConfig({ ...base, PG2CRATE_CAPTURE: 'pgoutput' }));
+  try {
+    let stopped: unknown = null;
+    again.done.catch((err: unknown) => { stopped = err; });
+    await s.query(`insert into pk values (9, 'nine')`);
+    await waitFor('the insert to be parked', async () => (await lettersOf(again.runner, 'public.pk')).length === 1);
+    assert.equal(stopped, null);
+    assert.deepEqual((await s.query(`select key_columns from pg2crate.tables where source_table = 'pk'`)).rows[0].key_columns, ['ref']);
+  } finally {
+    await again.stop();
+  }
 });
