@@ -53,17 +53,19 @@ export async function retryDeadLetters(db: pg.Pool, schema: string, stream: stri
     [stream, ...f.params],
   );
   const byTable = new Map<number, { ids: number[]; keys: Map<string, string> }>();
-  /** letters whose row lacks a value of its table's key: written under other key names */
+  /**
+   * letters that name no key of their table: a truncate (parked with its table's other changes), or a
+   * row written under other key names
+   */
   const unkeyed = new Map<number, { table: TableInfo; ids: number[] }>();
   for (const r of res.rows) {
     let e = byTable.get(r.table_id);
     if (!e) byTable.set(r.table_id, (e = { ids: [], keys: new Map() }));
     e.ids.push(Number(r.id));
-    if (r.data === null) continue;
     const table = await catalog.describe(r.table_id);
-    const row = parseRow(r.data);
-    if (table.keyColumns.some((k) => row[k] === undefined)) {
-      // Sent by the key it does not have, it would become a change of no row: nothing is retried.
+    const row = r.data === null ? null : parseRow(r.data);
+    if (row === null || table.keyColumns.some((k) => row[k] === undefined)) {
+      // Sent by a key it does not have, it would become a change of no row: nothing is retried.
       const u = unkeyed.get(table.id) ?? { table, ids: [] };
       unkeyed.set(table.id, u);
       u.ids.push(Number(r.id));
@@ -78,7 +80,7 @@ export async function retryDeadLetters(db: pg.Pool, schema: string, stream: stri
     const { table, ids } = [...unkeyed.values()][0];
     const name = displayName(table.sourceSchema, table.sourceTable);
     throw new TableError(
-      `dead letters ${ids.join(', ')} of ${name} (key ${table.keyColumns.join(', ')}) were written under other key names (a key column renamed, or the primary key changed), so their keys cannot be read; nothing was retried. ` +
+      `dead letters ${ids.join(', ')} of ${name} (key ${table.keyColumns.join(', ')}) name no key of it (a TRUNCATE, or a row written under other key names after a key column was renamed or the primary key changed), so they cannot be retried by key; nothing was retried. ` +
         `Run \`pg2crate verify --repair ${name}\` (it sends every row that differs), then \`pg2crate dead-letters discard ${ids.join(' ')}\`, then retry the others`,
     );
   }

@@ -122,6 +122,26 @@ test('a serial key renamed: the copy scheduled for its column (it has a default)
   assert.equal(await assertSameRows(src, dst, 'sr', 'sr', ['ident']), 50);
 });
 
+test('a TRUNCATE parked with the changes of a renamed key is not dropped by retry: retry names it, and verify --repair applies it', async () => {
+  await src.query(`create table tk (id int primary key, v text); insert into tk select g, 'row ' || g from generate_series(1, 5) g`);
+  await addTables(rep.runner, [{ schema: 'public', table: 'tk' }]);
+  await waitCaughtUp(src);
+  await src.query(`alter table tk rename column id to ident`);
+  await waitFor('updates of tk to work again', () => src.query(`update tk set v = 'after' where ident = 1`).then(() => true, () => false), 15_000, 100);
+  await waitFor('the update to be parked', async () => (await lettersOf(rep.runner, 'public.tk')).length === 1);
+  await src.query(`truncate tk`);
+  await waitCaughtUp(src);
+  const letters = await lettersOf(rep.runner, 'public.tk');
+  assert.deepEqual(letters.map((l) => l.op), ['U', 'T']);
+  assert.equal((await dst.query(`select count(*)::int as n from tk`)).rows[0].n, 5);
+  await dst.query(`alter table tk rename column id to ident`);
+  await assert.rejects(retryDeadLetters(rep.runner, letters.map((l) => l.id)), (e: unknown) => e instanceof TableError && new RegExp(`dead letters ${letters[1].id} of public\\.tk .*a TRUNCATE`).test(e.message));
+  const res = await verify(rep.runner, { tables: [{ schema: 'public', table: 'tk' }], repair: true, out: () => {} });
+  assert.equal(res.equal, true);
+  await discardDeadLetters(rep.runner, letters.map((l) => l.id));
+  assert.equal((await dst.query(`select count(*)::int as n from tk`)).rows[0].n, 0);
+});
+
 test('renamed while no replicator runs (cron mode): the catch-up captures the table again first; changes written under the old name are parked, and verify --repair recovers them', async () => {
   await rep.stop();
   // committed before the rename, not yet applied: written under the old key name
