@@ -21,6 +21,7 @@ import { Drainer } from './drain/drainer.js';
 import { Backfiller } from './load/backfill.js';
 import { MetricsServer } from './ops/metrics.js';
 import { PartitionWatcher, watchPartitions } from './ops/partition-watch.js';
+import { watchKeys } from './ops/key-watch.js';
 import { runRetention, type RetentionResult } from './ops/retention.js';
 import { Scheduler } from './ops/scheduler.js';
 import { readStatus } from './ops/status.js';
@@ -142,6 +143,9 @@ export class Runner {
     }
     if (opts.untilCaughtUp) await this.#watchPartitionsOnce();
     else {
+      // Before the drainer: a key column renamed while no replicator ran is followed first, so that
+      // pgoutput mode's check of the replica identities at start finds the registry's key current.
+      await watchKeys(this.pool, { schema: c.schema, logger: this.#log }).catch((err: unknown) => this.#log.warn({ err }, 'key watch failed; the partition watch tries again'));
       this.#partitions = new PartitionWatcher(this.pool, { schema: c.schema, stream: c.stream, logger: this.#log, intervalMs: c.partitionWatchMs });
       this.#partitions.start();
     }

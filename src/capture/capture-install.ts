@@ -60,6 +60,24 @@ export async function installCapture(db: pg.ClientBase, schema: string, t: Captu
 }
 
 /**
+ * Makes the capture functions of a table again, for its current key columns (the registry's, after
+ * a key column was renamed: ops/key-watch.ts), those it has: in pgoutput mode (or half-way through
+ * a switch) a plain table may have none. Its triggers stay as they are. CREATE OR REPLACE FUNCTION
+ * takes no lock on the table, so no writer of it waits; a statement that starts after the commit
+ * runs the new body.
+ */
+export async function replaceCaptureFunctions(db: pg.ClientBase, schema: string, t: CaptureTarget): Promise<void> {
+  const { target } = await withRoot(db, t);
+  const res = await db.query<{ proname: string }>(
+    `select proname::text from pg_proc where pronamespace = $1::regnamespace and proname in ($2, $3)`,
+    [quoteIdent(schema), captureFunctionName(t.tableId), guardFunctionName(t.tableId)],
+  );
+  const has = new Set(res.rows.map((r) => r.proname));
+  if (has.has(captureFunctionName(t.tableId))) await db.query(captureFunctionSql(schema, target));
+  if (has.has(guardFunctionName(t.tableId))) await db.query(guardFunctionSql(schema, target));
+}
+
+/**
  * The statement triggers on one partition, and on a leaf its guard clone disabled. Only a leaf's:
  * row triggers fire on leaves alone, and a partition created later under a sub-partitioned one
  * takes its parent's clone as it is, so that one stays enabled (ONLY: without it the change would

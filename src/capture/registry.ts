@@ -66,7 +66,8 @@ export async function describeColumns(db: Queryable, relid: number): Promise<Col
   }));
 }
 
-async function primaryKey(db: Queryable, relid: number): Promise<string[]> {
+/** The primary key's columns in index order; empty without one. */
+export async function primaryKey(db: Queryable, relid: number): Promise<string[]> {
   const res = await db.query<{ name: string }>(
     `select a.attname as name
        from pg_index i
@@ -225,6 +226,16 @@ export class RegistryCatalog implements SourceCatalog {
     const name = displayName(t.sourceSchema, t.sourceTable);
     if (all.length === 0) {
       throw new TableError(`source table ${name} (oid ${t.relid}) no longer exists; its pending changes cannot be described`);
+    }
+    const gone = t.keyColumns.filter((k) => !all.some((c) => c.name === k));
+    if (gone.length > 0) {
+      // Renamed, most likely: the capture names the key columns, so until the table is captured
+      // again (the watch does it, ops/key-watch.ts) its updates and deletes fail in the source.
+      throw new TableError(
+        `the key column${gone.length > 1 ? 's' : ''} ${gone.join(', ')} of ${name} no longer exist${gone.length > 1 ? '' : 's'} (renamed, or the primary key changed): ` +
+          `its changes cannot be matched in the target until pg2crate captures it again under the new names (the replicator's watch does that by itself, or \`pg2crate tables add ${t.sourceSchema}.${t.sourceTable}\`); ` +
+          'README "Schema changes" says what to do for the target',
+      );
     }
     return { ...t, columns: shapedColumns(all, t.shape, name), toolSchema: this.#schema };
   }

@@ -35,6 +35,11 @@ export interface Change {
   /** the row holds the key and only some other columns (pgoutput's unchanged TOAST values) */
   partial?: boolean;
   /**
+   * why the row's key cannot be read: it lacks a key column's value (written under other key
+   * names, see source/outbox.ts). Such a change matches nothing in the target and is parked.
+   */
+  unkeyed?: string;
+  /**
    * when the change was made in the source, ISO 8601 in UTC; set only for tables whose target
    * wants it (table-shape.ts). Trigger mode: the writing transaction's start (`now()`), the copy's
    * for initial loads. pgoutput mode: the transaction's commit time.

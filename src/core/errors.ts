@@ -14,6 +14,14 @@ export class TableError extends Error {
   override name = 'TableError';
 }
 
+/**
+ * The target table is keyed otherwise than the source's changes (a key column renamed, the primary
+ * key changed): fatal for the changes at hand (parked), while an initial load waits for the operator.
+ */
+export class TargetKeyError extends TableError {
+  override name = 'TargetKeyError';
+}
+
 /** The tool's schema in the database is missing, behind or ahead of this build. */
 export class SchemaVersionError extends Error {
   override name = 'SchemaVersionError';

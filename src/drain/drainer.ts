@@ -257,7 +257,7 @@ export class Drainer {
    * staged for and works the page out again otherwise.
    */
   #stage(page: Page): StagedPage | null {
-    if (page.changes.length === 0) return null;
+    if (page.changes.length === 0 || page.rekeyed || page.unkeyed) return null;
     const batches: SinkTableBatch[] = [];
     const tables: Array<[number, TableInfo]> = [];
     let changesByTable: Map<number, Change[]> | null = null;
@@ -297,6 +297,15 @@ export class Drainer {
   async #apply(page: Page, staged: StagedPage | null): Promise<void> {
     let batches: SinkTableBatch[] = [];
     const letters: DeadLetter[] = [];
+    // A table whose key changed in the registry is described again: its key, and the target's, are
+    // checked before anything of it is applied (source/page-keys.ts, the sinks' prepare()).
+    for (const id of page.rekeyed ?? []) this.#tables.delete(id);
+    if (page.unkeyed) {
+      // Rows without their key values match no row of the target: applied, a delete would do nothing.
+      for (const change of page.changes) if (change.unkeyed !== undefined) letters.push({ change, code: undefined, message: change.unkeyed, attempts: 1 });
+      page = { ...page, changes: page.changes.filter((c) => c.unkeyed === undefined) };
+    }
+    const unkeyed = letters.length;
     if (staged && staged.tables.every(([id, info]) => this.#tables.get(id)?.info === info)) {
       batches = staged.batches;
     } else {
@@ -307,8 +316,10 @@ export class Drainer {
           table = await this.#tableFor(b.tableId, b.upserts);
         } catch (err) {
           if (classify(err) !== 'fatal') throw err;
-          // The table cannot be described (dropped, unregistered): its changes cannot be applied.
-          for (const change of [...b.deletes, ...b.upserts]) letters.push({ change, code: undefined, message: describe(err), attempts: 1 });
+          // The table cannot be described (dropped, unregistered, its key gone) or its target does not
+          // fit (another key): its changes cannot be applied, its truncates neither.
+          const truncates = b.truncate ? page.changes.filter((c) => c.tableId === b.tableId && c.op === 'T') : [];
+          for (const change of [...truncates, ...b.deletes, ...b.upserts]) letters.push({ change, code: undefined, message: describe(err), attempts: 1 });
           continue;
         }
         changesByTable = this.#addBatch(batches, table, b, page, changesByTable);
@@ -344,7 +355,7 @@ export class Drainer {
       this.stats.deadLetters += letters.length;
       this.#log.error({ rows: letters.length, tableId, eventId: sample.change.id, code: sample.code }, 'parked rejected changes as dead letters (see `pg2crate dead-letters list`)');
     }
-    this.stats.appliedRows += batches.reduce((n, b) => n + b.deletes.length + b.upserts.length, 0) - letters.length;
+    this.stats.appliedRows += batches.reduce((n, b) => n + b.deletes.length + b.upserts.length, 0) - (letters.length - unkeyed);
   }
 }
 

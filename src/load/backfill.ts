@@ -36,7 +36,7 @@ import type { Logger } from '../core/logger.js';
 import { emitWaitMark, slotPassed } from '../source/catch-up-state.js';
 import { sleep } from '../core/sleep.js';
 import { TAKE_XID } from '../capture/outbox-bounds.js';
-import { backoffDelay, classify, describe, targetUnreachable } from '../core/errors.js';
+import { backoffDelay, classify, describe, TargetKeyError, targetUnreachable } from '../core/errors.js';
 import { backOffUntilAnswered, PROBE_MS } from '../sink/sink.js';
 import { runDirectLoad, type DirectLoadDeps } from './direct-load.js';
 import { estimateRows, etaSeconds } from './row-estimate.js';
@@ -73,6 +73,8 @@ export interface BackfillOptions {
 
 const LOCK_TIMEOUT_MS = 200;
 const MIN_CHUNK_ROWS = 50;
+/** how long a load whose target table is keyed otherwise waits before it tries again */
+const KEY_WAIT_MS = 5000;
 
 /** Settings that make to_jsonb() give the same text as the capture trigger (see triggers.ts). */
 const SAME_OUTPUT_AS_TRIGGER = [
@@ -139,11 +141,15 @@ export class Backfiller {
   async #run(forever: boolean): Promise<void> {
     const s = this.#opts.schema;
     let failures = 0;
+    /** jobs whose target table is keyed otherwise, by table id: when to try again */
+    const waiting = new Map<number, number>();
     while (!this.#abort.signal.aborted) {
+      const now = Date.now();
       const next = await this.#pool.query(
         `select t.id, t.relid::int8 as relid, t.source_schema, t.source_table, t.key_columns, t.key_origin, t.target_schema, t.target_table, t.shape
            from ${qualify(s, 'backfills')} b join ${qualify(s, 'tables')} t on t.id = b.table_id
-          where b.status <> 'done' order by t.id limit 1`,
+          where b.status <> 'done' and not (t.id = any($1::int[])) order by t.id limit 1`,
+        [[...waiting].filter(([, at]) => at > now).map(([id]) => id)],
       );
       if (next.rows.length === 0 || !this.#opts.isLeader()) {
         if (!forever) return;
@@ -159,6 +165,14 @@ export class Backfiller {
         });
         failures = 0;
       } catch (err) {
+        if (err instanceof TargetKeyError) {
+          // A key column renamed in the source (the copy after it, column-watch.ts): the target needs
+          // the operator, who is told once; the other tables' copies go on meanwhile.
+          const id = Number(r.id);
+          if (!waiting.has(id)) this.#log.error({ table: `${r.source_schema}.${r.source_table}` }, `initial load waits for its target table: ${err.message}`);
+          waiting.set(id, Date.now() + KEY_WAIT_MS);
+          continue;
+        }
         // A dropped connection or a restart must not stop replication: the copy resumes from its
         // job row after a pause. Anything else (the table is gone, a bug) is reported and stops.
         if (classify(err) !== 'retryable') throw err;

@@ -3,9 +3,10 @@
 // delete when the row is gone), never the parked image: that may be older than what the target
 // holds by now, and replaying it would move the key backwards. Then the letters are removed.
 import type pg from 'pg';
-import type { SourceCatalog } from '../core/change.js';
+import type { SourceCatalog, TableInfo } from '../core/change.js';
 import { keyOf, parseRow } from '../core/change.js';
-import { qualify } from '../core/identifiers.js';
+import { TableError } from '../core/errors.js';
+import { displayName, qualify } from '../core/identifiers.js';
 import { resendRows } from '../resend.js';
 
 export interface DeadLetterRow {
@@ -52,17 +53,36 @@ export async function retryDeadLetters(db: pg.Pool, schema: string, stream: stri
     [stream, ...f.params],
   );
   const byTable = new Map<number, { ids: number[]; keys: Map<string, string> }>();
+  /**
+   * letters that name no key of their table: a truncate (parked with its table's other changes), or a
+   * row written under other key names
+   */
+  const unkeyed = new Map<number, { table: TableInfo; ids: number[] }>();
   for (const r of res.rows) {
     let e = byTable.get(r.table_id);
     if (!e) byTable.set(r.table_id, (e = { ids: [], keys: new Map() }));
     e.ids.push(Number(r.id));
-    if (r.data === null) continue;
     const table = await catalog.describe(r.table_id);
-    const row = parseRow(r.data);
+    const row = r.data === null ? null : parseRow(r.data);
+    if (row === null || table.keyColumns.some((k) => row[k] === undefined)) {
+      // Sent by a key it does not have, it would become a change of no row: nothing is retried.
+      const u = unkeyed.get(table.id) ?? { table, ids: [] };
+      unkeyed.set(table.id, u);
+      u.ids.push(Number(r.id));
+      continue;
+    }
     const key: Record<string, unknown> = {};
     for (const k of table.keyColumns) key[k] = row[k];
     // the key values' exact text: LosslessNumber serialises as its digits
     e.keys.set(keyOf(row, table.keyColumns), JSON.stringify(key, (_k, v) => (typeof v === 'object' && v !== null && 'isLosslessNumber' in v ? `${v}` : v)));
+  }
+  if (unkeyed.size > 0) {
+    const { table, ids } = [...unkeyed.values()][0];
+    const name = displayName(table.sourceSchema, table.sourceTable);
+    throw new TableError(
+      `dead letters ${ids.join(', ')} of ${name} (key ${table.keyColumns.join(', ')}) name no key of it (a TRUNCATE, or a row written under other key names after a key column was renamed or the primary key changed), so they cannot be retried by key; nothing was retried. ` +
+        `Run \`pg2crate verify --repair ${name}\` (it sends every row that differs), then \`pg2crate dead-letters discard ${ids.join(' ')}\`, then retry the others`,
+    );
   }
   let retried = 0;
   for (const [tableId, e] of byTable) {

@@ -1,5 +1,6 @@
 // The partition watch: gives each partition created or attached after its table was captured the
-// capture triggers the others have, and sends what was written into it before that.
+// capture triggers the others have, and sends what was written into it before that. Each pass first
+// runs the key watch (key-watch.ts): tables whose key column was renamed are captured again.
 //
 // Postgres clones the guard row trigger onto a new partition in the statement that creates or
 // attaches it (capture-install.ts), so from its first row on every key written into it is recorded
@@ -31,6 +32,7 @@ import { readCaptureState } from '../capture/capture-state.js';
 import { triggerName } from '../capture/names.js';
 import { TAKE_XID } from '../capture/outbox-bounds.js';
 import { captureTargetOf, listTables, RegistryCatalog, type RegisteredTable } from '../capture/registry.js';
+import { watchKeys } from './key-watch.js';
 
 const LOCK_TIMEOUT_MS = 2000;
 const KEYS_PER_STATEMENT = 1000;
@@ -50,6 +52,8 @@ export interface PartitionWatchResult {
   reloaded: number;
   /** relations that left a tree and had the capture's triggers dropped */
   released: number;
+  /** tables captured again because a key column was renamed (key-watch.ts) */
+  rekeyed: number;
 }
 
 interface Candidate extends Partition {
@@ -58,7 +62,8 @@ interface Candidate extends Partition {
 
 /** One pass over every captured partitioned table. Safe to run from several instances at once. */
 export async function watchPartitions(pool: pg.Pool, opts: PartitionWatchOptions): Promise<PartitionWatchResult> {
-  const out: PartitionWatchResult = { captured: 0, keys: 0, reloaded: 0, released: 0 };
+  // First: a table whose capture names key columns that are gone fails the application's updates.
+  const out: PartitionWatchResult = { captured: 0, keys: 0, reloaded: 0, released: 0, rekeyed: await watchKeys(pool, opts) };
   const s = opts.schema;
   const partitioned = await pool.query<{ n: number }>(
     `select count(*)::int as n from ${qualify(s, 'tables')} t join pg_class c on c.oid = t.relid where c.relkind = 'p'`,

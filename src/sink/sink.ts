@@ -8,6 +8,7 @@
 // batch is applied. Errors it throws are classified by errors.ts (retryable → the page is retried
 // with backoff; fatal → the replicator stops).
 import type { Change, TableInfo } from '../core/change.js';
+import { TargetKeyError } from '../core/errors.js';
 
 export interface SinkTableBatch {
   table: TableInfo;
@@ -155,4 +156,22 @@ function settledWithin<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
       resolve(v);
     });
   });
+}
+
+/** Whether two keys name the same columns (their order does not matter to a unique index). */
+export function sameKey(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((k) => b.includes(k));
+}
+
+/**
+ * The target table is keyed otherwise than the source's changes: applied, its deletes and updates
+ * would match nothing. The drainer parks the table's changes with this message.
+ */
+export function keyMismatchError(target: string, t: TableInfo, targetKey: readonly string[], rename: string): TargetKeyError {
+  const source = `${t.sourceSchema}.${t.sourceTable}`;
+  return new TargetKeyError(
+    `target table ${target} is keyed by (${targetKey.join(', ') || 'nothing'}) but the changes of ${source} are keyed by (${t.keyColumns.join(', ')}): ` +
+      'a key column was renamed or the primary key changed in the source; nothing of the table is applied until the keys agree, its changes are parked. ' +
+      `Give the target the same key (${rename}), then \`pg2crate dead-letters retry --all\` (README "Schema changes")`,
+  );
 }

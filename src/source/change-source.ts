@@ -7,6 +7,13 @@ export interface Page {
   position: string;
   /** true when this page ends the current window (the next read starts a new one) */
   windowDone: boolean;
+  /**
+   * tables whose key the source found changed in the registry while reading this page (a key
+   * column renamed and the table captured again): the drainer describes them again
+   */
+  rekeyed?: number[];
+  /** some changes carry `unkeyed`: the drainer parks them */
+  unkeyed?: boolean;
 }
 
 export interface DeadLetter {

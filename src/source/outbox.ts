@@ -28,7 +28,7 @@
 // transaction visible in it is applied and the slot has every later one; the source then hands out
 // nothing more.
 import pg from 'pg';
-import type { Change, Op, SourceCatalog } from '../core/change.js';
+import type { SourceCatalog } from '../core/change.js';
 import { StreamBusyError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { qualify } from '../core/identifiers.js';
@@ -37,7 +37,7 @@ import { modeMismatch, readCaptureState } from '../capture/capture-state.js';
 import { streamLockText } from '../capture/names.js';
 import { RegistryCatalog } from '../capture/registry.js';
 import { noteColumns } from '../capture/column-watch.js';
-import { OutboxChange, readRowText } from './row-text.js';
+import { PageKeys, type OutboxRow } from './page-keys.js';
 import { outboxSequenceSql, readOutboxSequence } from '../capture/outbox-bounds.js';
 import { createPool } from '../core/pg-pool.js';
 import { sleep } from '../core/sleep.js';
@@ -76,9 +76,7 @@ export class OutboxSource implements ChangeSource {
   #client: pg.Client | null = null;
   #catalogPool: pg.Pool;
   #cp: Checkpoint | null = null;
-  #keys = new Map<number, string[] | null>();
-  /** per table and kind (deletes, others), the member names of the last row image read (shared by the rows that have the same) */
-  #names = new Map<number, readonly string[]>();
+  readonly #pageKeys: PageKeys;
   /** the snapshot of the final window, once known; #finalDone once it is applied */
   #final: string | null = null;
   #finalDone = false;
@@ -93,6 +91,7 @@ export class OutboxSource implements ChangeSource {
     };
     this.#catalogPool = createPool({ ...opts.connection, max: 2, application_name: 'pg2crate catalog' }, this.#log, 'catalog');
     this.catalog = new RegistryCatalog(this.#catalogPool, s);
+    this.#pageKeys = new PageKeys(this.#t.tables);
   }
 
   get #db(): pg.Client {
@@ -222,7 +221,7 @@ export class OutboxSource implements ChangeSource {
     // The page must walk the id indexes in order and stop after `limit` rows; enable_sort is off on
     // this connection for that (see acquire()).
     // Rows as arrays (id, table_id, op, data, source_time): no object per row for the driver to build.
-    const res = await this.#db.query<[id: string, tableId: number, op: Op, data: string | null, sourceTime: string | null]>({
+    const res = await this.#db.query<OutboxRow>({
       rowMode: 'array',
       // Order by the column, not the text alias of the same name (that would sort "10" before "9").
       // source_time as ISO 8601 in UTC, whatever the session's time zone.
@@ -237,44 +236,16 @@ export class OutboxSource implements ChangeSource {
         limit $5`,
       values: [from, cp.upper, cp.cur, cp.prev, limit],
     });
-    const changes: Change[] = [];
-    // The rows stay text: only the key and the member names are read (row-text.ts).
-    for (const [id, tableId, op, data, sourceTime] of res.rows) {
-      let change: OutboxChange;
-      if (data === null) {
-        change = new OutboxChange(Number(id), tableId, op, '', null, undefined, null);
-      } else {
-        const key = this.#keys.has(tableId) ? this.#keys.get(tableId)! : await this.#keyColumns(tableId);
-        if (key === null) {
-          // No key known (the table left the registry): a key no other change has, so none coalesces away.
-          change = new OutboxChange(Number(id), tableId, op, `\u0000event ${id}`, data, undefined);
-        } else {
-          // deletes carry only the key: their names are kept apart from the full images'
-          const names = tableId * 2 + (op === 'D' ? 1 : 0);
-          const read = readRowText(data, key, this.#names.get(names));
-          this.#names.set(names, read.columns);
-          change = new OutboxChange(Number(id), tableId, op, read.key, data, read.columns, read.row);
-        }
-      }
-      if (sourceTime !== null) change.sourceTime = sourceTime;
-      changes.push(change);
-    }
-    return {
-      changes,
+    // The rows stay text: only the key and the member names are read (row-text.ts, page-keys.ts).
+    const keyed = await this.#pageKeys.read(this.#db, res.rows);
+    const page: Page = {
+      changes: keyed.changes,
       position: res.rows.length > 0 ? res.rows[res.rows.length - 1][0] : from,
       windowDone: res.rows.length < limit,
     };
-  }
-
-  async #keyColumns(tableId: number): Promise<string[] | null> {
-    const res = await this.#db.query<{ key_columns: string[] }>(`select key_columns from ${this.#t.tables} where id = $1`, [tableId]);
-    // A table removed while changes were pending: its registry row is gone, and with it the key.
-    // Such changes cannot be applied (the drainer parks them as dead letters); null keeps each one
-    // apart (readPage gives it a key of its own) so that no change is coalesced away unparked.
-    // Registry ids are never reused, so null is final.
-    const k = res.rows[0]?.key_columns ?? null;
-    this.#keys.set(tableId, k);
-    return k;
+    if (keyed.rekeyed) page.rekeyed = keyed.rekeyed;
+    if (keyed.unkeyed) page.unkeyed = true;
+    return page;
   }
 
   confirm(page: Page): Promise<void> {

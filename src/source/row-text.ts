@@ -27,6 +27,7 @@ export class OutboxChange implements Change {
   readonly raw: string | null;
   readonly columns: readonly string[] | undefined;
   sourceTime?: string;
+  unkeyed?: string;
   #row: Row | null | undefined;
 
   constructor(id: number, tableId: number, op: Op, key: string, raw: string | null, columns: readonly string[] | undefined, row?: Row | null) {

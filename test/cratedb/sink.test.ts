@@ -118,6 +118,26 @@ describe('the CrateDB sink against a real CrateDB', { skip: skipWithoutCrate }, 
 
   test('a target table whose primary key differs from the source key stops the table with a clear message', async () => {
     await crate.sql(`CREATE TABLE ${qualify(schema, 'otherkey')} ("id" BIGINT, "v" TEXT PRIMARY KEY, "w" INTEGER)`);
-    await assert.rejects(sink.prepare(info('otherkey')), (e: unknown) => e instanceof TableError && /has primary key \(v\) but the source key is \(id\)/.test(e.message));
+    await assert.rejects(sink.prepare(info('otherkey')), (e: unknown) => e instanceof TableError && /keyed by \(v\) but the changes of public\.otherkey are keyed by \(id\)/.test(e.message));
+  });
+
+  test('a key column renamed in the source: nothing is written to a target keyed by the old name (no column added), and once the target key is renamed too the rows land', async () => {
+    const before = info('renamedkey');
+    await sink.prepare(before);
+    await sink.apply([{ table: before, truncate: false, deletes: [], upserts: [change('I', { id: 1, v: 'a', w: 1 }), change('I', { id: 3, v: 'c', w: 3 })] }]);
+    const renamed = COLUMNS.map((c) => (c.name === 'id' ? { ...c, name: 'ident' } : c));
+    const after = info('renamedkey', renamed, ['ident']);
+    const ident = (op: Change['op'], row: Record<string, string | number | null>): Change => ({ id: nextId++, tableId: 1, op, key: String(row.ident), row, raw: JSON.stringify(row) });
+    await assert.rejects(sink.prepare(after), (e: unknown) => e instanceof TableError &&
+      /keyed by \(id\) but the changes of public\.renamedkey are keyed by \(ident\): a key column was renamed or the primary key changed/.test(e.message));
+    // the delete by the new key name is not applied as a delete that matches nothing
+    await assert.rejects(sink.apply([{ table: after, truncate: false, deletes: [ident('D', { ident: 3 })], upserts: [] }]), TableError);
+    const columns = (await crate.sql('SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY 1', [schema, 'renamedkey'])).rows.flat();
+    assert.deepEqual(columns, ['id', 'v', 'w']);
+    await crate.sql(`ALTER TABLE ${qualify(schema, 'renamedkey')} RENAME COLUMN "id" TO "ident"`);
+    await sink.prepare(after);
+    await sink.apply([{ table: after, truncate: false, deletes: [ident('D', { ident: 3 })], upserts: [ident('U', { ident: 1, v: 'b', w: 2 })] }]);
+    await crate.sql(`REFRESH TABLE ${qualify(schema, 'renamedkey')}`);
+    assert.deepEqual((await crate.sql(`SELECT ident, v, w FROM ${qualify(schema, 'renamedkey')} ORDER BY ident`)).rows, [[1, 'b', 2]]);
   });
 });

@@ -18,7 +18,7 @@ import type { CrateOptions, TargetConfig } from '../../core/config.js';
 import { classify, describe, TableError } from '../../core/errors.js';
 import { displayName, qualify } from '../../core/identifiers.js';
 import type { Logger } from '../../core/logger.js';
-import { isBuiltRow, type ApplyResult, type CopyRowSql, type Rejection, type Sink, type SinkTableBatch } from '../sink.js';
+import { isBuiltRow, keyMismatchError, sameKey, type ApplyResult, type CopyRowSql, type Rejection, type Sink, type SinkTableBatch } from '../sink.js';
 import { RequestSlots, writeBulk, type BulkItem, type BulkLimits } from './bulk-writer.js';
 import { planTable, type ColumnPlan, type CrateFeatures, type TablePlan } from './column-types.js';
 import { copyRowSql } from './copy-row-sql.js';
@@ -137,7 +137,10 @@ export class CrateSink implements Sink {
       shape = await this.#readShape(plan);
       if (!shape) throw new TableError(`CrateDB table ${displayName(plan.schema, plan.table)} was created but cannot be found in information_schema`);
     }
-    this.#checkKey(plan, shape);
+    // Before any column is added. A cached shape that does not fit is read again: the operator may
+    // have given the target the source's key meanwhile.
+    if (!this.#keyFits(plan, shape) && known?.shape === shape) shape = (await this.#readShape(plan)) ?? shape;
+    if (!this.#keyFits(plan, shape)) throw keyMismatchError(displayName(plan.schema, plan.table), t, shape.primaryKey, 'ALTER TABLE … RENAME COLUMN');
     for (const c of plan.columns) {
       if (shape.columns.has(c.target)) continue;
       try {
@@ -215,14 +218,9 @@ export class CrateSink implements Sink {
     return { columns: new Set(columns), primaryKey, fixed };
   }
 
-  #checkKey(plan: TablePlan, shape: TargetShape): void {
-    const want = plan.keys.map((k) => k.target);
-    const have = shape.primaryKey;
-    if (want.length === have.length && want.every((k) => have.includes(k))) return;
-    throw new TableError(
-      `CrateDB table ${displayName(plan.schema, plan.table)} has primary key (${have.join(', ') || 'none'}) ` +
-        `but the source key is (${want.join(', ')}); upserts need exactly that key: drop the target table or change the configured key columns`,
-    );
+  /** Upserts name the source's key in ON CONFLICT, and deletes match by it: the target's primary key must be exactly that. */
+  #keyFits(plan: TablePlan, shape: TargetShape): boolean {
+    return sameKey(plan.keys.map((k) => k.target), shape.primaryKey);
   }
 
   async apply(batches: SinkTableBatch[]): Promise<ApplyResult> {

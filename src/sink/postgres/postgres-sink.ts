@@ -13,7 +13,7 @@ import pg from 'pg';
 import type { Change, TableInfo } from '../../core/change.js';
 import { classify, describe, TableError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import type { ApplyResult, Fence, Rejection, Sink, SinkTableBatch } from '../sink.js';
+import { keyMismatchError, sameKey, type ApplyResult, type Fence, type Rejection, type Sink, type SinkTableBatch } from '../sink.js';
 import { checkFence, raiseFence } from './fence.js';
 import { addColumnSql, createSchemaSql, createTableSql, deleteSql, groupPartial, truncateSql, updateColumnsSql, upsertSql } from './sql.js';
 import { createPool } from '../../core/pg-pool.js';
@@ -34,6 +34,8 @@ export class PostgresSink implements Sink {
   readonly #log: Logger;
   /** target columns per target table, as last read */
   readonly #known = new Map<string, Set<string>>();
+  /** the unique keys of target tables, as last read */
+  readonly #keys = new Map<string, string[][]>();
 
   constructor(connectionString: string, logger: Logger) {
     this.#log = logger.child({ component: 'sink-postgres' });
@@ -57,6 +59,8 @@ export class PostgresSink implements Sink {
         this.#log.info({ table: `${t.targetSchema}.${t.targetTable}` }, 'created target table');
         cols = await this.#targetColumns(t);
       }
+      // Before any column is added: a table keyed otherwise gets nothing of this description.
+      await this.#checkKey(t, id);
       for (const c of t.columns) {
         if (!cols.has(c.name)) {
           await this.#pool.query(addColumnSql(t, c));
@@ -65,8 +69,40 @@ export class PostgresSink implements Sink {
         }
       }
       this.#known.set(id, cols);
+    } else {
+      await this.#checkKey(t, id);
     }
     if (t.shape) await this.#prepareShape(t, cols);
+  }
+
+  /**
+   * The target must have a unique index on exactly the source's key columns: the upsert's ON CONFLICT
+   * names them, and a delete by them would otherwise match nothing and be lost without a trace (a key
+   * column renamed in the source, the primary key changed). The keys read are cached, and read again
+   * when they do not fit (the operator may have fixed the target meanwhile).
+   */
+  async #checkKey(t: TableInfo, id: string): Promise<void> {
+    let keys = this.#keys.get(id);
+    if (keys && keys.some((k) => sameKey(k, t.keyColumns))) return;
+    keys = await this.#targetKeys(t);
+    this.#keys.set(id, keys);
+    if (keys.some((k) => sameKey(k, t.keyColumns))) return;
+    throw keyMismatchError(`${t.targetSchema}.${t.targetTable}`, t, keys[0] ?? [], 'ALTER TABLE … RENAME COLUMN');
+  }
+
+  /** Every unique index ON CONFLICT can use as arbiter (valid, immediate, on plain columns, no predicate), the primary key first. */
+  async #targetKeys(t: TableInfo): Promise<string[][]> {
+    const res = await this.#pool.query<{ cols: string[] }>(
+      `select array_agg(a.attname::text order by k.ord) as cols
+         from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace n on n.oid = c.relnamespace
+        cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
+         left join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+        where n.nspname = $1 and c.relname = $2 and i.indisunique and i.indisvalid and i.indimmediate and i.indpred is null and i.indexprs is null
+        group by i.indexrelid, i.indisprimary
+        order by i.indisprimary desc, i.indexrelid`,
+      [t.targetSchema, t.targetTable],
+    );
+    return res.rows.map((r) => r.cols);
   }
 
   /**

@@ -100,6 +100,10 @@ export class PgoutputSource implements ChangeSource {
   #db: pg.Client | null = null;
   #wal: WalStream | null = null;
   #relations: RelationMap | null = null;
+  /** per page: relations whose key was read again, tables whose key changed, and whether a change lacks its key */
+  readonly #replanned = new Set<number>();
+  readonly #rekeyed = new Set<number>();
+  #unkeyed = false;
   #checked = false;
   #seq = 0;
   #inTxn = false;
@@ -270,6 +274,7 @@ export class PgoutputSource implements ChangeSource {
     if (wal.length === 0 && (this.#inTxn || (this.#mark !== null && !this.#markReached))) await this.#waitForItem(1000);
     if (wal.failure) throw wal.failure;
     const changes: Change[] = [];
+    this.#replanned.clear();
     while (changes.length < limit && !this.#markReached) {
       const item = wal.take();
       if (!item) break;
@@ -277,6 +282,10 @@ export class PgoutputSource implements ChangeSource {
     }
     const windowDone = this.#mark !== null ? this.#markReached : wal.length === 0 && !this.#inTxn;
     const page: Page = { changes, position: formatLsn(this.#complete), windowDone };
+    if (this.#rekeyed.size > 0) page.rekeyed = [...this.#rekeyed];
+    if (this.#unkeyed) page.unkeyed = true;
+    this.#rekeyed.clear();
+    this.#unkeyed = false;
     this.#pageEnds.set(page, { wal, taken: wal.taken });
     return page;
   }
@@ -331,7 +340,15 @@ export class PgoutputSource implements ChangeSource {
       return;
     }
     this.#txnWroteTables = true;
-    const plan = rel.get(msg.relation.relationOid) ?? (await rel.plan(msg.relation));
+    let plan = rel.get(msg.relation.relationOid) ?? (await rel.plan(msg.relation));
+    if (plan.keyMissing.length > 0 && !this.#replanned.has(plan.relid)) {
+      // A key column renamed: once a page, the registry's key is read again (relations.ts replan).
+      this.#replanned.add(plan.relid);
+      const next = await rel.replan(plan);
+      if (next !== plan && next.tableId !== null) this.#rekeyed.add(next.tableId);
+      plan = next;
+    }
+    if (plan.keyMissing.length > 0) this.#unkeyed = true;
     if (plan.tableId === null) {
       if (!this.#unknown.has(plan.relid)) {
         this.#unknown.add(plan.relid);

@@ -11,6 +11,7 @@
 import type pg from 'pg';
 import { qualify } from '../../core/identifiers.js';
 import { columnOrder, type ScalarKind, type ValueKind } from './text-values.js';
+import { sameColumns } from '../page-keys.js';
 
 type Queryable = pg.ClientBase | pg.Pool;
 
@@ -33,6 +34,8 @@ export interface RelationPlan {
   /** column indexes in jsonb key order */
   order: number[];
   keyColumns: string[];
+  /** key columns that are not among `names` (renamed: see replan()) */
+  keyMissing: string[];
 }
 
 const SCALARS = new Map<number, ScalarKind>([
@@ -74,9 +77,23 @@ export class RelationMap {
     const names = msg.columns.map((c) => c.name);
     const plan: RelationPlan = {
       relid: msg.relationOid, tableId: reg?.id ?? null, name: `${msg.schema}.${msg.name}`, names, kinds, order: columnOrder(names), keyColumns: reg?.keyColumns ?? [],
+      keyMissing: (reg?.keyColumns ?? []).filter((k) => !names.includes(k)),
     };
     this.#plans.set(msg.relationOid, plan);
     return plan;
+  }
+
+  /**
+   * A plan whose key columns are not all among its columns (a key column renamed), with the key the
+   * registry has now: the key watch sets it to the new names (ops/key-watch.ts), and no relation
+   * message follows, since the table did not change again. The same plan when the registry's key is the same.
+   */
+  async replan(plan: RelationPlan): Promise<RelationPlan> {
+    const reg = (await this.#readRegistry(true)).get(plan.relid);
+    if (!reg || sameColumns(reg.keyColumns, plan.keyColumns)) return plan;
+    const next = { ...plan, tableId: reg.id, keyColumns: reg.keyColumns, keyMissing: reg.keyColumns.filter((k) => !plan.names.includes(k)) };
+    this.#plans.set(plan.relid, next);
+    return next;
   }
 
   async #readRegistry(fresh: boolean): Promise<Map<number, { id: number; keyColumns: string[] }>> {

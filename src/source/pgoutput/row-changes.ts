@@ -15,6 +15,7 @@ import type { Change, Op } from '../../core/change.js';
 import { keyOf, parseRow } from '../../core/change.js';
 import { TableError } from '../../core/errors.js';
 import { quoteIdent } from '../../core/identifiers.js';
+import { unkeyedReason } from '../page-keys.js';
 import type { RelationPlan } from './relations.js';
 import { rowJson, type ColumnText } from './text-values.js';
 
@@ -43,11 +44,20 @@ export async function rowChanges(
     if (partial) change.partial = true;
     out.push(change);
   };
+  const old = msg.tag === 'insert' ? undefined : msg.key ?? msg.old;
+  if (plan.keyMissing.length > 0) {
+    // Written under other key names than the registry's: it matches no row of the target, and
+    // keyed by a null it would be coalesced with others. A key of its own, and parked (drainer.ts).
+    const raw = json(plan, msg.tag === 'delete' ? old ?? {} : msg.new);
+    const id = ctx.nextId();
+    const op: Op = msg.tag === 'insert' ? 'I' : msg.tag === 'update' ? 'U' : 'D';
+    out.push({ id, tableId, op, key: `\u0000event ${id}`, row: parseRow(raw), raw, unkeyed: unkeyedReason(plan.keyMissing, plan.name, plan.keyColumns) });
+    return;
+  }
   if (msg.tag === 'insert') {
     push('I', json(plan, msg.new));
     return;
   }
-  const old = msg.key ?? msg.old;
   if (msg.tag === 'delete') {
     if (!old) throw new TableError(`a delete on ${plan.name} carries no key; check its REPLICA IDENTITY`);
     push('D', json(plan, old, plan.keyColumns));

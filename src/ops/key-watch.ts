@@ -1,0 +1,116 @@
+// The key watch: a captured table whose key column was renamed is captured again under the current
+// names, so that the application's updates and deletes of it work again without anyone acting.
+//
+// The capture function names the key columns (capture/triggers.ts), and a plpgsql body is text:
+// after `ALTER TABLE … RENAME COLUMN` of a key column every UPDATE and DELETE of the table fails in
+// the application ("column o.id does not exist") until the function is made again; INSERTs go on.
+// Naming the key any other way inside the capture costs every bulk statement or blocks other DDL,
+// so the watch mends it instead, on each pass of the partition watch (every
+// PG2CRATE_PARTITION_WATCH_MS while the replicator runs, and before every catch-up): a registered
+// table whose key columns are not all columns of its relation (by oid) any more gets, in one
+// transaction, the registry's key set to the current names and its capture functions replaced
+// (capture-install.ts; no lock on the table). A key taken from the primary key follows the primary
+// key; a configured key follows its columns by attnum, as the registry last saw them (columns_seen,
+// capture/column-watch.ts). A key that cannot be followed is logged once and left for
+// `pg2crate tables add`.
+//
+// The target keeps its key under the old name: from then on the table's changes are parked (the
+// sinks check the target's key), until the operator renames the target's key column the same way
+// and retries them (README "Schema changes"). So each rename is logged as an error, once.
+import type pg from 'pg';
+import { displayName, qualify } from '../core/identifiers.js';
+import type { Logger } from '../core/logger.js';
+import { withOutputSettings } from '../core/pg-session.js';
+import { replaceCaptureFunctions } from '../capture/capture-install.js';
+import { captureTargetOf, describeColumns, listTables, primaryKey, type RegisteredTable } from '../capture/registry.js';
+
+const LOCK_TIMEOUT_MS = 2000;
+
+export interface KeyWatchOptions {
+  schema: string;
+  logger: Logger;
+}
+
+/** What was logged already per source pool: a key that cannot be followed is reported once, not on every pass. */
+const reported = new WeakMap<pg.Pool, Set<string>>();
+
+/** One pass: captures again every table whose key columns were renamed. Returns how many. */
+export async function watchKeys(pool: pg.Pool, opts: KeyWatchOptions): Promise<number> {
+  const t = qualify(opts.schema, 'tables');
+  const stale = await pool.query<{ id: number }>(
+    `select t.id from ${t} t
+      where exists (select 1 from pg_class c where c.oid = t.relid)
+        and exists (select 1 from unnest(t.key_columns) k(name)
+                     where not exists (select 1 from pg_attribute a where a.attrelid = t.relid and a.attname = k.name and a.attnum > 0 and not a.attisdropped))
+      order by t.id`,
+  );
+  let n = 0;
+  for (const r of stale.rows) if (await recapture(pool, opts, r.id)) n++;
+  return n;
+}
+
+/** The configured key's columns by the attnums the registry saw them at; null when one is not found. */
+async function followByAttnum(db: pg.ClientBase, schema: string, table: RegisteredTable): Promise<string[] | null> {
+  const res = await db.query<{ name: string | null }>(
+    `select a.attname::text as name
+       from ${qualify(schema, 'tables')} t cross join unnest(t.key_columns) with ordinality k(name, ord)
+       left join lateral (select split_part(e, ':', 1)::int2 as attnum from unnest(t.columns_seen) e
+                           where substr(e, strpos(e, ':') + 1) = k.name limit 1) s on true
+       left join pg_attribute a on a.attrelid = t.relid and a.attnum = s.attnum and a.attnum > 0 and not a.attisdropped
+      where t.id = $1
+      order by k.ord`,
+    [table.id],
+  );
+  const names = res.rows.map((r) => r.name);
+  return names.length > 0 && names.every((x): x is string => x !== null) ? names : null;
+}
+
+/** What one table's pass found: captured again under `key`, or a key that cannot be followed. */
+type Outcome = { table: RegisteredTable; key: string[] } | { table: RegisteredTable; gone: string[] } | null;
+
+async function recapture(pool: pg.Pool, opts: KeyWatchOptions, id: number): Promise<boolean> {
+  const s = opts.schema;
+  // One transaction; with nothing to do it writes nothing, so its commit is a rollback.
+  const outcome = await withOutputSettings(pool, async (client): Promise<Outcome> => {
+    await client.query(`set local lock_timeout = ${LOCK_TIMEOUT_MS}`);
+    // `tables add` of the same table waits for this, or this for it; either way one of them acts on what the other left.
+    const locked = await client.query(`select 1 from ${qualify(s, 'tables')} where id = $1 for update`, [id]).catch((err: { code?: string }) => {
+      if (err.code === '55P03') return null;
+      throw err;
+    });
+    const table = locked && locked.rows.length > 0 ? (await listTables(client, s)).find((x) => x.id === id) : undefined;
+    const columns = table ? await describeColumns(client, table.relid) : [];
+    const gone = table ? table.keyColumns.filter((k) => !columns.some((c) => c.name === k)) : [];
+    if (!table || columns.length === 0 || gone.length === 0) return null;
+    const key = table.keyOrigin === 'primary key' ? await primaryKey(client, table.relid) : await followByAttnum(client, s, table);
+    if (key === null || key.length === 0) return { table, gone };
+    await client.query(`update ${qualify(s, 'tables')} set key_columns = $2 where id = $1`, [id, key]);
+    await replaceCaptureFunctions(client, s, captureTargetOf({ ...table, keyColumns: key }));
+    return { table, key };
+  }, true);
+  if (outcome === null) return false;
+  const { table } = outcome;
+  const name = displayName(table.sourceSchema, table.sourceTable);
+  if ('gone' in outcome) {
+    const seen = reported.get(pool) ?? new Set<string>();
+    reported.set(pool, seen);
+    const what = `${id}:${table.keyColumns.join(',')}`;
+    if (!seen.has(what)) {
+      seen.add(what);
+      opts.logger.error(
+        { table: name, key: table.keyColumns, missing: outcome.gone },
+        table.keyOrigin === 'primary key'
+          ? 'the key columns of a captured table are gone and it has no primary key now: its updates and deletes fail in the source; add a primary key or name key columns, then `pg2crate tables add` it'
+          : 'the configured key columns of a captured table are gone and cannot be followed: its updates and deletes fail in the source; name its key columns again (configuration or --key), then `pg2crate tables add` it',
+      );
+    }
+    return false;
+  }
+  opts.logger.error(
+    { table: name, target: displayName(table.targetSchema, table.targetTable), oldKey: table.keyColumns, newKey: outcome.key },
+    'a key column of a captured table was renamed (or its primary key changed): captured it again under the new names, so its updates and deletes work again. ' +
+      'The target table keeps the old key, and the table\'s changes are parked until it has the new one: rename the target\'s key column the same way, ' +
+      'then `pg2crate dead-letters retry --all` (README "Schema changes")',
+  );
+  return true;
+}
