@@ -57,7 +57,7 @@ export interface CopyRowSql {
    * call: a chunk can match the texts of all its rows joined at once (whatever matches one text
    * matches the joined texts), and test row by row only when that matches.
    */
-  matched?: { text: string; pattern: string };
+  matched?: { text: string; pattern: string; /** the stored bytes of the values behind `text` (pg_column_size): bounds the joined texts */ bytes: string };
 }
 
 /** A row of an initial load whose parameter row the source built with copyRowSql() for exactly `built.table`. */

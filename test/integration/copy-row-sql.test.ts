@@ -188,6 +188,22 @@ describe('parameter rows built by the source', () => {
     }
   });
 
+  test('a chunk whose json values are large together is matched row by row: its texts are never joined', async () => {
+    // 24 documents of about 1 MB that do not compress: 10,000 documents of 100 kB joined would pass a text's 1 GB limit.
+    await src.query(`create table public.big_docs (id integer primary key, doc jsonb not null)`);
+    await src.query(`insert into public.big_docs select g, jsonb_build_object('pad', (select string_agg(translate(md5(g::text || ':' || i), '0123456789', 'ghijklmnop'), '') from generate_series(1, 32000) i))
+      || case when g = 7 then '{"n": 1.5}'::jsonb else '{}'::jsonb end from generate_series(1, 24) g`);
+    const info = await tableInfo(src, 'public.big_docs', ['id']);
+    const built = copyRowSql(info, planTable(info, { jsonColumn: 'object-ignored', textColumn: 'plain' }, { uuid: true }), 'c')!;
+    const sql = directChunkSql('pg2crate', { ...info, keyOrigin: 'primary key', shape: null }, ['bigint'], built);
+    const rows: Array<{ r: string }> = await querySettled<{ r: string }>(src, sql, [null, 100, null]);
+    assert.deepEqual(rows.map((x, i) => (x.r.startsWith('[') ? 'built' : `image ${i + 1}`)).filter((x) => x !== 'built'), ['image 7'], 'only the row with the float goes as its image');
+    const plan = (await src.query(`explain (analyze, verbose, costs off) ${sql.replaceAll('$1', 'null').replaceAll('$2', '100').replaceAll('$3', 'null')}`)).rows.map((r) => String(r['QUERY PLAN']));
+    const joined = plan.findIndex((l) => l.includes('string_agg'));
+    const node = plan.slice(0, joined).reverse().find((l) => l.includes('Aggregate'));
+    assert.ok(node?.includes('never executed'), `the joined match did not run:\n${plan.join('\n')}`);
+  });
+
   test('a built row gives back its key: the position reads its row again, and its key object finds it', async () => {
     await src.query(`create table public.keyed (ts timestamptz, n numeric(10,2), s char(4), u uuid, f boolean, i integer, big bigint, d date, tl timestamp, v text,
       primary key (ts, n, s, u, f, i, big, d, tl))`);

@@ -53,8 +53,8 @@ function userStringType(c: ColumnInfo): boolean {
 interface ColumnSql {
   value: string;
   referred: string[];
-  /** a text the row is referred for when it matches OBJECT_NEEDS_PARSING */
-  matched?: string;
+  /** a text the row is referred for when it matches OBJECT_NEEDS_PARSING, and the value it is made from */
+  matched?: { text: string; value: string };
 }
 
 function overLimit(text: string): string {
@@ -104,7 +104,7 @@ function columnSql(c: ColumnInfo, p: ColumnPlan, x: string): ColumnSql | null {
     case 'json-object': {
       const j = c.baseType === 'json' ? `${x}::jsonb` : x;
       referred.push(`jsonb_typeof(${j}) <> 'object'`);
-      return { value: j, referred, matched: `${j}::text` };
+      return { value: j, referred, matched: { text: `${j}::text`, value: x } };
     }
     default:
       return null;
@@ -119,7 +119,7 @@ export function copyRowSql(t: TableInfo, plan: TablePlan, alias: string): CopyRo
   if (t.shape || plan.columns.length !== t.columns.length) return null;
   const values: string[] = [];
   const referred: string[] = [];
-  const matched: string[] = [];
+  const matched: { text: string; value: string }[] = [];
   for (let i = 0; i < t.columns.length; i++) {
     const c = t.columns[i];
     const p = plan.columns[i];
@@ -133,6 +133,12 @@ export function copyRowSql(t: TableInfo, plan: TablePlan, alias: string): CopyRo
   // A NULL condition (a NULL value) refers nothing: `or` is true as soon as one condition is.
   const out: CopyRowSql = { row: `json_build_array(${values.join(', ')})`, referred: referred.length > 0 ? referred.map((r) => `(${r})`).join(' or ') : 'false' };
   // Texts joined by a space (concat_ws leaves NULLs out); no match can span "} {", and one would only refer the row.
-  if (matched.length > 0) out.matched = { text: matched.length === 1 ? matched[0] : `concat_ws(' ', ${matched.join(', ')})`, pattern: OBJECT_NEEDS_PARSING };
+  if (matched.length > 0) {
+    out.matched = {
+      text: matched.length === 1 ? matched[0].text : `concat_ws(' ', ${matched.map((m) => m.text).join(', ')})`,
+      pattern: OBJECT_NEEDS_PARSING,
+      bytes: matched.map((m) => `coalesce(pg_column_size(${m.value}), 0)`).join(' + '),
+    };
+  }
   return out;
 }
