@@ -52,6 +52,13 @@ export interface CopyRowSql {
   row: string;
   /** a boolean expression: true for a row that must travel as its image instead (false or null: built) */
   referred: string;
+  /**
+   * A row is referred too when this text expression matches this pattern (a regular expression
+   * without anchors, as an SQL literal). Kept apart because a regular expression costs most per
+   * call: a chunk can match the texts of all its rows joined at once (whatever matches one text
+   * matches the joined texts), and test row by row only when that matches.
+   */
+  matched?: { text: string; pattern: string; /** the stored bytes of the values behind `text` (pg_column_size): bounds the joined texts */ bytes: string };
 }
 
 /** A row of an initial load whose parameter row the source built with copyRowSql() for exactly `built.table`. */

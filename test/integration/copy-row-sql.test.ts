@@ -16,6 +16,7 @@ import { planTable, type PlanOptions, type TablePlan } from '../../src/sink/crat
 import { copyRowSql } from '../../src/sink/cratedb/copy-row-sql.js';
 import { upsertArgs, ValueRejected } from '../../src/sink/cratedb/row-values.js';
 import { CopiedRow, keyObjectText, keyTexts } from '../../src/load/copied-row.js';
+import { directChunkSql } from '../../src/load/direct-load.js';
 
 const KINDS = `
 create type mood as enum ('sad', 'ok', 'happy');
@@ -66,6 +67,18 @@ const ROWS: Array<[number, Record<string, string>, boolean]> = [
   [18, { texts: `'{{a,b},{c,d}}'` }, true],
   [19, { texts: `array[repeat('x', 40000)]` }, true],
   [20, { x: `xmlparse(content repeat('y', 40000))` }, true],
+  // row-values.ts's json test reads the whole text: strings and keys that look like numbers count too
+  [21, { js: `'{"s": "1e5"}'` }, true],
+  [22, { js: `'{"s": "v1.2"}'` }, true],
+  [23, { js: `'{"v1.0": true}'` }, true],
+  [24, { js: `'{"a": [1, {"b": [{"c": -1234567890123456}]}]}'` }, true],
+  [25, { js: `'{"card": "1234567890123456"}'` }, true],
+  [26, { js: `'{"a": {"b": {"_value": 1}}}'` }, true],
+  [27, { js: `'{"n": 1E-2}'` }, true],
+  [28, { js: `'{"a": [[0.5]]}'` }, true],
+  [29, { j: `'{"s": "3E"}'` }, true],
+  [30, { js: `'{"n": 1e5, "m": 1.0e2, "k": -123456789012345, "s": "x1", "e.f": "E", "a": [1, {"d": "_valu"}]}'` }, false],
+  [31, { js: `'{"n": 12}'`, j: `'{"s": "1.5"}'` }, true],
 ];
 
 /**
@@ -85,13 +98,14 @@ interface Outcome {
   image: string;
 }
 
-/** Every row of `table` built by the source, beside its image; `id` names the row. */
+/** Every row of `table` built by the source, beside its image, each row on its own; `id` names the row. */
 async function buildAll(src: pg.Pool, info: TableInfo, opts: PlanOptions, table: string, id = 'c.id'): Promise<{ outcomes: Outcome[]; plan: ReturnType<typeof planTable> }> {
   const plan = planTable(info, opts, { uuid: true });
   const sql = copyRowSql(info, plan, 'c');
   for (const [i, c] of info.columns.entries()) assert.ok(copyRowSql({ ...info, columns: [c] }, { ...plan, columns: [plan.columns[i]] }, 'c'), `column ${c.name} (${c.type}) has an SQL form`);
   assert.ok(sql, `${table} has an SQL form for every column`);
-  const outcomes = await querySettled<Outcome>(src, `select ${id}::text as id, case when ${sql.referred} then null else (${sql.row})::text end as built, to_jsonb(c.*)::text as image from ${table} c order by 1`);
+  const referred = sql.matched ? `${sql.referred} or ${sql.matched.text} ~ ${sql.matched.pattern}` : sql.referred;
+  const outcomes = await querySettled<Outcome>(src, `select ${id}::text as id, case when ${referred} then null else (${sql.row})::text end as built, to_jsonb(c.*)::text as image from ${table} c order by 1`);
   return { outcomes, plan };
 }
 
@@ -151,6 +165,44 @@ describe('parameter rows built by the source', () => {
       for (let i = 0; i < plan.columns.length; i++) assert.ok(seen.has(i), `no built row has a value for ${plan.columns[i].source}`);
     });
   }
+
+  test('a chunk of a direct load refers the same rows as each row on its own, whatever rows share its chunk', async () => {
+    // The json test matches a whole chunk's texts first: a chunk with one such row, or none, must still refer exactly those rows.
+    const info = await tableInfo(src, 'public.kinds', ['id']);
+    const opts: PlanOptions = { jsonColumn: 'object-ignored', textColumn: 'plain' };
+    const { outcomes } = await buildAll(src, info, opts, 'public.kinds');
+    const built = copyRowSql(info, planTable(info, opts, { uuid: true }), 'c')!;
+    assert.ok(built.matched, 'the json columns are matched apart');
+    const sql = directChunkSql('pg2crate', { ...info, keyOrigin: 'primary key', shape: null }, ['bigint'], built);
+    const expected = outcomes.sort((a, b) => Number(a.id) - Number(b.id)).map((o) => o.built ?? o.image);
+    for (const size of [1, 2, 3, 5, ROWS.length]) {
+      const got: string[] = [];
+      let last: string | null = null;
+      for (;;) {
+        const rows: Array<{ r: string }> = await querySettled<{ r: string }>(src, sql, [last, size, null]);
+        got.push(...rows.map((x) => x.r));
+        if (rows.length < size) break;
+        last = JSON.stringify(keyTexts(info, rows.at(-1)!.r));
+      }
+      assert.deepEqual(got, expected, `chunks of ${size}`);
+    }
+  });
+
+  test('a chunk whose json values are large together is matched row by row: its texts are never joined', async () => {
+    // 24 documents of about 1 MB that do not compress: 10,000 documents of 100 kB joined would pass a text's 1 GB limit.
+    await src.query(`create table public.big_docs (id integer primary key, doc jsonb not null)`);
+    await src.query(`insert into public.big_docs select g, jsonb_build_object('pad', (select string_agg(translate(md5(g::text || ':' || i), '0123456789', 'ghijklmnop'), '') from generate_series(1, 32000) i))
+      || case when g = 7 then '{"n": 1.5}'::jsonb else '{}'::jsonb end from generate_series(1, 24) g`);
+    const info = await tableInfo(src, 'public.big_docs', ['id']);
+    const built = copyRowSql(info, planTable(info, { jsonColumn: 'object-ignored', textColumn: 'plain' }, { uuid: true }), 'c')!;
+    const sql = directChunkSql('pg2crate', { ...info, keyOrigin: 'primary key', shape: null }, ['bigint'], built);
+    const rows: Array<{ r: string }> = await querySettled<{ r: string }>(src, sql, [null, 100, null]);
+    assert.deepEqual(rows.map((x, i) => (x.r.startsWith('[') ? 'built' : `image ${i + 1}`)).filter((x) => x !== 'built'), ['image 7'], 'only the row with the float goes as its image');
+    const plan = (await src.query(`explain (analyze, verbose, costs off) ${sql.replaceAll('$1', 'null').replaceAll('$2', '100').replaceAll('$3', 'null')}`)).rows.map((r) => String(r['QUERY PLAN']));
+    const joined = plan.findIndex((l) => l.includes('string_agg'));
+    const node = plan.slice(0, joined).reverse().find((l) => l.includes('Aggregate'));
+    assert.ok(node?.includes('never executed'), `the joined match did not run:\n${plan.join('\n')}`);
+  });
 
   test('a built row gives back its key: the position reads its row again, and its key object finds it', async () => {
     await src.query(`create table public.keyed (ts timestamptz, n numeric(10,2), s char(4), u uuid, f boolean, i integer, big bigint, d date, tl timestamp, v text,
