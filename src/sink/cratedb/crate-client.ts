@@ -29,6 +29,7 @@ import { classify, TargetError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { CrateNodes, type CrateNode } from './crate-nodes.js';
 import { toJson } from './json-text.js';
+import { bulkBody, ParamRows } from './param-rows.js';
 
 export interface CrateConnection {
   /** a node's http(s)://host:port, or the nodes of a cluster (requests are spread over them); without credentials */
@@ -147,8 +148,14 @@ export class CrateClient {
    * Runs one statement for many parameter rows, each given as its JSON array text, and returns
    * CrateDB's answer for each row in order.
    */
-  async bulk(stmt: string, argRows: readonly string[]): Promise<BulkRowResult[]> {
-    const answer = (await this.#post(bulkBody(stmt, argRows), true)) as { results?: Array<{ rowcount?: unknown; error?: { code?: unknown; message?: unknown } }> };
+  bulk(stmt: string, argRows: readonly string[]): Promise<BulkRowResult[]> {
+    const rows = new ParamRows();
+    return this.sendBulk(bulkBody(stmt, argRows.map((a) => rows.row(a))));
+  }
+
+  /** Sends a bulk request's body (param-rows.ts bulkBody) and returns CrateDB's answer for each row in order. */
+  async sendBulk(body: Buffer): Promise<BulkRowResult[]> {
+    const answer = (await this.#post(body, true)) as { results?: Array<{ rowcount?: unknown; error?: { code?: unknown; message?: unknown } }> };
     if (!Array.isArray(answer.results)) throw new CrateRequestError('CrateDB answered a bulk request without results', undefined, 200, undefined);
     return answer.results.map((r) => {
       const out: BulkRowResult = { rowcount: Number(r.rowcount) };
@@ -170,11 +177,6 @@ export class CrateClient {
 
   close(): void {
     for (const e of this.#endpoints) e.agent.destroy();
-  }
-
-  /** The byte size of a bulk request's envelope, without its parameter rows. */
-  static envelopeBytes(stmt: string): number {
-    return Buffer.byteLength(`{"stmt":${JSON.stringify(stmt)},"bulk_args":[]}`);
   }
 
   /** `body` is encoded once: its length is the header, and each send (another node, a stale socket) writes the same bytes. */
@@ -327,28 +329,6 @@ export class CrateClient {
       req.end(body);
     });
   }
-}
-
-/**
- * A bulk request's body, written straight into one buffer. Joined into a string first, a request
- * of a few thousand rows is two strings of a megabyte or so (the join, then the envelope around
- * it, flattened to be encoded): V8 puts strings that large in its large-object space, which only a
- * full collection frees, and a drain makes several per page.
- */
-export function bulkBody(stmt: string, argRows: readonly string[]): Buffer {
-  const head = `{"stmt":${JSON.stringify(stmt)},"bulk_args":[`;
-  // the rows, the commas between them, and "]}"
-  let size = Buffer.byteLength(head) + Math.max(0, argRows.length - 1) + 2;
-  for (const a of argRows) size += Buffer.byteLength(a);
-  const body = Buffer.allocUnsafe(size);
-  let at = body.write(head, 0, 'utf8');
-  for (let i = 0; i < argRows.length; i++) {
-    if (i > 0) body[at++] = 0x2c; // ,
-    at += body.write(argRows[i], at, 'utf8');
-  }
-  body[at++] = 0x5d; // ]
-  body[at++] = 0x7d; // }
-  return body;
 }
 
 function truncate(s: string, max: number): string {
