@@ -126,7 +126,20 @@ function sameAt(text: string, at: number, name: string): boolean {
   return true;
 }
 
-const SMALL_INTEGER = /^-?\d{1,15}$/;
+/**
+ * Whether `raw` is an integer of 1 to 15 digits (a double holds it exactly); 2 when it is also
+ * written as String(Number(raw)) writes it (no leading zero, no -0), 1 when not, 0 when no such integer.
+ */
+function smallInteger(raw: string): 0 | 1 | 2 {
+  const sign = raw.charCodeAt(0) === 45 ? 1 : 0;
+  const digits = raw.length - sign;
+  if (digits < 1 || digits > 15) return 0;
+  for (let i = sign; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if (c < 48 || c > 57) return 0;
+  }
+  return raw.charCodeAt(sign) === 48 && (digits > 1 || sign === 1) ? 1 : 2;
+}
 
 /** A key member's value as JSON.stringify renders it inside keyOf()'s array, or null when the scan cannot say. */
 function keyPart(raw: string | undefined): string | null {
@@ -134,7 +147,9 @@ function keyPart(raw: string | undefined): string | null {
   const c = raw.charCodeAt(0);
   if (c === QUOTE) return JSON.stringify(JSON.parse(raw) as string);
   if (raw === 'true' || raw === 'false') return raw;
-  if (SMALL_INTEGER.test(raw)) return `{"n":"${String(Number(raw))}"}`;
+  const integer = smallInteger(raw);
+  if (integer === 2) return `{"n":"${raw}"}`;
+  if (integer === 1) return `{"n":"${String(Number(raw))}"}`;
   return null;
 }
 

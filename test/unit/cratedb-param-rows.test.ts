@@ -4,6 +4,7 @@ import { parseRow, type Change, type ColumnInfo, type TableInfo } from '../../sr
 import { chunkRows, type BulkItem } from '../../src/sink/cratedb/bulk-writer.js';
 import { MAX_INDEXED_TEXT_BYTES, planTable } from '../../src/sink/cratedb/column-types.js';
 import { toJson } from '../../src/sink/cratedb/json-text.js';
+import { allRowsApplied } from '../../src/sink/cratedb/crate-client.js';
 import { bulkBody, envelopeBytes, ParamRows } from '../../src/sink/cratedb/param-rows.js';
 import { columnValue, deleteArgs, upsertArgs, writeUpsertArgs } from '../../src/sink/cratedb/row-values.js';
 
@@ -173,5 +174,37 @@ describe('parameter rows written from the row text', () => {
     const raw = `{"id": 1, "name": "${short}"}`;
     assert.equal(Buffer.byteLength(JSON.parse(upsertArgs(plan, change(raw)))[1]), Buffer.byteLength(short));
     assert.throws(() => upsertArgs(plan, change(`{"id": 1, "name": "${short}ж"}`)), /over the 32766-byte limit/);
+  });
+});
+
+describe('bulk answers read without parsing', () => {
+  const answer = (results: unknown[], duration: unknown = 12.5) => JSON.stringify({ cols: [], duration, results });
+  const ones = (n: number) => Array.from({ length: n }, () => ({ rowcount: 1 }));
+
+  test('an answer of row count 1 for exactly every row is recognised, in the form CrateDB writes it', () => {
+    for (const n of [1, 2, 5000]) {
+      assert.equal(allRowsApplied(answer(ones(n)), n), true);
+      assert.equal(allRowsApplied(answer(ones(n), 3), n), true);
+      assert.equal(allRowsApplied(answer(ones(n), 1.5e-7), n), true);
+    }
+  });
+
+  test('anything else is left to the parser: another count, another row count, an error, more or fewer results, other text', () => {
+    const n = 50;
+    assert.equal(allRowsApplied(answer(ones(n)), n - 1), false);
+    assert.equal(allRowsApplied(answer(ones(n)), n + 1), false);
+    assert.equal(allRowsApplied(answer([]), 0), false);
+    for (const [i, other] of [[0, { rowcount: 0 }], [25, { rowcount: 2 }], [49, { rowcount: -2 }], [10, { rowcount: -2, error: { code: 40411, message: 'DocumentMissingException' } }], [3, { rowcount: 11 }]] as const) {
+      const results: unknown[] = ones(n);
+      results[i] = other;
+      assert.equal(allRowsApplied(answer(results), n), false, JSON.stringify(other));
+    }
+    const text = answer(ones(n));
+    assert.equal(allRowsApplied(text.replace('"results":[', '"results": ['), n), false);
+    assert.equal(allRowsApplied(`${text} `, n), false);
+    assert.equal(allRowsApplied(text.replace('},{', '} {'), n), false);
+    assert.equal(allRowsApplied(text.slice(0, -1), n), false);
+    assert.equal(allRowsApplied(JSON.stringify({ cols: [], duration: 1, results: ones(n), more: 1 }), n), false);
+    assert.equal(allRowsApplied(JSON.stringify({ error: { code: 4000, message: 'x' }, results: ones(n) }), n), false);
   });
 });

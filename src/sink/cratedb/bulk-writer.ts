@@ -137,11 +137,14 @@ function isTransient(e: NonNullable<BulkRowResult['error']>): boolean {
 
 type Verdict = { ok: true } | { ok: false; transient: boolean; code: string | undefined; message: string };
 
+/** one for every applied row: a request's thousands of rows need no object each */
+const APPLIED: Verdict = Object.freeze({ ok: true });
+
 function verdict(mode: BulkMode, r: BulkRowResult): Verdict {
-  if (r.rowcount >= 1) return { ok: true };
-  if (r.rowcount === 0 && mode !== 'upsert') return { ok: true };
+  if (r.rowcount >= 1) return APPLIED;
+  if (r.rowcount === 0 && mode !== 'upsert') return APPLIED;
   if (r.rowcount === -2 && r.error) {
-    if ((mode === 'delete' || mode === 'mark' || mode === 'update') && r.error.code === DOCUMENT_MISSING) return { ok: true };
+    if ((mode === 'delete' || mode === 'mark' || mode === 'update') && r.error.code === DOCUMENT_MISSING) return APPLIED;
     // An upsert whose row was deleted between finding the conflict and updating it (a concurrent
     // delete of the same key, e.g. the drainer's beside an initial load's chunk): try again.
     if ((mode === 'upsert' || mode === 'upsert-do-nothing') && r.error.code === DOCUMENT_MISSING) {
@@ -160,7 +163,7 @@ export async function writeBulk(client: CrateClient, stmt: string, items: readon
     let results: BulkRowResult[];
     out.requests++;
     try {
-      results = await client.sendBulk(bulkBody(stmt, chunk));
+      results = await client.sendBulk(bulkBody(stmt, chunk), chunk.length);
     } catch (err) {
       if (!(err instanceof CrateRequestError) || classify(err) !== 'data' || isStatementError(err)) throw err;
       if (chunk.length === 1) {
