@@ -37,7 +37,7 @@ import { modeMismatch, readCaptureState } from '../capture/capture-state.js';
 import { streamLockText } from '../capture/names.js';
 import { RegistryCatalog } from '../capture/registry.js';
 import { noteColumns } from '../capture/column-watch.js';
-import { OutboxChange, readRowText } from './row-text.js';
+import { OutboxChange, readRowText, ValuePositions } from './row-text.js';
 import { outboxSequenceSql, readOutboxSequence } from '../capture/outbox-bounds.js';
 import { createPool } from '../core/pg-pool.js';
 import { sleep } from '../core/sleep.js';
@@ -238,7 +238,9 @@ export class OutboxSource implements ChangeSource {
       values: [from, cp.upper, cp.cur, cp.prev, limit],
     });
     const changes: Change[] = [];
-    // The rows stay text: only the key and the member names are read (row-text.ts).
+    // The rows stay text: only the key and the member names are read (row-text.ts), and where the
+    // members' values lie, for a sink that reads them from the text.
+    const values = new ValuePositions(res.rows.length * 24);
     for (const [id, tableId, op, data, sourceTime] of res.rows) {
       let change: OutboxChange;
       if (data === null) {
@@ -251,9 +253,9 @@ export class OutboxSource implements ChangeSource {
         } else {
           // deletes carry only the key: their names are kept apart from the full images'
           const names = tableId * 2 + (op === 'D' ? 1 : 0);
-          const read = readRowText(data, key, this.#names.get(names));
+          const read = readRowText(data, key, this.#names.get(names), values);
           this.#names.set(names, read.columns);
-          change = new OutboxChange(Number(id), tableId, op, read.key, data, read.columns, read.row);
+          change = new OutboxChange(Number(id), tableId, op, read.key, data, read.columns, read.row, values, read.valuesAt);
         }
       }
       if (sourceTime !== null) change.sourceTime = sourceTime;

@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseRow, type Change, type ColumnInfo, type TableInfo } from '../../src/core/change.js';
+import { OutboxChange, readRowText, ValuePositions } from '../../src/source/row-text.js';
 import { chunkRows, type BulkItem } from '../../src/sink/cratedb/bulk-writer.js';
 import { MAX_INDEXED_TEXT_BYTES, planTable } from '../../src/sink/cratedb/column-types.js';
 import { toJson } from '../../src/sink/cratedb/json-text.js';
@@ -206,5 +207,43 @@ describe('bulk answers read without parsing', () => {
     assert.equal(allRowsApplied(text.slice(0, -1), n), false);
     assert.equal(allRowsApplied(JSON.stringify({ cols: [], duration: 1, results: ones(n), more: 1 }), n), false);
     assert.equal(allRowsApplied(JSON.stringify({ error: { code: 4000, message: 'x' }, results: ones(n) }), n), false);
+  });
+});
+
+describe('values where the source found them', () => {
+  const t: TableInfo = {
+    id: 1, relid: 1, sourceSchema: 'public', sourceTable: 't', targetSchema: 'doc', targetTable: 't', keyColumns: ['id'],
+    columns: [col('id', 'int8'), col('name', 'text'), col('n', 'numeric', { baseFormatted: 'numeric(12,2)' }), col('doc', 'jsonb'), col('v', 'int4')],
+  };
+  const plan = planTable(t, { jsonColumn: 'object-ignored', textColumn: 'plain' }, { uuid: true });
+
+  test('give the parameter rows that scanning the text gives, row after row of one page, names shared or not', () => {
+    const texts = [
+      '{"id": 1, "name": "é", "n": 1.5, "doc": {"a": [1, "}"]}, "v": 3}',
+      '{"id": 2, "name": "😀 \\"q\\"", "n": -2, "doc": null, "v": null}',
+      '{"v": 4, "doc": {"k": "v"}, "n": 0, "name": "x", "id": 3}',
+      '{"id": 4, "extra": [1, 2, {"x": "y"}], "name": "z", "n": 9, "doc": {}, "v": 5}',
+      '{"id": 5, "name": "w"}',
+      '{"id": 6, "n\\u0061me": "escaped", "n": 1, "doc": null, "v": 1}',
+      '{"id": 7, "name": "a", "name": "b", "n": 1, "doc": null, "v": 1}',
+      '{"id": 8, "name": "after the ones the scan gave up on", "n": 2, "doc": {"b": 1}, "v": 2}',
+    ];
+    const values = new ValuePositions(16);
+    let prev: readonly string[] | undefined;
+    const read: OutboxChange[] = [];
+    for (let round = 0; round < 30; round++) {
+      for (const [i, text] of texts.entries()) {
+        const r = readRowText(text, ['id'], prev, values);
+        prev = r.columns;
+        read.push(new OutboxChange(round * 100 + i, 1, 'U', r.key, text, r.columns, r.row, values, r.valuesAt));
+      }
+    }
+    assert.ok(read.filter((c) => c.valuesAt !== undefined).length >= 30 * 6, 'most rows carry their value positions');
+    assert.equal(read[5].valuesAt, undefined, 'a row the scan gave up on carries none');
+    for (const c of read) {
+      const scanned: Change = { id: c.id, tableId: 1, op: 'U', key: c.key, row: c.row, raw: c.raw };
+      assert.equal(upsertArgs(plan, c), upsertArgs(plan, scanned), c.raw ?? '');
+      assert.equal(deleteArgs(plan, c), deleteArgs(plan, scanned));
+    }
   });
 });

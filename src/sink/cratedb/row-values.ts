@@ -205,6 +205,10 @@ interface NamePlaces {
   byName: Map<string, number>;
   names: string[];
   places: number[];
+  /** per list of member names a source gave (Change.columns): each member's place, the last list asked first */
+  byColumns: WeakMap<readonly string[], Int32Array>;
+  lastColumns: readonly string[] | null;
+  lastPlaces: Int32Array;
 }
 const namePlaces = new WeakMap<readonly ColumnPlan[], NamePlaces>();
 
@@ -214,16 +218,43 @@ function sameAt(text: string, from: number, to: number, name: string): boolean {
   return true;
 }
 
+/** Each member's place in the columns (-1: not one of them), for a list of member names. */
+function placesOf(np: NamePlaces, columns: readonly string[]): Int32Array {
+  if (columns === np.lastColumns) return np.lastPlaces;
+  let places = np.byColumns.get(columns);
+  if (!places) np.byColumns.set(columns, (places = Int32Array.from(columns, (name) => np.byName.get(name) ?? -1)));
+  np.lastColumns = columns;
+  np.lastPlaces = places;
+  return places;
+}
+
 /**
- * Finds the value of each of `cols` in a row image's text (valueAt); false when the text is not of
- * the plain form read here.
+ * Finds the value of each of `cols` in a row image's text (valueAt): where the source found them
+ * reading the text (Change.values), or by scanning it; false when the text is not of the plain form
+ * read here.
  */
-function findValues(text: string, cols: readonly ColumnPlan[]): boolean {
+function findValues(text: string, cols: readonly ColumnPlan[], change: Change): boolean {
   let np = namePlaces.get(cols);
-  if (!np) namePlaces.set(cols, (np = { byName: new Map(cols.map((c, i) => [c.source, i])), names: [], places: [] }));
+  if (!np) {
+    np = { byName: new Map(cols.map((c, i) => [c.source, i])), names: [], places: [], byColumns: new WeakMap(), lastColumns: null, lastPlaces: new Int32Array(0) };
+    namePlaces.set(cols, np);
+  }
+  for (let i = 0; i < 2 * cols.length; i++) valueAt[i] = -1;
+  const found = change.values;
+  if (found !== undefined && change.valuesAt !== undefined && change.columns !== undefined && change.raw === text) {
+    // The source's scan gave up on repeated and escaped names, so each place here is taken once.
+    const places = placesOf(np, change.columns);
+    const positions = found.at;
+    for (let m = 0, k = change.valuesAt; m < places.length; m++, k += 2) {
+      const i = places[m];
+      if (i < 0) continue;
+      valueAt[2 * i] = positions[k];
+      valueAt[2 * i + 1] = positions[k + 1];
+    }
+    return true;
+  }
   const members = memberPositions(text, at);
   if (members < 0) return false;
-  for (let i = 0; i < 2 * cols.length; i++) valueAt[i] = -1;
   for (let m = 0; m < members; m++) {
     const from = at[4 * m];
     const to = at[4 * m + 1];
@@ -339,8 +370,8 @@ function arrayText(col: ColumnPlan, t: string): string | null {
  * Writes the parameter row of `cols` straight from the row image's text, value by value, into the
  * row begun on `out`; false when a value needs parsing (the row is then to be written again).
  */
-function writeTextArgs(out: ParamRows, text: string, cols: readonly ColumnPlan[], checkKeys: boolean): boolean {
-  if (!findValues(text, cols)) return false;
+function writeTextArgs(out: ParamRows, change: Change, text: string, cols: readonly ColumnPlan[], checkKeys: boolean): boolean {
+  if (!findValues(text, cols, change)) return false;
   if (checkKeys) for (let i = 0; i < cols.length; i++) if (cols[i].isKey && isNullAt(text, valueAt[2 * i], valueAt[2 * i + 1])) keyIsNull(cols[i]);
   out.byte(91); // [
   for (let i = 0; i < cols.length; i++) {
@@ -372,7 +403,7 @@ function writeValues(out: ParamRows, values: readonly JsonValue[]): void {
 function writeArgs(out: ParamRows, plan: TablePlan, change: Change, cols: readonly ColumnPlan[], checkKeys: boolean): void {
   if (change.raw !== null) {
     const start = out.length;
-    if (writeTextArgs(out, change.raw, cols, checkKeys)) return;
+    if (writeTextArgs(out, change, change.raw, cols, checkKeys)) return;
     out.cancelTo(start);
   }
   const row = rowImage(plan, change);
