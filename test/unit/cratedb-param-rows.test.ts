@@ -6,7 +6,7 @@ import { chunkRows, type BulkItem } from '../../src/sink/cratedb/bulk-writer.js'
 import { MAX_INDEXED_TEXT_BYTES, planTable } from '../../src/sink/cratedb/column-types.js';
 import { toJson } from '../../src/sink/cratedb/json-text.js';
 import { allRowsApplied } from '../../src/sink/cratedb/crate-client.js';
-import { bulkBody, envelopeBytes, ParamRows, ParamRowsPool } from '../../src/sink/cratedb/param-rows.js';
+import { bulkBody, envelopeBytes, ParamRows } from '../../src/sink/cratedb/param-rows.js';
 import { columnValue, deleteArgs, upsertArgs, writeUpsertArgs } from '../../src/sink/cratedb/row-values.js';
 
 let seed = 11;
@@ -68,25 +68,6 @@ describe('parameter rows as bytes', () => {
     part.text('2]');
     assert.equal(part.toString(0, part.close()), '[1,2]');
     assert.throws(() => part.cancelTo(-1), RangeError);
-  });
-
-  test('a pool hands a given-back buffer out again empty, once, and lets go of large ones and of more than it keeps', () => {
-    const pool = new ParamRowsPool(2, 1024);
-    const a = pool.take(16);
-    a.row('[1]');
-    pool.give(a);
-    pool.give(a);
-    const again = pool.take(16);
-    assert.equal(again, a);
-    assert.equal(again.length, 0);
-    assert.notEqual(pool.take(16), a, 'given once, handed out once');
-    const big = new ParamRows(2048);
-    pool.give(big);
-    assert.notEqual(pool.take(16), big);
-    const kept = [new ParamRows(16), new ParamRows(16), new ParamRows(16)];
-    for (const r of kept) pool.give(r);
-    assert.deepEqual([pool.take(16), pool.take(16)], [kept[1], kept[0]]);
-    assert.ok(!kept.includes(pool.take(16)));
   });
 
   test('a bulk body is the JSON of the statement and exactly the rows given: in order, a subset, out of order, or from two buffers', () => {

@@ -23,7 +23,7 @@ import { RequestSlots, writeBulk, type BulkItem, type BulkLimits } from './bulk-
 import { planTable, type ColumnPlan, type CrateFeatures, type TablePlan } from './column-types.js';
 import { copyRowSql } from './copy-row-sql.js';
 import { CrateClient } from './crate-client.js';
-import { ParamRowsPool, type ParamRows } from './param-rows.js';
+import { ParamRows } from './param-rows.js';
 import { updateArgs, ValueRejected, writeDeleteArgs, writeUpsertArgs } from './row-values.js';
 import { addColumnSql, COLUMNS_QUERY, createTableSql, deleteByKeySql, insertKeepingSql, PRIMARY_KEY_QUERY, TABLE_QUERY, truncateSql, updateColumnsSql, upsertSql } from './sql.js';
 import {
@@ -67,13 +67,8 @@ type RowWriter = (out: ParamRows, plan: TablePlan, change: Change) => void;
 /** A row built as a string by `build`, written as one. */
 const fromText = (build: (p: TablePlan, c: Change) => string): RowWriter => (out, p, c) => out.text(build(p, c));
 
-/**
- * A table's parameter rows, built for one target (a target read again builds them again). Once
- * written, its buffers go back to the pool and it is spent: a batch applied again builds again.
- */
+/** A table's parameter rows, built for one target (a target read again builds them again). */
 class StagedRows {
-  spent = false;
-
   constructor(
     readonly target: TargetTable,
     readonly deletes: BulkItem[],
@@ -82,8 +77,6 @@ class StagedRows {
     readonly partial: boolean,
     /** changes whose values CrateDB cannot hold */
     readonly rejected: Rejection[],
-    /** the buffers the rows lie in */
-    readonly buffers: readonly ParamRows[],
   ) {}
 }
 
@@ -102,7 +95,6 @@ export class CrateSink implements Sink {
   readonly #tables = new Map<string, TargetTable>();
   readonly #historyShapes = new Map<string, TargetShape>();
   #features: CrateFeatures | null = null;
-  readonly #pool = new ParamRowsPool();
 
   /** `tuning` is for benchmarks: requests in flight at once, instead of opts.requestsInFlight. */
   constructor(target: Extract<TargetConfig, { kind: 'cratedb' }>, opts: CrateOptions, logger: Logger, tuning: { parallel?: number } = {}) {
@@ -291,7 +283,7 @@ export class CrateSink implements Sink {
       }
     }
     // Every parameter row is built before the first request (or earlier, by stage()).
-    const built = b.staged instanceof StagedRows && b.staged.target === target && !b.staged.spent ? b.staged : this.#build(target, b);
+    const built = b.staged instanceof StagedRows && b.staged.target === target ? b.staged : this.#build(target, b);
     const { deletes, upserts, partial } = built;
     rejected.push(...built.rejected);
     const soft = target.shaped?.softDelete && shape ? target.shaped.softDelete : null;
@@ -308,9 +300,6 @@ export class CrateSink implements Sink {
       writes.push(writeBulk(this.#client, stmt, upserts, mode, limits).then((o) => o.rejected));
     }
     const outcomes = await Promise.allSettled(writes);
-    // Every request that read the rows is settled: their buffers can be written again.
-    built.spent = true;
-    for (const rows of built.buffers) this.#pool.give(rows);
     const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failed) throw failed.reason;
     for (const o of outcomes) if (o.status === 'fulfilled') rejected.push(...o.value);
@@ -332,8 +321,7 @@ export class CrateSink implements Sink {
     // a request's rows lie one after another in the buffer (param-rows.ts).
     const soft = target.shaped?.softDelete && shape ? shape : null;
     // A key CrateDB cannot hold (NULL, out of range) was never stored: nothing to delete.
-    const deleteRows = this.#take(b.deletes);
-    const deletes = this.#rows(deleteRows, plan, [...b.deletes].sort(byKey), soft ? fromText((p, c) => softDeleteArgs(p, soft, c)) : writeDeleteArgs, null);
+    const deletes = this.#rows(plan, [...b.deletes].sort(byKey), soft ? fromText((p, c) => softDeleteArgs(p, soft, c)) : writeDeleteArgs, null);
     /** rows the source built (copyRowSql): an initial load's, already in the source's key order */
     const built: BuiltRow[] = [];
     const own: Change[] = [];
@@ -347,10 +335,12 @@ export class CrateSink implements Sink {
       } else own.push(change);
     }
     const write = target.shaped?.upsert && shape ? fromText((p, c) => shapedUpsertArgs(p, shape, c)) : writeUpsertArgs;
-    const upsertRows = this.#take(b.upserts);
-    const upserts = this.#rows(upsertRows, plan, own.sort(byKey), write, rejected);
-    for (const change of built) upserts.push({ change, ...upsertRows.row(change.built.args) });
-    return new StagedRows(target, deletes, upserts, partial, rejected, [deleteRows, upsertRows]);
+    const upserts = this.#rows(plan, own.sort(byKey), write, rejected);
+    if (built.length > 0) {
+      const rows = upserts.length > 0 ? upserts[0].rows : new ParamRows();
+      for (const change of built) upserts.push({ change, ...rows.row(change.built.args) });
+    }
+    return new StagedRows(target, deletes, upserts, partial, rejected);
   }
 
   /**
@@ -370,15 +360,13 @@ export class CrateSink implements Sink {
     const days = new Map<string, BulkItem[]>();
     const rejected: Rejection[] = [];
     const write = fromText((p, c) => historyArgs(p as HistoryPlan, c));
-    const rows = this.#take(changes);
-    for (const item of this.#rows(rows, history.plan, changes, write, rejected)) {
+    for (const item of this.#rows(history.plan, changes, write, rejected)) {
       const day = historyDay(item.change);
       let items = days.get(day);
       if (!items) days.set(day, (items = []));
       items.push(item);
     }
     for (const items of days.values()) rejected.push(...(await writeBulk(this.#client, history.insert, items, 'upsert-do-nothing', limits)).rejected);
-    this.#pool.give(rows);
     return rejected.map((r) => ({ ...r, history: true }));
   }
 
@@ -398,24 +386,18 @@ export class CrateSink implements Sink {
       g.changes.push(change);
     }
     for (const g of groups.values()) {
-      const rows = this.#take(g.changes);
-      const items = this.#rows(rows, plan, g.changes, fromText((p, c) => updateArgs(p, c, g.columns)), rejected);
+      const items = this.#rows(plan, g.changes, fromText((p, c) => updateArgs(p, c, g.columns)), rejected);
       rejected.push(...(await writeBulk(this.#client, updateColumnsSql(plan, g.columns), items, 'update', limits)).rejected);
-      this.#pool.give(rows);
     }
     return rejected;
   }
 
-  /** A buffer for the parameter rows of `changes` (about as many bytes as their images). */
-  #take(changes: readonly Change[]): ParamRows {
-    return this.#pool.take(changes.reduce((n, c) => n + (c.raw?.length ?? 64), 64));
-  }
-
   /**
-   * The parameter rows of `changes`, in their order, written into `rows`; a change whose values
+   * The parameter rows of `changes`, in their order, written into one buffer; a change whose values
    * CrateDB cannot hold is left out, and reported in `rejected` where given.
    */
-  #rows(rows: ParamRows, plan: TablePlan, changes: readonly Change[], write: RowWriter, rejected: Rejection[] | null): BulkItem[] {
+  #rows(plan: TablePlan, changes: readonly Change[], write: RowWriter, rejected: Rejection[] | null): BulkItem[] {
+    const rows = new ParamRows(changes.reduce((n, c) => n + (c.raw?.length ?? 64), 64));
     const items: BulkItem[] = [];
     for (const change of changes) {
       const start = rows.begin();

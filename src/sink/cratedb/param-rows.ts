@@ -40,16 +40,6 @@ export class ParamRows {
     return this.#at;
   }
 
-  get capacity(): number {
-    return this.#buf.length;
-  }
-
-  /** Forgets every row, keeping the buffer (ParamRowsPool). */
-  reset(): void {
-    this.#at = 0;
-    this.#rowStart = 0;
-  }
-
   /** Starts a row; returns where it starts. */
   begin(): number {
     this.#rowStart = this.#at;
@@ -143,31 +133,6 @@ export class ParamRows {
     const next = Buffer.allocUnsafe(Math.max(this.#buf.length * 2, this.#at + n));
     this.#buf.copy(next, 0, 0, this.#at);
     this.#buf = next;
-  }
-}
-
-/**
- * Buffers of parameter rows that finished writes gave back, handed out again. A buffer that lives
- * through a young-generation collection is freed only by a full one, and V8 lets tens of MiB of
- * such memory wait for it: reused, a drain's buffers are the same few. Buffers larger than
- * `maxBytes` (a page of very large rows) are let go.
- */
-export class ParamRowsPool {
-  readonly #spare: ParamRows[] = [];
-
-  constructor(readonly maxKept = 8, readonly maxBytes = 8 << 20) {}
-
-  /** A buffer that holds no row; `capacity`: the bytes expected (it grows past them if need be). */
-  take(capacity: number): ParamRows {
-    const rows = this.#spare.pop();
-    if (rows === undefined) return new ParamRows(capacity);
-    rows.reset();
-    return rows;
-  }
-
-  /** Gives a buffer back: nothing may read its rows any more. */
-  give(rows: ParamRows): void {
-    if (this.#spare.length < this.maxKept && rows.capacity <= this.maxBytes && !this.#spare.includes(rows)) this.#spare.push(rows);
   }
 }
 
