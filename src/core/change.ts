@@ -1,5 +1,6 @@
 // The change model shared by both capture modes, the drainer and the sinks.
 import { LosslessNumber, isSafeNumber, parse as losslessParse } from 'lossless-json';
+import type { ValuePositions } from './json-scan.js';
 import type { TableShape } from './table-shape.js';
 
 /** I insert, U update, D delete (row holds the key), T truncate (no row), B a row copied by the initial load (or a repair). */
@@ -32,6 +33,12 @@ export interface Change {
    * with the same names may share one array
    */
   readonly columns?: readonly string[] | undefined;
+  /**
+   * where the value of each member of `columns` lies in `raw`, when the source found them reading
+   * it (json-scan.ts ValuePositions: from `valuesAt` on, two numbers per member, in `columns` order)
+   */
+  readonly values?: ValuePositions | undefined;
+  readonly valuesAt?: number | undefined;
   /** the row holds the key and only some other columns (pgoutput's unchanged TOAST values) */
   partial?: boolean;
   /**

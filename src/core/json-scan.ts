@@ -119,6 +119,46 @@ export interface RowScan {
   key: string;
   /** the top-level member names, in text order; `prev` itself when they are the same */
   columns: readonly string[];
+  /** where in `values` (scanRow's) the value positions of these members begin */
+  valuesAt?: number;
+}
+
+/**
+ * Where the values of many rows' members lie in their texts (a page's rows, one array for all):
+ * the k-th member of a row whose positions begin at `first` has its value at
+ * [at[first + 2k], at[first + 2k + 1]). A sink that reads values from the row text finds them here
+ * instead of scanning the text again; the array is outside the JavaScript heap, so nothing copies it.
+ */
+export class ValuePositions {
+  #at: Int32Array;
+  #n = 0;
+
+  constructor(capacity = 4096) {
+    this.#at = new Int32Array(Math.max(16, capacity));
+  }
+
+  get at(): Int32Array {
+    return this.#at;
+  }
+
+  get length(): number {
+    return this.#n;
+  }
+
+  push(start: number, end: number): void {
+    if (this.#n + 2 > this.#at.length) {
+      const next = new Int32Array(this.#at.length * 2);
+      next.set(this.#at);
+      this.#at = next;
+    }
+    this.#at[this.#n++] = start;
+    this.#at[this.#n++] = end;
+  }
+
+  /** Forgets the positions from `n` on (a row whose scan gave up). */
+  truncate(n: number): void {
+    this.#n = Math.min(this.#n, n);
+  }
 }
 
 function sameAt(text: string, at: number, name: string): boolean {
@@ -126,7 +166,20 @@ function sameAt(text: string, at: number, name: string): boolean {
   return true;
 }
 
-const SMALL_INTEGER = /^-?\d{1,15}$/;
+/**
+ * Whether `raw` is an integer of 1 to 15 digits (a double holds it exactly); 2 when it is also
+ * written as String(Number(raw)) writes it (no leading zero, no -0), 1 when not, 0 when no such integer.
+ */
+function smallInteger(raw: string): 0 | 1 | 2 {
+  const sign = raw.charCodeAt(0) === 45 ? 1 : 0;
+  const digits = raw.length - sign;
+  if (digits < 1 || digits > 15) return 0;
+  for (let i = sign; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if (c < 48 || c > 57) return 0;
+  }
+  return raw.charCodeAt(sign) === 48 && (digits > 1 || sign === 1) ? 1 : 2;
+}
 
 /** A key member's value as JSON.stringify renders it inside keyOf()'s array, or null when the scan cannot say. */
 function keyPart(raw: string | undefined): string | null {
@@ -134,15 +187,27 @@ function keyPart(raw: string | undefined): string | null {
   const c = raw.charCodeAt(0);
   if (c === QUOTE) return JSON.stringify(JSON.parse(raw) as string);
   if (raw === 'true' || raw === 'false') return raw;
-  if (SMALL_INTEGER.test(raw)) return `{"n":"${String(Number(raw))}"}`;
+  const integer = smallInteger(raw);
+  if (integer === 2) return `{"n":"${raw}"}`;
+  if (integer === 1) return `{"n":"${String(Number(raw))}"}`;
   return null;
 }
 
 /**
  * The key text (as keyOf(parseRow(text), keyColumns)) and the member names of a row image, or null
- * when the text is not of the shape this scan answers for.
+ * when the text is not of the shape this scan answers for. With `values`, the positions of the
+ * members' values are added to it (and `valuesAt` says where they begin); nothing is added for null.
  */
-export function scanRow(text: string, keyColumns: readonly string[], prev?: readonly string[]): RowScan | null {
+export function scanRow(text: string, keyColumns: readonly string[], prev?: readonly string[], values?: ValuePositions): RowScan | null {
+  if (values === undefined) return scanMembers(text, keyColumns, prev, undefined);
+  const first = values.length;
+  const scan = scanMembers(text, keyColumns, prev, values);
+  if (scan === null) values.truncate(first);
+  else scan.valuesAt = first;
+  return scan;
+}
+
+function scanMembers(text: string, keyColumns: readonly string[], prev: readonly string[] | undefined, values: ValuePositions | undefined): RowScan | null {
   const len = text.length;
   let i = 0;
   while (i < len && isSpace(text.charCodeAt(i))) i++;
@@ -180,6 +245,7 @@ export function scanRow(text: string, keyColumns: readonly string[], prev?: read
       while (isSpace(text.charCodeAt(i))) i++;
       const vEnd = valueEnd(text, i);
       if (vEnd < 0) return null;
+      values?.push(i, vEnd);
       if (single !== null) {
         if (name === single) {
           if (singleRaw !== undefined) return null;

@@ -29,6 +29,8 @@ interface KnownTable {
   info: TableInfo;
   columns: Set<string>;
   seen: WeakSet<readonly string[]>;
+  /** the one of them met last: rows in a row mostly share one array, and this is cheaper to ask than the set */
+  last: readonly string[] | null;
 }
 
 /** A page worked out ahead (#stage): its batches, and the tables (id, description) they were made for. */
@@ -226,11 +228,17 @@ export class Drainer {
   #columnsDiffer(e: KnownTable, upserts: Change[]): boolean {
     return upserts.some((c) => {
       if (c.partial) return false;
-      if (c.columns !== undefined && e.seen.has(c.columns)) return false;
+      if (c.columns !== undefined && (c.columns === e.last || e.seen.has(c.columns))) {
+        e.last = c.columns;
+        return false;
+      }
       const keys = c.columns ?? (c.row === null ? null : Object.keys(c.row));
       if (keys === null) return false;
       const differs = keys.length !== e.columns.size || keys.some((k) => !e.columns.has(k));
-      if (!differs && c.columns !== undefined) e.seen.add(c.columns);
+      if (!differs && c.columns !== undefined) {
+        e.seen.add(c.columns);
+        e.last = c.columns;
+      }
       return differs;
     });
   }
@@ -239,7 +247,7 @@ export class Drainer {
     let entry = this.#tables.get(tableId);
     if (!entry || this.#columnsDiffer(entry, upserts)) {
       const info = await this.#source.catalog.describe(tableId);
-      entry = { info, columns: new Set(info.columns.map((c) => c.name)), seen: new WeakSet() };
+      entry = { info, columns: new Set(info.columns.map((c) => c.name)), seen: new WeakSet(), last: null };
       // Before the target gets new columns: a copy the source schedules for them then survives a
       // crash between the two (column-watch.ts).
       await this.#source.columnsChanged?.(tableId);

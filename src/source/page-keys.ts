@@ -14,7 +14,7 @@
 import type pg from 'pg';
 import type { Change, Op } from '../core/change.js';
 import { displayName } from '../core/identifiers.js';
-import { OutboxChange, readRowText } from './row-text.js';
+import { OutboxChange, readRowText, ValuePositions } from './row-text.js';
 
 export type OutboxRow = [id: string, tableId: number, op: Op, data: string | null, sourceTime: string | null];
 
@@ -55,19 +55,21 @@ export class PageKeys {
 
   async read(db: pg.ClientBase, rows: readonly OutboxRow[]): Promise<KeyedPage> {
     const out: KeyedPage = { changes: [] };
+    // Where the members' values lie, for a sink that reads them from the text (row-text.ts).
+    const values = new ValuePositions(rows.length * 24);
     /** tables whose key this page read from the registry again */
     let reread: Set<number> | null = null;
     for (const row of rows) {
       const tableId = row[1];
       const key = this.#keys.has(tableId) ? this.#keys.get(tableId)! : await this.#read(db, tableId);
-      let change = this.#change(row, key);
+      let change = this.#change(row, key, values);
       if (change.unkeyed !== undefined && key !== null && !reread?.has(tableId)) {
         (reread ??= new Set()).add(tableId);
         const fresh = await this.#read(db, tableId);
         if (fresh === null || !sameColumns(fresh.columns, key.columns)) {
           (out.rekeyed ??= []).push(tableId);
-          out.changes = out.changes.map((c, i) => (c.tableId === tableId ? this.#change(rows[i], fresh) : c));
-          change = this.#change(row, fresh);
+          out.changes = out.changes.map((c, i) => (c.tableId === tableId ? this.#change(rows[i], fresh, values) : c));
+          change = this.#change(row, fresh, values);
         }
       }
       out.changes.push(change);
@@ -76,7 +78,7 @@ export class PageKeys {
     return out;
   }
 
-  #change([id, tableId, op, data, sourceTime]: OutboxRow, key: TableKey | null): OutboxChange {
+  #change([id, tableId, op, data, sourceTime]: OutboxRow, key: TableKey | null, values: ValuePositions): OutboxChange {
     let change: OutboxChange;
     if (data === null) {
       change = new OutboxChange(Number(id), tableId, op, '', null, undefined, null);
@@ -86,11 +88,11 @@ export class PageKeys {
     } else {
       // deletes carry only the key: their names are kept apart from the full images'
       const kind = tableId * 2 + (op === 'D' ? 1 : 0);
-      const read = readRowText(data, key.columns, this.#names.get(kind));
+      const read = readRowText(data, key.columns, this.#names.get(kind), values);
       this.#names.set(kind, read.columns);
       const missing = read.key.includes('null') ? key.columns.filter((k) => !read.columns.includes(k)) : [];
       if (missing.length === 0) {
-        change = new OutboxChange(Number(id), tableId, op, read.key, data, read.columns, read.row);
+        change = new OutboxChange(Number(id), tableId, op, read.key, data, read.columns, read.row, values, read.valuesAt);
       } else {
         change = new OutboxChange(Number(id), tableId, op, `\u0000event ${id}`, data, read.columns, read.row);
         change.unkeyed = unkeyedReason(missing, key.name, key.columns);

@@ -11,9 +11,9 @@
 // anything else it returns null and the caller parses the row as before, so the key text is always
 // exactly what keyOf(parseRow(text)) gives.
 import { keyOf, parseRow, type Change, type Op, type Row } from '../core/change.js';
-import { scanRow } from '../core/json-scan.js';
+import { scanRow, type ValuePositions } from '../core/json-scan.js';
 
-export { scanRow, type RowScan } from '../core/json-scan.js';
+export { scanRow, ValuePositions, type RowScan } from '../core/json-scan.js';
 
 /**
  * A change read from the outbox: the row is parsed (losslessly) the first time something asks for
@@ -26,11 +26,13 @@ export class OutboxChange implements Change {
   readonly key: string;
   readonly raw: string | null;
   readonly columns: readonly string[] | undefined;
+  readonly values: ValuePositions | undefined;
+  readonly valuesAt: number | undefined;
   sourceTime?: string;
   unkeyed?: string;
   #row: Row | null | undefined;
 
-  constructor(id: number, tableId: number, op: Op, key: string, raw: string | null, columns: readonly string[] | undefined, row?: Row | null) {
+  constructor(id: number, tableId: number, op: Op, key: string, raw: string | null, columns: readonly string[] | undefined, row?: Row | null, values?: ValuePositions, valuesAt?: number) {
     this.id = id;
     this.tableId = tableId;
     this.op = op;
@@ -38,6 +40,8 @@ export class OutboxChange implements Change {
     this.raw = raw;
     this.columns = columns;
     this.#row = row;
+    this.values = valuesAt === undefined ? undefined : values;
+    this.valuesAt = valuesAt;
   }
 
   get row(): Row | null {
@@ -46,9 +50,12 @@ export class OutboxChange implements Change {
   }
 }
 
-/** The key and columns of a row's text: scanned where possible, parsed otherwise. */
-export function readRowText(text: string, keyColumns: readonly string[], prev?: readonly string[]): { key: string; columns: readonly string[]; row?: Row } {
-  const scan = scanRow(text, keyColumns, prev);
+/**
+ * The key and columns of a row's text: scanned where possible (with `values`, where the members'
+ * values lie is added to it), parsed otherwise.
+ */
+export function readRowText(text: string, keyColumns: readonly string[], prev?: readonly string[], values?: ValuePositions): { key: string; columns: readonly string[]; row?: Row; valuesAt?: number } {
+  const scan = scanRow(text, keyColumns, prev, values);
   if (scan !== null) return scan;
   const row = parseRow(text);
   return { key: keyOf(row, keyColumns), columns: Object.keys(row), row };

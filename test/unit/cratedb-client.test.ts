@@ -14,7 +14,8 @@ import type { Change, ColumnInfo, TableInfo } from '../../src/core/change.js';
 import { classify, TableError } from '../../src/core/errors.js';
 import { createLogger } from '../../src/core/logger.js';
 import { chunkRows, writeBulk, type BulkItem } from '../../src/sink/cratedb/bulk-writer.js';
-import { bulkBody, CrateClient, CrateRequestError } from '../../src/sink/cratedb/crate-client.js';
+import { CrateClient, CrateRequestError } from '../../src/sink/cratedb/crate-client.js';
+import { bulkBody, ParamRows } from '../../src/sink/cratedb/param-rows.js';
 import { CrateSink } from '../../src/sink/cratedb/cratedb-sink.js';
 import { LosslessNumber } from 'lossless-json';
 
@@ -80,7 +81,11 @@ const crateError = (status: number, code: number, message: string): Answer => ({
 function changes(n: number): Change[] {
   return Array.from({ length: n }, (_, i) => ({ id: i + 1, tableId: 1, op: 'I', key: String(i + 1), row: { id: i + 1 }, raw: `{"id": ${i + 1}}` }));
 }
-const items = (cs: Change[], value = (c: Change) => `[${c.id},"v${c.id}"]`): BulkItem[] => cs.map((c) => ({ change: c, args: value(c) }));
+function items(cs: Change[], value = (c: Change) => `[${c.id},"v${c.id}"]`): BulkItem[] {
+  const rows = new ParamRows(16);
+  return cs.map((c) => ({ change: c, ...rows.row(value(c)) }));
+}
+const argsOf = (item: BulkItem) => item.rows.toString(item.start, item.end);
 const LIMITS = { maxRows: 1000, maxBytes: 1 << 20 };
 
 async function thrown(p: Promise<unknown>): Promise<CrateRequestError> {
@@ -252,7 +257,8 @@ describe('request bounds', () => {
   test('a bulk body written into a buffer is byte for byte the JSON of the statement and its rows, multi-byte text included', () => {
     const stmt = 'INSERT INTO "tä"."t" ("a", "b") VALUES (?, ?)';
     for (const rows of [[], ['[1,"x"]'], ['[1,"é\\"q"]', '[2,"日本語 😀"]', '[3,null]']]) {
-      const body = bulkBody(stmt, rows);
+      const buffer = new ParamRows(4);
+      const body = bulkBody(stmt, rows.map((r) => buffer.row(r)));
       assert.equal(body.toString('utf8'), `{"stmt":${JSON.stringify(stmt)},"bulk_args":[${rows.join(',')}]}`);
       assert.deepEqual(JSON.parse(body.toString('utf8')).bulk_args, rows.map((r) => JSON.parse(r)));
     }
@@ -308,7 +314,7 @@ describe('request bounds', () => {
       let [n, bytes] = [0, envelope];
       const rows = Math.ceil(mixed.length / Math.ceil(mixed.length / limits.maxRows));
       for (const item of mixed) {
-        const b = Buffer.byteLength(item.args) + 1;
+        const b = Buffer.byteLength(argsOf(item)) + 1;
         if (n > 0 && (n >= rows || bytes + b > limits.maxBytes)) [want[want.length], n, bytes] = [n, 0, envelope];
         n++;
         bytes += b;

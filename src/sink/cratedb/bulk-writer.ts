@@ -14,11 +14,11 @@ import type { Change } from '../../core/change.js';
 import { classify } from '../../core/errors.js';
 import type { Rejection } from '../sink.js';
 import { CrateClient, CrateRequestError, crateExceptionName, type BulkRowResult } from './crate-client.js';
+import { bulkBody, envelopeBytes, type RowBytes } from './param-rows.js';
 
-export interface BulkItem {
+/** A change and its parameter row, as bytes (param-rows.ts). */
+export interface BulkItem extends RowBytes {
   change: Change;
-  /** the parameter row as JSON array text */
-  args: string;
 }
 
 /**
@@ -89,37 +89,18 @@ const UNEXPLAINED_REQUEST_ROWS = 32;
  * 2,000 and 1,000), so that the last one of a statement does not run alone for long.
  */
 export function chunkRows(stmt: string, items: readonly BulkItem[], limits: BulkLimits): BulkItem[][] {
-  const envelope = CrateClient.envelopeBytes(stmt);
+  const envelope = envelopeBytes(stmt);
   const chunks: BulkItem[][] = [];
   const rows = Math.ceil(items.length / Math.ceil(items.length / limits.maxRows));
   let cur: BulkItem[] = [];
-  // `bytes` is exact, or (while `exact` is false) a bound from the text's length: a UTF-16 unit
-  // takes at most three bytes in UTF-8. Rows are counted exactly only once that bound could pass
-  // maxBytes, which for the usual request never happens.
   let bytes = envelope;
-  let exact = true;
-  /** What `item` adds to `bytes`: the bound while that fits, else (with `bytes` made exact) its exact size. */
-  const size = (item: BulkItem): number => {
-    const bound = item.args.length * 3 + 1;
-    if (bytes + bound <= limits.maxBytes) {
-      exact = false;
-      return bound;
-    }
-    if (!exact) {
-      bytes = envelope;
-      for (const c of cur) bytes += Buffer.byteLength(c.args) + 1;
-      exact = true;
-    }
-    return Buffer.byteLength(item.args) + 1;
-  };
   for (const item of items) {
-    let n = size(item);
+    // the row and the comma before the next one
+    const n = item.end - item.start + 1;
     if (cur.length > 0 && (cur.length >= rows || bytes + n > limits.maxBytes)) {
       chunks.push(cur);
       cur = [];
       bytes = envelope;
-      exact = true;
-      n = size(item);
     }
     cur.push(item);
     bytes += n;
@@ -156,11 +137,14 @@ function isTransient(e: NonNullable<BulkRowResult['error']>): boolean {
 
 type Verdict = { ok: true } | { ok: false; transient: boolean; code: string | undefined; message: string };
 
+/** one for every applied row: a request's thousands of rows need no object each */
+const APPLIED: Verdict = Object.freeze({ ok: true });
+
 function verdict(mode: BulkMode, r: BulkRowResult): Verdict {
-  if (r.rowcount >= 1) return { ok: true };
-  if (r.rowcount === 0 && mode !== 'upsert') return { ok: true };
+  if (r.rowcount >= 1) return APPLIED;
+  if (r.rowcount === 0 && mode !== 'upsert') return APPLIED;
   if (r.rowcount === -2 && r.error) {
-    if ((mode === 'delete' || mode === 'mark' || mode === 'update') && r.error.code === DOCUMENT_MISSING) return { ok: true };
+    if ((mode === 'delete' || mode === 'mark' || mode === 'update') && r.error.code === DOCUMENT_MISSING) return APPLIED;
     // An upsert whose row was deleted between finding the conflict and updating it (a concurrent
     // delete of the same key, e.g. the drainer's beside an initial load's chunk): try again.
     if ((mode === 'upsert' || mode === 'upsert-do-nothing') && r.error.code === DOCUMENT_MISSING) {
@@ -179,7 +163,7 @@ export async function writeBulk(client: CrateClient, stmt: string, items: readon
     let results: BulkRowResult[];
     out.requests++;
     try {
-      results = await client.bulk(stmt, chunk.map((i) => i.args));
+      results = await client.sendBulk(bulkBody(stmt, chunk), chunk.length);
     } catch (err) {
       if (!(err instanceof CrateRequestError) || classify(err) !== 'data' || isStatementError(err)) throw err;
       if (chunk.length === 1) {

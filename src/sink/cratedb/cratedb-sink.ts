@@ -18,12 +18,13 @@ import type { CrateOptions, TargetConfig } from '../../core/config.js';
 import { classify, describe, TableError } from '../../core/errors.js';
 import { displayName, qualify } from '../../core/identifiers.js';
 import type { Logger } from '../../core/logger.js';
-import { isBuiltRow, keyMismatchError, sameKey, type ApplyResult, type CopyRowSql, type Rejection, type Sink, type SinkTableBatch } from '../sink.js';
+import { isBuiltRow, keyMismatchError, sameKey, type ApplyResult, type BuiltRow, type CopyRowSql, type Rejection, type Sink, type SinkTableBatch } from '../sink.js';
 import { RequestSlots, writeBulk, type BulkItem, type BulkLimits } from './bulk-writer.js';
 import { planTable, type ColumnPlan, type CrateFeatures, type TablePlan } from './column-types.js';
 import { copyRowSql } from './copy-row-sql.js';
 import { CrateClient } from './crate-client.js';
-import { deleteArgs, updateArgs, upsertArgs, ValueRejected } from './row-values.js';
+import { ParamRows } from './param-rows.js';
+import { updateArgs, ValueRejected, writeDeleteArgs, writeUpsertArgs } from './row-values.js';
 import { addColumnSql, COLUMNS_QUERY, createTableSql, deleteByKeySql, insertKeepingSql, PRIMARY_KEY_QUERY, TABLE_QUERY, truncateSql, updateColumnsSql, upsertSql } from './sql.js';
 import {
   createHistorySql, extraColumnPlans, historyArgs, historyDay, historyInsertSql, historyPlan, shapedUpsertArgs, shapedUpsertSql, softDeleteArgs,
@@ -58,7 +59,13 @@ function versionAtLeast(version: string, major: number, minor: number): boolean 
   return a > major || (a === major && b >= minor);
 }
 
-const byKey = (a: BulkItem, b: BulkItem) => (a.change.key < b.change.key ? -1 : a.change.key > b.change.key ? 1 : 0);
+const byKey = (a: Change, b: Change) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+
+/** Writes one change's parameter row into `out`. */
+type RowWriter = (out: ParamRows, plan: TablePlan, change: Change) => void;
+
+/** A row built as a string by `build`, written as one. */
+const fromText = (build: (p: TablePlan, c: Change) => string): RowWriter => (out, p, c) => out.text(build(p, c));
 
 /** A table's parameter rows, built for one target (a target read again builds them again). */
 class StagedRows {
@@ -306,38 +313,31 @@ export class CrateSink implements Sink {
     const { plan } = target;
     const shape = b.table.shape;
     const rejected: Rejection[] = [];
-    const deletes: BulkItem[] = [];
-    const soft = target.shaped?.softDelete && shape ? shape : null;
-    for (const change of b.deletes) {
-      // A key CrateDB cannot hold (NULL, out of range) was never stored: nothing to delete.
-      const args = this.#args(plan, change, soft ? (p, c) => softDeleteArgs(p, soft, c) : deleteArgs, null);
-      if (args !== null) deletes.push({ change, args });
-    }
-    const upserts: BulkItem[] = [];
-    /** rows the source built (copyRowSql): an initial load's, already in the source's key order */
-    const built: BulkItem[] = [];
-    const build = target.shaped?.upsert && shape ? (p: TablePlan, c: Change) => shapedUpsertArgs(p, shape, c) : upsertArgs;
-    let partial = false;
-    for (const change of b.upserts) {
-      if (change.partial) {
-        partial = true;
-        continue;
-      }
-      if (isBuiltRow(change)) {
-        // The SQL was made from this very TableInfo, and a table's plan follows from it alone.
-        if (change.built.table !== b.table || target.shaped) throw new Error(`a copied row of ${b.table.sourceSchema}.${b.table.sourceTable} was built for another description of its table`);
-        built.push({ change, args: change.built.args });
-        continue;
-      }
-      const args = this.#args(plan, change, build, rejected);
-      if (args !== null) upserts.push({ change, args });
-    }
     // In key order: CrateDB looks every key up (a delete's row, an upsert's conflict), and keys in
     // order hit the same parts of its index one after another. The keys of a statement are distinct
-    // (coalesced), so their order changes nothing else.
-    deletes.sort(byKey);
-    upserts.sort(byKey);
-    for (const item of built) upserts.push(item);
+    // (coalesced), so their order changes nothing else. Sorted before the rows are written, so that
+    // a request's rows lie one after another in the buffer (param-rows.ts).
+    const soft = target.shaped?.softDelete && shape ? shape : null;
+    // A key CrateDB cannot hold (NULL, out of range) was never stored: nothing to delete.
+    const deletes = this.#rows(plan, [...b.deletes].sort(byKey), soft ? fromText((p, c) => softDeleteArgs(p, soft, c)) : writeDeleteArgs, null);
+    /** rows the source built (copyRowSql): an initial load's, already in the source's key order */
+    const built: BuiltRow[] = [];
+    const own: Change[] = [];
+    let partial = false;
+    for (const change of b.upserts) {
+      if (change.partial) partial = true;
+      else if (isBuiltRow(change)) {
+        // The SQL was made from this very TableInfo, and a table's plan follows from it alone.
+        if (change.built.table !== b.table || target.shaped) throw new Error(`a copied row of ${b.table.sourceSchema}.${b.table.sourceTable} was built for another description of its table`);
+        built.push(change);
+      } else own.push(change);
+    }
+    const write = target.shaped?.upsert && shape ? fromText((p, c) => shapedUpsertArgs(p, shape, c)) : writeUpsertArgs;
+    const upserts = this.#rows(plan, own.sort(byKey), write, rejected);
+    if (built.length > 0) {
+      const rows = upserts.length > 0 ? upserts[0].rows : new ParamRows();
+      for (const change of built) upserts.push({ change, ...rows.row(change.built.args) });
+    }
     return new StagedRows(target, deletes, upserts, partial, rejected);
   }
 
@@ -357,13 +357,12 @@ export class CrateSink implements Sink {
   async #writeHistory(history: { plan: HistoryPlan; insert: string }, changes: Change[], limits: BulkLimits): Promise<Rejection[]> {
     const days = new Map<string, BulkItem[]>();
     const rejected: Rejection[] = [];
-    for (const change of changes) {
-      const args = this.#args(history.plan, change, (p, c) => historyArgs(p as HistoryPlan, c), rejected);
-      if (args === null) continue;
-      const day = historyDay(change);
+    const write = fromText((p, c) => historyArgs(p as HistoryPlan, c));
+    for (const item of this.#rows(history.plan, changes, write, rejected)) {
+      const day = historyDay(item.change);
       let items = days.get(day);
       if (!items) days.set(day, (items = []));
-      items.push({ change, args });
+      items.push(item);
     }
     for (const items of days.values()) rejected.push(...(await writeBulk(this.#client, history.insert, items, 'upsert-do-nothing', limits)).rejected);
     return rejected.map((r) => ({ ...r, history: true }));
@@ -373,7 +372,7 @@ export class CrateSink implements Sink {
   async #writePartial(target: TargetTable, changes: Change[], limits: BulkLimits): Promise<Rejection[]> {
     const { plan, shape } = target;
     const keys = new Set(plan.keys.map((k) => k.source));
-    const groups = new Map<string, { columns: ColumnPlan[]; items: BulkItem[] }>();
+    const groups = new Map<string, { columns: ColumnPlan[]; changes: Change[] }>();
     const rejected: Rejection[] = [];
     for (const change of changes) {
       // Routing and partition columns cannot be SET, as in upserts.
@@ -381,22 +380,36 @@ export class CrateSink implements Sink {
       if (columns.length === 0) continue;
       const id = columns.map((c) => c.target).join('\u0000');
       let g = groups.get(id);
-      if (!g) groups.set(id, (g = { columns, items: [] }));
-      const args = this.#args(plan, change, (p, c) => updateArgs(p, c, columns), rejected);
-      if (args !== null) g.items.push({ change, args });
+      if (!g) groups.set(id, (g = { columns, changes: [] }));
+      g.changes.push(change);
     }
-    for (const g of groups.values()) rejected.push(...(await writeBulk(this.#client, updateColumnsSql(plan, g.columns), g.items, 'update', limits)).rejected);
+    for (const g of groups.values()) {
+      const items = this.#rows(plan, g.changes, fromText((p, c) => updateArgs(p, c, g.columns)), rejected);
+      rejected.push(...(await writeBulk(this.#client, updateColumnsSql(plan, g.columns), items, 'update', limits)).rejected);
+    }
     return rejected;
   }
 
-  #args(plan: TablePlan, change: Change, build: (p: TablePlan, c: Change) => string, rejected: Rejection[] | null): string | null {
-    try {
-      return build(plan, change);
-    } catch (err) {
-      if (!(err instanceof ValueRejected)) throw err;
-      rejected?.push({ change, code: undefined, message: err.message });
-      return null;
+  /**
+   * The parameter rows of `changes`, in their order, written into one buffer; a change whose values
+   * CrateDB cannot hold is left out, and reported in `rejected` where given.
+   */
+  #rows(plan: TablePlan, changes: readonly Change[], write: RowWriter, rejected: Rejection[] | null): BulkItem[] {
+    const rows = new ParamRows(changes.reduce((n, c) => n + (c.raw?.length ?? 64), 64));
+    const items: BulkItem[] = [];
+    for (const change of changes) {
+      const start = rows.begin();
+      try {
+        write(rows, plan, change);
+      } catch (err) {
+        if (!(err instanceof ValueRejected)) throw err;
+        rows.cancel();
+        rejected?.push({ change, code: undefined, message: err.message });
+        continue;
+      }
+      items.push({ change, rows, start, end: rows.close() });
     }
+    return items;
   }
 
   async copyRowSql(t: TableInfo, alias: string): Promise<CopyRowSql | null> {

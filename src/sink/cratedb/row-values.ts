@@ -8,14 +8,16 @@
 //
 // Most rows never need parsing: a value's JSON text as Postgres wrote it is already what CrateDB
 // takes (a number, a string, a small object), or it only needs quotes (bigint, numeric). So the
-// parameter row is first built from the row image's text, value by value (textArgs); a value that
-// needs more (arrays, json as text, points, numbers an OBJECT may not keep, a text near the size
-// limit, escaped names) sends the whole row down the parsing path, which gives the same values.
+// parameter row is first written from the row image's text, value by value, as UTF-8 bytes straight
+// into the statement's buffer (writeTextArgs, param-rows.ts); a value that needs more (arrays, json
+// as text, points, numbers an OBJECT may not keep, a text near the size limit, escaped names) sends
+// the whole row down the parsing path, which gives the same values.
 import { LosslessNumber, parse as losslessParse } from 'lossless-json';
 import type { Change, JsonValue, Row } from '../../core/change.js';
 import { memberPositions } from '../../core/json-scan.js';
 import { MAX_INDEXED_TEXT_BYTES, type ColumnPlan, type TablePlan } from './column-types.js';
 import { toJson } from './json-text.js';
+import { ParamRows } from './param-rows.js';
 
 /** A value of this row cannot be stored in CrateDB; the message says which and why. */
 export class ValueRejected extends Error {
@@ -191,60 +193,165 @@ export function rowImage(plan: TablePlan, change: Change): Row {
 
 /** member positions of the row being read (reused: one row at a time) */
 const at: number[] = [];
-/** Per list of columns: each source name's place in it. */
-const places = new WeakMap<readonly ColumnPlan[], Map<string, number>>();
+/** where each column's value lies in the row being read: start, end (-1: absent) */
+const valueAt: number[] = [];
 
-/** The value texts of `cols` in a row image's text (undefined: absent), or null when the text is not of the plain form read here. */
-function valueTexts(text: string, cols: readonly ColumnPlan[]): (string | undefined)[] | null {
-  let place = places.get(cols);
-  if (!place) places.set(cols, (place = new Map(cols.map((c, i) => [c.source, i]))));
-  const members = memberPositions(text, at);
-  if (members < 0) return null;
-  const out = new Array<string | undefined>(cols.length);
-  for (let m = 0; m < members; m++) {
-    const name = text.slice(at[4 * m], at[4 * m + 1]);
-    // an escaped name is not the column's name as written: leave it to the parser
-    if (name.includes('\\')) return null;
-    const i = place.get(name);
-    if (i === undefined) continue;
-    if (out[i] !== undefined) return null;
-    out[i] = text.slice(at[4 * m + 2], at[4 * m + 3]);
-  }
-  return out;
+/**
+ * Per list of columns: each source name's place in it, and per member position the name last seen
+ * there and its place (-1: not a column). Rows of a table mostly have the same names in the same
+ * order, so a name is compared where it stands in the text instead of being cut out to look it up.
+ */
+interface NamePlaces {
+  byName: Map<string, number>;
+  names: string[];
+  places: number[];
+  /** per list of member names a source gave (Change.columns): each member's place, the last list asked first */
+  byColumns: WeakMap<readonly string[], Int32Array>;
+  lastColumns: readonly string[] | null;
+  lastPlaces: Int32Array;
+}
+const namePlaces = new WeakMap<readonly ColumnPlan[], NamePlaces>();
+
+function sameAt(text: string, from: number, to: number, name: string): boolean {
+  if (to - from !== name.length) return false;
+  for (let k = 0; k < name.length; k++) if (text.charCodeAt(from + k) !== name.charCodeAt(k)) return false;
+  return true;
 }
 
-const NUMBER_START = /^[-\d]/;
+/** Each member's place in the columns (-1: not one of them), for a list of member names. */
+function placesOf(np: NamePlaces, columns: readonly string[]): Int32Array {
+  if (columns === np.lastColumns) return np.lastPlaces;
+  let places = np.byColumns.get(columns);
+  if (!places) np.byColumns.set(columns, (places = Int32Array.from(columns, (name) => np.byName.get(name) ?? -1)));
+  np.lastColumns = columns;
+  np.lastPlaces = places;
+  return places;
+}
+
+/**
+ * Finds the value of each of `cols` in a row image's text (valueAt): where the source found them
+ * reading the text (Change.values), or by scanning it; false when the text is not of the plain form
+ * read here.
+ */
+function findValues(text: string, cols: readonly ColumnPlan[], change: Change): boolean {
+  let np = namePlaces.get(cols);
+  if (!np) {
+    np = { byName: new Map(cols.map((c, i) => [c.source, i])), names: [], places: [], byColumns: new WeakMap(), lastColumns: null, lastPlaces: new Int32Array(0) };
+    namePlaces.set(cols, np);
+  }
+  for (let i = 0; i < 2 * cols.length; i++) valueAt[i] = -1;
+  const found = change.values;
+  if (found !== undefined && change.valuesAt !== undefined && change.columns !== undefined && change.raw === text) {
+    // The source's scan gave up on repeated and escaped names, so each place here is taken once.
+    const places = placesOf(np, change.columns);
+    const positions = found.at;
+    for (let m = 0, k = change.valuesAt; m < places.length; m++, k += 2) {
+      const i = places[m];
+      if (i < 0) continue;
+      valueAt[2 * i] = positions[k];
+      valueAt[2 * i + 1] = positions[k + 1];
+    }
+    return true;
+  }
+  const members = memberPositions(text, at);
+  if (members < 0) return false;
+  for (let m = 0; m < members; m++) {
+    const from = at[4 * m];
+    const to = at[4 * m + 1];
+    let i: number;
+    // A name kept here never holds a backslash, so text equal to it holds no escape either.
+    if (m < np.names.length && sameAt(text, from, to, np.names[m])) {
+      i = np.places[m];
+    } else {
+      const name = text.slice(from, to);
+      // an escaped name is not the column's name as written: leave it to the parser
+      if (name.includes('\\')) return false;
+      i = np.byName.get(name) ?? -1;
+      np.names[m] = name;
+      np.places[m] = i;
+    }
+    if (i < 0) continue;
+    if (valueAt[2 * i] >= 0) return false;
+    valueAt[2 * i] = at[4 * m + 2];
+    valueAt[2 * i + 1] = at[4 * m + 3];
+  }
+  return true;
+}
+
+const NULL_BYTES = [110, 117, 108, 108];
+const QUOTE = 34;
+
+function isNullAt(text: string, from: number, to: number): boolean {
+  return from < 0 || (to - from === 4 && text.startsWith('null', from));
+}
+
+/** `-` or a digit: the start of a JSON number */
+function isNumberStart(c: number): boolean {
+  return c === 45 || (c >= 48 && c <= 57);
+}
+
 /** a number an OBJECT might not keep exactly (a fraction, an exponent, 16+ digits), or the wrapper's key; strings included, to be safe */
 const OBJECT_NEEDS_PARSING = /\d[.eE]|\d{16}|"_value"/;
 
 /**
- * The parameter text of one value given as its JSON text, the same value that columnValue() gives
- * for the parsed value; null when this value needs parsing. Throws ValueRejected as columnValue().
+ * Writes the parameter value of one column given as its JSON text, text[from, to), the same value
+ * that columnValue() gives for the parsed value; false (having written part of it, maybe) when this
+ * value needs parsing. Throws ValueRejected as columnValue().
  */
-function textValue(col: ColumnPlan, t: string | undefined): string | null {
-  if (t === undefined || t === 'null') return 'null';
-  if (col.dims > 0) return arrayText(col, t);
-  const quoted = t.charCodeAt(0) === 34;
+function writeTextValue(out: ParamRows, col: ColumnPlan, text: string, from: number, to: number): boolean {
+  if (isNullAt(text, from, to)) {
+    for (const b of NULL_BYTES) out.byte(b);
+    return true;
+  }
+  if (col.dims > 0) {
+    const t = arrayText(col, text.slice(from, to));
+    if (t === null) return false;
+    out.text(t);
+    return true;
+  }
+  const first = text.charCodeAt(from);
   switch (col.kind) {
     case 'plain':
     case 'ip':
     case 'float':
-      return t;
+      out.text(text, from, to);
+      return true;
     case 'exact-number':
-      return NUMBER_START.test(t) ? `"${t}"` : t;
+      if (!isNumberStart(first)) {
+        out.text(text, from, to);
+      } else {
+        out.byte(QUOTE);
+        out.text(text, from, to);
+        out.byte(QUOTE);
+      }
+      return true;
     case 'text':
-      // the text of an escaped string is never longer in UTF-8 than the string itself
-      if (quoted) return col.indexedText && t.length * 3 > MAX_INDEXED_TEXT_BYTES && Buffer.byteLength(t) > MAX_INDEXED_TEXT_BYTES ? null : t;
-      return !col.isKey && (t === 'true' || t === 'false' || NUMBER_START.test(t)) ? `"${t}"` : null;
-    case 'timestamp':
-      if (!quoted) return t;
-      if (t.includes('\\')) return null;
-      timestamp(col, t.slice(1, -1));
-      return t;
+      if (first === QUOTE) {
+        // the text of an escaped string is never longer in UTF-8 than the string itself
+        if (col.indexedText && (to - from) * 3 > MAX_INDEXED_TEXT_BYTES && Buffer.byteLength(text.slice(from, to)) > MAX_INDEXED_TEXT_BYTES) return false;
+        out.text(text, from, to);
+        return true;
+      }
+      if (col.isKey || !(isNumberStart(first) || sameAt(text, from, to, 'true') || sameAt(text, from, to, 'false'))) return false;
+      out.byte(QUOTE);
+      out.text(text, from, to);
+      out.byte(QUOTE);
+      return true;
+    case 'timestamp': {
+      if (first === QUOTE) {
+        const inner = text.slice(from + 1, to - 1);
+        if (inner.includes('\\')) return false;
+        timestamp(col, inner);
+      }
+      out.text(text, from, to);
+      return true;
+    }
     case 'json-object':
-      return t.charCodeAt(0) === 123 && !OBJECT_NEEDS_PARSING.test(t) ? t : null;
+      if (first !== 123 || OBJECT_NEEDS_PARSING.test(text.slice(from, to))) return false;
+      out.text(text, from, to);
+      return true;
     default:
-      return null;
+      return false;
   }
 }
 
@@ -260,42 +367,70 @@ function arrayText(col: ColumnPlan, t: string): string | null {
 }
 
 /**
- * The parameter row of `cols` built from the row image's text, or null when a value needs parsing.
- * Joined, not appended value by value: V8 keeps `a + b` as a pair pointing at both (and a slice
- * as a view of the whole row text), so an appended row is a tree of some thirty small objects.
- * A parameter row lives until its page is applied, through several young-generation collections,
- * each of which copies whatever is still alive: one flat string is much less to copy.
+ * Writes the parameter row of `cols` straight from the row image's text, value by value, into the
+ * row begun on `out`; false when a value needs parsing (the row is then to be written again).
  */
-function textArgs(text: string, cols: readonly ColumnPlan[], checkKeys: boolean): string | null {
-  const texts = valueTexts(text, cols);
-  if (texts === null) return null;
-  if (checkKeys) for (let i = 0; i < cols.length; i++) if (cols[i].isKey && (texts[i] === undefined || texts[i] === 'null')) keyIsNull(cols[i]);
-  const values = new Array<string>(cols.length + 2);
-  values[0] = '[';
+function writeTextArgs(out: ParamRows, change: Change, text: string, cols: readonly ColumnPlan[], checkKeys: boolean): boolean {
+  if (!findValues(text, cols, change)) return false;
+  if (checkKeys) for (let i = 0; i < cols.length; i++) if (cols[i].isKey && isNullAt(text, valueAt[2 * i], valueAt[2 * i + 1])) keyIsNull(cols[i]);
+  out.byte(91); // [
   for (let i = 0; i < cols.length; i++) {
-    const v = textValue(cols[i], texts[i]);
-    if (v === null) return null;
-    values[i + 1] = i > 0 ? `,${v}` : v;
+    if (i > 0) out.byte(44); // ,
+    if (!writeTextValue(out, cols[i], text, valueAt[2 * i], valueAt[2 * i + 1])) return false;
   }
-  values[cols.length + 1] = ']';
-  return values.join('');
+  out.byte(93); // ]
+  return true;
 }
 
 function keyIsNull(k: ColumnPlan): never {
   throw new ValueRejected(`key column "${k.source}" is NULL; CrateDB keys cannot be NULL`);
 }
 
+/** Writes the row of `values` as a JSON array (the parsing path). */
+function writeValues(out: ParamRows, values: readonly JsonValue[]): void {
+  out.byte(91);
+  for (let i = 0; i < values.length; i++) {
+    if (i > 0) out.byte(44);
+    out.text(toJson(values[i]));
+  }
+  out.byte(93);
+}
+
+/**
+ * Writes the parameter row of `cols` into the row begun on `out`: from the row image's text where
+ * it can, else from the parsed image. Throws ValueRejected (the caller cancels the row).
+ */
+function writeArgs(out: ParamRows, plan: TablePlan, change: Change, cols: readonly ColumnPlan[], checkKeys: boolean): void {
+  if (change.raw !== null) {
+    const start = out.length;
+    if (writeTextArgs(out, change, change.raw, cols, checkKeys)) return;
+    out.cancelTo(start);
+  }
+  const row = rowImage(plan, change);
+  if (checkKeys) for (const k of plan.keys) if (row[k.source] === null || row[k.source] === undefined) keyIsNull(k);
+  writeValues(out, cols.map((c) => columnValue(c, row)));
+}
+
+/** Writes the upsert parameter row (values in plan.columns order) into the row begun on `out`; throws ValueRejected. */
+export function writeUpsertArgs(out: ParamRows, plan: TablePlan, change: Change): void {
+  writeArgs(out, plan, change, plan.columns, true);
+}
+
+/** Writes the delete parameter row (key values in key order) into the row begun on `out`; throws ValueRejected. */
+export function writeDeleteArgs(out: ParamRows, plan: TablePlan, change: Change): void {
+  writeArgs(out, plan, change, plan.keys, false);
+}
+
+/** One row written by `write`, as a string (for the builders that add values around it, and for tests). */
+function asText(write: (out: ParamRows) => void): string {
+  const out = new ParamRows(256);
+  write(out);
+  return out.toString();
+}
+
 /** JSON text of the upsert parameter row (values in plan.columns order). */
 export function upsertArgs(plan: TablePlan, change: Change): string {
-  const fast = change.raw === null ? null : textArgs(change.raw, plan.columns, true);
-  if (fast !== null) return fast;
-  const row = rowImage(plan, change);
-  for (const k of plan.keys) {
-    if (row[k.source] === null || row[k.source] === undefined) keyIsNull(k);
-  }
-  let out = '[';
-  for (let i = 0; i < plan.columns.length; i++) out += (i > 0 ? ',' : '') + toJson(columnValue(plan.columns[i], row));
-  return `${out}]`;
+  return asText((out) => writeUpsertArgs(out, plan, change));
 }
 
 /** JSON text of a partial update's parameter row: the `columns` values, then the key values. */
@@ -307,10 +442,5 @@ export function updateArgs(plan: TablePlan, change: Change, columns: readonly Co
 
 /** JSON text of the delete parameter row (key values in key order). */
 export function deleteArgs(plan: TablePlan, change: Change): string {
-  const fast = change.raw === null ? null : textArgs(change.raw, plan.keys, false);
-  if (fast !== null) return fast;
-  const row = rowImage(plan, change);
-  let out = '[';
-  for (let i = 0; i < plan.keys.length; i++) out += (i > 0 ? ',' : '') + toJson(columnValue(plan.keys[i], row));
-  return `${out}]`;
+  return asText((out) => writeDeleteArgs(out, plan, change));
 }
