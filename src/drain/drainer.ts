@@ -19,10 +19,10 @@
 // idle and reads once more, so a change committed before that flag flipped is not left waiting; a
 // change whose trigger ran just before the flip waits at most one poll interval.
 import type { Change, TableInfo } from '../core/change.js';
-import { backoffDelay, classify, describe, HaltError, StreamBusyError, targetUnreachable } from '../core/errors.js';
+import { backoffDelay, classify, describe, HaltError, StreamBusyError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { ChangeSource, DeadLetter, Page } from '../source/change-source.js';
-import { backOffUntilAnswered, PROBE_MS, type Sink, type SinkTableBatch } from '../sink/sink.js';
+import { backOffAfter, type Sink, type SinkTableBatch } from '../sink/sink.js';
 import { coalesce, type TableBatch } from './coalesce.js';
 
 interface KnownTable {
@@ -194,10 +194,9 @@ export class Drainer {
     this.stats.lastAppliedAt = new Date();
   }
 
-  /** Waits `ms` before the next try; after a target that could not be reached, only until it answers (backOffUntilAnswered). */
+  /** Waits `ms` before the next try; after a target that could not be reached, only until it answers (backOffAfter). */
   async #backOff(ms: number, err: unknown): Promise<void> {
-    if (!this.#sink.ping || !targetUnreachable(err) || ms <= PROBE_MS) return this.#sleep(ms);
-    const saved = await backOffUntilAnswered(ms, this.#sink, (slice) => this.#sleep(slice), () => this.#stopping);
+    const saved = await backOffAfter(err, ms, this.#sink, (slice) => this.#sleep(slice), () => this.#stopping);
     if (saved > 0) this.#log.info({ skippedMs: saved }, 'the target answers again; retrying now');
   }
 

@@ -36,8 +36,8 @@ import type { Logger } from '../core/logger.js';
 import { emitWaitMark, slotPassed } from '../source/catch-up-state.js';
 import { sleep } from '../core/sleep.js';
 import { TAKE_XID } from '../capture/outbox-bounds.js';
-import { backoffDelay, classify, describe, TargetKeyError, targetUnreachable } from '../core/errors.js';
-import { backOffUntilAnswered, PROBE_MS } from '../sink/sink.js';
+import { backoffDelay, classify, describe, TargetKeyError } from '../core/errors.js';
+import { backOffAfter } from '../sink/sink.js';
 import { runDirectLoad, type DirectLoadDeps } from './direct-load.js';
 import { estimateRows, etaSeconds } from './row-estimate.js';
 
@@ -180,10 +180,7 @@ export class Backfiller {
         const table = `${r.source_schema}.${r.source_table}`;
         this.#log.warn({ err, table, retryInMs: delay }, `initial load interrupted (${describe(err)}); resuming`);
         // As the drainer does: a target back from an outage is written to at once.
-        const sink = this.#opts.direct?.sink;
-        const saved = sink?.ping && targetUnreachable(err) && delay > PROBE_MS
-          ? await backOffUntilAnswered(delay, sink, (ms) => sleep(ms, this.#abort.signal), () => this.#abort.signal.aborted)
-          : await sleep(delay, this.#abort.signal).then(() => 0);
+        const saved = await backOffAfter(err, delay, this.#opts.direct?.sink ?? {}, (ms) => sleep(ms, this.#abort.signal), () => this.#abort.signal.aborted);
         if (saved > 0) this.#log.info({ table, skippedMs: saved }, 'the target answers again; resuming the initial load now');
       }
     }

@@ -8,7 +8,7 @@
 // batch is applied. Errors it throws are classified by errors.ts (retryable → the page is retried
 // with backoff; fatal → the replicator stops).
 import type { Change, TableInfo } from '../core/change.js';
-import { TargetKeyError } from '../core/errors.js';
+import { TargetKeyError, targetUnreachable } from '../core/errors.js';
 
 export interface SinkTableBatch {
   table: TableInfo;
@@ -152,6 +152,19 @@ export async function backOffUntilAnswered(ms: number, sink: Pick<Sink, 'ping'>,
     if (answer === true) return Math.max(0, until - Date.now());
     if (answer === false) probe = null;
   }
+}
+
+/**
+ * The back-off of a loop (the drainer, the copier) after `err`: `ms` in full, or, after a target that
+ * could not be reached and a sink that can be asked, only until it answers (backOffUntilAnswered).
+ * Answers the milliseconds saved.
+ */
+export async function backOffAfter(err: unknown, ms: number, sink: Pick<Sink, 'ping'>, sleepFor: (ms: number) => Promise<void>, stopped: () => boolean): Promise<number> {
+  if (!sink.ping || !targetUnreachable(err) || ms <= PROBE_MS) {
+    await sleepFor(ms);
+    return 0;
+  }
+  return backOffUntilAnswered(ms, sink, sleepFor, stopped);
 }
 
 /** What `p` settles to within `ms`, or undefined. */
