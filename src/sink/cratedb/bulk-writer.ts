@@ -85,8 +85,8 @@ const UNEXPLAINED_REQUEST_ROWS = 32;
 
 /**
  * Splits rows into requests of at most maxRows rows and maxBytes bytes (the envelope included).
- * Requests cut by rows are of equal size (5,000 rows at most 2,000: three of 1,667, not 2,000,
- * 2,000 and 1,000), so that the last one of a statement does not run alone for long.
+ * Requests cut by rows are of equal size (12,000 rows at most 5,000: three of 4,000, not 5,000,
+ * 5,000 and 2,000), so that the last one of a statement does not run alone for long.
  */
 export function chunkRows(stmt: string, items: readonly BulkItem[], limits: BulkLimits): BulkItem[][] {
   const envelope = envelopeBytes(stmt);
