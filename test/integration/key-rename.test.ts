@@ -9,7 +9,7 @@ import type pg from 'pg';
 import type { Change, ColumnInfo, TableInfo } from '../../src/core/change.js';
 import { TableError } from '../../src/core/errors.js';
 import { PostgresSink } from '../../src/sink/postgres/postgres-sink.js';
-import { deadLetters, discardDeadLetters, retryDeadLetters } from '../../src/commands/dead-letters.js';
+import { discardDeadLetters, retryDeadLetters } from '../../src/commands/dead-letters.js';
 import { verify } from '../../src/commands/verify.js';
 import { addTables } from '../../src/commands/tables.js';
 import { switchCapture } from '../../src/commands/switch-capture.js';
@@ -18,6 +18,7 @@ import { needsServer } from '../helpers/server-version.js';
 import { catchUp } from '../../src/commands/catch-up.js';
 import { Runner } from '../../src/runner.js';
 import { clusterForFile } from '../helpers/file-cluster.js';
+import { columns, keyWatchHeld, lettersOf, rows } from '../helpers/key-rename.js';
 import { assertSameRows, logLines, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 
 const bed = clusterForFile();
@@ -25,12 +26,6 @@ let src: pg.Pool;
 let dst: pg.Pool;
 let env: Record<string, string>;
 let rep: Running;
-
-const rows = async (db: pg.Pool, table: string, key: string) =>
-  (await db.query(`select ${key} as k, v from ${table} order by 1`)).rows.map((r) => [r.k, r.v]);
-const columns = async (db: pg.Pool, table: string) =>
-  (await db.query(`select column_name from information_schema.columns where table_schema = 'public' and table_name = $1 order by ordinal_position`, [table])).rows.map((r) => r.column_name);
-const lettersOf = async (runner: Running['runner'], table: string) => (await deadLetters(runner)).filter((l) => l.table === table);
 
 before(async () => {
   let s: string, d: string;
@@ -45,19 +40,13 @@ before(async () => {
 bed.onClose(() => rep?.stop());
 
 test('a key column renamed while the replicator runs: updates and deletes fail until the watch captures the table again, then work with no command; every change is parked, none lost', async () => {
-  // The registry row held: the watch cannot act before the application has met the window.
-  const hold = await src.connect();
-  try {
-    await hold.query(`begin; select 1 from pg2crate.tables where source_table = 'kr' for update`);
+  await keyWatchHeld(src, 'kr', async () => {
     await src.query(`alter table kr rename column id to ident`);
     await assert.rejects(src.query(`update kr set v = 'in the window' where ident = 1`), /column o\.id does not exist/);
     await assert.rejects(src.query(`delete from kr where ident = 2`), /column o\.id does not exist/);
     await src.query(`insert into kr values (6, 'inserted in the window')`);
     await waitCaughtUp(src);
-  } finally {
-    await hold.query('rollback');
-    hold.release();
-  }
+  });
   await waitFor('updates of kr to work again', () => src.query(`update kr set v = 'updated after' where ident = 1`).then(() => true, () => false), 15_000, 100);
   // one transaction, so one page: keyed by the stale name, all three would be one null key
   await src.query(`begin; update kr set v = 'updated again' where ident = 4; delete from kr where ident = 3; insert into kr values (7, 'inserted after'); commit`);
