@@ -9,7 +9,8 @@
 // PG2CRATE_PARTITION_WATCH_MS while the replicator runs, and before every catch-up): a registered
 // table whose key columns are not all columns of its relation (by oid) any more gets, in one
 // transaction, the registry's key set to the current names and its capture functions replaced
-// (capture-install.ts; no lock on the table). A key taken from the primary key follows the primary
+// (capture-install.ts; no lock on the table); the key is renamed in the keys a new partition's
+// guard recorded too (renameRecordedKeys). A key taken from the primary key follows the primary
 // key; a configured key follows its columns by attnum, as the registry last saw them (columns_seen,
 // capture/column-watch.ts). A key that cannot be followed is logged once and left for
 // `pg2crate tables add`.
@@ -49,8 +50,8 @@ export async function watchKeys(pool: pg.Pool, opts: KeyWatchOptions): Promise<n
   return n;
 }
 
-/** The configured key's columns by the attnums the registry saw them at; null when one is not found. */
-async function followByAttnum(db: pg.ClientBase, schema: string, table: RegisteredTable): Promise<string[] | null> {
+/** Where each of the registry's key columns is now, by the attnum the registry saw it at (columns_seen); null for one not found. */
+async function followByAttnum(db: pg.ClientBase, schema: string, table: RegisteredTable): Promise<(string | null)[]> {
   const res = await db.query<{ name: string | null }>(
     `select a.attname::text as name
        from ${qualify(schema, 'tables')} t cross join unnest(t.key_columns) with ordinality k(name, ord)
@@ -61,8 +62,34 @@ async function followByAttnum(db: pg.ClientBase, schema: string, table: Register
       order by k.ord`,
     [table.id],
   );
-  const names = res.rows.map((r) => r.name);
-  return names.length > 0 && names.every((x): x is string => x !== null) ? names : null;
+  return res.rows.map((r) => r.name);
+}
+
+/** The key columns renamed (same attnum, now a column of the new key): old name to new name. */
+function renamedKeyColumns(table: RegisteredTable, followed: (string | null)[], key: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  table.keyColumns.forEach((old, i) => {
+    const now = followed[i];
+    if (now !== null && now !== undefined && now !== old && key.includes(now)) out.set(old, now);
+  });
+  return out;
+}
+
+/**
+ * The keys a partition's guard recorded under the old names (partitions the partition watch has
+ * not reached yet: partition-watch.ts) renamed to the new ones, in the transaction that changes the
+ * registry's key: read under the new key they would have no value, and the watch would send a
+ * delete of a null key instead of the row's state, so a row deleted through such a partition would
+ * stay in the target. The guard writes nothing between the rename and this commit (its function
+ * names the old columns).
+ */
+async function renameRecordedKeys(db: pg.ClientBase, schema: string, tableId: number, renamed: Map<string, string>): Promise<void> {
+  await db.query(
+    `update ${qualify(schema, 'partition_writes')} w
+        set key = (select jsonb_object_agg(coalesce(m.now, e.key), e.value) from jsonb_each(w.key) e left join unnest($2::text[], $3::text[]) m(old, now) on m.old = e.key)
+      where w.table_id = $1`,
+    [tableId, [...renamed.keys()], [...renamed.values()]],
+  );
 }
 
 /** What one table's pass found: captured again under `key`, or a key that cannot be followed. */
@@ -82,9 +109,12 @@ async function recapture(pool: pg.Pool, opts: KeyWatchOptions, id: number): Prom
     const columns = table ? await describeColumns(client, table.relid) : [];
     const gone = table ? table.keyColumns.filter((k) => !columns.some((c) => c.name === k)) : [];
     if (!table || columns.length === 0 || gone.length === 0) return null;
-    const key = table.keyOrigin === 'primary key' ? await primaryKey(client, table.relid) : await followByAttnum(client, s, table);
+    const followed = await followByAttnum(client, s, table);
+    const key = table.keyOrigin === 'primary key' ? await primaryKey(client, table.relid) : followed.every((x): x is string => x !== null) ? followed : null;
     if (key === null || key.length === 0) return { table, gone };
+    const renamed = renamedKeyColumns(table, followed, key);
     await client.query(`update ${qualify(s, 'tables')} set key_columns = $2 where id = $1`, [id, key]);
+    if (renamed.size > 0) await renameRecordedKeys(client, s, id, renamed);
     await replaceCaptureFunctions(client, s, captureTargetOf({ ...table, keyColumns: key }));
     return { table, key };
   }, true);
