@@ -9,11 +9,11 @@
 // PG2CRATE_PARTITION_WATCH_MS while the replicator runs, and before every catch-up): a registered
 // table whose key columns are not all columns of its relation (by oid) any more gets, in one
 // transaction, the registry's key set to the current names and its capture functions replaced
-// (capture-install.ts; no lock on the table); the key is renamed in the keys a new partition's
-// guard recorded too (renameRecordedKeys). A key taken from the primary key follows the primary
-// key; a configured key follows its columns by attnum, as the registry last saw them (columns_seen,
-// capture/column-watch.ts). A key that cannot be followed is logged once and left for
-// `pg2crate tables add`.
+// (capture-install.ts; no lock on the table); the key is renamed in an include list too
+// (followInclude) and in the keys a new partition's guard recorded (renameRecordedKeys). A key
+// taken from the primary key follows the primary key; a configured key follows its columns by
+// attnum, as the registry last saw them (columns_seen, capture/column-watch.ts). A key that cannot
+// be followed is logged once and left for `pg2crate tables add`.
 //
 // The target keeps its key under the old name: from then on the table's changes are parked (the
 // sinks check the target's key), until the operator renames the target's key column the same way
@@ -21,9 +21,12 @@
 import type pg from 'pg';
 import { displayName, qualify } from '../core/identifiers.js';
 import type { Logger } from '../core/logger.js';
+import type { TableShape } from '../core/table-shape.js';
 import { withOutputSettings } from '../core/pg-session.js';
 import { replaceCaptureFunctions } from '../capture/capture-install.js';
 import { captureTargetOf, describeColumns, listTables, primaryKey, type RegisteredTable } from '../capture/registry.js';
+import { checkPredicate } from '../capture/shape-check.js';
+import { TableError } from '../core/errors.js';
 
 const LOCK_TIMEOUT_MS = 2000;
 
@@ -92,8 +95,19 @@ async function renameRecordedKeys(db: pg.ClientBase, schema: string, tableId: nu
   );
 }
 
+/**
+ * An include list names the key (shape-check.ts), by name: left as it is, the renamed key column
+ * would no longer leave the source, and no change of the table could ever be matched in the
+ * target, retried or repaired. So the list follows the rename; the configuration file still names
+ * the old column, and the next `migrate` says so.
+ */
+function followInclude(shape: TableShape | null, renamed: Map<string, string>): TableShape | null {
+  if (!shape?.includeColumns?.some((c) => renamed.has(c))) return shape;
+  return { ...shape, includeColumns: shape.includeColumns.map((c) => renamed.get(c) ?? c) };
+}
+
 /** What one table's pass found: captured again under `key`, or a key that cannot be followed. */
-type Outcome = { table: RegisteredTable; key: string[] } | { table: RegisteredTable; gone: string[] } | null;
+type Outcome = { table: RegisteredTable; key: string[]; filter: string | null } | { table: RegisteredTable; gone: string[] } | null;
 
 async function recapture(pool: pg.Pool, opts: KeyWatchOptions, id: number): Promise<boolean> {
   const s = opts.schema;
@@ -113,10 +127,19 @@ async function recapture(pool: pg.Pool, opts: KeyWatchOptions, id: number): Prom
     const key = table.keyOrigin === 'primary key' ? await primaryKey(client, table.relid) : followed.every((x): x is string => x !== null) ? followed : null;
     if (key === null || key.length === 0) return { table, gone };
     const renamed = renamedKeyColumns(table, followed, key);
-    await client.query(`update ${qualify(s, 'tables')} set key_columns = $2 where id = $1`, [id, key]);
+    const shape = followInclude(table.shape, renamed);
+    await client.query(`update ${qualify(s, 'tables')} set key_columns = $2, shape = $3 where id = $1`, [id, key, shape === null ? null : JSON.stringify(shape)]);
     if (renamed.size > 0) await renameRecordedKeys(client, s, id, renamed);
-    await replaceCaptureFunctions(client, s, captureTargetOf({ ...table, keyColumns: key }));
-    return { table, key };
+    await replaceCaptureFunctions(client, s, captureTargetOf({ ...table, keyColumns: key, shape }));
+    // A row filter is SQL text, which no watch can rewrite: one that names the renamed column fails
+    // every write of the table in the capture function, and the log must say so, not "work again".
+    const filter = shape?.where === undefined ? null : await checkPredicate(client, shape.where, {
+      schema: table.sourceSchema, table: table.sourceTable, name: displayName(table.sourceSchema, table.sourceTable),
+    }).then(() => null, (err: unknown) => {
+      if (err instanceof TableError) return err.message;
+      throw err;
+    });
+    return { table, key, filter };
   }, true);
   if (outcome === null) return false;
   const { table } = outcome;
@@ -137,8 +160,11 @@ async function recapture(pool: pg.Pool, opts: KeyWatchOptions, id: number): Prom
     return false;
   }
   opts.logger.error(
-    { table: name, target: displayName(table.targetSchema, table.targetTable), oldKey: table.keyColumns, newKey: outcome.key },
-    'a key column of a captured table was renamed (or its primary key changed): captured it again under the new names, so its updates and deletes work again. ' +
+    { table: name, target: displayName(table.targetSchema, table.targetTable), oldKey: table.keyColumns, newKey: outcome.key, ...(outcome.filter ? { filter: outcome.filter } : {}) },
+    'a key column of a captured table was renamed (or its primary key changed): captured it again under the new names, ' +
+      (outcome.filter
+        ? 'but its row filter ("where") names a column it no longer has, so every write of the table fails in the source: give "where" the new name in the configuration, then `pg2crate tables add` the table. '
+        : 'so its updates and deletes work again. ') +
       'The target table keeps the old key, and the table\'s changes are parked until it has the new one: rename the target\'s key column the same way, ' +
       'then `pg2crate dead-letters retry --all` (README "Schema changes")',
   );
