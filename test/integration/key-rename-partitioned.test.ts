@@ -12,8 +12,10 @@ import { discardDeadLetters, retryDeadLetters } from '../../src/commands/dead-le
 import { verify } from '../../src/commands/verify.js';
 import { catchUp } from '../../src/commands/catch-up.js';
 import { Runner } from '../../src/runner.js';
+import { waitSlotCaughtUp } from '../helpers/pgoutput.js';
+import { needsServer } from '../helpers/server-version.js';
 import { clusterForFile } from '../helpers/file-cluster.js';
-import { columns, keyWatchHeld, lettersOf, rows } from '../helpers/key-rename.js';
+import { columns, keyWatchHeld, lettersOf, rows, streamingPgoutput } from '../helpers/key-rename.js';
 import { watchReachedAll } from '../helpers/partitions.js';
 import { assertSameRows, caughtUp, logLines, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 
@@ -171,5 +173,29 @@ test('cron mode: keys recorded under the old name in a partition the watch had n
     assert.equal(await assertSameRows(src, dst, 'pw', 'pw', ['ident']), 10);
   } finally {
     await runner.close();
+  }
+});
+
+test('pgoutput mode: the application\'s writes go on, only a partition\'s TRUNCATE fails until the watch\'s pass; the rows sent under the new name are parked, and the same recovery works', { skip: needsServer(14, 'pgoutput mode') }, async () => {
+  const { src: s, dst: d, rep: pgo } = await streamingPgoutput(bed, partitioned('pp'), 'pp', 'pp_rename');
+  try {
+    await keyWatchHeld(s, 'pp', async () => {
+      await s.query(`alter table pp rename column id to ident`);
+      // the partition's truncate trigger names the key; the slot sends everything else
+      await assert.rejects(s.query(`truncate pp1`), /column o\.id does not exist/);
+      await s.query(`update pp set v = 'through the root in the window' where ident = 1; update pp2 set v = 'through pp2 in the window' where ident = 101`);
+    });
+    await waitFor('a partition\'s TRUNCATE to work again', () => s.query(`truncate pp1`).then(() => true, () => false), 15_000, 100);
+    await s.query(`insert into pp1 values (7, 'after the truncate'); delete from pp2 where ident = 102; update pp set ident = 108 where ident = 103`);
+    await waitSlotCaughtUp(s, 'pp_rename');
+    await waitFor('the table\'s changes to be parked', async () => (await lettersOf(pgo.runner, 'public.pp')).length >= 9);
+    assert.deepEqual(await rows(d, 'pp', 'id'), SEEDED.map(([k, v]) => [k, k === 105 ? 'streaming' : v]));
+    await d.query(`alter table pp rename column id to ident`);
+    await retryDeadLetters(pgo.runner, 'all');
+    await waitFor('the target to equal the source', async () =>
+      (await lettersOf(pgo.runner, 'public.pp')).length === 0 && JSON.stringify(await rows(s, 'pp', 'ident')) === JSON.stringify(await rows(d, 'pp', 'ident')));
+    assert.equal(await assertSameRows(s, d, 'pp', 'pp', ['ident']), 5);
+  } finally {
+    await pgo.stop();
   }
 });
