@@ -10,7 +10,11 @@ import { addTables } from '../../src/commands/tables.js';
 import { migrate } from '../../src/commands/migrate.js';
 import { clusterForFile } from '../helpers/file-cluster.js';
 import { columns, lettersOf, rows } from '../helpers/key-rename.js';
-import { assertSameRows, initialLoadsDone, logLines, makeConfig, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { assertSameRows, initialLoadsDone, logLines, makeConfig, settle, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { waitSlotCaughtUp } from '../helpers/pgoutput.js';
+import { needsServer } from '../helpers/server-version.js';
+import { Runner } from '../../src/runner.js';
+import { switchCapture } from '../../src/commands/switch-capture.js';
 
 const bed = clusterForFile();
 let src: pg.Pool;
@@ -96,4 +100,44 @@ test('soft deletes and history: the changes are parked, and once the target\'s k
   assert.deepEqual((await dst.query(`select ident, _op from soft where _deleted_at is not null`)).rows, [{ ident: 2, _op: 'delete' }]);
   const history = (await dst.query(`select ident, _op from soft_history where ident is not null order by _event_id`)).rows;
   assert.deepEqual(history.map((r) => [r.ident, r._op]).sort(), [[1, 'update'], [2, 'delete'], [6, 'update']]);
+});
+
+test('pgoutput mode: an include list that names the key follows the rename, the publication keeps the key, and a replicator started afterwards streams on', { skip: needsServer(15, 'a publication column list') }, async () => {
+  const { srcUrl: s2, dstUrl: d2, src: s, dst: d } = await bed.databases();
+  await s.query(`create table pnarrow (id int primary key, v text, secret text); insert into pnarrow select g, 'row ' || g, 'secret ' || g from generate_series(1, 5) g`);
+  const env = { DATABASE_URL: s2, TARGET_DATABASE_URL: d2, PG2CRATE_SLOT: 'pnarrow', PG2CRATE_RETENTION_CRON: 'off', PG2CRATE_PARTITION_WATCH_MS: '300' };
+  const file = { tables: [{ name: 'public.pnarrow', includeColumns: ['id', 'v'] }] };
+  await settle(makeConfig(env, file), s);
+  const r = new Runner(makeConfig(env, file), testLogger());
+  try {
+    assert.equal(await switchCapture(r, 'pgoutput'), 'switched');
+  } finally {
+    await r.close();
+  }
+  const pgoutput = () => startReplicator(makeConfig({ ...env, PG2CRATE_CAPTURE: 'pgoutput' }, file));
+  let pgo = await pgoutput();
+  try {
+    await s.query(`update pnarrow set v = 'streaming' where id = 5`);
+    await waitFor('the replicator to stream', async () => (await rows(d, 'pnarrow', 'id')).at(-1)?.[1] === 'streaming');
+    await s.query(`alter table pnarrow rename column id to ident`);
+    await s.query(`update pnarrow set v = 'after' where ident = 1; delete from pnarrow where ident = 2; insert into pnarrow values (6, 'new', 'secret 6')`);
+    await waitSlotCaughtUp(s, 'pnarrow');
+    await waitFor('the watch to follow the key', async () => (await s.query(`select shape->'includeColumns' as c from pg2crate.tables where source_table = 'pnarrow'`)).rows[0].c[0] === 'ident');
+    await waitFor('the changes to be parked', async () => (await lettersOf(pgo.runner, 'public.pnarrow')).length === 3);
+  } finally {
+    await pgo.stop();
+  }
+  // started afterwards: its check of the publication's column list meets the list the registry has now
+  pgo = await pgoutput();
+  try {
+    await d.query(`alter table pnarrow rename column id to ident`);
+    await retryDeadLetters(pgo.runner, 'all');
+    await s.query(`update pnarrow set v = 'later' where ident = 3`);
+    await waitSlotCaughtUp(s, 'pnarrow');
+    await waitFor('the target to equal the source', async () =>
+      (await lettersOf(pgo.runner, 'public.pnarrow')).length === 0 && JSON.stringify(await rows(s, 'pnarrow', 'ident')) === JSON.stringify(await rows(d, 'pnarrow', 'ident')));
+    assert.deepEqual(await columns(d, 'pnarrow'), ['ident', 'v']);
+  } finally {
+    await pgo.stop();
+  }
 });
