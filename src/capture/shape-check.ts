@@ -55,9 +55,10 @@ export async function checkShape(db: pg.ClientBase, o: ShapeOptions, table: { sc
 /**
  * Runs the predicate once against the table, with nothing on the search path but pg_catalog (as
  * the capture function runs it), in a savepoint of the caller's transaction so that a failure is
- * reported here and not as a broken transaction. LIMIT 0 reads no row.
+ * reported here and not as a broken transaction. LIMIT 0 reads no row. Also run by the key watch
+ * after a key column was renamed (ops/key-watch.ts).
  */
-async function checkPredicate(db: pg.ClientBase, where: string, table: { schema: string; table: string; name: string }): Promise<void> {
+export async function checkPredicate(db: pg.ClientBase, where: string, table: { schema: string; table: string; name: string }): Promise<void> {
   await db.query('savepoint pg2crate_predicate');
   try {
     await db.query(`set local search_path = pg_catalog, pg_temp`);

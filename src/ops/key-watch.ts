@@ -9,10 +9,11 @@
 // PG2CRATE_PARTITION_WATCH_MS while the replicator runs, and before every catch-up): a registered
 // table whose key columns are not all columns of its relation (by oid) any more gets, in one
 // transaction, the registry's key set to the current names and its capture functions replaced
-// (capture-install.ts; no lock on the table). A key taken from the primary key follows the primary
-// key; a configured key follows its columns by attnum, as the registry last saw them (columns_seen,
-// capture/column-watch.ts). A key that cannot be followed is logged once and left for
-// `pg2crate tables add`.
+// (capture-install.ts; no lock on the table); the key is renamed in an include list too
+// (followInclude) and in the keys a new partition's guard recorded (renameRecordedKeys). A key
+// taken from the primary key follows the primary key; a configured key follows its columns by
+// attnum, as the registry last saw them (columns_seen, capture/column-watch.ts). A key that cannot
+// be followed is logged once and left for `pg2crate tables add`.
 //
 // The target keeps its key under the old name: from then on the table's changes are parked (the
 // sinks check the target's key), until the operator renames the target's key column the same way
@@ -20,9 +21,12 @@
 import type pg from 'pg';
 import { displayName, qualify } from '../core/identifiers.js';
 import type { Logger } from '../core/logger.js';
+import type { TableShape } from '../core/table-shape.js';
 import { withOutputSettings } from '../core/pg-session.js';
 import { replaceCaptureFunctions } from '../capture/capture-install.js';
 import { captureTargetOf, describeColumns, listTables, primaryKey, type RegisteredTable } from '../capture/registry.js';
+import { checkPredicate } from '../capture/shape-check.js';
+import { TableError } from '../core/errors.js';
 
 const LOCK_TIMEOUT_MS = 2000;
 
@@ -49,8 +53,8 @@ export async function watchKeys(pool: pg.Pool, opts: KeyWatchOptions): Promise<n
   return n;
 }
 
-/** The configured key's columns by the attnums the registry saw them at; null when one is not found. */
-async function followByAttnum(db: pg.ClientBase, schema: string, table: RegisteredTable): Promise<string[] | null> {
+/** Where each of the registry's key columns is now, by the attnum the registry saw it at (columns_seen); null for one not found. */
+async function followByAttnum(db: pg.ClientBase, schema: string, table: RegisteredTable): Promise<(string | null)[]> {
   const res = await db.query<{ name: string | null }>(
     `select a.attname::text as name
        from ${qualify(schema, 'tables')} t cross join unnest(t.key_columns) with ordinality k(name, ord)
@@ -61,12 +65,49 @@ async function followByAttnum(db: pg.ClientBase, schema: string, table: Register
       order by k.ord`,
     [table.id],
   );
-  const names = res.rows.map((r) => r.name);
-  return names.length > 0 && names.every((x): x is string => x !== null) ? names : null;
+  return res.rows.map((r) => r.name);
+}
+
+/** The key columns renamed (same attnum, now a column of the new key): old name to new name. */
+function renamedKeyColumns(table: RegisteredTable, followed: (string | null)[], key: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  table.keyColumns.forEach((old, i) => {
+    const now = followed[i];
+    if (now !== null && now !== undefined && now !== old && key.includes(now)) out.set(old, now);
+  });
+  return out;
+}
+
+/**
+ * The keys a partition's guard recorded under the old names (partitions the partition watch has
+ * not reached yet: partition-watch.ts) renamed to the new ones, in the transaction that changes the
+ * registry's key: read under the new key they would have no value, and the watch would send a
+ * delete of a null key instead of the row's state, so a row deleted through such a partition would
+ * stay in the target. The guard writes nothing between the rename and this commit (its function
+ * names the old columns).
+ */
+async function renameRecordedKeys(db: pg.ClientBase, schema: string, tableId: number, renamed: Map<string, string>): Promise<void> {
+  await db.query(
+    `update ${qualify(schema, 'partition_writes')} w
+        set key = (select jsonb_object_agg(coalesce(m.now, e.key), e.value) from jsonb_each(w.key) e left join unnest($2::text[], $3::text[]) m(old, now) on m.old = e.key)
+      where w.table_id = $1`,
+    [tableId, [...renamed.keys()], [...renamed.values()]],
+  );
+}
+
+/**
+ * An include list names the key (shape-check.ts), by name: left as it is, the renamed key column
+ * would no longer leave the source, and no change of the table could ever be matched in the
+ * target, retried or repaired. So the list follows the rename; the configuration file still names
+ * the old column, and the next `migrate` says so.
+ */
+function followInclude(shape: TableShape | null, renamed: Map<string, string>): TableShape | null {
+  if (!shape?.includeColumns?.some((c) => renamed.has(c))) return shape;
+  return { ...shape, includeColumns: shape.includeColumns.map((c) => renamed.get(c) ?? c) };
 }
 
 /** What one table's pass found: captured again under `key`, or a key that cannot be followed. */
-type Outcome = { table: RegisteredTable; key: string[] } | { table: RegisteredTable; gone: string[] } | null;
+type Outcome = { table: RegisteredTable; key: string[]; filter: string | null } | { table: RegisteredTable; gone: string[] } | null;
 
 async function recapture(pool: pg.Pool, opts: KeyWatchOptions, id: number): Promise<boolean> {
   const s = opts.schema;
@@ -82,11 +123,23 @@ async function recapture(pool: pg.Pool, opts: KeyWatchOptions, id: number): Prom
     const columns = table ? await describeColumns(client, table.relid) : [];
     const gone = table ? table.keyColumns.filter((k) => !columns.some((c) => c.name === k)) : [];
     if (!table || columns.length === 0 || gone.length === 0) return null;
-    const key = table.keyOrigin === 'primary key' ? await primaryKey(client, table.relid) : await followByAttnum(client, s, table);
+    const followed = await followByAttnum(client, s, table);
+    const key = table.keyOrigin === 'primary key' ? await primaryKey(client, table.relid) : followed.every((x): x is string => x !== null) ? followed : null;
     if (key === null || key.length === 0) return { table, gone };
-    await client.query(`update ${qualify(s, 'tables')} set key_columns = $2 where id = $1`, [id, key]);
-    await replaceCaptureFunctions(client, s, captureTargetOf({ ...table, keyColumns: key }));
-    return { table, key };
+    const renamed = renamedKeyColumns(table, followed, key);
+    const shape = followInclude(table.shape, renamed);
+    await client.query(`update ${qualify(s, 'tables')} set key_columns = $2, shape = $3 where id = $1`, [id, key, shape === null ? null : JSON.stringify(shape)]);
+    if (renamed.size > 0) await renameRecordedKeys(client, s, id, renamed);
+    await replaceCaptureFunctions(client, s, captureTargetOf({ ...table, keyColumns: key, shape }));
+    // A row filter is SQL text, which no watch can rewrite: one that names the renamed column fails
+    // every write of the table in the capture function, and the log must say so, not "work again".
+    const filter = shape?.where === undefined ? null : await checkPredicate(client, shape.where, {
+      schema: table.sourceSchema, table: table.sourceTable, name: displayName(table.sourceSchema, table.sourceTable),
+    }).then(() => null, (err: unknown) => {
+      if (err instanceof TableError) return err.message;
+      throw err;
+    });
+    return { table, key, filter };
   }, true);
   if (outcome === null) return false;
   const { table } = outcome;
@@ -107,8 +160,11 @@ async function recapture(pool: pg.Pool, opts: KeyWatchOptions, id: number): Prom
     return false;
   }
   opts.logger.error(
-    { table: name, target: displayName(table.targetSchema, table.targetTable), oldKey: table.keyColumns, newKey: outcome.key },
-    'a key column of a captured table was renamed (or its primary key changed): captured it again under the new names, so its updates and deletes work again. ' +
+    { table: name, target: displayName(table.targetSchema, table.targetTable), oldKey: table.keyColumns, newKey: outcome.key, ...(outcome.filter ? { filter: outcome.filter } : {}) },
+    'a key column of a captured table was renamed (or its primary key changed): captured it again under the new names, ' +
+      (outcome.filter
+        ? 'but its row filter ("where") names a column it no longer has, so every write of the table fails in the source: give "where" the new name in the configuration, then `pg2crate tables add` the table. '
+        : 'so its updates and deletes work again. ') +
       'The target table keeps the old key, and the table\'s changes are parked until it has the new one: rename the target\'s key column the same way, ' +
       'then `pg2crate dead-letters retry --all` (README "Schema changes")',
   );

@@ -9,15 +9,15 @@ import type pg from 'pg';
 import type { Change, ColumnInfo, TableInfo } from '../../src/core/change.js';
 import { TableError } from '../../src/core/errors.js';
 import { PostgresSink } from '../../src/sink/postgres/postgres-sink.js';
-import { deadLetters, discardDeadLetters, retryDeadLetters } from '../../src/commands/dead-letters.js';
+import { discardDeadLetters, retryDeadLetters } from '../../src/commands/dead-letters.js';
 import { verify } from '../../src/commands/verify.js';
 import { addTables } from '../../src/commands/tables.js';
-import { switchCapture } from '../../src/commands/switch-capture.js';
 import { waitSlotCaughtUp } from '../helpers/pgoutput.js';
 import { needsServer } from '../helpers/server-version.js';
 import { catchUp } from '../../src/commands/catch-up.js';
 import { Runner } from '../../src/runner.js';
 import { clusterForFile } from '../helpers/file-cluster.js';
+import { columns, keyWatchHeld, lettersOf, rows, streamingPgoutput } from '../helpers/key-rename.js';
 import { assertSameRows, logLines, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 
 const bed = clusterForFile();
@@ -25,12 +25,6 @@ let src: pg.Pool;
 let dst: pg.Pool;
 let env: Record<string, string>;
 let rep: Running;
-
-const rows = async (db: pg.Pool, table: string, key: string) =>
-  (await db.query(`select ${key} as k, v from ${table} order by 1`)).rows.map((r) => [r.k, r.v]);
-const columns = async (db: pg.Pool, table: string) =>
-  (await db.query(`select column_name from information_schema.columns where table_schema = 'public' and table_name = $1 order by ordinal_position`, [table])).rows.map((r) => r.column_name);
-const lettersOf = async (runner: Running['runner'], table: string) => (await deadLetters(runner)).filter((l) => l.table === table);
 
 before(async () => {
   let s: string, d: string;
@@ -45,19 +39,13 @@ before(async () => {
 bed.onClose(() => rep?.stop());
 
 test('a key column renamed while the replicator runs: updates and deletes fail until the watch captures the table again, then work with no command; every change is parked, none lost', async () => {
-  // The registry row held: the watch cannot act before the application has met the window.
-  const hold = await src.connect();
-  try {
-    await hold.query(`begin; select 1 from pg2crate.tables where source_table = 'kr' for update`);
+  await keyWatchHeld(src, 'kr', async () => {
     await src.query(`alter table kr rename column id to ident`);
     await assert.rejects(src.query(`update kr set v = 'in the window' where ident = 1`), /column o\.id does not exist/);
     await assert.rejects(src.query(`delete from kr where ident = 2`), /column o\.id does not exist/);
     await src.query(`insert into kr values (6, 'inserted in the window')`);
     await waitCaughtUp(src);
-  } finally {
-    await hold.query('rollback');
-    hold.release();
-  }
+  });
   await waitFor('updates of kr to work again', () => src.query(`update kr set v = 'updated after' where ident = 1`).then(() => true, () => false), 15_000, 100);
   // one transaction, so one page: keyed by the stale name, all three would be one null key
   await src.query(`begin; update kr set v = 'updated again' where ident = 4; delete from kr where ident = 3; insert into kr values (7, 'inserted after'); commit`);
@@ -191,21 +179,8 @@ test('the Postgres sink checks the target key where it reads the target: a table
 });
 
 test('pgoutput mode: a key column renamed; the rows sent under the new name are parked, not coalesced under a null key, and the same recovery works', { skip: needsServer(14, 'pgoutput mode') }, async () => {
-  const { src: s, dst: d, env: base } = await bed.settled(
-    `create table pk (id int primary key, v text); insert into pk select g, 'row ' || g from generate_series(1, 5) g`,
-    { PG2CRATE_TABLES: 'public.pk', PG2CRATE_SLOT: 'key_rename', PG2CRATE_RETENTION_CRON: 'off', PG2CRATE_PARTITION_WATCH_MS: '300' },
-  );
-  const r = new Runner(makeConfig(base), testLogger());
+  const { src: s, dst: d, env: base, rep: pgo } = await streamingPgoutput(bed, `create table pk (id int primary key, v text); insert into pk select g, 'row ' || g from generate_series(1, 5) g`, 'pk', 'key_rename');
   try {
-    assert.equal(await switchCapture(r, 'pgoutput'), 'switched');
-  } finally {
-    await r.close();
-  }
-  const pgo = await startReplicator(makeConfig({ ...base, PG2CRATE_CAPTURE: 'pgoutput' }));
-  try {
-    // streaming first: a replicator that starts after the rename and before the watch's pass refuses the table's replica identity, loudly
-    await s.query(`update pk set v = 'streaming' where id = 5`);
-    await waitFor('the replicator to stream', async () => (await rows(d, 'pk', 'id')).at(-1)?.[1] === 'streaming');
     await s.query(`alter table pk rename column id to ident`);
     // one transaction, so one page
     await s.query(`begin; insert into pk values (6, 'new'); update pk set v = 'changed' where ident = 1; delete from pk where ident = 3; commit`);

@@ -22,14 +22,21 @@ import type pg from 'pg';
 import type { Pgoutput } from 'pg-logical-replication';
 import type { Change, Op } from '../../core/change.js';
 import { keyOf, parseRow } from '../../core/change.js';
-import { qualify } from '../../core/identifiers.js';
+import { displayName, qualify } from '../../core/identifiers.js';
+import { unkeyedReason } from '../page-keys.js';
 
 type ColumnText = string | null | undefined;
+
+interface TableKey {
+  columns: string[];
+  /** the source table's name, for the reason of a change without its key */
+  name: string;
+}
 
 export class OutboxEvents {
   readonly #db: pg.Pool;
   readonly #schema: string;
-  readonly #keys = new Map<number, string[] | null>();
+  readonly #keys = new Map<number, TableKey | null>();
 
   constructor(db: pg.Pool, schema: string) {
     this.#db = db;
@@ -41,26 +48,42 @@ export class OutboxEvents {
     return rel.schema === this.#schema && rel.name === 'outbox';
   }
 
-  /** Appends the change an outbox insert stands for. */
-  async change(msg: Pgoutput.MessageInsert, id: number, out: Change[]): Promise<void> {
+  /**
+   * Appends the change an outbox insert stands for; returns the key columns it was keyed by (null:
+   * no key, a truncate or a table removed). A row without a member for a key column was written
+   * under other key names (a key column renamed, as in trigger mode: page-keys.ts): the registry's
+   * key is read again, once a page per table (`reread`), and a row still without it is parked.
+   */
+  async change(msg: Pgoutput.MessageInsert, id: number, out: Change[], reread: Set<number>): Promise<string[] | null> {
     const v = msg.new as Record<string, ColumnText>;
     const tableId = Number(v.table_id);
     const raw = v.data ?? null;
     const row = raw === null ? null : parseRow(raw);
-    const keyColumns = row === null ? null : await this.#keyColumns(tableId);
+    let k = row === null ? null : await this.#key(tableId, false);
+    if (row !== null && k !== null && !k.columns.every((c) => c in row) && !reread.has(tableId)) {
+      reread.add(tableId);
+      k = await this.#key(tableId, true);
+    }
+    const missing = row === null || k === null ? [] : k.columns.filter((c) => !(c in row));
     // As in outbox.ts: a table removed meanwhile has no key; each change keeps a key of its own.
-    const key = row === null ? '' : keyColumns === null ? `\u0000event ${id}` : keyOf(row, keyColumns);
+    const key = row === null ? '' : k === null || missing.length > 0 ? `\u0000event ${id}` : keyOf(row, k.columns);
     // 'P', a delete written by a partition's truncate (triggers.ts), is a delete like any other.
     const change: Change = { id, tableId, op: v.op === 'P' ? 'D' : (v.op as Op), key, row, raw };
+    if (missing.length > 0) change.unkeyed = unkeyedReason(missing, k!.name, k!.columns);
     const at = isoUtc(v.source_time);
     if (at !== null) change.sourceTime = at;
     out.push(change);
+    return k?.columns ?? null;
   }
 
-  async #keyColumns(tableId: number): Promise<string[] | null> {
-    if (this.#keys.has(tableId)) return this.#keys.get(tableId)!;
-    const res = await this.#db.query<{ key_columns: string[] }>(`select key_columns from ${qualify(this.#schema, 'tables')} where id = $1`, [tableId]);
-    const k = res.rows[0]?.key_columns ?? null;
+  async #key(tableId: number, fresh: boolean): Promise<TableKey | null> {
+    if (!fresh && this.#keys.has(tableId)) return this.#keys.get(tableId)!;
+    const res = await this.#db.query<{ key_columns: string[]; source_schema: string; source_table: string }>(
+      `select key_columns, source_schema, source_table from ${qualify(this.#schema, 'tables')} where id = $1`,
+      [tableId],
+    );
+    const r = res.rows[0];
+    const k = r ? { columns: r.key_columns, name: displayName(r.source_schema, r.source_table) } : null;
     this.#keys.set(tableId, k);
     return k;
   }

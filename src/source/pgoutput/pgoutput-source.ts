@@ -55,6 +55,7 @@ import { RelationMap } from './relations.js';
 import { rowChanges } from './row-changes.js';
 import { slotInfo } from './slot.js';
 import { WalStream } from './wal-stream.js';
+import { sameColumns } from '../page-keys.js';
 import { createPool } from '../../core/pg-pool.js';
 
 /** The switch to trigger mode, run on the connection that holds the stream. */
@@ -100,8 +101,9 @@ export class PgoutputSource implements ChangeSource {
   #db: pg.Client | null = null;
   #wal: WalStream | null = null;
   #relations: RelationMap | null = null;
-  /** per page: relations whose key was read again, tables whose key changed, and whether a change lacks its key */
+  /** per page: relations (and, for outbox events, tables) whose key was read again, tables whose key changed, and whether a change lacks its key */
   readonly #replanned = new Set<number>();
+  readonly #reread = new Set<number>();
   readonly #rekeyed = new Set<number>();
   #unkeyed = false;
   #checked = false;
@@ -121,6 +123,8 @@ export class PgoutputSource implements ChangeSource {
   #finished = false;
   #unknown = new Set<number>();
   readonly #outbox: OutboxEvents;
+  /** by table id, the key columns its last change was keyed by (#keyedBy) */
+  readonly #keys = new Map<number, string[]>();
   /** the open transaction changed a published table: its outbox inserts are trigger events */
   #txnWroteTables = false;
   #pendingApplied = 0;
@@ -275,6 +279,7 @@ export class PgoutputSource implements ChangeSource {
     if (wal.failure) throw wal.failure;
     const changes: Change[] = [];
     this.#replanned.clear();
+    this.#reread.clear();
     while (changes.length < limit && !this.#markReached) {
       const item = wal.take();
       if (!item) break;
@@ -336,7 +341,12 @@ export class PgoutputSource implements ChangeSource {
     const rel = this.#relations!;
     if (this.#outbox.isOutbox(msg.relation)) {
       // Trigger events (see outbox-events.ts) are skipped: the row changes before them are their content.
-      if (msg.tag === 'insert' && (!this.#txnWroteTables || OutboxEvents.sentOnlyHere(msg))) await this.#outbox.change(msg, ++this.#seq, out);
+      if (msg.tag === 'insert' && (!this.#txnWroteTables || OutboxEvents.sentOnlyHere(msg))) {
+        const keyed = await this.#outbox.change(msg, ++this.#seq, out, this.#reread);
+        const change = out[out.length - 1];
+        if (change.unkeyed !== undefined) this.#unkeyed = true;
+        if (keyed !== null) this.#keyedBy(change.tableId, keyed);
+      }
       return;
     }
     this.#txnWroteTables = true;
@@ -349,6 +359,7 @@ export class PgoutputSource implements ChangeSource {
       plan = next;
     }
     if (plan.keyMissing.length > 0) this.#unkeyed = true;
+    if (plan.tableId !== null && this.#keys.get(plan.tableId) !== plan.keyColumns) this.#keyedBy(plan.tableId, plan.keyColumns);
     if (plan.tableId === null) {
       if (!this.#unknown.has(plan.relid)) {
         this.#unknown.add(plan.relid);
@@ -357,6 +368,19 @@ export class PgoutputSource implements ChangeSource {
       return;
     }
     await rowChanges(plan, msg, out, { nextId: () => ++this.#seq, db: this.#catalogPool });
+  }
+
+  /**
+   * Notes the key a table's changes are keyed by. The drainer describes a table once and keeps it
+   * until a page says the table was rekeyed; a table's row changes (by its relation's plan) and its
+   * outbox events (repair, retry, load, a partition's truncate: by the registry's key when first
+   * read) can be keyed otherwise after a key column was renamed, and applied under the drainer's
+   * old key the events' deletes would match nothing. So a key other than the last one rekeys the table.
+   */
+  #keyedBy(tableId: number, key: string[]): void {
+    const last = this.#keys.get(tableId);
+    if (last !== undefined && !sameColumns(last, key)) this.#rekeyed.add(tableId);
+    this.#keys.set(tableId, key);
   }
 
   async confirm(page: Page): Promise<void> {
