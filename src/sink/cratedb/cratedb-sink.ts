@@ -85,26 +85,6 @@ function targetKey(schema: string, table: string): string {
   return `${schema}\u0000${table}`;
 }
 
-/** A page's only statement is cut to fill the slots only while each request keeps at least this many rows. */
-const MIN_SPLIT_ROWS = 1000;
-
-/**
- * Rows per request for a page. A page that is one statement of one table (a page of inserts) would
- * be one request at most `maxRows` rows, and nothing else would be in flight while CrateDB works on
- * it: it is cut so that each slot has a request, while every request keeps MIN_SPLIT_ROWS rows
- * (smaller requests cost CrateDB more per row). Measured, all-insert drain, pages of 5,000, 3
- * rounds: one request of 5,000 0.71 / 0.76 / 0.79 of the raw replay, two of 2,500 0.78 / 0.80 /
- * 0.91 (README Performance, row 4). A page of several statements already fills the slots: as it is.
- */
-export function pageRequestRows(batches: readonly SinkTableBatch[], maxRows: number, slots: number): number {
-  if (batches.length !== 1 || slots < 2) return maxRows;
-  const b = batches[0];
-  if (b.truncate || (b.history?.length ?? 0) > 0) return maxRows;
-  const rows = b.deletes.length === 0 ? b.upserts.length : b.upserts.length === 0 ? b.deletes.length : 0;
-  if (rows > maxRows * slots || rows < MIN_SPLIT_ROWS * slots) return maxRows;
-  return Math.min(maxRows, Math.ceil(rows / slots));
-}
-
 export class CrateSink implements Sink {
   readonly name = 'cratedb';
   readonly #client: CrateClient;
@@ -256,8 +236,7 @@ export class CrateSink implements Sink {
     // one table the order stays truncate, deletes, upserts. All are settled before the page is
     // confirmed or failed, so nothing of a failed attempt is still writing when it is replayed.
     // One bound on requests in flight for the whole page (see RequestSlots).
-    const parallel = this.#limits.parallel ?? 1;
-    const limits = { ...this.#limits, maxRows: pageRequestRows(batches, this.#limits.maxRows, parallel), slots: new RequestSlots(parallel) };
+    const limits = { ...this.#limits, slots: new RequestSlots(this.#limits.parallel ?? 1) };
     const outcomes = await Promise.allSettled(batches.map((b) => this.#applyTable(b, limits)));
     const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failed) throw failed.reason;
