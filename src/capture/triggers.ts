@@ -216,12 +216,17 @@ function renamedColumnGuardSql(t: CaptureTarget): string {
   const fix = 'the write is refused so that its values do not leave the database under the new name. pg2crate captures the table again under the new name ' +
     `within a second while the replicator runs, or run \`pg2crate tables add ${t.sourceSchema}.${t.sourceTable}\`; rename it in the configuration file too`;
   const v = 'pg2crate_capture.v_renamed';
+  // The test is one index scan with nothing to aggregate; the message is made only when it fails.
+  const attnums = `array[${t.guardedColumns.map((c) => Number(c.attnum)).join(', ')}]::pg_catalog.int2[]`;
+  const pairs = `array[${t.guardedColumns.map((c) => quoteLiteral(`${Number(c.attnum)}:${c.name}`)).join(', ')}]::pg_catalog.text[]`;
   return `
-    select pg_catalog.string_agg(pg_catalog.format('%I (now %I)', c.listed, a.attname), ', ') into ${v}
-      from (values ${listed}) c(attnum, listed)
-      join pg_catalog.pg_attribute a on a.attrelid ${EQ} ${Number(t.relid)}::pg_catalog.oid and a.attnum ${EQ} c.attnum
-                                      and not a.attisdropped and a.attname ${NE} c.listed;
-    if ${v} is not null then
+    if exists (select from pg_catalog.pg_attribute a
+                where a.attrelid ${EQ} ${Number(t.relid)}::pg_catalog.oid and a.attnum ${EQ} any (${attnums}) and not a.attisdropped
+                  and (a.attnum::pg_catalog.text ${CAT} ':' ${CAT} a.attname::pg_catalog.text) ${NE} all (${pairs})) then
+      select pg_catalog.string_agg(pg_catalog.format('%I (now %I)', c.listed, a.attname), ', ') into ${v}
+        from (values ${listed}) c(attnum, listed)
+        join pg_catalog.pg_attribute a on a.attrelid ${EQ} ${Number(t.relid)}::pg_catalog.oid and a.attnum ${EQ} c.attnum
+                                        and not a.attisdropped and a.attname ${NE} c.listed;
       raise exception 'pg2crate: a column of % that pg2crate leaves out or hashes (excludeColumns, hashColumns) was renamed: %; %',
         ${quoteLiteral(displayName(t.sourceSchema, t.sourceTable))}, ${v}, ${quoteLiteral(fix)} using errcode = 'object_not_in_prerequisite_state';
     end if;`;

@@ -175,6 +175,9 @@ test('a table that excludes or hashes columns: its function refuses inserts and 
   const check = /from \(values \(3::pg_catalog\.int2, 'e''mail'::pg_catalog\.name\), \(5::pg_catalog\.int2, 'ssn'::pg_catalog\.name\)\) c\(attnum, listed\)\s+join pg_catalog\.pg_attribute a on a\.attrelid OPERATOR\(pg_catalog\.=\) 16400::pg_catalog\.oid and a\.attnum OPERATOR\(pg_catalog\.=\) c\.attnum\s+and not a\.attisdropped and a\.attname OPERATOR\(pg_catalog\.<>\) c\.listed;/;
   const branches = text.split(/\n {2}(?:if|elsif|else)\b/);
   const branch = (op: string) => branches.find((b) => b.startsWith(` tg_op OPERATOR(pg_catalog.=) '${op}'`)) ?? '';
+  const test = /if exists \(select from pg_catalog\.pg_attribute a\s+where a\.attrelid OPERATOR\(pg_catalog\.=\) 16400::pg_catalog\.oid and a\.attnum OPERATOR\(pg_catalog\.=\) any \(array\[3, 5\]::pg_catalog\.int2\[\]\) and not a\.attisdropped\s+and \(a\.attnum::pg_catalog\.text OPERATOR\(pg_catalog\.\|\|\) ':' OPERATOR\(pg_catalog\.\|\|\) a\.attname::pg_catalog\.text\) OPERATOR\(pg_catalog\.<>\) all \(array\['3:e''mail', '5:ssn'\]::pg_catalog\.text\[\]\)\) then/;
+  assert.match(branch('INSERT'), test);
+  assert.match(branch('UPDATE'), test);
   assert.match(branch('INSERT'), check);
   assert.match(branch('UPDATE'), check);
   assert.doesNotMatch(branch('DELETE'), /pg_attribute/);
