@@ -39,11 +39,20 @@ export async function partitionsOf(db: Queryable, relid: number): Promise<Partit
   return res.rows.map((r) => ({ relid: Number(r.relid), schema: r.schema, table: r.name, leaf: r.leaf }));
 }
 
-/** The capture target with `partitionRoot` set from the catalog. */
+/**
+ * The capture target with `partitionRoot` and the attnums of its excluded and hashed columns
+ * (triggers.ts: the function refuses to write images while one of them has another name) set from
+ * the catalog. A listed column the table does not have now (dropped) has nothing to guard.
+ */
 async function withRoot(db: Queryable, t: CaptureTarget): Promise<{ target: CaptureTarget; partitions: Partition[] | null }> {
   if (t.relid === undefined) throw new TypeError('installing capture needs the table oid');
   const partitions = await partitionsOf(db, t.relid);
-  return { target: partitions ? { ...t, partitionRoot: t.relid } : t, partitions };
+  const listed = [...t.shape?.excludeColumns ?? [], ...t.shape?.hashColumns ?? []];
+  const guardedColumns = listed.length === 0 ? undefined : (await db.query<{ name: string; attnum: number }>(
+    `select attname::text as name, attnum from pg_attribute where attrelid = $1 and attnum > 0 and not attisdropped and attname = any($2::text[]) order by attnum`,
+    [t.relid, listed],
+  )).rows;
+  return { target: { ...t, ...(partitions ? { partitionRoot: t.relid } : {}), ...(guardedColumns ? { guardedColumns } : {}) }, partitions };
 }
 
 /** Creates (or replaces) the capture of a table and of all its partitions. */

@@ -5,6 +5,9 @@
 // the registry (by attnum and name, so a column dropped and added again under the same name counts
 // as new); a new column with a default schedules a fresh copy of the table, in the same transaction
 // that records the new set. Nothing depends on the process having seen the table before.
+// While an excluded or hashed column is renamed and the watch has not followed it yet
+// (RENAMED_SHAPE_COLUMNS below), the set is not recorded: the watch finds the column's new name by
+// the attnum recorded here, and a drainer describing the table first must not take that away.
 import type pg from 'pg';
 import { qualify } from '../core/identifiers.js';
 import { scheduleBackfill } from './backfill-request.js';
@@ -14,11 +17,12 @@ export async function noteColumns(db: pg.ClientBase, schema: string, tableId: nu
   await db.query('begin');
   try {
     const res = await db.query<{ first: boolean; added: string[] | null }>(
-      `with t as (select id, relid, columns_seen from ${qualify(schema, 'tables')} where id = $1 for update),
+      `with t as (select id, relid, columns_seen, shape from ${qualify(schema, 'tables')} where id = $1 for update),
             cur as (select a.attnum || ':' || a.attname as tag, a.attname::text as name, a.atthasdef or a.atthasmissing as filled
                       from t join pg_attribute a on a.attrelid = t.relid and a.attnum > 0 and not a.attisdropped),
-            upd as (update ${qualify(schema, 'tables')} s set columns_seen = (select coalesce(array_agg(tag order by tag), '{}') from cur) from t where s.id = t.id)
-       select t.columns_seen is null as first,
+            upd as (update ${qualify(schema, 'tables')} s set columns_seen = (select coalesce(array_agg(tag order by tag), '{}') from cur) from t
+                     where s.id = t.id and not exists (${RENAMED_SHAPE_COLUMNS}))
+       select t.columns_seen is null or exists (${RENAMED_SHAPE_COLUMNS}) as first,
               (select array_agg(cur.name) from cur where cur.filled and not cur.tag = any(coalesce(t.columns_seen, '{}'))) as added
          from t`,
       [tableId],
@@ -32,4 +36,27 @@ export async function noteColumns(db: pg.ClientBase, schema: string, tableId: nu
     await db.query('rollback').catch(() => {});
     throw err;
   }
+}
+
+/**
+ * A query over registry row `t` (in scope): its excluded and hashed columns whose attnum, as the
+ * registry last saw it (columns_seen), is now a column under another name, as (old, now). Left out
+ * or hashed by name, such a column would leave the source raw under its new name: the capture
+ * function refuses the table's inserts and updates meanwhile (triggers.ts), the key watch follows
+ * the rename (ops/key-watch.ts), and a publication leaves it out (publication-shape.ts). A column
+ * dropped is not listed: it leaks nothing, and nothing follows it.
+ */
+export const RENAMED_SHAPE_COLUMNS = `
+  select c.name as old, a.attname::text as now
+    from jsonb_array_elements_text(coalesce(t.shape->'excludeColumns', '[]') || coalesce(t.shape->'hashColumns', '[]')) c(name)
+    cross join lateral (select split_part(e, ':', 1)::int2 as attnum from unnest(t.columns_seen) e where substr(e, strpos(e, ':') + 1) = c.name limit 1) s
+    join pg_attribute a on a.attrelid = t.relid and a.attnum = s.attnum and not a.attisdropped and a.attname::text <> c.name`;
+
+/** RENAMED_SHAPE_COLUMNS of one registered table: old name to current name. */
+export async function renamedShapeColumns(db: pg.ClientBase | pg.Pool, schema: string, tableId: number): Promise<Map<string, string>> {
+  const res = await db.query<{ old: string; now: string }>(
+    `select r.old, r.now from ${qualify(schema, 'tables')} t cross join lateral (${RENAMED_SHAPE_COLUMNS}) r where t.id = $1`,
+    [tableId],
+  );
+  return new Map(res.rows.map((r) => [r.old, r.now]));
 }

@@ -10,6 +10,7 @@ import { scheduleBackfill } from './backfill-request.js';
 import { checkShape, shapedColumns } from './shape-check.js';
 import type { CaptureTarget } from './triggers.js';
 import { installCapture, removeCapture } from './capture-install.js';
+import { renamedShapeColumns } from './column-watch.js';
 
 export interface RegisteredTable {
   id: number;
@@ -237,6 +238,9 @@ export class RegistryCatalog implements SourceCatalog {
           'README "Schema changes" says what to do for the target',
       );
     }
-    return { ...t, columns: shapedColumns(all, t.shape, name), toolSchema: this.#schema };
+    // An excluded or hashed column renamed, before the watch follows it: no row carries it (the
+    // capture refuses, the loads and the publication leave it out), so the target gets no column for it.
+    const renamed = t.shape === null ? [] : [...(await renamedShapeColumns(this.#db, this.#schema, tableId)).values()];
+    return { ...t, columns: shapedColumns(all.filter((c) => !renamed.includes(c.name)), t.shape, name), toolSchema: this.#schema };
   }
 }

@@ -18,6 +18,7 @@
 //   (table-shape.ts) has made sure that it cannot reach outside its parentheses.
 import { capturesSourceTime, type TableShape } from '../core/table-shape.js';
 import { qualify, quoteLiteral } from '../core/identifiers.js';
+import { RENAMED_SHAPE_COLUMNS } from './column-watch.js';
 
 export interface ImageTable {
   /** registry id (for the salt) */
@@ -37,8 +38,14 @@ function textArray(names: readonly string[]): string {
   return `array[${names.map(quoteLiteral).join(', ')}]::text[]`;
 }
 
-/** The jsonb image of the row `alias.*` of table `t`, in the tool schema `schema`. */
-export function rowImageSql(schema: string, t: ImageTable, alias: string): RowImageSql {
+/**
+ * The jsonb image of the row `alias.*` of table `t`, in the tool schema `schema`. `guarded`: the
+ * caller refuses to write while an excluded or hashed column has been renamed (the capture
+ * function: triggers.ts); every other caller (loads, repair, verify) gets an image that leaves
+ * such a column out under its new name as well (RENAMED_SHAPE_COLUMNS, read once per statement),
+ * until the watch has followed the rename.
+ */
+export function rowImageSql(schema: string, t: ImageTable, alias: string, guarded = false): RowImageSql {
   const shape = t.shape;
   const whole = `to_jsonb(${alias}.*)`;
   if (!shape || (!shape.includeColumns && !shape.excludeColumns && shape.hashColumns.length === 0)) return { expr: whole, lateral: '' };
@@ -47,6 +54,10 @@ export function rowImageSql(schema: string, t: ImageTable, alias: string): RowIm
   const base = hashing ? `${img}.pg2crate_image` : whole;
   let expr = base;
   if (shape.excludeColumns) expr = `(${expr} - ${textArray(shape.excludeColumns)})`;
+  if (!guarded && (shape.excludeColumns || hashing)) {
+    const renamed = `(select coalesce(array_agg(r.now), '{}'::text[]) from ${qualify(schema, 'tables')} t cross join lateral (${RENAMED_SHAPE_COLUMNS}) r where t.id = ${Number(t.id)})`;
+    expr = `(${expr} - ${renamed})`;
+  }
   if (shape.includeColumns) {
     const others = `(select coalesce(array_agg(a.attname::text), '{}'::text[]) from pg_catalog.pg_attribute a
         where a.attrelid = ${Number(t.relid)}::oid and a.attnum > 0 and not a.attisdropped and a.attname::text <> all(${textArray(shape.includeColumns)}))`;

@@ -48,7 +48,7 @@
 // table's columns unqualified, so the function resolves names to columns first
 // (`#variable_conflict use_column`) and its own variables are always qualified by the block label.
 import { capturesSourceTime, shapesImage, type TableShape } from '../core/table-shape.js';
-import { qualify, quoteIdent, quoteLiteral } from '../core/identifiers.js';
+import { displayName, qualify, quoteIdent, quoteLiteral } from '../core/identifiers.js';
 import { captureFunctionName, guardFunctionName, triggerName, wakeupChannel } from './names.js';
 import { rowFilterSql, rowImageSql, sourceTimeSql } from './row-image.js';
 
@@ -65,6 +65,16 @@ export interface CaptureTarget {
   shape?: TableShape | null;
   /** set when the table is partitioned: its oid (capture-install.ts fills it in from the catalog) */
   partitionRoot?: number;
+  /**
+   * The excluded and hashed columns that the table has, with their attnums at install time
+   * (capture-install.ts reads them from the catalog): needed when the shape excludes or hashes.
+   */
+  guardedColumns?: readonly GuardedColumn[];
+}
+
+export interface GuardedColumn {
+  name: string;
+  attnum: number;
 }
 
 function dollarTag(body: string): string {
@@ -136,10 +146,11 @@ export function captureFunctionSql(schema: string, t: CaptureTarget): string {
   if (shape?.includeColumns && t.relid === undefined) throw new TypeError('a capture with includeColumns needs the table oid');
   const pinned = needsSearchPath(shape);
   // `n.*`, not `n`: a bare `n` means the table's column "n" when it has one, not the row.
-  const image = pinned ? rowImageSql(schema, { id: t.tableId, relid: t.relid ?? 0, shape }, 'n') : { expr: 'pg_catalog.to_jsonb(n.*)', lateral: '' };
+  const image = pinned ? rowImageSql(schema, { id: t.tableId, relid: t.relid ?? 0, shape }, 'n', true) : { expr: 'pg_catalog.to_jsonb(n.*)', lateral: '' };
   const filtered = shape?.where !== undefined;
   const pass = rowFilterSql(shape);
   const at = sourceTimeSql(shape);
+  const guard = renamedColumnGuardSql(t);
   const into = `insert into ${outbox} (gen, table_id, op, data${at.column})`;
   // The generation, from an uncorrelated subquery (an InitPlan: run once, when the first event is
   // written); it notifies on the way while the drainer is idle (pg_notify returns void, whose text
@@ -152,14 +163,15 @@ export function captureFunctionSql(schema: string, t: CaptureTarget): string {
 #variable_conflict use_column
 <<pg2crate_capture>>
 declare
-  v_saved pg_catalog.text[];${root !== undefined ? `
+  v_saved pg_catalog.text[];${guard ? `
+  v_renamed pg_catalog.text;` : ''}${root !== undefined ? `
   v_rel pg_catalog.text;` : ''}
 begin${root !== undefined ? `
   ${detachedGuardSql(root)}` : ''}
   ${settingsGuardSql(saved, filtered)}
-  if ${op('INSERT')} then
+  if ${op('INSERT')} then${guard}
     ${into} select ${gen}, ${id}, 'I', ${image.expr}${at.value} from pg2crate_new n${image.lateral}${filtered ? ` where ${pass}` : ''};
-  elsif ${op('UPDATE')} then
+  elsif ${op('UPDATE')} then${guard}
     ${into}
       select ${gen}, ${id}, 'D', ${keyObject('o')}${at.value}
         from (select ${keyList('o')} from pg2crate_old o${filtered ? ` where ${pass}` : ''} except select ${keyList('n')} from pg2crate_new n${filtered ? ` where ${pass}` : ''}) o
@@ -181,6 +193,43 @@ end
 language plpgsql security definer
 ${pinned ? 'set search_path = pg_catalog, pg_temp\n' : ''}as ${q}${body}${q};
 revoke all on function ${fn}() from public;`;
+}
+
+/**
+ * Excluded and hashed columns are left out or hashed BY NAME (row-image.ts): after `ALTER TABLE …
+ * RENAME COLUMN ssn TO social` the image would carry the raw values under the new name. So the
+ * function of a table that excludes or hashes columns refuses to write an image (INSERT, UPDATE)
+ * while one of those columns, found by the attnum it had when the function was made, is a column
+ * under another name: the application's write fails with a message that says what to do, until the
+ * watch captures the table again under the new name (ops/key-watch.ts, within a second while the
+ * replicator runs) or `tables add` does. A column dropped (attisdropped) leaks nothing and fails
+ * nothing; one added again under the listed name is left out by name. One index lookup per listed
+ * column and statement, on the root's attributes: a partition's columns are renamed with the root's.
+ * DELETE writes keys only, and TRUNCATE no row, so neither is checked.
+ */
+function renamedColumnGuardSql(t: CaptureTarget): string {
+  const shape = t.shape;
+  if (!shape || (shape.excludeColumns === undefined && shape.hashColumns.length === 0)) return '';
+  if (t.guardedColumns === undefined || t.relid === undefined) throw new TypeError('a capture that excludes or hashes columns needs their attnums and the table oid');
+  if (t.guardedColumns.length === 0) return '';
+  const listed = t.guardedColumns.map((c) => `(${Number(c.attnum)}::pg_catalog.int2, ${quoteLiteral(c.name)}::pg_catalog.name)`).join(', ');
+  const fix = 'the write is refused so that its values do not leave the database under the new name. pg2crate captures the table again under the new name ' +
+    `within a second while the replicator runs, or run \`pg2crate tables add ${t.sourceSchema}.${t.sourceTable}\`; rename it in the configuration file too`;
+  const v = 'pg2crate_capture.v_renamed';
+  // The test is one index scan with nothing to aggregate; the message is made only when it fails.
+  const attnums = `array[${t.guardedColumns.map((c) => Number(c.attnum)).join(', ')}]::pg_catalog.int2[]`;
+  const pairs = `array[${t.guardedColumns.map((c) => quoteLiteral(`${Number(c.attnum)}:${c.name}`)).join(', ')}]::pg_catalog.text[]`;
+  return `
+    if exists (select from pg_catalog.pg_attribute a
+                where a.attrelid ${EQ} ${Number(t.relid)}::pg_catalog.oid and a.attnum ${EQ} any (${attnums}) and not a.attisdropped
+                  and (a.attnum::pg_catalog.text ${CAT} ':' ${CAT} a.attname::pg_catalog.text) ${NE} all (${pairs})) then
+      select pg_catalog.string_agg(pg_catalog.format('%I (now %I)', c.listed, a.attname), ', ') into ${v}
+        from (values ${listed}) c(attnum, listed)
+        join pg_catalog.pg_attribute a on a.attrelid ${EQ} ${Number(t.relid)}::pg_catalog.oid and a.attnum ${EQ} c.attnum
+                                        and not a.attisdropped and a.attname ${NE} c.listed;
+      raise exception 'pg2crate: a column of % that pg2crate leaves out or hashes (excludeColumns, hashColumns) was renamed: %; %',
+        ${quoteLiteral(displayName(t.sourceSchema, t.sourceTable))}, ${v}, ${quoteLiteral(fix)} using errcode = 'object_not_in_prerequisite_state';
+    end if;`;
 }
 
 // A partitioned table (the README's "Partitioned tables" has every case). Statement triggers fire only on the

@@ -6,7 +6,7 @@ import { deadLetters } from '../../src/commands/dead-letters.js';
 import { switchCapture } from '../../src/commands/switch-capture.js';
 import { Runner } from '../../src/runner.js';
 import type { FileCluster, SettledDatabases } from './file-cluster.js';
-import { makeConfig, startReplicator, testLogger, waitFor, type Running } from './replication.js';
+import { makeConfig, settle, startReplicator, testLogger, waitFor, type Running } from './replication.js';
 
 /** [key, v] of every row, by key; `key` names the key column as the table has it now. */
 export const rows = async (db: pg.Pool, table: string, key: string) =>
@@ -52,4 +52,29 @@ export async function streamingPgoutput(bed: FileCluster, ddl: string, table: st
   await dbs.src.query(`update ${table} set v = 'streaming' where id = (select max(id) from ${table})`);
   await waitFor('the replicator to stream', async () => (await rows(dbs.dst, table, 'id')).at(-1)?.[1] === 'streaming');
   return { ...dbs, rep };
+}
+
+export interface SwitchedPgoutput {
+  src: pg.Pool;
+  dst: pg.Pool;
+  /** starts a replicator in pgoutput mode with the same environment and configuration file */
+  start(): Promise<Running>;
+}
+
+/**
+ * Fresh databases with `ddl` run and the tables of `file` captured and loaded (trigger mode), then
+ * the stream switched to pgoutput, no replicator running.
+ */
+export async function switchedPgoutput(bed: FileCluster, ddl: string, slot: string, file: Record<string, unknown>): Promise<SwitchedPgoutput> {
+  const { srcUrl, dstUrl, src, dst } = await bed.databases();
+  await src.query(ddl);
+  const env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl, PG2CRATE_SLOT: slot, PG2CRATE_RETENTION_CRON: 'off', PG2CRATE_PARTITION_WATCH_MS: '300' };
+  await settle(makeConfig(env, file), src);
+  const r = new Runner(makeConfig(env, file), testLogger());
+  try {
+    assert.equal(await switchCapture(r, 'pgoutput'), 'switched');
+  } finally {
+    await r.close();
+  }
+  return { src, dst, start: () => startReplicator(makeConfig({ ...env, PG2CRATE_CAPTURE: 'pgoutput' }, file)) };
 }

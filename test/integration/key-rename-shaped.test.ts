@@ -9,12 +9,10 @@ import { retryDeadLetters } from '../../src/commands/dead-letters.js';
 import { addTables } from '../../src/commands/tables.js';
 import { migrate } from '../../src/commands/migrate.js';
 import { clusterForFile } from '../helpers/file-cluster.js';
-import { columns, lettersOf, rows } from '../helpers/key-rename.js';
-import { assertSameRows, initialLoadsDone, logLines, makeConfig, settle, startReplicator, testLogger, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
+import { columns, lettersOf, rows, switchedPgoutput } from '../helpers/key-rename.js';
+import { assertSameRows, initialLoadsDone, logLines, makeConfig, startReplicator, waitCaughtUp, waitFor, type Running } from '../helpers/replication.js';
 import { waitSlotCaughtUp } from '../helpers/pgoutput.js';
 import { needsServer } from '../helpers/server-version.js';
-import { Runner } from '../../src/runner.js';
-import { switchCapture } from '../../src/commands/switch-capture.js';
 
 const bed = clusterForFile();
 let src: pg.Pool;
@@ -103,18 +101,9 @@ test('soft deletes and history: the changes are parked, and once the target\'s k
 });
 
 test('pgoutput mode: an include list that names the key follows the rename, the publication keeps the key, and a replicator started afterwards streams on', { skip: needsServer(15, 'a publication column list') }, async () => {
-  const { srcUrl: s2, dstUrl: d2, src: s, dst: d } = await bed.databases();
-  await s.query(`create table pnarrow (id int primary key, v text, secret text); insert into pnarrow select g, 'row ' || g, 'secret ' || g from generate_series(1, 5) g`);
-  const env = { DATABASE_URL: s2, TARGET_DATABASE_URL: d2, PG2CRATE_SLOT: 'pnarrow', PG2CRATE_RETENTION_CRON: 'off', PG2CRATE_PARTITION_WATCH_MS: '300' };
-  const file = { tables: [{ name: 'public.pnarrow', includeColumns: ['id', 'v'] }] };
-  await settle(makeConfig(env, file), s);
-  const r = new Runner(makeConfig(env, file), testLogger());
-  try {
-    assert.equal(await switchCapture(r, 'pgoutput'), 'switched');
-  } finally {
-    await r.close();
-  }
-  const pgoutput = () => startReplicator(makeConfig({ ...env, PG2CRATE_CAPTURE: 'pgoutput' }, file));
+  const { src: s, dst: d, start: pgoutput } = await switchedPgoutput(bed,
+    `create table pnarrow (id int primary key, v text, secret text); insert into pnarrow select g, 'row ' || g, 'secret ' || g from generate_series(1, 5) g`,
+    'pnarrow', { tables: [{ name: 'public.pnarrow', includeColumns: ['id', 'v'] }] });
   let pgo = await pgoutput();
   try {
     await s.query(`update pnarrow set v = 'streaming' where id = 5`);

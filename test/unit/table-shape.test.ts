@@ -123,7 +123,7 @@ const SHAPE: TableShape = {
 };
 
 describe('capture SQL', () => {
-  const target = { tableId: 7, relid: 16400, sourceSchema: 'public', sourceTable: 't', keyColumns: ['id'], keyOrigin: 'primary key' as const };
+  const target = { tableId: 7, relid: 16400, sourceSchema: 'public', sourceTable: 't', keyColumns: ['id'], keyOrigin: 'primary key' as const, guardedColumns: [{ name: 'email', attnum: 4 }] };
 
   test('a plain table\'s function is unchanged in what it writes: the whole row, no source time', () => {
     const fn = captureFunctionSql('pg2crate', target);
@@ -162,6 +162,8 @@ describe('capture SQL', () => {
       clause: '"public"."t" ("id", "tenant_id", "email") where (tenant_id = 42)', columns: ['id', 'tenant_id', 'email'],
     });
     assert.equal(publishedTable({ sourceSchema: 'public', sourceTable: 't', shape: null }, ['id']).clause, '"public"."t"');
+    // an excluded column renamed (found by attnum: RENAMED_SHAPE_COLUMNS) stays out under its new name
+    assert.deepEqual(publishedTable({ sourceSchema: 'public', sourceTable: 't', shape: { ...SHAPE, hashColumns: [], where: undefined } }, ['id', 'tenant_id', 'social', 'email'], ['social']).columns, ['id', 'tenant_id', 'email']);
   });
 });
 

@@ -54,7 +54,7 @@ test('the function is SECURITY DEFINER with no SET clause for a plain table, SET
   assert.match(fn, /revoke all on function "tool ""Zq0""; x"\."capture_7"\(\) from public/);
   assert.ok(fn.includes(`pg_catalog.pg_notify('${wakeupChannel(TOOL)}'`), 'it notifies the tool schema\'s channel');
   for (const shape of [FILTERED, { ...FILTERED, where: undefined, excludeColumns: ['x'] }, { ...FILTERED, where: undefined, hashColumns: ['x'] }, { ...FILTERED, where: undefined, deletes: 'soft' as const }]) {
-    const shaped = captureFunctionSql(TOOL, { ...TARGET, relid: 1, shape });
+    const shaped = captureFunctionSql(TOOL, { ...TARGET, relid: 1, shape, guardedColumns: [{ name: 'x', attnum: 3 }] });
     assert.match(shaped, /^set search_path = pg_catalog, pg_temp$/m, 'pg_catalog first and pg_temp last, so nothing planted wins');
     assert.equal(shaped.match(/^set /gm)?.length, 1);
   }
@@ -165,4 +165,28 @@ test('two tool schemas capturing the same table use different trigger names and 
   // Within Postgres' 63 bytes, whatever the schema name.
   assert.ok(Buffer.byteLength(triggerName('x'.repeat(63), 'i')) <= 63);
   assert.ok(Buffer.byteLength(wakeupChannel('ü'.repeat(31))) <= 63);
+});
+
+test('a table that excludes or hashes columns: its function refuses inserts and updates while one of them, by its attnum, has another name; deletes and truncates are not checked', () => {
+  const shape: TableShape = { ...FILTERED, where: undefined, excludeColumns: ['ssn'], hashColumns: ["e'mail"] };
+  assert.throws(() => captureFunctionSql(TOOL, { ...TARGET, relid: 16400, shape }), /needs their attnums/);
+  const fn = captureFunctionSql(TOOL, { ...TARGET, relid: 16400, shape, guardedColumns: [{ name: "e'mail", attnum: 3 }, { name: 'ssn', attnum: 5 }] });
+  const { text } = body(fn);
+  const check = /from \(values \(3::pg_catalog\.int2, 'e''mail'::pg_catalog\.name\), \(5::pg_catalog\.int2, 'ssn'::pg_catalog\.name\)\) c\(attnum, listed\)\s+join pg_catalog\.pg_attribute a on a\.attrelid OPERATOR\(pg_catalog\.=\) 16400::pg_catalog\.oid and a\.attnum OPERATOR\(pg_catalog\.=\) c\.attnum\s+and not a\.attisdropped and a\.attname OPERATOR\(pg_catalog\.<>\) c\.listed;/;
+  const branches = text.split(/\n {2}(?:if|elsif|else)\b/);
+  const branch = (op: string) => branches.find((b) => b.startsWith(` tg_op OPERATOR(pg_catalog.=) '${op}'`)) ?? '';
+  const test = /if exists \(select from pg_catalog\.pg_attribute a\s+where a\.attrelid OPERATOR\(pg_catalog\.=\) 16400::pg_catalog\.oid and a\.attnum OPERATOR\(pg_catalog\.=\) any \(array\[3, 5\]::pg_catalog\.int2\[\]\) and not a\.attisdropped\s+and \(a\.attnum::pg_catalog\.text OPERATOR\(pg_catalog\.\|\|\) ':' OPERATOR\(pg_catalog\.\|\|\) a\.attname::pg_catalog\.text\) OPERATOR\(pg_catalog\.<>\) all \(array\['3:e''mail', '5:ssn'\]::pg_catalog\.text\[\]\)\) then/;
+  assert.match(branch('INSERT'), test);
+  assert.match(branch('UPDATE'), test);
+  assert.match(branch('INSERT'), check);
+  assert.match(branch('UPDATE'), check);
+  assert.doesNotMatch(branch('DELETE'), /pg_attribute/);
+  assert.equal(text.match(/raise exception/g)?.length, 2);
+  assert.ok(text.includes(`raise exception 'pg2crate: a column of % that pg2crate leaves out or hashes (excludeColumns, hashColumns) was renamed: %; %',`));
+  assert.ok(text.includes(`'"App Zq1; drop"."Zq2 ""Items"""', pg2crate_capture.v_renamed, 'the write is refused`));
+  assert.ok(text.includes('`pg2crate tables add App Zq1; drop.Zq2 "Items"`'));
+  // a listed column the table does not have (dropped) has nothing to guard
+  assert.doesNotMatch(captureFunctionSql(TOOL, { ...TARGET, relid: 16400, shape, guardedColumns: [] }), /pg_attribute a on|v_renamed/);
+  // an include list alone leaves nothing to guard
+  assert.doesNotMatch(captureFunctionSql(TOOL, { ...TARGET, relid: 16400, shape: { ...FILTERED, includeColumns: ['x'] } }), /pg_attribute a on|v_renamed/);
 });

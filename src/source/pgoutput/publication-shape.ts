@@ -4,7 +4,9 @@
 // Done by the publication (PostgreSQL 15+):
 // - column filters: a publication column list, so an excluded column is never decoded or sent. The
 //   list is the table's columns as of the last start (an exclude list leaves columns added later
-//   out until the replicator starts again, which brings the publication in line).
+//   out until the replicator starts again, which brings the publication in line). Postgres keeps
+//   the list by attnum, so an excluded column renamed stays out; the list made at a start leaves it
+//   out under its new name too, also before the watch has followed the rename.
 // - row filters: the publication's WHERE. An UPDATE whose old row passed and whose new row does not
 //   is published as a DELETE, the reverse as an INSERT: the trigger mode's semantics.
 // Refused, because the result would differ from trigger mode or break the application's writes:
@@ -21,6 +23,7 @@ import type pg from 'pg';
 import { TableError } from '../../core/errors.js';
 import { displayName, qualify, quoteIdent } from '../../core/identifiers.js';
 import type { TableShape } from '../../core/table-shape.js';
+import { RENAMED_SHAPE_COLUMNS } from '../../capture/column-watch.js';
 
 type Queryable = pg.ClientBase | pg.Pool;
 
@@ -89,14 +92,19 @@ export interface PublishedTable {
   columns: string[] | null;
 }
 
-/** How a registered table is published. `columns` are the table's current columns in order. */
-export function publishedTable(t: { sourceSchema: string; sourceTable: string; shape: TableShape | null }, columns: readonly string[]): PublishedTable {
+/**
+ * How a registered table is published. `columns` are the table's current columns in order;
+ * `renamed` the current names of excluded columns renamed since the registry saw them
+ * (RENAMED_SHAPE_COLUMNS): left out too, so that a replicator started before the watch's pass does
+ * not put the column back into the list under its new name.
+ */
+export function publishedTable(t: { sourceSchema: string; sourceTable: string; shape: TableShape | null }, columns: readonly string[], renamed: readonly string[] = []): PublishedTable {
   const name = qualify(t.sourceSchema, t.sourceTable);
   const shape = t.shape;
   if (!shape) return { clause: name, columns: null };
   let listed: string[] | null = null;
   if (shape.includeColumns) listed = columns.filter((c) => shape.includeColumns!.includes(c));
-  if (shape.excludeColumns) listed = columns.filter((c) => !shape.excludeColumns!.includes(c));
+  if (shape.excludeColumns) listed = columns.filter((c) => !shape.excludeColumns!.includes(c) && !renamed.includes(c));
   const list = listed ? ` (${listed.map(quoteIdent).join(', ')})` : '';
   const where = shape.where !== undefined ? ` where (${shape.where})` : '';
   return { clause: `${name}${list}${where}`, columns: listed };
@@ -104,10 +112,11 @@ export function publishedTable(t: { sourceSchema: string; sourceTable: string; s
 
 /** Every registered table as it is to be published, by "schema\0table". */
 export async function publishedTables(db: Queryable, schema: string): Promise<Map<string, PublishedTable>> {
-  const res = await db.query<{ s: string; t: string; shape: TableShape | null; columns: string[] | null }>(
+  const res = await db.query<{ s: string; t: string; shape: TableShape | null; columns: string[] | null; renamed: string[] | null }>(
     `select t.source_schema as s, t.source_table as t, t.shape,
-            (select array_agg(a.attname::text order by a.attnum) from pg_attribute a where a.attrelid = t.relid and a.attnum > 0 and not a.attisdropped) as columns
+            (select array_agg(a.attname::text order by a.attnum) from pg_attribute a where a.attrelid = t.relid and a.attnum > 0 and not a.attisdropped) as columns,
+            (select array_agg(r.now) from (${RENAMED_SHAPE_COLUMNS}) r) as renamed
        from ${qualify(schema, 'tables')} t order by t.id`,
   );
-  return new Map(res.rows.map((r) => [`${r.s}\u0000${r.t}`, publishedTable({ sourceSchema: r.s, sourceTable: r.t, shape: r.shape }, r.columns ?? [])]));
+  return new Map(res.rows.map((r) => [`${r.s}\u0000${r.t}`, publishedTable({ sourceSchema: r.s, sourceTable: r.t, shape: r.shape }, r.columns ?? [], r.renamed ?? [])]));
 }
