@@ -5,9 +5,10 @@
 // the registry (by attnum and name, so a column dropped and added again under the same name counts
 // as new); a new column with a default schedules a fresh copy of the table, in the same transaction
 // that records the new set. Nothing depends on the process having seen the table before.
-// While an excluded or hashed column is renamed and the watch has not followed it yet
-// (RENAMED_SHAPE_COLUMNS below), the set is not recorded: the watch finds the column's new name by
-// the attnum recorded here, and a drainer describing the table first must not take that away.
+// While an excluded or hashed column, or a configured key column, is renamed and the watch has not
+// followed it yet (RENAMED_SHAPE_COLUMNS, RENAMED_KEY_COLUMNS below), the set is not recorded: the
+// watch finds the column's new name by the attnum recorded here, and a drainer describing the table
+// first must not take that away.
 import type pg from 'pg';
 import { qualify } from '../core/identifiers.js';
 import { scheduleBackfill } from './backfill-request.js';
@@ -17,12 +18,12 @@ export async function noteColumns(db: pg.ClientBase, schema: string, tableId: nu
   await db.query('begin');
   try {
     const res = await db.query<{ first: boolean; added: string[] | null }>(
-      `with t as (select id, relid, columns_seen, shape from ${qualify(schema, 'tables')} where id = $1 for update),
+      `with t as (select id, relid, columns_seen, shape, key_columns, key_origin from ${qualify(schema, 'tables')} where id = $1 for update),
             cur as (select a.attnum || ':' || a.attname as tag, a.attname::text as name, a.atthasdef or a.atthasmissing as filled
                       from t join pg_attribute a on a.attrelid = t.relid and a.attnum > 0 and not a.attisdropped),
             upd as (update ${qualify(schema, 'tables')} s set columns_seen = (select coalesce(array_agg(tag order by tag), '{}') from cur) from t
-                     where s.id = t.id and not exists (${RENAMED_SHAPE_COLUMNS}))
-       select t.columns_seen is null or exists (${RENAMED_SHAPE_COLUMNS}) as first,
+                     where s.id = t.id and not exists (${RENAMED_SHAPE_COLUMNS}) and not exists (${RENAMED_KEY_COLUMNS}))
+       select t.columns_seen is null or exists (${RENAMED_SHAPE_COLUMNS}) or exists (${RENAMED_KEY_COLUMNS}) as first,
               (select array_agg(cur.name) from cur where cur.filled and not cur.tag = any(coalesce(t.columns_seen, '{}'))) as added
          from t`,
       [tableId],
@@ -60,3 +61,17 @@ export async function renamedShapeColumns(db: pg.ClientBase | pg.Pool, schema: s
   );
   return new Map(res.rows.map((r) => [r.old, r.now]));
 }
+
+/**
+ * A query over registry row `t` (in scope, with key_columns and key_origin): a configured key column
+ * whose attnum, as recorded, is now a column under another name. The key watch follows it by that
+ * attnum (ops/key-watch.ts); had a drainer that described the table first recorded the new name, the
+ * watch could not, and the table's updates and deletes would fail in the application until `tables
+ * add`. A primary key is followed through the catalog and needs nothing recorded, and a column
+ * dropped is not listed (the watch cannot follow it either way).
+ */
+export const RENAMED_KEY_COLUMNS = `
+  select from unnest(t.key_columns) k(name)
+    cross join lateral (select split_part(e, ':', 1)::int2 as attnum from unnest(t.columns_seen) e where substr(e, strpos(e, ':') + 1) = k.name limit 1) s
+    join pg_attribute a on a.attrelid = t.relid and a.attnum = s.attnum and not a.attisdropped and a.attname::text <> k.name
+   where t.key_origin = 'config'`;

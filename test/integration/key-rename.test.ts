@@ -15,6 +15,7 @@ import { addTables } from '../../src/commands/tables.js';
 import { waitSlotCaughtUp } from '../helpers/pgoutput.js';
 import { needsServer } from '../helpers/server-version.js';
 import { catchUp } from '../../src/commands/catch-up.js';
+import { noteColumns } from '../../src/capture/column-watch.js';
 import { Runner } from '../../src/runner.js';
 import { clusterForFile } from '../helpers/file-cluster.js';
 import { columns, keyWatchHeld, lettersOf, rows, streamingPgoutput } from '../helpers/key-rename.js';
@@ -153,6 +154,33 @@ test('renamed while no replicator runs (cron mode): the catch-up captures the ta
     assert.equal(res.equal, true);
     await discardDeadLetters(runner, letters.map((l) => l.id));
     assert.equal(await assertSameRows(src, dst, 'cron', 'cron', ['ident']), 5);
+  } finally {
+    await runner.close();
+  }
+});
+
+test('a configured key renamed: a drainer that describes the table before the watch\'s pass does not take away the attnum the watch follows it by', async () => {
+  // runs after the cron test: no replicator, so nothing but this test acts on the table
+  await src.query(`create table ckd (code text, v text); insert into ckd values ('a', 'one'), ('b', 'two')`);
+  const runner = new Runner(makeConfig(env), testLogger());
+  try {
+    await addTables(runner, [{ schema: 'public', table: 'ckd', keyColumns: ['code'] }]);
+    await catchUp(runner);
+    await src.query(`alter table ckd rename column code to ref`);
+    await assert.rejects(src.query(`update ckd set v = 'x' where ref = 'a'`), /code/);
+    // an insert carries the new name, and the drainer describes the table, before the watch's pass
+    await src.query(`insert into ckd values ('c', 'three')`);
+    const id = (await src.query(`select id from pg2crate.tables where source_table = 'ckd'`)).rows[0].id;
+    const client = await src.connect();
+    try {
+      await noteColumns(client, 'pg2crate', id);
+    } finally {
+      client.release();
+    }
+    await catchUp(runner);
+    assert.deepEqual((await src.query(`select key_columns from pg2crate.tables where id = $1`, [id])).rows[0].key_columns, ['ref']);
+    await src.query(`update ckd set v = 'after' where ref = 'a'`);
+    await src.query(`delete from ckd where ref = 'b'`);
   } finally {
     await runner.close();
   }
