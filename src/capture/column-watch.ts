@@ -40,6 +40,19 @@ export async function noteColumns(db: pg.ClientBase, schema: string, tableId: nu
 }
 
 /**
+ * A query over registry row `t` (in scope): of the column names `names` gives (a FROM item `c(name)`),
+ * those whose attnum, as the registry last saw it (columns_seen), is now a column under another
+ * name, as (old, now). A name the record does not hold, or whose column is dropped, is not listed.
+ */
+function renamedSinceSeen(names: string): string {
+  return `
+  select c.name as old, a.attname::text as now
+    from ${names}
+    cross join lateral (select split_part(e, ':', 1)::int2 as attnum from unnest(t.columns_seen) e where substr(e, strpos(e, ':') + 1) = c.name limit 1) s
+    join pg_attribute a on a.attrelid = t.relid and a.attnum = s.attnum and not a.attisdropped and a.attname::text <> c.name`;
+}
+
+/**
  * A query over registry row `t` (in scope): its excluded and hashed columns whose attnum, as the
  * registry last saw it (columns_seen), is now a column under another name, as (old, now). Left out
  * or hashed by name, such a column would leave the source raw under its new name: the capture
@@ -47,11 +60,9 @@ export async function noteColumns(db: pg.ClientBase, schema: string, tableId: nu
  * the rename (ops/key-watch.ts), and a publication leaves it out (publication-shape.ts). A column
  * dropped is not listed: it leaks nothing, and nothing follows it.
  */
-export const RENAMED_SHAPE_COLUMNS = `
-  select c.name as old, a.attname::text as now
-    from jsonb_array_elements_text(coalesce(t.shape->'excludeColumns', '[]') || coalesce(t.shape->'hashColumns', '[]')) c(name)
-    cross join lateral (select split_part(e, ':', 1)::int2 as attnum from unnest(t.columns_seen) e where substr(e, strpos(e, ':') + 1) = c.name limit 1) s
-    join pg_attribute a on a.attrelid = t.relid and a.attnum = s.attnum and not a.attisdropped and a.attname::text <> c.name`;
+export const RENAMED_SHAPE_COLUMNS = renamedSinceSeen(
+  `jsonb_array_elements_text(coalesce(t.shape->'excludeColumns', '[]') || coalesce(t.shape->'hashColumns', '[]')) c(name)`,
+);
 
 /** RENAMED_SHAPE_COLUMNS of one registered table: old name to current name. */
 export async function renamedShapeColumns(db: pg.ClientBase | pg.Pool, schema: string, tableId: number): Promise<Map<string, string>> {
@@ -63,15 +74,11 @@ export async function renamedShapeColumns(db: pg.ClientBase | pg.Pool, schema: s
 }
 
 /**
- * A query over registry row `t` (in scope, with key_columns and key_origin): a configured key column
- * whose attnum, as recorded, is now a column under another name. The key watch follows it by that
- * attnum (ops/key-watch.ts); had a drainer that described the table first recorded the new name, the
- * watch could not, and the table's updates and deletes would fail in the application until `tables
- * add`. A primary key is followed through the catalog and needs nothing recorded, and a column
- * dropped is not listed (the watch cannot follow it either way).
+ * A query over registry row `t` (in scope, with key_columns and key_origin): its configured key
+ * columns whose attnum, as recorded, is now a column under another name, as (old, now). The key
+ * watch follows each by that attnum (ops/key-watch.ts); had a drainer that described the table first
+ * recorded the new name, the watch could not, and the table's updates and deletes would fail in the
+ * application until `tables add`. A primary key is followed through the catalog and needs nothing
+ * recorded, and a column dropped is not listed (the watch cannot follow it either way).
  */
-export const RENAMED_KEY_COLUMNS = `
-  select from unnest(t.key_columns) k(name)
-    cross join lateral (select split_part(e, ':', 1)::int2 as attnum from unnest(t.columns_seen) e where substr(e, strpos(e, ':') + 1) = k.name limit 1) s
-    join pg_attribute a on a.attrelid = t.relid and a.attnum = s.attnum and not a.attisdropped and a.attname::text <> k.name
-   where t.key_origin = 'config'`;
+export const RENAMED_KEY_COLUMNS = renamedSinceSeen(`unnest(case when t.key_origin = 'config' then t.key_columns else '{}'::text[] end) c(name)`);
