@@ -21,6 +21,8 @@ export interface TableBatch {
   deletes: Change[];
   /** full images, and partial ones (`partial: true`) */
   upserts: Change[];
+  /** every key of the table's deletes and upserts, with its change */
+  keys: ReadonlyMap<string, Change>;
 }
 
 function merge(earlier: Change, later: Change): Change {
@@ -60,7 +62,7 @@ export function coalesce(changes: readonly Change[]): TableBatch[] {
     const deletes: Change[] = [];
     const upserts: Change[] = [];
     for (const c of t.last.values()) (c.op === 'D' ? deletes : upserts).push(c);
-    const batch: TableBatch = { tableId, truncate: t.truncate, deletes, upserts };
+    const batch: TableBatch = { tableId, truncate: t.truncate, deletes, upserts, keys: t.last };
     if (t.truncatedAt !== undefined) batch.truncatedAt = t.truncatedAt;
     out.push(batch);
   }

@@ -98,6 +98,15 @@ export interface Sink {
    */
   apply(batches: SinkTableBatch[], fence?: Fence): Promise<ApplyResult>;
   /**
+   * Applies pages like apply(), for a caller that may begin a page while the page before it is
+   * still being applied: the drainer does so only when no key is in both and neither has a
+   * truncate, a history or a partial image, so the two commute, and it confirms them in order. The
+   * pages given to one applier share one bound of requests in flight: the second page fills what
+   * the first leaves free instead of adding to it. A sink whose pages are transactions, or whose
+   * writes must keep the order of pages, does not offer it.
+   */
+  applier?(): (batches: SinkTableBatch[]) => Promise<ApplyResult>;
+  /**
    * CPU work for batches that apply() will get later (building parameter rows), done while an
    * earlier page is still being written. No request, no write, no error for a value: whatever it
    * cannot do, apply() does.

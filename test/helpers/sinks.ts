@@ -17,6 +17,11 @@ export interface Hooks {
   after?(call: ApplyCall, batches: SinkTableBatch[]): Promise<void> | void;
   /** runs when the drainer stages a page ahead (Sink.stage), before the real sink's stage; may throw */
   stage?(batches: SinkTableBatch[]): void;
+  /**
+   * offer Sink.applier even where the real sink does not (its pages then go to its apply, which
+   * must take two at once): the drainer's overlapping of pages, tested on any target
+   */
+  overlap?: boolean;
 }
 
 export class RecordingSink implements Sink {
@@ -32,6 +37,8 @@ export class RecordingSink implements Sink {
   readonly copyRowSql?: (table: TableInfo, alias: string) => Promise<CopyRowSql | null>;
   /** the inner sink's stage, or the hook's where given */
   readonly stage?: (batches: SinkTableBatch[]) => void;
+  /** the inner sink's applier (or, with the overlap hook, its apply), recorded like apply */
+  readonly applier?: () => (batches: SinkTableBatch[]) => Promise<ApplyResult>;
 
   constructor(inner: Sink, hooks: Hooks = {}) {
     this.#inner = inner;
@@ -39,6 +46,12 @@ export class RecordingSink implements Sink {
     if (inner.raiseFence) this.raiseFence = (fence) => inner.raiseFence!(fence);
     if (inner.holdsRows) this.holdsRows = (table) => inner.holdsRows!(table);
     if (inner.copyRowSql) this.copyRowSql = (table, alias) => inner.copyRowSql!(table, alias);
+    if (inner.applier || hooks.overlap) {
+      this.applier = () => {
+        const apply = inner.applier?.() ?? ((batches: SinkTableBatch[]) => inner.apply(batches));
+        return (batches) => this.#record(batches, () => apply(batches));
+      };
+    }
     if (inner.stage || hooks.stage) {
       this.stage = (batches) => {
         hooks.stage?.(batches);
@@ -59,12 +72,16 @@ export class RecordingSink implements Sink {
     return this.#inner.prepare(...args);
   }
 
-  async apply(batches: SinkTableBatch[], fence?: Fence): Promise<ApplyResult> {
+  apply(batches: SinkTableBatch[], fence?: Fence): Promise<ApplyResult> {
+    return this.#record(batches, () => this.#inner.apply(batches, fence));
+  }
+
+  async #record(batches: SinkTableBatch[], apply: () => Promise<ApplyResult>): Promise<ApplyResult> {
     const ids = batches.flatMap((b) => [...b.deletes, ...b.upserts].map((c) => c.id)).sort((a, b) => a - b);
     const call: ApplyCall = { n: this.calls.length + 1, ids };
     this.calls.push(call);
     await this.#hooks.before?.(call, batches);
-    const result = await this.#inner.apply(batches, fence);
+    const result = await apply();
     await this.#hooks.after?.(call, batches);
     return result;
   }

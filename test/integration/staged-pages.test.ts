@@ -6,55 +6,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { clusterForFile } from '../helpers/file-cluster.js';
-import { assertSameRows, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
+import { assertConverged, checkpointAfter, doubling, ledger, paged } from '../helpers/ledger.js';
+import { startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
 import { recorder, SimulatedCrash } from '../helpers/sinks.js';
 import type { SinkTableBatch } from '../../src/sink/sink.js';
 
 const bed = clusterForFile();
-const PAGE = 50;
-
-async function setup() {
-  const { src, dst, env } = await bed.settled(
-    `create table public.ledger (id integer primary key, amount bigint not null, memo text)`,
-    { PG2CRATE_TABLES: 'public.ledger', PG2CRATE_PAGE_SIZE: String(PAGE) },
-    8,
-  );
-  return { src, dst, config: makeConfig(env) };
-}
-
-/** Every amount doubles many times over the pages: an older image applied after a newer one shows. */
-async function workload(src: pg.Pool): Promise<void> {
-  await src.query(`insert into ledger select g, g, 'first' from generate_series(1, 120) g`);
-  for (let i = 0; i < 12; i++) await src.query(`update ledger set amount = amount * 2, memo = memo || '.' where id % 12 = $1`, [i]);
-  for (let i = 0; i < 6; i++) await src.query(`update ledger set amount = amount + 1 where id % 6 = $1`, [i]);
-  await src.query(`delete from ledger where id % 7 = 0`);
-  await src.query(`update ledger set id = id + 1000 where id between 50 and 60`);
-}
-
-async function checkpointAfter(src: pg.Pool): Promise<number> {
-  return Number((await src.query(`select after_id::text as after from pg2crate.checkpoint where stream = 'main'`)).rows[0].after);
-}
-
-/**
- * Writes the workload; returns the page (1-based) of an outbox id. The whole workload lies in one
- * window, so pages are runs of PAGE ids in id order.
- */
-async function pagedWorkload(src: pg.Pool): Promise<(id: number) => number> {
-  const before = Number((await src.query(`select coalesce(max(id), 0)::text as id from pg2crate.outbox`)).rows[0].id);
-  await workload(src);
-  const ids = (await src.query<{ id: string }>(`select o.id::text as id from pg2crate.outbox o where o.id > $1 order by o.id`, [before])).rows.map((r) => Number(r.id));
-  assert.ok(ids.length > 6 * PAGE, `the workload must span more than six pages, got ${ids.length} events`);
-  const place = new Map(ids.map((id, i) => [id, Math.floor(i / PAGE) + 1]));
-  return (id) => place.get(id) ?? 0;
-}
+const setup = () => ledger(bed);
+const pagedWorkload = (src: pg.Pool) => paged(src, (db) => doubling(db), 6);
 
 const firstId = (batches: SinkTableBatch[]) => Math.min(...batches.flatMap((b) => [...b.deletes, ...b.upserts].map((c) => c.id)));
-
-async function assertConverged(src: pg.Pool, dst: pg.Pool): Promise<void> {
-  await assertSameRows(src, dst, 'public.ledger', 'public.ledger', ['id']);
-  const sum = (db: pg.Pool) => db.query<{ s: string }>(`select sum(amount)::text || '/' || count(*) as s from ledger`).then((r) => r.rows[0].s);
-  assert.equal(await sum(dst), await sum(src));
-}
 
 const marked = (batches: SinkTableBatch[]) => batches.length > 0 && batches.every((b) => b.staged === 'test');
 

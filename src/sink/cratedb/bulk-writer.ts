@@ -46,8 +46,9 @@ export interface BulkLimits {
 }
 
 /**
- * A bound on requests in flight shared by the statements of one page: what CrateDB gets at once
- * stays the same however many tables and statements the page has.
+ * A bound on requests in flight shared by the statements of one page, or of the pages of one
+ * applier (CrateSink.applier): what CrateDB gets at once stays the same however many tables,
+ * statements and pages are being written.
  */
 export class RequestSlots {
   #free: number;

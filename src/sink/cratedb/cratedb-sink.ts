@@ -230,13 +230,27 @@ export class CrateSink implements Sink {
     return sameKey(plan.keys.map((k) => k.target), shape.primaryKey);
   }
 
-  async apply(batches: SinkTableBatch[]): Promise<ApplyResult> {
+  apply(batches: SinkTableBatch[]): Promise<ApplyResult> {
+    return this.#apply(batches, new RequestSlots(this.#limits.parallel ?? 1));
+  }
+
+  /**
+   * The drainer's pages, which may overlap (Sink.applier): one bound on requests in flight for all
+   * of them, so a page's first request takes the slot the page before it left free, and CrateDB
+   * is not left with one request while a page is confirmed and the next one begins.
+   */
+  applier(): (batches: SinkTableBatch[]) => Promise<ApplyResult> {
+    const slots = new RequestSlots(this.#limits.parallel ?? 1);
+    return (batches) => this.#apply(batches, slots);
+  }
+
+  async #apply(batches: SinkTableBatch[], slots: RequestSlots): Promise<ApplyResult> {
     // The tables of a page are written at once: their rows are independent (CrateDB has neither
     // transactions nor foreign keys), and a page's requests are mostly waiting on CrateDB. Within
     // one table the order stays truncate, deletes, upserts. All are settled before the page is
     // confirmed or failed, so nothing of a failed attempt is still writing when it is replayed.
-    // One bound on requests in flight for the whole page (see RequestSlots).
-    const limits = { ...this.#limits, slots: new RequestSlots(this.#limits.parallel ?? 1) };
+    // One bound on requests in flight for the whole page, or the pages of one applier (RequestSlots).
+    const limits = { ...this.#limits, slots };
     const outcomes = await Promise.allSettled(batches.map((b) => this.#applyTable(b, limits)));
     const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failed) throw failed.reason;
