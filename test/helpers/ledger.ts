@@ -1,10 +1,12 @@
 // A table whose pages tell their order: the tests of how the drainer reads ahead and overlaps pages
-// (staged-pages, overlapped-pages) write to it in pages of PAGE events and check that the target
-// ends with the latest change of every key.
+// (staged-pages, overlapped-pages, on Postgres and CrateDB) write to it in pages of PAGE events,
+// watch the pages in flight, and check that the target ends with the latest change of every key.
 import assert from 'node:assert/strict';
 import type pg from 'pg';
+import type { SinkTableBatch } from '../../src/sink/sink.js';
 import type { FileCluster } from './file-cluster.js';
 import { assertSameRows, makeConfig } from './replication.js';
+import type { ApplyCall } from './sinks.js';
 
 export const PAGE = 50;
 
@@ -53,4 +55,64 @@ export async function assertConverged(src: pg.Pool, dst: pg.Pool): Promise<void>
   await assertSameRows(src, dst, 'public.ledger', 'public.ledger', ['id']);
   const sum = (db: pg.Pool) => db.query<{ s: string }>(`select sum(amount)::text || '/' || count(*) as s from ledger`).then((r) => r.rows[0].s);
   assert.equal(await sum(dst), await sum(src));
+}
+
+/** Inserts of `rows` distinct keys from `from` on, in transactions of 25: every page may begin beside the one before it. */
+export const inserts = (rows: number, from = 1) => async (src: pg.Pool): Promise<void> => {
+  for (let k = from; k < from + rows; k += 25) await src.query(`insert into ledger select g, g, 'new' from generate_series($1::int, $1::int + 24) g`, [k]);
+};
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const keysOf = (batches: SinkTableBatch[]) => new Set(batches.flatMap((b) => [...b.deletes, ...b.upserts].map((c) => `${b.table.id}/${c.key}`)));
+
+interface InFlight {
+  page: number;
+  ids: number[];
+  keys: Set<string>;
+}
+
+/**
+ * Watches the pages in flight through a recorder's hooks (begin in `before`, end in `after`, drop for
+ * a page failed before it was written): which began beside another (`overlapped`, as [earlier,
+ * later]), the most at once, and every breach of what overlapping must keep (a key in two pages in
+ * flight, a checkpoint past a page still being written), each as a message.
+ */
+export function watcher(pageOf: (id: number) => number, src: pg.Pool) {
+  const inFlight: InFlight[] = [];
+  const remove = (call: ApplyCall) => {
+    const i = inFlight.findIndex((f) => f.ids === call.ids);
+    if (i >= 0) inFlight.splice(i, 1);
+  };
+  const w = {
+    inFlight,
+    overlapped: [] as Array<[number, number]>,
+    most: 0,
+    breaches: [] as string[],
+    begin(call: ApplyCall, batches: SinkTableBatch[]): InFlight {
+      const f: InFlight = { page: pageOf(call.ids[0]), ids: call.ids, keys: keysOf(batches) };
+      for (const other of inFlight) {
+        w.overlapped.push([other.page, f.page]);
+        const shared = [...f.keys].filter((k) => other.keys.has(k));
+        if (shared.length > 0) w.breaches.push(`page ${f.page} began while page ${other.page}, which holds ${shared.length} of its keys (${shared.slice(0, 3).join(', ')}), was in flight`);
+      }
+      inFlight.push(f);
+      w.most = Math.max(w.most, inFlight.length);
+      return f;
+    },
+    async end(call: ApplyCall): Promise<void> {
+      remove(call);
+      // This page is written but not yet confirmed; neither is any page still in flight.
+      const after = await checkpointAfter(src);
+      const open = Math.min(...call.ids, ...inFlight.flatMap((f) => f.ids));
+      if (after >= open) w.breaches.push(`the checkpoint (${after}) passed event ${open} of a page not yet confirmed (page ${pageOf(call.ids[0])} done)`);
+    },
+    drop: remove,
+  };
+  return w;
+}
+
+/** The pages of `keys` (page → its keys) that share a key with the page before them. */
+export function sharingPages(keys: ReadonlyMap<number, ReadonlySet<string>>): number[] {
+  return [...keys.keys()].sort((a, b) => a - b).filter((p) => keys.has(p - 1) && [...keys.get(p)!].some((k) => keys.get(p - 1)!.has(k)));
 }

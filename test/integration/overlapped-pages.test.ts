@@ -6,69 +6,13 @@
 // confirmed, a stop finishes and confirms both, and the target ends equal to the source.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type pg from 'pg';
 import { clusterForFile } from '../helpers/file-cluster.js';
-import { assertConverged, checkpointAfter, doubling, ledger, paged } from '../helpers/ledger.js';
+import { assertConverged, checkpointAfter, doubling, inserts, ledger, paged, sharingPages, sleep, watcher } from '../helpers/ledger.js';
 import { startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
-import { recorder, type ApplyCall } from '../helpers/sinks.js';
-import type { SinkTableBatch } from '../../src/sink/sink.js';
+import { recorder } from '../helpers/sinks.js';
 
 const bed = clusterForFile();
 const setup = () => ledger(bed);
-
-/** Distinct keys only: every page may begin beside the one before it. */
-const inserts = (rows: number) => async (src: pg.Pool) => {
-  for (let from = 1; from <= rows; from += 25) await src.query(`insert into ledger select g, g, 'new' from generate_series($1::int, $1::int + 24) g`, [from]);
-};
-
-const keysOf = (batches: SinkTableBatch[]) => new Set(batches.flatMap((b) => [...b.deletes, ...b.upserts].map((c) => `${b.table.id}/${c.key}`)));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface InFlight {
-  page: number;
-  ids: number[];
-  keys: Set<string>;
-}
-
-/**
- * Watches the pages in flight: which began beside another (`overlapped`, as [earlier, later]), the
- * most at once, and every breach of what overlapping must keep (a key in two pages in flight, a
- * checkpoint past a page still being written), each as a message.
- */
-function watcher(pageOf: (id: number) => number, src: pg.Pool) {
-  const inFlight: InFlight[] = [];
-  const w = {
-    inFlight,
-    overlapped: [] as Array<[number, number]>,
-    most: 0,
-    breaches: [] as string[],
-    begin(call: ApplyCall, batches: SinkTableBatch[]): InFlight {
-      const f: InFlight = { page: pageOf(call.ids[0]), ids: call.ids, keys: keysOf(batches) };
-      for (const other of inFlight) {
-        w.overlapped.push([other.page, f.page]);
-        const shared = [...f.keys].filter((k) => other.keys.has(k));
-        if (shared.length > 0) w.breaches.push(`page ${f.page} began while page ${other.page}, which holds ${shared.length} of its keys (${shared.slice(0, 3).join(', ')}), was in flight`);
-      }
-      inFlight.push(f);
-      w.most = Math.max(w.most, inFlight.length);
-      return f;
-    },
-    async end(call: ApplyCall): Promise<void> {
-      const i = inFlight.findIndex((f) => f.ids === call.ids);
-      if (i >= 0) inFlight.splice(i, 1);
-      // This page is written but not yet confirmed; neither is any page still in flight.
-      const after = await checkpointAfter(src);
-      const open = Math.min(...call.ids, ...inFlight.flatMap((f) => f.ids));
-      if (after >= open) w.breaches.push(`the checkpoint (${after}) passed event ${open} of a page not yet confirmed (page ${pageOf(call.ids[0])} done)`);
-    },
-    /** a page that never reached the target */
-    drop(call: ApplyCall): void {
-      const i = inFlight.findIndex((f) => f.ids === call.ids);
-      if (i >= 0) inFlight.splice(i, 1);
-    },
-  };
-  return w;
-}
 
 test('pages of distinct keys are written two at a time, confirmed one after the other, and the target equals the source', async () => {
   const { src, dst, config } = await setup();
@@ -115,8 +59,7 @@ test('a page that holds a key of the page in flight waits for it, so the later c
   await waitCaughtUp(src);
   await running.stop();
   assert.deepEqual(w.breaches, []);
-  const pages = [...keys.keys()].sort((a, b) => a - b);
-  const sharing = pages.filter((p) => keys.has(p - 1) && [...keys.get(p)!].some((k) => keys.get(p - 1)!.has(k)));
+  const sharing = sharingPages(keys);
   assert.ok(sharing.length >= 3, `the workload must have pages that share keys with the page before (${sharing.length} do)`);
   assert.ok(w.overlapped.length >= 1, 'and pages that do not, which overlap');
   await assertConverged(src, dst);
