@@ -25,7 +25,7 @@ describe('pages written beside each other into a real CrateDB', { skip: skipWith
     // New keys first (pages that may overlap), then amounts doubled over and over (pages that
     // share keys with the one before them).
     const pageOf = await paged(src, async (db) => {
-      await inserts(500, 1001)(db);
+      await inserts(500, 5001)(db);
       await doubling(db, true);
     }, 12);
     const w = watcher(pageOf, src);
