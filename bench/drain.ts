@@ -25,8 +25,12 @@
 // server's per 1k events (and of that, the replicator's drainer backend in the source and sink
 // backends in the target), and the replicator's peak RSS (VmHWM, its whole life). Into CrateDB
 // also: its JVM's CPU per 1k events (drain and replay) and drain / raw, the replay's seconds over
-// the drain's. (Requests in flight, which bench/crate-meter.ts counts inside a process, are not
-// measured: the sink now runs in the child.) --node-flags='--cpu-prof --cpu-prof-dir=dir' profiles the replicators.
+// the drain's, and the share of the drain's time with no request to CrateDB in flight and the
+// requests in flight on average, from the child's own record of its requests (a preload:
+// bench/request-meter.cjs). --node-flags='--cpu-prof --cpu-prof-dir=dir' profiles the replicators.
+import { readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { streamLockText } from '../src/capture/names.js';
@@ -113,6 +117,9 @@ interface CrateFigures {
   drainVsRaw: number;
   jvmCpuMsPer1k: number;
   rawJvmCpuMsPer1k: number;
+  /** share of the drain's time with no request to CrateDB in flight, and requests in flight on average (bench/request-meter.cjs); absent when its log could not be read */
+  idleShare?: number;
+  meanInFlight?: number;
 }
 
 interface DrainRun {
@@ -164,6 +171,44 @@ async function replayTables(src: pg.Pool, mixed: boolean): Promise<ReplayTable[]
 const replayDigest = (t: ReplayTable) => t.table === 'items'
   ? 'count(*), sum(id), sum(k), sum(amount), max(created), min(v), max(v)'
   : 'count(*), sum(qty), sum(k), sum(price), max(created), min(name), max(name), sum(case when flag then 1 else 0 end), max(day)';
+
+const REQUEST_METER = fileURLToPath(new URL('./request-meter.cjs', import.meta.url));
+
+/**
+ * From the request spans the child wrote (bench/request-meter.cjs), over [from, to] (epoch ms): the
+ * share of that time with no request in flight, and the requests in flight on average. Empty when
+ * the log is missing (the child did not exit cleanly).
+ */
+function requestsInFlight(log: string, from: number, to: number): { idleShare?: number; meanInFlight?: number } {
+  let spans: Array<[number, number | null]>;
+  try {
+    spans = JSON.parse(readFileSync(log, 'utf8')) as Array<[number, number | null]>;
+  } catch {
+    return {};
+  }
+  // +1 where a request begins, -1 where it ends, clipped to the window
+  const steps: Array<[number, number]> = [];
+  for (const [began, ended] of spans) {
+    const a = Math.max(began, from);
+    const b = Math.min(ended ?? to, to);
+    if (b <= a) continue;
+    steps.push([a, 1], [b, -1]);
+  }
+  steps.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+  let inFlight = 0;
+  let at = from;
+  let idle = 0;
+  let area = 0;
+  for (const [t, d] of steps) {
+    if (inFlight === 0) idle += t - at;
+    area += inFlight * (t - at);
+    at = t;
+    inFlight += d;
+  }
+  idle += to - at;
+  const span = to - from;
+  return span > 0 ? { idleShare: idle / span, meanInFlight: area / span } : {};
+}
 
 interface CrateTarget {
   url: string;
@@ -298,7 +343,10 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     const lock = new pg.Client({ connectionString: srcUrl });
     await lock.connect();
     await lock.query('select pg_advisory_lock(hashtextextended($1, 0))', [streamLockText('pg2crate', 'main')]);
-    const child = spawnCli(variant.checkout, variant.mode, ['start'], { ...childEnv, ...variant.env, PG2CRATE_STANDBY_RETRY_MS: '20' }, [...nodeFlags, ...variant.nodeFlags]);
+    // Into CrateDB, the child records its requests (bench/request-meter.cjs): when nothing is in flight.
+    const requestLog = crateUrl ? join(tmpdir(), `pg2crate-bench-requests-${process.pid}-${Date.now()}.json`) : null;
+    const meter: { env: Record<string, string>; flags: string[] } = requestLog ? { env: { PG2CRATE_BENCH_REQUEST_LOG: requestLog }, flags: ['--require', REQUEST_METER] } : { env: {}, flags: [] };
+    const child = spawnCli(variant.checkout, variant.mode, ['start'], { ...childEnv, ...variant.env, ...meter.env, PG2CRATE_STANDBY_RETRY_MS: '20' }, [...meter.flags, ...nodeFlags, ...variant.nodeFlags]);
     const exited = new Promise<number | string>((r) => child.once('exit', (code, sig) => r(code ?? sig ?? 'unknown')));
     let stopped: number | string | undefined;
     try {
@@ -322,6 +370,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
       const node0 = processCpuSeconds(pid);
       const main0 = threadCpuSeconds(pid, pid);
       const start = performance.now();
+      const startEpoch = performance.timeOrigin + start;
       await lock.query('select pg_advisory_unlock_all()');
       // The replicator's own backends (its drainer and its sink connections): their CPU since they
       // started, read before they close, splits the server's share between source and target.
@@ -346,7 +395,8 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
         await sleep(20);
         if (performance.now() - start > 30 * 60_000) throw new Error('the drain did not finish within 30 min');
       }
-      const seconds = (performance.now() - start) / 1000;
+      const end = performance.now();
+      const seconds = (end - start) / 1000;
       const nodeCpu = processCpuSeconds(pid) - node0;
       const mainCpu = threadCpuSeconds(pid, pid) - main0;
       const peakRss = peakRssMiB(pid);
@@ -361,7 +411,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
       let crate: CrateFigures | undefined;
       if (crateUrl) {
         const ref = await crateReference(jvms);
-        crate = { ...ref, drainVsRaw: ref.rawSeconds / seconds, jvmCpuMsPer1k: (jvmCpu * 1e6) / events };
+        crate = { ...ref, drainVsRaw: ref.rawSeconds / seconds, jvmCpuMsPer1k: (jvmCpu * 1e6) / events, ...requestsInFlight(requestLog!, startEpoch, startEpoch + (end - start)) };
       } else {
         await checkPostgresTarget();
       }
@@ -374,6 +424,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
       };
     } finally {
       if (stopped === undefined) await stopChild(child, 5_000);
+      if (requestLog) rmSync(requestLog, { force: true });
       await lock.end().catch(() => {});
     }
   } finally {
@@ -470,10 +521,11 @@ export async function run(args: BenchArgs): Promise<object> {
     const of = (runsOf: DrainRun[], f: (c: CrateFigures, d: DrainRun) => number) => spread(runsOf.map((d) => f(d.crate!, d)));
     printTable(
       `CrateDB: drain${Object.keys(sinkEnv).length > 0 ? ` (${Object.entries(sinkEnv).map(([k, v]) => `${k}=${v}`).join(', ')})` : ''} beside a raw replay of the same coalesced operations (${crateTarget.rawRows} rows per request, ${crateTarget.rawParallel} in flight), same round`,
-      ['page size', 'replicator', 'raw events/s', 'drain / raw', 'CrateDB JVM CPU ms / 1k: drain', '… raw'],
+      ['page size', 'replicator', 'raw events/s', 'drain / raw', 'CrateDB JVM CPU ms / 1k: drain', '… raw', 'drain: nothing in flight %', '… requests in flight, mean'],
       cells.map(({ ps, label, runs: r }) => [
         String(ps), label, fmtSpread(of(r, (c, d) => d.events / c.rawSeconds), 0), fmtSpread(of(r, (c) => c.drainVsRaw), 2),
         fmtSpread(of(r, (c) => c.jvmCpuMsPer1k), 1), fmtSpread(of(r, (c) => c.rawJvmCpuMsPer1k), 1),
+        fmtSpread(of(r, (c) => (c.idleShare ?? NaN) * 100), 1), fmtSpread(of(r, (c) => c.meanInFlight ?? NaN), 2),
       ]),
     );
   }
