@@ -224,6 +224,8 @@ export class Runner {
     return drainer = new Drainer(source, sink, {
       pageSize: c.pageSize, pollIntervalMs: c.pollIntervalMs, deadLetterPolicy: c.deadLetterPolicy, rejectAttempts: c.rejectAttempts,
       stopTimeoutMs: c.stopTimeoutMs, untilCaughtUp: opts.untilCaughtUp, waitForStream: opts.waitForStream,
+      // A catch-up reads ahead like a running replicator; a switch's drain stays one page at a time.
+      readAhead: !switching,
     }, this.#base);
   }
 

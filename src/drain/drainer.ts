@@ -72,6 +72,11 @@ export interface DrainerOptions {
   stopTimeoutMs: number;
   /** catch-up: return once everything committed before start is applied */
   untilCaughtUp?: boolean;
+  /**
+   * false: read no page ahead (and so begin none beside another). The drain of a capture switch
+   * stays one page at a time, as its hand-over (docs/pgoutput.md) was built, tested and soaked.
+   */
+  readAhead?: boolean;
   /** false: fail with StreamBusyError instead of waiting as a standby */
   waitForStream?: boolean;
 }
@@ -184,7 +189,7 @@ export class Drainer {
           // there: the source, this process and the target work at once. The next page's
           // checkpoint is saved only after this one's; it is applied after it too, or beside it
           // where the two may overlap.
-          if (this.#source.readsAhead && !page.windowDone && !this.#opts.untilCaughtUp && !this.#stopping) {
+          if (this.#source.readsAhead && this.#opts.readAhead !== false && !page.windowDone && !this.#stopping) {
             ahead = handled(this.#source.readPage(this.#opts.pageSize, page).then((next) => ({ page: next, staged: this.#tryStage(next) })));
             if (this.#overlapping && current.staged?.plain) {
               const next = await ahead;
