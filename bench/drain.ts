@@ -21,6 +21,8 @@
 // the clock runs until caughtUp() (every event lies in a completed window), checked cheaply via the
 // checkpoint's counter first. Page sizes (--pages, default 1000,5000,20000), replicators
 // (--run, --checkouts=dir,dir?SETTING=value&… for a before → after) are interleaved round by round.
+// --command=catch-up runs `pg2crate catch-up` (the cron mode) instead: the backlog is written first,
+// and the clock runs from the child's start to its exit.
 // Reported: events/s, the replicator's CPU (from /proc, from the take-over to caught up) and the
 // server's per 1k events (and of that, the replicator's drainer backend in the source and sink
 // backends in the target), and the replicator's peak RSS (VmHWM, its whole life). Into CrateDB
@@ -174,18 +176,29 @@ const replayDigest = (t: ReplayTable) => t.table === 'items'
 
 const REQUEST_METER = fileURLToPath(new URL('./request-meter.cjs', import.meta.url));
 
+interface MeterLog {
+  spans: Array<[number, number | null]>;
+  cpuMicros: number;
+  maxRssKiB: number;
+}
+
+/** What bench/request-meter.cjs wrote at the child's exit, or null. */
+function readMeter(log: string): MeterLog | null {
+  try {
+    return JSON.parse(readFileSync(log, 'utf8')) as MeterLog;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * From the request spans the child wrote (bench/request-meter.cjs), over [from, to] (epoch ms): the
  * share of that time with no request in flight, and the requests in flight on average. Empty when
  * the log is missing (the child did not exit cleanly).
  */
 function requestsInFlight(log: string, from: number, to: number): { idleShare?: number; meanInFlight?: number } {
-  let spans: Array<[number, number | null]>;
-  try {
-    spans = JSON.parse(readFileSync(log, 'utf8')) as Array<[number, number | null]>;
-  } catch {
-    return {};
-  }
+  const spans = readMeter(log)?.spans;
+  if (!spans) return {};
   // +1 where a request begins, -1 where it ends, clipped to the window
   const steps: Array<[number, number]> = [];
   for (const [began, ended] of spans) {
@@ -210,6 +223,9 @@ function requestsInFlight(log: string, from: number, to: number): { idleShare?: 
   return span > 0 ? { idleShare: idle / span, meanInFlight: area / span } : {};
 }
 
+/** what the child runs: `start` (a standby that takes over) or `catch-up` (cron mode, until everything is applied) */
+type DrainCommand = 'start' | 'catch-up';
+
 interface CrateTarget {
   url: string;
   /** raw replay: rows per request, requests in flight */
@@ -229,7 +245,7 @@ interface Variant {
   nodeFlags: string[];
 }
 
-async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events: number, txnRows: number, workload: Workload, variant: Variant, nodeFlags: string[], crateTarget?: CrateTarget): Promise<DrainRun> {
+async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events: number, txnRows: number, workload: Workload, variant: Variant, nodeFlags: string[], command: DrainCommand, crateTarget?: CrateTarget): Promise<DrainRun> {
   const crateUrl = crateTarget?.url;
   const [srcUrl, dstUrl] = [await cluster.createDatabase('drain_src'), await cluster.createDatabase('drain_dst')];
   const src = new pg.Pool({ connectionString: srcUrl, max: 2 });
@@ -307,6 +323,50 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     if (n !== events + 1) throw new Error(`target holds ${n} rows, expected ${events + 1}`);
   };
 
+  /**
+   * `pg2crate catch-up` (cron mode): the backlog is written first, then the clock runs from the
+   * child's start to its exit, start-up included. Its CPU and peak RSS are its own, reported at its
+   * exit (bench/request-meter.cjs), start-up included too.
+   */
+  const catchUpRun = async (): Promise<DrainRun> => {
+    const backlogSeconds = await writeBacklog();
+    const meterLog = join(tmpdir(), `pg2crate-bench-meter-${process.pid}-${Date.now()}.json`);
+    const jvms = crateUrl ? crateJvmPids() : [];
+    const jvm0 = crateCpuSeconds(jvms);
+    const cpu0 = serverCpuSeconds(pm);
+    const start = performance.now();
+    const startEpoch = performance.timeOrigin + start;
+    const child = spawnCli(variant.checkout, variant.mode, ['catch-up'], { ...childEnv, ...variant.env, PG2CRATE_BENCH_REQUEST_LOG: meterLog }, ['--require', REQUEST_METER, ...nodeFlags, ...variant.nodeFlags]);
+    try {
+      const code = await new Promise<number | string>((r) => child.once('exit', (c, sig) => r(c ?? sig ?? 'unknown')));
+      const end = performance.now();
+      const seconds = (end - start) / 1000;
+      const serverCpu = serverCpuSeconds(pm) - cpu0;
+      const jvmCpu = crateCpuSeconds(jvms) - jvm0;
+      if (code !== 0) throw new Error(`pg2crate catch-up exited ${code}`);
+      if (!(await caughtUp(src))) throw new Error('pg2crate catch-up exited 0 with events not yet applied');
+      const meter = readMeter(meterLog);
+      const windows = Number((await src.query<{ n: string }>(`select windows::text as n from pg2crate.checkpoint where stream = 'main'`)).rows[0].n);
+      let crate: CrateFigures | undefined;
+      if (crateUrl) {
+        const ref = await crateReference(jvms);
+        crate = { ...ref, drainVsRaw: ref.rawSeconds / seconds, jvmCpuMsPer1k: (jvmCpu * 1e6) / events, ...requestsInFlight(meterLog, startEpoch, startEpoch + (end - start)) };
+      } else {
+        await checkPostgresTarget();
+      }
+      return {
+        crate, variant: variant.label,
+        pageSize, events, backlogSeconds, seconds, eventsPerSecond: events / seconds, countedSeconds: seconds,
+        nodeCpuMsPer1k: meter ? meter.cpuMicros / 1000 / (events / 1000) : NaN, mainThreadCpuMsPer1k: NaN, serverCpuMsPer1k: (serverCpu * 1e6) / events,
+        sourceBackendCpuMsPer1k: NaN, targetBackendCpuMsPer1k: NaN,
+        windows, peakRssMiB: meter ? meter.maxRssKiB / 1024 : NaN, startRssMiB: NaN,
+      };
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) await stopChild(child, 5_000);
+      rmSync(meterLog, { force: true });
+    }
+  };
+
   const appliedEvents = async () => Number((await src.query<{ n: string }>(`select applied_events::text as n from pg2crate.checkpoint where stream = 'main'`)).rows[0].n);
   try {
     if (mixed) {
@@ -336,6 +396,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
       await copyTargetTables(crateUrl, CRATE_SCHEMA, replay);
     }
     lastId = (await src.query<{ id: string }>('select coalesce(max(id), 0)::text as id from pg2crate.outbox')).rows[0].id;
+    if (command === 'catch-up') return await catchUpRun();
 
     // The replicator, `pg2crate start` in a child process, waits as a standby while this holds the
     // stream: it starts (modules loaded, connections made) and the backlog is written off the
@@ -465,6 +526,9 @@ export async function run(args: BenchArgs): Promise<object> {
   });
   // --node-flags='--cpu-prof --cpu-prof-dir=/tmp/prof': flags of every replicator's node (profiles are written when it stops)
   const nodeFlags = args['node-flags'] ? args['node-flags'].split(/\s+/).filter(Boolean) : [];
+  // --command=catch-up: the cron mode instead of a running replicator (see catchUpRun)
+  const command = (args.command ?? 'start') as DrainCommand;
+  if (command !== 'start' && command !== 'catch-up') throw new Error(`--command takes start or catch-up, not ${String(args.command)}`);
   const checkouts = new Map<string, CliCheckout>();
   const cluster = await startCluster();
   const runs: DrainRun[] = [];
@@ -482,7 +546,7 @@ export async function run(args: BenchArgs): Promise<object> {
     for (let r = 1; r <= rounds; r++) {
       for (const ps of pageSizes) {
         for (const v of variants) {
-          const d = await drainOnce(cluster, pm, ps, events, txnRows, workload, v, nodeFlags, crateTarget).catch((err: unknown) => {
+          const d = await drainOnce(cluster, pm, ps, events, txnRows, workload, v, nodeFlags, command, crateTarget).catch((err: unknown) => {
             process.stderr.write(`server log:\n${clusterLogTail(cluster.url())}\n`);
             throw err;
           });
@@ -509,7 +573,7 @@ export async function run(args: BenchArgs): Promise<object> {
     peakRssMiB: spread(of.map((d) => d.peakRssMiB)),
   }));
   printTable(
-    `drain of ${events.toLocaleString('en')} ${mixedTitle(workload, txnRows)} into ${crateUrl ? 'CrateDB' : 'a Postgres target'} by \`pg2crate start\` in its own process, ${rounds} interleaved rounds (min / median / max)`,
+    `drain of ${events.toLocaleString('en')} ${mixedTitle(workload, txnRows)} into ${crateUrl ? 'CrateDB' : 'a Postgres target'} by \`pg2crate ${command}\` in its own process${command === 'catch-up' ? ' (start-up included; its CPU and peak RSS from the process itself)' : ''}, ${rounds} interleaved rounds (min / median / max)`,
     ['page size', 'replicator', 'events/s', 'seconds', 'node CPU ms / 1k events', '… main thread', 'server CPU ms / 1k events', '… of it drainer backend', '… sink backends', 'peak RSS MiB'],
     figures.map((f) => [
       String(f.pageSize), f.variant, fmtSpread(f.eventsPerSecond, 0), fmtSpread(f.seconds, 2), fmtSpread(f.nodeCpuMsPer1k, 1), fmtSpread(f.mainThreadCpuMsPer1k, 1), fmtSpread(f.serverCpuMsPer1k, 1),
@@ -531,7 +595,7 @@ export async function run(args: BenchArgs): Promise<object> {
   }
   return {
     settings: {
-      events, rounds, txnRows, pageSizes, workload, target: crateUrl ? 'cratedb' : 'postgres', modes, checkouts: entries.map((e) => e.name), nodeFlags,
+      events, rounds, txnRows, pageSizes, workload, command, target: crateUrl ? 'cratedb' : 'postgres', modes, checkouts: entries.map((e) => e.name), nodeFlags,
       ...(crateTarget ? { rawRows: crateTarget.rawRows, rawParallel: crateTarget.rawParallel, sink: sinkEnv } : {}),
     },
     figures, runs,

@@ -1,6 +1,7 @@
 // A preload for the drain bench (node --require): records when each HTTP request of the process
 // began and ended (epoch milliseconds, sub-millisecond), and writes them as JSON to the file named
-// by PG2CRATE_BENCH_REQUEST_LOG when the process exits. The bench then works out, over its own
+// by PG2CRATE_BENCH_REQUEST_LOG when the process exits, with the process's own CPU time and peak
+// resident memory (for a child that exits by itself, whose /proc entry is gone by then). The bench then works out, over its own
 // clock of the drain, the share of time with no request to CrateDB in flight and how many were in
 // flight on average (bench/drain.ts). Nothing of the replicator is changed: the sink's client calls
 // http.request (or https.request) through the module object, which this wraps.
@@ -27,7 +28,8 @@ if (file) {
   }
   process.once('exit', () => {
     try {
-      fs.writeFileSync(file, JSON.stringify(spans));
+      const cpu = process.cpuUsage();
+      fs.writeFileSync(file, JSON.stringify({ spans, cpuMicros: cpu.user + cpu.system, maxRssKiB: process.resourceUsage().maxRSS }));
     } catch {
       // the bench reports the figure as missing
     }
