@@ -551,7 +551,11 @@ export async function run(args: BenchArgs): Promise<object> {
             throw err;
           });
           runs.push(d);
-          note(`  round ${r}/${rounds} page ${String(ps).padStart(6)} ${v.label}: ${fmt(d.eventsPerSecond, 0)} events/s (${fmt(d.seconds, 2)} s; counter reached at ${fmt(d.countedSeconds, 2)} s; ${d.windows} windows; backlog written in ${fmt(d.backlogSeconds, 1)} s); node CPU ${fmt(d.nodeCpuMsPer1k, 1)} ms / 1k (main thread ${fmt(d.mainThreadCpuMsPer1k, 1)}); peak RSS ${fmt(d.peakRssMiB, 0)} MiB, ${fmt(d.startRssMiB, 0)} MiB at start`);
+          // (catch-up: no take-over to time from, and no /proc once it exited: fewer figures)
+          const more = command === 'catch-up'
+            ? `node CPU ${fmt(d.nodeCpuMsPer1k, 1)} ms / 1k, start-up included; peak RSS ${fmt(d.peakRssMiB, 0)} MiB`
+            : `counter reached at ${fmt(d.countedSeconds, 2)} s; node CPU ${fmt(d.nodeCpuMsPer1k, 1)} ms / 1k (main thread ${fmt(d.mainThreadCpuMsPer1k, 1)}); peak RSS ${fmt(d.peakRssMiB, 0)} MiB, ${fmt(d.startRssMiB, 0)} MiB at start`;
+          note(`  round ${r}/${rounds} page ${String(ps).padStart(6)} ${v.label}: ${fmt(d.eventsPerSecond, 0)} events/s (${fmt(d.seconds, 2)} s; ${d.windows} windows; backlog written in ${fmt(d.backlogSeconds, 1)} s); ${more}`);
         }
       }
     }

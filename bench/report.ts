@@ -16,9 +16,10 @@ export interface Spread {
   max: number;
 }
 
+/** min / median / max of the figures measured (a figure not measured, NaN, is left out). */
 export function spread(xs: number[]): Spread {
-  if (xs.length === 0) return { n: 0, min: NaN, median: NaN, max: NaN };
-  const s = [...xs].sort((a, b) => a - b);
+  const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  if (s.length === 0) return { n: 0, min: NaN, median: NaN, max: NaN };
   const mid = s.length >> 1;
   const median = s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
   return { n: s.length, min: s[0], median, max: s[s.length - 1] };
@@ -39,6 +40,7 @@ export function fmt(x: number, digits?: number): string {
 }
 
 export function fmtSpread(s: Spread, digits?: number): string {
+  if (s.n === 0) return '—';
   return `${fmt(s.min, digits)} / ${fmt(s.median, digits)} / ${fmt(s.max, digits)}`;
 }
 
