@@ -251,13 +251,19 @@ export class Drainer {
    * description), else worked out in order in #apply. Returns at once.
    */
   #begin(page: Page, staged: StagedPage | null): Applying {
-    const valid = staged !== null && staged.tables.every(([id, info]) => this.#tables.get(id)?.info === info) ? staged : null;
+    const valid = staged !== null && this.#stagedHolds(staged) ? staged : null;
     const applying: Applying = { page, staged: valid, done: Promise.resolve(), failed: false };
     if (page.changes.length > 0) {
-      applying.done = handled(this.#apply(page, valid));
+      applying.done = this.#apply(page, valid);
+      // also what keeps a failure from counting as unhandled: whoever awaits `done` still gets it
       applying.done.catch(() => { applying.failed = true; });
     }
     return applying;
+  }
+
+  /** Whether the tables `staged` was worked out for are still described as they were. */
+  #stagedHolds(staged: StagedPage): boolean {
+    return staged.tables.every(([id, info]) => this.#tables.get(id)?.info === info);
   }
 
   /**
@@ -267,7 +273,7 @@ export class Drainer {
    */
   #overlaps(current: Applying, next: Page, staged: StagedPage | null): boolean {
     if (this.#stopping || current.failed || !current.staged?.plain || !staged?.plain || next.changes.length === 0 || this.#idle !== false) return false;
-    if (!staged.tables.every(([id, info]) => this.#tables.get(id)?.info === info)) return false;
+    if (!this.#stagedHolds(staged)) return false;
     for (const [tableId, keys] of staged.keys) {
       const before = current.staged.keys.get(tableId);
       if (!before) continue;
