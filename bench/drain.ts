@@ -182,6 +182,9 @@ interface MeterLog {
   maxRssKiB: number;
 }
 
+/** A file for bench/request-meter.cjs to write to (PG2CRATE_BENCH_REQUEST_LOG); the caller removes it. */
+const newMeterLog = () => join(tmpdir(), `pg2crate-bench-meter-${process.pid}-${Date.now()}.json`);
+
 /** What bench/request-meter.cjs wrote at the child's exit, or null. */
 function readMeter(log: string): MeterLog | null {
   try {
@@ -309,6 +312,20 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     return { rawSeconds, rawJvmCpuMsPer1k: (rawJvmCpu * 1e6) / events };
   };
 
+  /**
+   * After a drain of `seconds`: into CrateDB, its figures beside the raw replay (which checks the
+   * row counts first), requests in flight over [from, to] from `log`; a Postgres target is checked
+   * equal to the source.
+   */
+  const checkTarget = async (jvms: number[], seconds: number, jvmCpu: number, log: string | null, from: number, to: number): Promise<CrateFigures | undefined> => {
+    if (!crateUrl) {
+      await checkPostgresTarget();
+      return undefined;
+    }
+    const ref = await crateReference(jvms);
+    return { ...ref, drainVsRaw: ref.rawSeconds / seconds, jvmCpuMsPer1k: (jvmCpu * 1e6) / events, ...(log ? requestsInFlight(log, from, to) : {}) };
+  };
+
   /** A Postgres target equals the source. */
   const checkPostgresTarget = async (): Promise<void> => {
     if (mixed) {
@@ -330,7 +347,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
    */
   const catchUpRun = async (): Promise<DrainRun> => {
     const backlogSeconds = await writeBacklog();
-    const meterLog = join(tmpdir(), `pg2crate-bench-meter-${process.pid}-${Date.now()}.json`);
+    const meterLog = newMeterLog();
     const jvms = crateUrl ? crateJvmPids() : [];
     const jvm0 = crateCpuSeconds(jvms);
     const cpu0 = serverCpuSeconds(pm);
@@ -347,13 +364,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
       if (!(await caughtUp(src))) throw new Error('pg2crate catch-up exited 0 with events not yet applied');
       const meter = readMeter(meterLog);
       const windows = Number((await src.query<{ n: string }>(`select windows::text as n from pg2crate.checkpoint where stream = 'main'`)).rows[0].n);
-      let crate: CrateFigures | undefined;
-      if (crateUrl) {
-        const ref = await crateReference(jvms);
-        crate = { ...ref, drainVsRaw: ref.rawSeconds / seconds, jvmCpuMsPer1k: (jvmCpu * 1e6) / events, ...requestsInFlight(meterLog, startEpoch, startEpoch + (end - start)) };
-      } else {
-        await checkPostgresTarget();
-      }
+      const crate = await checkTarget(jvms, seconds, jvmCpu, meterLog, startEpoch, startEpoch + (end - start));
       return {
         crate, variant: variant.label,
         pageSize, events, backlogSeconds, seconds, eventsPerSecond: events / seconds, countedSeconds: seconds,
@@ -405,7 +416,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     await lock.connect();
     await lock.query('select pg_advisory_lock(hashtextextended($1, 0))', [streamLockText('pg2crate', 'main')]);
     // Into CrateDB, the child records its requests (bench/request-meter.cjs): when nothing is in flight.
-    const requestLog = crateUrl ? join(tmpdir(), `pg2crate-bench-requests-${process.pid}-${Date.now()}.json`) : null;
+    const requestLog = crateUrl ? newMeterLog() : null;
     const meter: { env: Record<string, string>; flags: string[] } = requestLog ? { env: { PG2CRATE_BENCH_REQUEST_LOG: requestLog }, flags: ['--require', REQUEST_METER] } : { env: {}, flags: [] };
     const child = spawnCli(variant.checkout, variant.mode, ['start'], { ...childEnv, ...variant.env, ...meter.env, PG2CRATE_STANDBY_RETRY_MS: '20' }, [...meter.flags, ...nodeFlags, ...variant.nodeFlags]);
     const exited = new Promise<number | string>((r) => child.once('exit', (code, sig) => r(code ?? sig ?? 'unknown')));
@@ -469,13 +480,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
       const windows = Number((await src.query<{ n: string }>(`select windows::text as n from pg2crate.checkpoint where stream = 'main'`)).rows[0].n);
       stopped = await stopChild(child);
       if (stopped !== 0) throw new Error(`the replicator's process exited ${stopped} on SIGTERM, not 0`);
-      let crate: CrateFigures | undefined;
-      if (crateUrl) {
-        const ref = await crateReference(jvms);
-        crate = { ...ref, drainVsRaw: ref.rawSeconds / seconds, jvmCpuMsPer1k: (jvmCpu * 1e6) / events, ...requestsInFlight(requestLog!, startEpoch, startEpoch + (end - start)) };
-      } else {
-        await checkPostgresTarget();
-      }
+      const crate = await checkTarget(jvms, seconds, jvmCpu, requestLog, startEpoch, startEpoch + (end - start));
       return {
         crate, variant: variant.label,
         pageSize, events, backlogSeconds, seconds, eventsPerSecond: events / seconds, countedSeconds: (countedAt - start) / 1000,
