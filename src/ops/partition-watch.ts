@@ -81,6 +81,7 @@ export async function watchPartitions(pool: pg.Pool, opts: PartitionWatchOptions
       order by t.id, p.level`,
     [triggerName(s, 'g'), triggerName(s, 'b')],
   );
+  await giveFullIdentity(pool, opts);
   for (const r of found.rows) {
     const done = await reachPartition(pool, opts, { tableId: r.table_id, relid: Number(r.relid), schema: r.schema, table: r.name, leaf: r.leaf });
     if (!done) continue;
@@ -107,6 +108,52 @@ async function refreshPublicationBefore15(pool: pg.Pool, opts: PartitionWatchOpt
   if (Number(version.rows[0].v) >= 150000) return;
   await pool.query(`alter publication ${quoteIdent(publicationName)} set (publish_via_partition_root = true)`);
   opts.logger.info({ publication: publicationName }, 'touched the publication: PostgreSQL 14 sends a detached partition\'s writes until then');
+}
+
+/** Partitions whose missing identity was logged already (once per process each). */
+const unidentified = new Set<string>();
+
+/**
+ * While the captured tables are published (any mode but trigger), a new leaf partition of a table
+ * with REPLICA IDENTITY FULL gets FULL too: Postgres checks the identity of the partition a row is
+ * in, and a partition created without it fails the application's UPDATEs and DELETEs once its table
+ * is published (the switch refuses existing ones: preflight.ts checkPartitionIdentities). A table
+ * identified by its primary key needs nothing: a partitioned primary key reaches every partition.
+ * Each in its own short transaction; a busy partition is tried again on the next pass, and one
+ * pg2crate may not alter (not its owner) is logged once with the statement to run.
+ */
+async function giveFullIdentity(pool: pg.Pool, opts: PartitionWatchOptions): Promise<void> {
+  const { mode } = await readCaptureState(pool, opts.schema, opts.stream);
+  if (mode === 'trigger') return;
+  const res = await pool.query<{ relid: string; schema: string; name: string; root: string }>(
+    `select p.relid::oid::int8::text as relid, n.nspname as schema, c.relname as name, t.source_schema || '.' || t.source_table as root
+       from ${qualify(opts.schema, 'tables')} t join pg_class r on r.oid = t.relid and r.relkind = 'p' and r.relreplident = 'f'
+            cross join lateral pg_partition_tree(t.relid) p
+            join pg_class c on c.oid = p.relid join pg_namespace n on n.oid = c.relnamespace
+      where p.isleaf and c.relreplident <> 'f'`,
+  );
+  for (const r of res.rows) {
+    const sql = `alter table ${qualify(r.schema, r.name)} replica identity full`;
+    const client = await pool.connect();
+    try {
+      await client.query(`begin; set local lock_timeout = ${LOCK_TIMEOUT_MS}`);
+      await client.query(sql);
+      await client.query('commit');
+      opts.logger.info({ table: r.root, partition: `${r.schema}.${r.name}` }, 'gave the new partition REPLICA IDENTITY FULL, as its table has, so that its updates and deletes can be published');
+    } catch (err) {
+      await client.query('rollback').catch(() => {});
+      const code = (err as { code?: string }).code;
+      if (code === '55P03') continue;
+      if (unidentified.has(r.relid)) continue;
+      unidentified.add(r.relid);
+      opts.logger.error(
+        { table: r.root, partition: `${r.schema}.${r.name}`, err: (err as Error).message },
+        `the partition has no replica identity, so Postgres refuses the application's updates and deletes in it while the table is published: run ALTER TABLE ${qualify(r.schema, r.name)} REPLICA IDENTITY FULL as its owner`,
+      );
+    } finally {
+      client.release();
+    }
+  }
 }
 
 /** Steps 1–4 for one partition; null when another run reached it first or its lock was busy. */

@@ -33,6 +33,7 @@ export const FULL = [
   'security.test.ts', // search_path hijacks, a role without superuser
   'window-bounds.test.ts', // the snapshot windows' bound guard
   'partitioned-pgoutput.test.ts', // pgoutput: partitions, and both switches
+  'partitioned-configured-key.test.ts', // a partitioned table keyed by configured columns, both modes; partitions' replica identity
   'switch-capture.test.ts', // the switch both ways under writers
   'pgoutput-values.test.ts', // pgoutput's text of every type equals the trigger's JSON
   'pgoutput-repair.test.ts', // pgoutput: verify --repair, dead letters, backfill, retention
@@ -52,6 +53,7 @@ export const CI = [
   'verify.test.ts',
   'no-primary-key.test.ts',
   'partitioned-pgoutput.test.ts',
+  'partitioned-configured-key.test.ts',
   'switch-capture.test.ts',
   'pgoutput-values.test.ts',
   'pgoutput-repair.test.ts',

@@ -9,6 +9,7 @@ import type { Change, ColumnInfo, TableInfo } from '../../src/core/change.js';
 import { loadConfig } from '../../src/core/config.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { coalesce } from '../../src/drain/coalesce.js';
+import { partitionIdentityHolds } from '../../src/source/pgoutput/preflight.js';
 import { createLogger } from '../../src/core/logger.js';
 import { arrayJson, canonicalJson, columnOrder, numericText, rowJson } from '../../src/source/pgoutput/text-values.js';
 import { formatLsn, parseLsn } from '../../src/source/pgoutput/lsn.js';
@@ -200,4 +201,19 @@ describe('settings', () => {
     const c = loadConfig({ ...base, PG2CRATE_CAPTURE: 'pgoutput', PG2CRATE_SLOT: 'my_slot', PG2CRATE_SLOT_WARN_MB: '64' });
     assert.deepEqual([c.capture, c.slotName, c.slotWarnBytes], ['pgoutput', 'my_slot', 64 * 1024 * 1024]);
   });
+});
+
+test('a partition identifies its rows as its table does: FULL under FULL, else exactly the key columns', () => {
+  const leaf = (replident: string, identity: string[] | null) => ({ schema: 'public', name: 'p1', replident, identity });
+  // The table has REPLICA IDENTITY FULL: each partition needs FULL (ALTER TABLE on the table does not reach them).
+  assert.equal(partitionIdentityHolds('f', ['region', 'id'], leaf('f', null)), true);
+  assert.equal(partitionIdentityHolds('f', ['region', 'id'], leaf('d', null)), false, 'no primary key: Postgres refuses its updates');
+  assert.equal(partitionIdentityHolds('f', ['region', 'id'], leaf('d', ['id', 'region'])), false);
+  // The table is identified by its key: each partition by the same columns, in any order.
+  assert.equal(partitionIdentityHolds('d', ['region', 'id'], leaf('d', ['id', 'region'])), true);
+  assert.equal(partitionIdentityHolds('i', ['region', 'id'], leaf('i', ['region', 'id'])), true);
+  assert.equal(partitionIdentityHolds('d', ['region', 'id'], leaf('i', ['region', 'code'])), false, 'other columns: old rows would come without the key');
+  assert.equal(partitionIdentityHolds('d', ['region', 'id'], leaf('d', ['region'])), false);
+  assert.equal(partitionIdentityHolds('d', ['id'], leaf('n', null)), false);
+  assert.equal(partitionIdentityHolds('d', ['id'], leaf('f', null)), false);
 });

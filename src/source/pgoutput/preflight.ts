@@ -51,14 +51,21 @@ interface TableRow {
   generated: string[] | null;
 }
 
+/** The columns of relation `c`'s replica identity index (its primary key under DEFAULT), in index order; null when it has none. */
+const IDENTITY_COLUMNS = `(select array_agg(a.attname::text order by k.ord)
+               from pg_index i cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
+               join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+              where i.indrelid = c.oid and ((c.relreplident = 'd' and i.indisprimary) or (c.relreplident = 'i' and i.indisreplident)))`;
+
+function sameColumns(identity: readonly string[] | null, key: readonly string[]): boolean {
+  return !!identity && identity.length === key.length && identity.every((c) => key.includes(c));
+}
+
 /** Every registered table must identify its rows in the WAL by exactly its key (or in full). */
 export async function checkTables(db: Queryable, schema: string): Promise<void> {
   const res = await db.query<TableRow>(
     `select t.source_schema, t.source_table, t.key_columns, c.relreplident::text as replident,
-            (select array_agg(a.attname::text order by k.ord)
-               from pg_index i cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
-               join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
-              where i.indrelid = c.oid and ((c.relreplident = 'd' and i.indisprimary) or (c.relreplident = 'i' and i.indisreplident))) as identity,
+            ${IDENTITY_COLUMNS} as identity,
             (select array_agg(a.attname::text order by a.attnum) from pg_attribute a
               where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated <> '') as generated
        from ${qualify(schema, 'tables')} t left join pg_class c on c.oid = t.relid order by t.id`,
@@ -81,8 +88,7 @@ export async function checkTables(db: Queryable, schema: string): Promise<void> 
           `ALTER TABLE ${sql} REPLICA IDENTITY FULL (or USING INDEX on a unique index over ${t.key_columns.join(', ')}), ${USE_TRIGGERS}`,
       );
     }
-    const same = identity.length === t.key_columns.length && identity.every((c) => t.key_columns.includes(c));
-    if (!same) {
+    if (!sameColumns(identity, t.key_columns)) {
       throw new TableError(
         `table ${name} identifies rows in the WAL by (${identity.join(', ')}) but pg2crate keys it by (${t.key_columns.join(', ')}): ` +
           `ALTER TABLE ${sql} REPLICA IDENTITY FULL, or configure those key columns, ${USE_TRIGGERS}`,
@@ -91,6 +97,62 @@ export async function checkTables(db: Queryable, schema: string): Promise<void> 
   }
   // shaped tables: what a publication can do for them (column lists, row filters) and what not
   await checkShapesForPgoutput(db, schema);
+}
+
+/** A partition of a captured table, as it identifies its rows in the WAL. */
+export interface PartitionIdentity {
+  schema: string;
+  name: string;
+  /** its replica identity: 'd', 'i', 'f' or 'n' */
+  replident: string;
+  identity: string[] | null;
+}
+
+/**
+ * Whether a leaf partition identifies its rows as its partitioned table does. Postgres checks the
+ * replica identity of the partition a row is in, not of the table published for it: a partition
+ * without one fails the application's UPDATEs and DELETEs once the table is published ("cannot
+ * update table … because it does not have a replica identity"), and one identified by other
+ * columns sends old rows without the key. So a table with REPLICA IDENTITY FULL needs it on every
+ * leaf (ALTER TABLE on the partitioned table does not reach its partitions), and one identified by
+ * its key needs each leaf identified by the same columns (a partitioned primary key gives them that).
+ */
+export function partitionIdentityHolds(rootReplident: string, keyColumns: readonly string[], p: PartitionIdentity): boolean {
+  return rootReplident === 'f' ? p.replident === 'f' : p.replident !== 'f' && p.replident !== 'n' && sameColumns(p.identity, keyColumns);
+}
+
+/**
+ * The switch to pgoutput refuses a partitioned table whose leaf partitions do not identify rows as
+ * the table does (partitionIdentityHolds), naming each and the statement that fixes it. A partition
+ * created later in pgoutput mode is given the table's REPLICA IDENTITY FULL by the partition watch.
+ */
+export async function checkPartitionIdentities(db: Queryable, schema: string): Promise<void> {
+  const res = await db.query<PartitionIdentity & { table_schema: string; table_name: string; key_columns: string[]; root_replident: string }>(
+    `select t.source_schema as table_schema, t.source_table as table_name, t.key_columns, r.relreplident::text as root_replident,
+            n.nspname as schema, c.relname as name, c.relreplident::text as replident, ${IDENTITY_COLUMNS} as identity
+       from ${qualify(schema, 'tables')} t join pg_class r on r.oid = t.relid and r.relkind = 'p'
+            cross join lateral pg_partition_tree(t.relid) p
+            join pg_class c on c.oid = p.relid join pg_namespace n on n.oid = c.relnamespace
+      where p.isleaf
+      order by t.id, p.level, n.nspname, c.relname`,
+  );
+  const bad = new Map<string, typeof res.rows>();
+  for (const r of res.rows) {
+    if (partitionIdentityHolds(r.root_replident, r.key_columns, r)) continue;
+    const name = displayName(r.table_schema, r.table_name);
+    bad.set(name, [...(bad.get(name) ?? []), r]);
+  }
+  for (const [name, rows] of bad) {
+    const full = rows[0].root_replident === 'f';
+    const shown = rows.slice(0, 5).map((r) => `ALTER TABLE ${qualify(r.schema, r.name)} REPLICA IDENTITY ${full ? 'FULL' : 'DEFAULT'};`);
+    const more = rows.length > shown.length ? ` (and ${rows.length - shown.length} more)` : '';
+    throw new TableError(
+      `${rows.length} partition(s) of ${name} do not identify rows in the WAL as the table does ` +
+        `(${full ? 'REPLICA IDENTITY FULL' : `by ${rows[0].key_columns.join(', ')}`}): ${rows.map((r) => displayName(r.schema, r.name)).join(', ')}; ` +
+        `once published, Postgres would refuse the application's updates and deletes in them${full ? '' : ' or send them without the key'}: ` +
+        `${shown.join(' ')}${more}${full ? '' : ' (DEFAULT where the partition has the primary key over those columns, else USING INDEX on a unique index over them, or FULL on the table and every partition)'}, ${USE_TRIGGERS}`,
+    );
+  }
 }
 
 /**

@@ -32,7 +32,7 @@ import { captureTargetOf, listTables } from '../../capture/registry.js';
 import { installCapture, removeCapture } from '../../capture/capture-install.js';
 import { readOutboxSequence } from '../../capture/outbox-bounds.js';
 import { MARK_PREFIX, type StopAt } from './pgoutput-source.js';
-import { checkServer, checkTables, ensurePublication } from './preflight.js';
+import { checkPartitionIdentities, checkServer, checkTables, ensurePublication } from './preflight.js';
 import { createSlotWithSnapshot, dropSlot, slotInfo } from './slot.js';
 import { parseLsn } from './lsn.js';
 
@@ -74,6 +74,7 @@ export function toPgoutput(o: SwitchOptions): FinalWindow {
       if (state.mode === 'to-pgoutput' && state.finalSnapshot && (await slotInfo(db, o.slot))) return state.finalSnapshot;
       const version = await checkServer(db);
       await checkTables(db, o.schema);
+      await checkPartitionIdentities(db, o.schema);
       const loads = await db.query<{ n: number }>(`select count(*)::int as n from ${qualify(o.schema, 'backfills')} where status <> 'done'`);
       if (loads.rows[0].n > 0) {
         throw new TableError(`the initial load of ${loads.rows[0].n} table(s) is not finished; let the replicator finish it in trigger mode (pg2crate status), then switch`);
