@@ -56,20 +56,20 @@ const TABLE = `create table public.items (
 )`;
 
 type Workload = 'inserts' | 'mixed';
-const MIXED_TABLES = ['m1', 'm2', 'm3'];
+export const MIXED_TABLES = ['m1', 'm2', 'm3'];
 /** per table: rows 1..UPDATABLE are updated, the next DELETABLE rows deleted in order */
-const UPDATABLE = 100_000;
-const mixedTable = (t: string) => `create table public.${t} (
+export const UPDATABLE = 100_000;
+export const mixedTable = (t: string) => `create table public.${t} (
   id bigint primary key, k integer not null, qty bigint, price numeric(12,2), ratio double precision,
   name text not null, flag boolean, created timestamptz not null, day date, attrs jsonb
 )`;
-const mixedValues = (g: string, salt: string) =>
+export const mixedValues = (g: string, salt: string) =>
   `${g}, (${g} % 1000)::int, ${g} * 3 + ${salt}, ((${g} * 7 + ${salt}) % 100000) / 100.0, (${g} + ${salt}) / 7.0, md5((${g} + ${salt})::text), (${g} + ${salt}) % 2 = 0,
    timestamptz '2024-01-01' + (${g} + ${salt}) * interval '1.5 second', date '2024-01-01' + ((${g} + ${salt}) % 1000)::int,
    jsonb_build_object('n', ${g} + ${salt}, 's', 'x' || ${salt})`;
 
 /** Writes the mixed backlog: `events / 1000` transactions of 200 inserts, 700 updates, 100 deletes. */
-async function writeMixedBacklog(src: pg.Pool, events: number, deletable: number): Promise<void> {
+export async function writeMixedBacklog(src: pg.Pool, events: number, deletable: number): Promise<void> {
   const txns = Math.ceil(events / 1000);
   const perTable = MIXED_TABLES.map(() => ({ nextId: UPDATABLE + deletable + 1, nextUpdate: 0, nextDelete: UPDATABLE + 1 }));
   const c = await src.connect();
