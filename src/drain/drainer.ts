@@ -181,6 +181,8 @@ export class Drainer {
             this.stats.state = this.#idle ? 'idle' : 'draining';
             const { page, staged }: { page: Page; staged: StagedPage | null } = ahead ? await ahead : { page: await this.#source.readPage(this.#opts.pageSize), staged: null };
             ahead = null;
+            // now, not when it begins: a failure in between would lose what the page says (see the catch)
+            for (const id of page.rekeyed ?? []) this.#tables.delete(id);
             if (page.changes.length > 0 && this.#idle !== false) { await this.#source.setIdle(false); this.#idle = false; this.stats.state = 'draining'; }
             current = this.#begin(page, staged);
           }
@@ -220,6 +222,7 @@ export class Drainer {
           this.stats.state = 'idle';
           await this.#sleep();
         } catch (err) {
+          const dropped = ahead;
           ahead = null;
           // Nothing of a failed attempt may still be writing when its pages are read again (sink.ts).
           const writing = [current?.done, early?.done].filter((p) => p !== undefined);
@@ -237,6 +240,13 @@ export class Drainer {
           this.#log.warn({ err, kind, attempt, retryInMs: delay }, `page failed (${describe(err)}); retrying`);
           await this.#source.reset();
           this.#idle = undefined;
+          // A page read ahead and never begun may have found its tables' keys changed (Page.rekeyed),
+          // and the source's key cache already follows: read again, it no longer says so. Those
+          // tables are described again; all of them when that read failed, as it may have got that
+          // far (test/integration/rekeyed-read-ahead.test.ts).
+          const lost = dropped ? await dropped.then((r) => r.page, () => null) : undefined;
+          if (lost === null) this.#tables.clear();
+          for (const id of lost?.rekeyed ?? []) this.#tables.delete(id);
           await this.#backOff(delay, err);
         }
       }
