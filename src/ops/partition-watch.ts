@@ -81,7 +81,7 @@ export async function watchPartitions(pool: pg.Pool, opts: PartitionWatchOptions
       order by t.id, p.level`,
     [triggerName(s, 'g'), triggerName(s, 'b')],
   );
-  await giveFullIdentity(pool, opts);
+  await giveIdentity(pool, opts);
   for (const r of found.rows) {
     const done = await reachPartition(pool, opts, { tableId: r.table_id, relid: Number(r.relid), schema: r.schema, table: r.name, leaf: r.leaf });
     if (!done) continue;
@@ -115,31 +115,38 @@ const unidentified = new Set<string>();
 
 /**
  * While the captured tables are published (any mode but trigger), a new leaf partition of a table
- * with REPLICA IDENTITY FULL gets FULL too: Postgres checks the identity of the partition a row is
- * in, and a partition created without it fails the application's UPDATEs and DELETEs once its table
- * is published (the switch refuses existing ones: preflight.ts checkPartitionIdentities). A table
+ * with REPLICA IDENTITY FULL gets FULL too, and one of a table identified by a unique index (USING
+ * INDEX) gets USING INDEX on its share of that index: Postgres checks the identity of the partition
+ * a row is in, and a partition created without it fails the application's UPDATEs and DELETEs once
+ * its table is published (the switch refuses existing ones: preflight.ts checkPartitionIdentities).
+ * A partitioned index reaches every partition, but a partition's identity stays DEFAULT. A table
  * identified by its primary key needs nothing: a partitioned primary key reaches every partition.
  * Each in its own short transaction; a busy partition is tried again on the next pass, and one
  * pg2crate may not alter (not its owner) is logged once with the statement to run.
  */
-async function giveFullIdentity(pool: pg.Pool, opts: PartitionWatchOptions): Promise<void> {
+async function giveIdentity(pool: pg.Pool, opts: PartitionWatchOptions): Promise<void> {
   const { mode } = await readCaptureState(pool, opts.schema, opts.stream);
   if (mode === 'trigger') return;
-  const res = await pool.query<{ relid: string; schema: string; name: string; root: string }>(
-    `select p.relid::oid::int8::text as relid, n.nspname as schema, c.relname as name, t.source_schema || '.' || t.source_table as root
-       from ${qualify(opts.schema, 'tables')} t join pg_class r on r.oid = t.relid and r.relkind = 'p' and r.relreplident = 'f'
+  // `index`: the leaf's share of the table's replica identity index (pg_partition_tree lists a partitioned index's too)
+  const res = await pool.query<{ relid: string; schema: string; name: string; root: string; index: string | null }>(
+    `select p.relid::oid::int8::text as relid, n.nspname as schema, c.relname as name, t.source_schema || '.' || t.source_table as root, x.relname as index
+       from ${qualify(opts.schema, 'tables')} t join pg_class r on r.oid = t.relid and r.relkind = 'p' and r.relreplident in ('f', 'i')
             cross join lateral pg_partition_tree(t.relid) p
             join pg_class c on c.oid = p.relid join pg_namespace n on n.oid = c.relnamespace
-      where p.isleaf and c.relreplident <> 'f'`,
+            left join lateral (select ci.relname from pg_index ri cross join lateral pg_partition_tree(ri.indexrelid) pi
+                                 join pg_index li on li.indexrelid = pi.relid join pg_class ci on ci.oid = li.indexrelid
+                                where r.relreplident = 'i' and ri.indrelid = r.oid and ri.indisreplident and li.indrelid = c.oid) x on true
+      where p.isleaf and c.relreplident <> r.relreplident and (r.relreplident = 'f' or x.relname is not null)`,
   );
   for (const r of res.rows) {
-    const sql = `alter table ${qualify(r.schema, r.name)} replica identity full`;
+    const identity = r.index === null ? 'FULL' : `USING INDEX ${quoteIdent(r.index)}`;
+    const sql = `alter table ${qualify(r.schema, r.name)} replica identity ${identity}`;
     const client = await pool.connect();
     try {
       await client.query(`begin; set local lock_timeout = ${LOCK_TIMEOUT_MS}`);
       await client.query(sql);
       await client.query('commit');
-      opts.logger.info({ table: r.root, partition: `${r.schema}.${r.name}` }, 'gave the new partition REPLICA IDENTITY FULL, as its table has, so that its updates and deletes can be published');
+      opts.logger.info({ table: r.root, partition: `${r.schema}.${r.name}` }, `gave the new partition REPLICA IDENTITY ${identity}, as its table has, so that its updates and deletes can be published`);
     } catch (err) {
       await client.query('rollback').catch(() => {});
       const code = (err as { code?: string }).code;
@@ -148,7 +155,7 @@ async function giveFullIdentity(pool: pg.Pool, opts: PartitionWatchOptions): Pro
       unidentified.add(r.relid);
       opts.logger.error(
         { table: r.root, partition: `${r.schema}.${r.name}`, err: (err as Error).message },
-        `the partition has no replica identity, so Postgres refuses the application's updates and deletes in it while the table is published: run ALTER TABLE ${qualify(r.schema, r.name)} REPLICA IDENTITY FULL as its owner`,
+        `the partition has no replica identity, so Postgres refuses the application's updates and deletes in it while the table is published: run ALTER TABLE ${qualify(r.schema, r.name)} REPLICA IDENTITY ${identity} as its owner`,
       );
     } finally {
       client.release();
