@@ -34,6 +34,7 @@ export const FULL = [
   'window-bounds.test.ts', // the snapshot windows' bound guard
   'partitioned-pgoutput.test.ts', // pgoutput: partitions, and both switches
   'partitioned-configured-key.test.ts', // a partitioned table keyed by configured columns, both modes; partitions' replica identity
+  'partitioned-identity-index.test.ts', // pgoutput: a new partition of a table identified USING INDEX
   'switch-capture.test.ts', // the switch both ways under writers
   'pgoutput-values.test.ts', // pgoutput's text of every type equals the trigger's JSON
   'pgoutput-repair.test.ts', // pgoutput: verify --repair, dead letters, backfill, retention
