@@ -33,6 +33,7 @@ import { triggerName } from '../capture/names.js';
 import { TAKE_XID } from '../capture/outbox-bounds.js';
 import { captureTargetOf, listTables, RegistryCatalog, type RegisteredTable } from '../capture/registry.js';
 import { watchKeys } from './key-watch.js';
+import { IDENTITY_INDEX_SHARE } from '../source/pgoutput/preflight.js';
 
 const LOCK_TIMEOUT_MS = 2000;
 const KEYS_PER_STATEMENT = 1000;
@@ -127,15 +128,13 @@ const unidentified = new Set<string>();
 async function giveIdentity(pool: pg.Pool, opts: PartitionWatchOptions): Promise<void> {
   const { mode } = await readCaptureState(pool, opts.schema, opts.stream);
   if (mode === 'trigger') return;
-  // `index`: the leaf's share of the table's replica identity index (pg_partition_tree lists a partitioned index's too)
+  // `index`: the leaf's share of the table's replica identity index
   const res = await pool.query<{ relid: string; schema: string; name: string; root: string; index: string | null }>(
     `select p.relid::oid::int8::text as relid, n.nspname as schema, c.relname as name, t.source_schema || '.' || t.source_table as root, x.relname as index
        from ${qualify(opts.schema, 'tables')} t join pg_class r on r.oid = t.relid and r.relkind = 'p' and r.relreplident in ('f', 'i')
             cross join lateral pg_partition_tree(t.relid) p
             join pg_class c on c.oid = p.relid join pg_namespace n on n.oid = c.relnamespace
-            left join lateral (select ci.relname from pg_index ri cross join lateral pg_partition_tree(ri.indexrelid) pi
-                                 join pg_index li on li.indexrelid = pi.relid join pg_class ci on ci.oid = li.indexrelid
-                                where r.relreplident = 'i' and ri.indrelid = r.oid and ri.indisreplident and li.indrelid = c.oid) x on true
+            left join lateral ${IDENTITY_INDEX_SHARE} x(relname) on true
       where p.isleaf and c.relreplident <> r.relreplident and (r.relreplident = 'f' or x.relname is not null)`,
   );
   for (const r of res.rows) {

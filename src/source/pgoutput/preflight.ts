@@ -122,14 +122,25 @@ export function partitionIdentityHolds(rootReplident: string, keyColumns: readon
 }
 
 /**
+ * The name of leaf `c`'s share of partitioned table `r`'s replica identity index, when `r` is
+ * identified USING INDEX (pg_partition_tree lists a partitioned index's shares too); null otherwise.
+ * A partitioned index reaches every partition, but a partition's identity stays DEFAULT.
+ */
+export const IDENTITY_INDEX_SHARE = `(select ci.relname from pg_index ri cross join lateral pg_partition_tree(ri.indexrelid) pi
+                                 join pg_index li on li.indexrelid = pi.relid join pg_class ci on ci.oid = li.indexrelid
+                                where r.relreplident = 'i' and ri.indrelid = r.oid and ri.indisreplident and li.indrelid = c.oid)`;
+
+/**
  * The switch to pgoutput refuses a partitioned table whose leaf partitions do not identify rows as
  * the table does (partitionIdentityHolds), naming each and the statement that fixes it. A partition
- * created later in pgoutput mode is given the table's REPLICA IDENTITY FULL by the partition watch.
+ * created later in pgoutput mode is given the table's identity by the partition watch
+ * (ops/partition-watch.ts).
  */
 export async function checkPartitionIdentities(db: Queryable, schema: string): Promise<void> {
-  const res = await db.query<PartitionIdentity & { table_schema: string; table_name: string; key_columns: string[]; root_replident: string }>(
+  const res = await db.query<PartitionIdentity & { table_schema: string; table_name: string; key_columns: string[]; root_replident: string; share: string | null }>(
     `select t.source_schema as table_schema, t.source_table as table_name, t.key_columns, r.relreplident::text as root_replident,
-            n.nspname as schema, c.relname as name, c.relreplident::text as replident, ${IDENTITY_COLUMNS} as identity
+            n.nspname as schema, c.relname as name, c.relreplident::text as replident, ${IDENTITY_COLUMNS} as identity,
+            ${IDENTITY_INDEX_SHARE} as share
        from ${qualify(schema, 'tables')} t join pg_class r on r.oid = t.relid and r.relkind = 'p'
             cross join lateral pg_partition_tree(t.relid) p
             join pg_class c on c.oid = p.relid join pg_namespace n on n.oid = c.relnamespace
@@ -144,7 +155,8 @@ export async function checkPartitionIdentities(db: Queryable, schema: string): P
   }
   for (const [name, rows] of bad) {
     const full = rows[0].root_replident === 'f';
-    const shown = rows.slice(0, 5).map((r) => `ALTER TABLE ${qualify(r.schema, r.name)} REPLICA IDENTITY ${full ? 'FULL' : 'DEFAULT'};`);
+    const identity = (r: (typeof rows)[number]) => (full ? 'FULL' : r.share !== null ? `USING INDEX ${quoteIdent(r.share)}` : 'DEFAULT');
+    const shown = rows.slice(0, 5).map((r) => `ALTER TABLE ${qualify(r.schema, r.name)} REPLICA IDENTITY ${identity(r)};`);
     const more = rows.length > shown.length ? ` (and ${rows.length - shown.length} more)` : '';
     throw new TableError(
       `${rows.length} partition(s) of ${name} do not identify rows in the WAL as the table does ` +
