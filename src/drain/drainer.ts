@@ -181,7 +181,11 @@ export class Drainer {
             this.stats.state = this.#idle ? 'idle' : 'draining';
             const { page, staged }: { page: Page; staged: StagedPage | null } = ahead ? await ahead : { page: await this.#source.readPage(this.#opts.pageSize), staged: null };
             ahead = null;
-            // now, not when it begins: a failure in between would lose what the page says (see the catch)
+            // A table whose key changed in the registry is described again: its key, and the target's,
+            // are checked before anything of it is applied (source/page-keys.ts, the sinks' prepare()).
+            // Forgotten here, when the page is taken, not when it is applied: a failure in between
+            // would lose what the page says (see the catch). A page begun beside another is never
+            // re-keyed (#tryStage), so every page that says so passes here.
             for (const id of page.rekeyed ?? []) this.#tables.delete(id);
             if (page.changes.length > 0 && this.#idle !== false) { await this.#source.setIdle(false); this.#idle = false; this.stats.state = 'draining'; }
             current = this.#begin(page, staged);
@@ -416,9 +420,6 @@ export class Drainer {
   async #apply(page: Page, staged: StagedPage | null): Promise<void> {
     let batches: SinkTableBatch[] = [];
     const letters: DeadLetter[] = [];
-    // A table whose key changed in the registry is described again: its key, and the target's, are
-    // checked before anything of it is applied (source/page-keys.ts, the sinks' prepare()).
-    for (const id of page.rekeyed ?? []) this.#tables.delete(id);
     if (page.unkeyed) {
       // Rows without their key values match no row of the target: applied, a delete would do nothing.
       for (const change of page.changes) if (change.unkeyed !== undefined) letters.push({ change, code: undefined, message: change.unkeyed, attempts: 1 });
