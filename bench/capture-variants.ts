@@ -46,7 +46,9 @@ import { postmasterPid, serverCpuSeconds } from './server-cpu.js';
 
 export const description = 'capture function shapes side by side (hand-installed), interleaved against no capture: OLTP CPU/txn, a trigger-call loop, bulk insert/update/delete';
 
-type Variant = { note: string } & ({ kind: 'none' } | { kind: 'pgq' } | { kind: 'current'; without?: Removal[] } | { kind: 'shape'; shape: Shape });
+/** The index on the outbox's id: the btree the migration makes, a BRIN instead, or none (issue 21's last lever for bulk writes). */
+type OutboxIndex = 'btree' | 'brin' | 'none';
+type Variant = { note: string } & ({ kind: 'none' } | { kind: 'pgq' } | { kind: 'current'; without?: Removal[]; outboxIndex?: OutboxIndex } | { kind: 'shape'; shape: Shape });
 
 const S = (level: Shape['level'], settings: Shape['settings'], body: Shape['body'], keyChange: Shape['keyChange'], into: Shape['into'], sink?: Shape['sink']): Shape =>
   ({ level, settings, body, keyChange, into, sink });
@@ -88,6 +90,9 @@ export const VARIANTS: Record<string, Variant> = {
   'no-keys-secdef-guard': { kind: 'current', without: ['key-change', 'secdef', 'guard'], note: 'ladder: no-keys-secdef without the settings guard' },
   'no-keys-secdef-guard-state': { kind: 'current', without: ['key-change', 'secdef', 'guard', 'state'], note: 'ladder: no-keys-secdef-guard, generation a constant (no state row read)' },
   'stmt-direct': { kind: 'current', without: ['key-change', 'secdef', 'guard', 'state', 'routing'], note: 'ladder: no-keys-secdef-guard-state into outbox_0 (statement trigger, image into a partition)' },
+  'no-state': { kind: 'current', without: ['state'], note: 'current, generation a constant (no state row read, no NOTIFY): the state row alone' },
+  'current-brin': { kind: 'current', outboxIndex: 'brin', note: 'current, the outbox indexed by a BRIN on id instead of a btree' },
+  'current-noindex': { kind: 'current', outboxIndex: 'none', note: 'current, the outbox without an index on id' },
   'handmade': { kind: 'shape', shape: S('handmade', 'none', 'plpgsql', 'anti-join', 'parent'), note: 'ladder: the hand-written row-level outbox of bench/capture.ts' },
   'pgq': { kind: 'pgq', note: 'PgQ: its pgq.jsontriga row trigger into one queue, as bench/capture.ts installs it (needs the pgq extension)' },
   'guard': { kind: 'shape', shape: S('statement', 'guard', 'plpgsql', 'anti-join', 'parent'), note: 'b: SET search_path only; settings checked in the body, changed only when they differ' },
@@ -208,9 +213,19 @@ export async function run(args: BenchArgs): Promise<object> {
     const tables = new Map<string, ShapeTable>(registered.map((r) => [r.source_table, { id: r.id, schema: 'public', table: r.source_table, keyColumns: r.key_columns, keyOrigin: r.key_origin }]));
     const PGBENCH = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'];
 
+    // Every variant but those that say otherwise writes into the outbox with the migration's btree.
+    let outboxIndex: OutboxIndex = 'btree';
     const install = async (name: string, which: string[]) => {
       const v = VARIANTS[name];
       await db.query('begin');
+      const wanted = v.kind === 'current' ? v.outboxIndex ?? 'btree' : 'btree';
+      if (wanted !== outboxIndex) {
+        await db.query('drop index if exists pg2crate.outbox_id_idx');
+        await db.query('drop index if exists pg2crate.bench_outbox_id_brin');
+        if (wanted === 'btree') await db.query('create index outbox_id_idx on pg2crate.outbox (id)');
+        if (wanted === 'brin') await db.query('create index bench_outbox_id_brin on pg2crate.outbox using brin (id)');
+        outboxIndex = wanted;
+      }
       for (const tn of which) {
         const t = tables.get(tn)!;
         const stmts = v.kind === 'none' ? removeShapeSql(t)
