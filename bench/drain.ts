@@ -21,6 +21,9 @@
 // the clock runs until caughtUp() (every event lies in a completed window), checked cheaply via the
 // checkpoint's counter first. Page sizes (--pages, default 1000,5000,20000), replicators
 // (--run, --checkouts=dir,dir?SETTING=value&… for a before → after) are interleaved round by round.
+// --warmup=N (or WARMUP=N per replicator in --checkouts): the replicator first drains N events of
+// tables of its own, and is stopped (SIGSTOP) while the measured backlog is written: the figures
+// of one that has run a while.
 // --command=catch-up runs `pg2crate catch-up` (the cron mode) instead: the backlog is written first,
 // and the clock runs from the child's start to its exit.
 // Reported: events/s, the replicator's CPU (from /proc, from the take-over to caught up) and the
@@ -56,6 +59,9 @@ const TABLE = `create table public.items (
 )`;
 
 type Workload = 'inserts' | 'mixed';
+/** --warmup: tables of the same shape as the measured ones, which only the warm-up writes into */
+const WARM_MIXED_TABLES = ['w1', 'w2', 'w3'];
+const WARM_UPDATABLE = 10_000;
 export const MIXED_TABLES = ['m1', 'm2', 'm3'];
 /** per table: rows 1..UPDATABLE are updated, the next DELETABLE rows deleted in order */
 export const UPDATABLE = 100_000;
@@ -68,22 +74,25 @@ export const mixedValues = (g: string, salt: string) =>
    timestamptz '2024-01-01' + (${g} + ${salt}) * interval '1.5 second', date '2024-01-01' + ((${g} + ${salt}) % 1000)::int,
    jsonb_build_object('n', ${g} + ${salt}, 's', 'x' || ${salt})`;
 
-/** Writes the mixed backlog: `events / 1000` transactions of 200 inserts, 700 updates, 100 deletes. */
-export async function writeMixedBacklog(src: pg.Pool, events: number, deletable: number): Promise<void> {
+/**
+ * Writes the mixed backlog: `events / 1000` transactions of 200 inserts, 700 updates, 100 deletes,
+ * into `tables` (each holding rows 1..updatable + deletable).
+ */
+export async function writeMixedBacklog(src: pg.Pool, events: number, deletable: number, tables: readonly string[] = MIXED_TABLES, updatable = UPDATABLE): Promise<void> {
   const txns = Math.ceil(events / 1000);
-  const perTable = MIXED_TABLES.map(() => ({ nextId: UPDATABLE + deletable + 1, nextUpdate: 0, nextDelete: UPDATABLE + 1 }));
+  const perTable = tables.map(() => ({ nextId: updatable + deletable + 1, nextUpdate: 0, nextDelete: updatable + 1 }));
   const c = await src.connect();
   try {
     for (let i = 0; i < txns; i++) {
-      const t = MIXED_TABLES[i % 3];
-      const s = perTable[i % 3];
+      const t = tables[i % tables.length];
+      const s = perTable[i % tables.length];
       await c.query('begin');
       await c.query(`insert into ${t} select ${mixedValues('g', String(i))} from generate_series($1::int8, $2::int8) g`, [s.nextId, s.nextId + 199]);
       s.nextId += 200;
-      // 700 distinct rows: a stride coprime with UPDATABLE walks all of them before repeating one.
+      // 700 distinct rows: a stride coprime with `updatable` (10^k) walks all of them before repeating one.
       await c.query(
         `update ${t} set qty = qty + 1, price = price + 0.01, ratio = ratio * 1.5, name = md5(name), flag = not flag, created = created + interval '1 ms', attrs = attrs || jsonb_build_object('u', $3::int)
-          where id in (select ((j * 7919) % ${UPDATABLE}) + 1 from generate_series($1::int8, $2::int8) j)`,
+          where id in (select ((j * 7919) % ${updatable}) + 1 from generate_series($1::int8, $2::int8) j)`,
         [s.nextUpdate, s.nextUpdate + 699, i],
       );
       s.nextUpdate += 700;
@@ -246,24 +255,39 @@ interface Variant {
   env: Record<string, string>;
   /** flags of this replicator's node (V8 flags that NODE_OPTIONS does not take) */
   nodeFlags: string[];
+  /** events of the warm tables drained before the measured backlog (--warmup, or WARMUP=… in --checkouts) */
+  warmup: number;
 }
 
 async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events: number, txnRows: number, workload: Workload, variant: Variant, nodeFlags: string[], command: DrainCommand, crateTarget?: CrateTarget): Promise<DrainRun> {
   const crateUrl = crateTarget?.url;
+  const warmup = variant.warmup;
   const [srcUrl, dstUrl] = [await cluster.createDatabase('drain_src'), await cluster.createDatabase('drain_dst')];
   const src = new pg.Pool({ connectionString: srcUrl, max: 2 });
   // An idle connection that the server ends must not crash the benchmark; say so and go on.
   src.on('error', (err) => process.stderr.write(`bench: idle source connection failed: ${err.message}; server log:\n${clusterLogTail(cluster.url(), 15)}\n`));
   const mixed = workload === 'mixed';
-  const tables = mixed ? MIXED_TABLES.map((t) => `public.${t}`).join(',') : 'public.items';
+  const warmTables = warmup > 0 ? (mixed ? WARM_MIXED_TABLES : ['witems']) : [];
+  const tables = [...(mixed ? MIXED_TABLES : ['items']), ...warmTables].map((t) => `public.${t}`).join(',');
   const target: Record<string, string> = crateUrl ? { CRATEDB_URL: crateUrl, PG2CRATE_TARGET_SCHEMA: CRATE_SCHEMA } : { TARGET_DATABASE_URL: dstUrl };
   const childEnv: Record<string, string> = { DATABASE_URL: srcUrl, ...target, ...crateTarget?.sinkEnv, PG2CRATE_TABLES: tables, PG2CRATE_PAGE_SIZE: String(pageSize), LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' };
   const config = loadConfig(childEnv);
-  if (crateUrl) for (const t of [...MIXED_TABLES, 'items']) await crateSql(crateUrl, `drop table if exists "${CRATE_SCHEMA}"."${t}"`);
+  if (crateUrl) for (const t of [...MIXED_TABLES, 'items', ...warmTables]) await crateSql(crateUrl, `drop table if exists "${CRATE_SCHEMA}"."${t}"`);
   let replay: ReplayTable[] = [];
   // rows deleted by the mixed backlog, per table
   const deletable = Math.ceil(Math.ceil(events / 1000) / 3) * 100;
+  const warmDeletable = Math.ceil(Math.ceil(warmup / 1000) / 3) * 100;
   let lastId = '0';
+
+  /** The warm-up's events, into the warm tables only (the replay and the checks never look at them). */
+  const writeWarmup = async (): Promise<void> => {
+    if (mixed) await writeMixedBacklog(src, warmup, warmDeletable, WARM_MIXED_TABLES, WARM_UPDATABLE);
+    else {
+      for (let from = 1; from <= warmup; from += txnRows) {
+        await src.query(`insert into witems select g, g % 1000, md5(g::text), (g % 100000) / 100.0, now() from generate_series($1::int8, $2::int8) g`, [from, Math.min(warmup, from + txnRows - 1)]);
+      }
+    }
+  };
 
   /** The backlog, written while the replicator waits as a standby; returns the seconds it took. */
   const writeBacklog = async (): Promise<number> => {
@@ -389,6 +413,15 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     } else {
       await src.query(TABLE);
     }
+    for (const t of warmTables) {
+      if (mixed) {
+        await src.query(mixedTable(t));
+        await src.query(`insert into ${t} select ${mixedValues('g', '0')} from generate_series(1, ${WARM_UPDATABLE + warmDeletable}) g`);
+        await src.query(`vacuum analyze ${t}`);
+      } else {
+        await src.query(TABLE.replace('public.items', `public.${t}`));
+      }
+    }
     // Capture; one short run (in this process) finishes the initial load and creates the target tables.
     const prime = new Runner(config, logger);
     await migrate(prime);
@@ -421,6 +454,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
     const child = spawnCli(variant.checkout, variant.mode, ['start'], { ...childEnv, ...variant.env, ...meter.env, PG2CRATE_STANDBY_RETRY_MS: '20' }, [...meter.flags, ...nodeFlags, ...variant.nodeFlags]);
     const exited = new Promise<number | string>((r) => child.once('exit', (code, sig) => r(code ?? sig ?? 'unknown')));
     let stopped: number | string | undefined;
+    let paused = false;
     try {
       const alive = async () => {
         const code = await Promise.race([exited, sleep(0).then(() => undefined)]);
@@ -432,10 +466,40 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
         if (standby.rows.length > 0) break;
         if (performance.now() - t0 > 60_000) throw new Error('the replicator did not connect within 60 s');
       }
+      // --warmup: the replicator first drains a backlog of the warm tables, then is stopped (SIGSTOP)
+      // while the measured backlog is written, and continued (SIGCONT) as the clock starts. Its
+      // figures are then those of a replicator that has run a while (its hot code compiled, its
+      // heap grown), as one that replicates continuously has; without it, of one just started.
+      if (warmup > 0) {
+        await writeWarmup();
+        await lock.query('select pg_advisory_unlock_all()');
+        for (const t0 = performance.now(); !(await caughtUp(src)); await sleep(50)) {
+          await alive();
+          if (performance.now() - t0 > 10 * 60_000) throw new Error('the warm-up did not finish within 10 min');
+        }
+        await sleep(500); // its last confirm and its idle flag written
+        process.kill(child.pid!, 'SIGSTOP');
+        paused = true;
+        lastId = (await src.query<{ id: string }>('select coalesce(max(id), 0)::text as id from pg2crate.outbox')).rows[0].id;
+      }
       const backlogSeconds = await writeBacklog();
       const applied0 = await appliedEvents();
       const pid = child.pid!;
       const startRss = rssMiB(pid);
+      // The replicator's own backends (its drainer and its sink connections): their CPU since they
+      // started, read before they close, splits the server's share between source and target
+      // (less what they spent before the clock started: the warm-up's).
+      const backends = new Map<number, string>();
+      const backend0 = new Map<number, number>();
+      let lastLook = 0;
+      const look = async () => {
+        const res = await src.query<{ pid: number; app: string }>(`select pid, application_name as app from pg_stat_activity where application_name in ('pg2crate drainer', 'pg2crate sink')`);
+        for (const r of res.rows) backends.set(r.pid, r.app);
+      };
+      if (warmup > 0) {
+        await look();
+        for (const p of backends.keys()) backend0.set(p, processCpuSeconds(p));
+      }
       const jvms = crateUrl ? crateJvmPids() : [];
       const jvm0 = crateCpuSeconds(jvms);
       const cpu0 = serverCpuSeconds(pm);
@@ -443,15 +507,12 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
       const main0 = threadCpuSeconds(pid, pid);
       const start = performance.now();
       const startEpoch = performance.timeOrigin + start;
-      await lock.query('select pg_advisory_unlock_all()');
-      // The replicator's own backends (its drainer and its sink connections): their CPU since they
-      // started, read before they close, splits the server's share between source and target.
-      const backends = new Map<number, string>();
-      let lastLook = 0;
-      const look = async () => {
-        const res = await src.query<{ pid: number; app: string }>(`select pid, application_name as app from pg_stat_activity where application_name in ('pg2crate drainer', 'pg2crate sink')`);
-        for (const r of res.rows) backends.set(r.pid, r.app);
-      };
+      if (paused) {
+        process.kill(pid, 'SIGCONT');
+        paused = false;
+      } else {
+        await lock.query('select pg_advisory_unlock_all()');
+      }
       let countedAt = 0;
       for (;;) {
         await alive();
@@ -476,7 +537,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
       const jvmCpu = crateCpuSeconds(jvms) - jvm0;
       await look();
       const byApp = { drainer: 0, sink: 0 };
-      for (const [p, app] of backends) byApp[app === 'pg2crate sink' ? 'sink' : 'drainer'] += processCpuSeconds(p);
+      for (const [p, app] of backends) byApp[app === 'pg2crate sink' ? 'sink' : 'drainer'] += processCpuSeconds(p) - (backend0.get(p) ?? 0);
       const windows = Number((await src.query<{ n: string }>(`select windows::text as n from pg2crate.checkpoint where stream = 'main'`)).rows[0].n);
       stopped = await stopChild(child);
       if (stopped !== 0) throw new Error(`the replicator's process exited ${stopped} on SIGTERM, not 0`);
@@ -489,6 +550,7 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
         windows, peakRssMiB: peakRss, startRssMiB: startRss,
       };
     } finally {
+      if (paused) process.kill(child.pid!, 'SIGCONT');
       if (stopped === undefined) await stopChild(child, 5_000);
       if (requestLog) rmSync(requestLog, { force: true });
       await lock.end().catch(() => {});
@@ -504,6 +566,8 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
 
 export async function run(args: BenchArgs): Promise<object> {
   const events = Number(args.events ?? 1_000_000);
+  // --warmup=N: before the measured backlog, the replicator drains N events of tables of its own (start only)
+  const warmup = Number(args.warmup ?? 0);
   const rounds = Number(args.rounds ?? 3);
   const txnRows = Number(args['txn-rows'] ?? 10_000);
   const pageSizes = (args.pages ?? '1000,5000,20000').split(',').map(Number);
@@ -526,14 +590,15 @@ export async function run(args: BenchArgs): Promise<object> {
   // line, for V8 flags that NODE_OPTIONS refuses (--single-threaded-gc)
   const entries = (args.checkouts ?? ROOT).split(',').map((c) => {
     const [dir, query] = c.split('?');
-    const { NODE_FLAGS: flags, ...env } = Object.fromEntries(new URLSearchParams(query ?? ''));
-    return { dir, env, nodeFlags: flags ? flags.split(/\s+/).filter(Boolean) : [], name: c };
+    const { NODE_FLAGS: flags, WARMUP: warm, ...env } = Object.fromEntries(new URLSearchParams(query ?? ''));
+    return { dir, env, nodeFlags: flags ? flags.split(/\s+/).filter(Boolean) : [], warmup: warm === undefined ? warmup : Number(warm), name: c };
   });
   // --node-flags='--cpu-prof --cpu-prof-dir=/tmp/prof': flags of every replicator's node (profiles are written when it stops)
   const nodeFlags = args['node-flags'] ? args['node-flags'].split(/\s+/).filter(Boolean) : [];
   // --command=catch-up: the cron mode instead of a running replicator (see catchUpRun)
   const command = (args.command ?? 'start') as DrainCommand;
   if (command !== 'start' && command !== 'catch-up') throw new Error(`--command takes start or catch-up, not ${String(args.command)}`);
+  if (entries.some((e) => e.warmup > 0) && command !== 'start') throw new Error('--warmup needs --command=start: a catch-up is measured from its start');
   const checkouts = new Map<string, CliCheckout>();
   const cluster = await startCluster();
   const runs: DrainRun[] = [];
@@ -542,7 +607,7 @@ export async function run(args: BenchArgs): Promise<object> {
     for (const e of entries) {
       let c = checkouts.get(e.dir);
       if (!c) checkouts.set(e.dir, (c = buildCheckout(e.dir)));
-      for (const mode of modes) variants.push({ label: `${entries.length > 1 ? `${e.name} ` : ''}${mode}`, checkout: c, mode, env: e.env, nodeFlags: e.nodeFlags });
+      for (const mode of modes) variants.push({ label: `${entries.length > 1 ? `${e.name} ` : ''}${mode}`, checkout: c, mode, env: e.env, nodeFlags: e.nodeFlags, warmup: e.warmup });
     }
     const admin = new pg.Client({ connectionString: cluster.url() });
     await admin.connect();
@@ -582,7 +647,7 @@ export async function run(args: BenchArgs): Promise<object> {
     peakRssMiB: spread(of.map((d) => d.peakRssMiB)),
   }));
   printTable(
-    `drain of ${events.toLocaleString('en')} ${mixedTitle(workload, txnRows)} into ${crateUrl ? 'CrateDB' : 'a Postgres target'} by \`pg2crate ${command}\` in its own process${command === 'catch-up' ? ' (start-up included; its CPU and peak RSS from the process itself)' : ''}, ${rounds} interleaved rounds (min / median / max)`,
+    `drain of ${events.toLocaleString('en')} ${mixedTitle(workload, txnRows)} into ${crateUrl ? 'CrateDB' : 'a Postgres target'} by \`pg2crate ${command}\` in its own process${command === 'catch-up' ? ' (start-up included; its CPU and peak RSS from the process itself)' : ''}${warmup > 0 ? ` after a warm-up of ${warmup.toLocaleString('en')} events (peak RSS over both)` : ''}${entries.some((e) => e.warmup !== warmup) ? ' (WARMUP=… per replicator: events of a warm-up before the measured backlog, peak RSS over both)' : ''}, ${rounds} interleaved rounds (min / median / max)`,
     ['page size', 'replicator', 'events/s', 'seconds', 'node CPU ms / 1k events', '… main thread', 'server CPU ms / 1k events', '… of it drainer backend', '… sink backends', 'peak RSS MiB'],
     figures.map((f) => [
       String(f.pageSize), f.variant, fmtSpread(f.eventsPerSecond, 0), fmtSpread(f.seconds, 2), fmtSpread(f.nodeCpuMsPer1k, 1), fmtSpread(f.mainThreadCpuMsPer1k, 1), fmtSpread(f.serverCpuMsPer1k, 1),
