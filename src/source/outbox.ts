@@ -334,10 +334,14 @@ export class OutboxSource implements ChangeSource {
 
   async #park(letters: DeadLetter[]): Promise<void> {
     if (letters.length === 0) return;
+    // Letters are written before the page is confirmed. A page applied again after a failure in
+    // between (its confirm, or the page beside it) parks the same outbox events again; they are
+    // kept once. (A letter retried or discarded meanwhile is parked anew, as it should be.)
     await this.#db.query(
       `insert into ${this.#t.dead} (stream, event_id, table_id, op, data, error_code, error, attempts)
        select $1, x.event_id, x.table_id, x.op, x.data, x.error_code, x.error, x.attempts
-         from jsonb_to_recordset($2::jsonb) as x(event_id bigint, table_id int, op "char", data jsonb, error_code text, error text, attempts int)`,
+         from jsonb_to_recordset($2::jsonb) as x(event_id bigint, table_id int, op "char", data jsonb, error_code text, error text, attempts int)
+        where not exists (select 1 from ${this.#t.dead} d where d.stream = $1 and d.event_id = x.event_id and d.table_id = x.table_id and d.op = x.op)`,
       [
         this.#opts.stream,
         '[' + letters.map((l) => JSON.stringify({

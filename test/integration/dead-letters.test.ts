@@ -55,6 +55,48 @@ test('a row the target rejects is parked with the target message while the rest 
   assert.equal(await assertSameRows(src, dst, 'public.t', 'public.t', ['id']), 501);
 });
 
+test('a page applied again because its confirm failed parks its rejected change once, not twice', async () => {
+  const { s, d, src, dst } = await setup();
+  const config = makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.t', PG2CRATE_REJECT_ATTEMPTS: '1', PG2CRATE_RETENTION_CRON: 'off' });
+  const rep = await startReplicator(config);
+  try {
+    await waitFor('the initial load', () => initialLoadsDone(src));
+    await src.query(`insert into t select g, 'ok ' || g from generate_series(1, 20) g`);
+    await waitCaughtUp(src);
+    // The first checkpoint write after a letter is parked (the confirm of its page) fails once, as
+    // a serialization failure (retryable): the drainer reads the page again and the target refuses
+    // the same change again.
+    await src.query(`create sequence confirm_failures`);
+    await src.query(`create function fail_confirm_once() returns trigger language plpgsql as $$
+      begin
+        if exists (select 1 from pg2crate.dead_letters) then
+          if nextval('confirm_failures') = 1 then
+            raise exception 'injected: the confirm of a page that parked a letter fails once' using errcode = '40001';
+          end if;
+        end if;
+        return new;
+      end $$`);
+    await src.query(`create trigger fail_confirm_once before update on pg2crate.checkpoint for each row execute function fail_confirm_once()`);
+    await src.query(`update t set v = 'refused' where id = 7`);
+    await src.query(`insert into t values (21, 'after')`);
+    await waitCaughtUp(src);
+    // the confirm did fail (the sequence was drawn) …
+    assert.equal((await src.query(`select is_called from confirm_failures`)).rows[0].is_called, true);
+    // … and the refused change is parked once
+    const letters = await deadLetters(rep.runner);
+    assert.equal(letters.length, 1, `letters: ${JSON.stringify(letters.map((l) => l.eventId))}`);
+    assert.equal((await dst.query(`select count(*)::int as n from t`)).rows[0].n, 21);
+    await src.query(`drop trigger fail_confirm_once on pg2crate.checkpoint`);
+    await dst.query(`alter table t drop constraint t_v_check`);
+    assert.equal(await retryDeadLetters(rep.runner, 'all'), 1);
+    await waitCaughtUp(src);
+    assert.equal((await status(rep.runner)).deadLetters, 0);
+  } finally {
+    await rep.stop();
+  }
+  assert.equal(await assertSameRows(src, dst, 'public.t', 'public.t', ['id']), 21);
+});
+
 test('with the halt policy a rejected row stops the replicator without applying or skipping anything after it', async () => {
   const { s, d, src, dst } = await setup();
   const config = makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.t', PG2CRATE_DEAD_LETTERS: 'halt', PG2CRATE_REJECT_ATTEMPTS: '1', PG2CRATE_RETENTION_CRON: 'off' });
