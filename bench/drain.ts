@@ -598,6 +598,8 @@ export async function run(args: BenchArgs): Promise<object> {
   // --command=catch-up: the cron mode instead of a running replicator (see catchUpRun)
   const command = (args.command ?? 'start') as DrainCommand;
   if (command !== 'start' && command !== 'catch-up') throw new Error(`--command takes start or catch-up, not ${String(args.command)}`);
+  const badWarmup = entries.find((e) => !Number.isInteger(e.warmup) || e.warmup < 0);
+  if (badWarmup) throw new Error(`--warmup and WARMUP= take a number of events (0 or more), not what ${badWarmup.name} gives`);
   if (entries.some((e) => e.warmup > 0) && command !== 'start') throw new Error('--warmup needs --command=start: a catch-up is measured from its start');
   const checkouts = new Map<string, CliCheckout>();
   const cluster = await startCluster();
