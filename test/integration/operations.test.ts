@@ -118,11 +118,12 @@ test('retention skips a generation with unapplied events without asking for its 
   assert.deepEqual(seen, [], 'retention asked for an exclusive lock on a generation it could not truncate');
   assert.equal(Number((await src.query('select count(*) from pg2crate.outbox_0')).rows[0].count), 200);
   await admin.close();
-  // Once applied, the generation goes.
+  // Once applied, the generation goes: at the latest on a later run, since a run that cannot have
+  // the lock at once (a read of the drainer's in progress) leaves it for the next.
   const rep = await startReplicator(config);
   try {
     await waitCaughtUp(src);
-    assert.deepEqual((await rep.runner.retention()).truncated, [0]);
+    await waitFor('generation 0 truncated', async () => (await rep.runner.retention()).truncated.includes(0), 10_000, 100);
   } finally {
     await rep.stop();
   }
