@@ -313,6 +313,8 @@ export class Runner {
     const onStop = [...this.#onStop];
     this.#onStop.clear();
     for (const fn of onStop) fn();
+    // The drainer first: no page begins while the other parts stop (it finishes its pages below).
+    this.#drainer?.halt();
     const scheduler = this.#scheduler;
     this.#scheduler = null;
     await scheduler?.stop();

@@ -137,13 +137,22 @@ export class Drainer {
     this.#wake?.();
   }
 
+  /**
+   * No page begins from now on; the pages in flight go on. stop() waits for them. (The runner calls
+   * this before it stops its other parts, so that no page begins while they stop.)
+   */
+  halt(): void {
+    if (!this.#loop) return;
+    if (this.stats.state !== 'stopped') this.stats.state = 'stopping';
+    this.#abort.abort();
+    this.#wake?.();
+  }
+
   /** Finishes the page in flight (within stopTimeoutMs), saves its checkpoint, and stops. Safe to call twice. */
   async stop(): Promise<void> {
     const loop = this.#loop;
     if (loop) {
-      if (this.stats.state !== 'stopped') this.stats.state = 'stopping';
-      this.#abort.abort();
-      this.#wake?.();
+      this.halt();
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), this.#opts.stopTimeoutMs); });
       const outcome = await Promise.race([loop.then(() => 'done' as const, () => 'done' as const), timeout]);

@@ -132,6 +132,8 @@ test('a stop while two pages are in flight finishes both and confirms both', asy
   const pageOf = await paged(src, inserts(500), 8);
   const w = watcher(pageOf, src);
   let stopping: Promise<void> | null = null;
+  /** the drainer's state right after the stop was called (nothing awaited in between) */
+  let stateAtStop: string | undefined;
   let running!: Awaited<ReturnType<typeof startReplicator>>;
   const rec = recorder({
     overlap: true,
@@ -143,13 +145,15 @@ test('a stop while two pages are in flight finishes both and confirms both', asy
       if (f.page === 4) {
         // both in flight: stop now, and keep page 4 writing past the stop's start
         stopping = running.stop();
+        stateAtStop = running.runner.drainer?.stats.state;
         await sleep(100);
       }
     },
     async after(call) {
-      // Page 3 ends only once the stop has reached the drainer: the replicator stops its other
-      // parts first, and a page that ended before the drainer was told could let the next begin.
-      if (pageOf(call.ids[0]) === 3) await waitFor('the drainer told to stop', () => stopping !== null && running.runner.drainer?.stats.state === 'stopping', 10_000, 5);
+      // Page 3 ends as soon as the stop has begun. The replicator tells the drainer before it stops
+      // its other parts (the listener, the watches, the loaders): told after them, it let page 5
+      // begin beside page 4 when page 3 ended in between.
+      if (pageOf(call.ids[0]) === 3) await waitFor('the stop to begin', () => stopping !== null, 10_000, 1);
       await w.end(call);
     },
   });
@@ -157,6 +161,7 @@ test('a stop while two pages are in flight finishes both and confirms both', asy
   // (a promise, so not handed to waitFor, which would wait for its value)
   await waitFor('the stop', () => stopping !== null, 30_000, 5);
   await stopping;
+  assert.equal(stateAtStop, 'stopping', 'the stop tells the drainer at once, before the replicator stops its other parts');
   assert.deepEqual(w.breaches, []);
   const calls = rec.sink.calls;
   assert.deepEqual(calls.map((c) => pageOf(c.ids[0])), [1, 2, 3, 4], 'no page begins after the stop');
