@@ -1,8 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { clusterForFile } from '../helpers/file-cluster.js';
-import { assertSameRows, initialLoadsDone, makeConfig, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
-import { Runner } from '../../src/runner.js';
+import { assertSameRows, initialLoadsDone, makeConfig, settle, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
+import { PgoutputSource } from '../../src/source/pgoutput/pgoutput-source.js';
+import type { DeadLetter } from '../../src/source/change-source.js';
+import { switchCapture } from '../helpers/switch-writers.js';
+import { needsServer } from '../helpers/server-version.js';
+import { Runner, sourceConnection } from '../../src/runner.js';
 import { deadLetters, retryDeadLetters } from '../../src/commands/dead-letters.js';
 import { status } from '../../src/commands/status.js';
 
@@ -95,6 +99,36 @@ test('a page applied again because its confirm failed parks its rejected change 
     await rep.stop();
   }
   assert.equal(await assertSameRows(src, dst, 'public.t', 'public.t', ['id']), 21);
+});
+
+test('in pgoutput mode a change the slot sends again under a new number is parked once', { skip: needsServer(14, 'pgoutput mode') }, async () => {
+  // A page whose letter was parked and whose acknowledgement never reached the server (a crash, a
+  // failure of the page beside it) is sent again by the slot, and the new stream numbers its
+  // changes anew. The source is driven as the drainer drives it: the letter parked, then parked
+  // again under the number the second stream gives it, beside a letter of another change.
+  const { s, d, src } = await setup();
+  const env = { DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.t', PG2CRATE_RETENTION_CRON: 'off', PG2CRATE_SLOT: 'park_once' };
+  await settle(makeConfig(env), src);
+  const config = makeConfig({ ...env, PG2CRATE_CAPTURE: 'pgoutput' });
+  await switchCapture(config, testLogger(), 'pgoutput');
+  const tableId = (await src.query(`select id from pg2crate.tables where source_table = 't'`)).rows[0].id as number;
+  const source = new PgoutputSource({
+    connection: sourceConnection(config), schema: 'pg2crate', stream: 'main', slot: 'park_once', publication: config.publicationName,
+    standbyRetryMs: 100, pageSize: 100, slotWarnBytes: 1e12, logger: testLogger(),
+  });
+  try {
+    await source.acquire(new AbortController().signal);
+    const letter = (id: number, v: string): DeadLetter => ({
+      change: { id, tableId, op: 'U', key: '[7]', row: null, raw: JSON.stringify({ id: 7, v }) },
+      code: '23514', message: 'new row violates check constraint "t_v_check"', attempts: 1,
+    });
+    await source.park([letter(3, 'refused')]);
+    await source.park([letter(1, 'refused'), letter(2, 'refused again')]);
+    const parked = await src.query(`select event_id::int as event, data->>'v' as v from pg2crate.dead_letters order by id`);
+    assert.deepEqual(parked.rows, [{ event: 3, v: 'refused' }, { event: 2, v: 'refused again' }]);
+  } finally {
+    await source.close();
+  }
 });
 
 test('with the halt policy a rejected row stops the replicator without applying or skipping anything after it', async () => {
