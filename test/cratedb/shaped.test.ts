@@ -150,6 +150,9 @@ describe('shaped targets in a real CrateDB', { skip: skipWithoutCrate }, () => {
     assert.deepEqual(days.rows, [0, 1, 2].map((d) => [Date.UTC(2020, 2, 1 + d), `day ${d}`]));
     const parts = await crate.sql(`SELECT count(*) FROM information_schema.table_partitions WHERE table_schema = ? AND table_name = 'orders_history'`, [schema]);
     assert.equal(Number(parts.rows[0][0]), before + 3, 'one partition per day');
+    // it refreshes as every created table does (PG2CRATE_CRATE_REFRESH_MS; its partitions inherit it)
+    const refreshMs = await crate.sql(`SELECT settings['refresh_interval'] FROM information_schema.tables WHERE table_schema = ? AND table_name = 'orders_history'`, [schema]);
+    assert.deepEqual(refreshMs.rows, [[500]]);
     await src.query(`insert into orders select 500 + d, 'day ' || d, null from generate_series(0, 2) d`); // the source agrees again
     await waitCaughtUp(src);
 

@@ -201,7 +201,9 @@ describe('sink SQL', () => {
 
   test('CrateDB: the history is partitioned by the day of the source time and keyed by (event id, day)', () => {
     const hp = historyPlan(table, SHAPE.history!, plan, { jsonColumn: 'object-ignored', textColumn: 'plain' }, { uuid: true });
-    const ddl = createHistorySql(hp, { replicas: '0-1' });
+    const ddl = createHistorySql(hp, { replicas: '0-1', refreshIntervalMs: 500 });
+    // the settings every created table gets: the history is searched, not looked up by key
+    assert.match(ddl, /\) PARTITIONED BY \("_day"\) WITH \(number_of_replicas = '0-1', refresh_interval = 500, column_policy = 'strict'\)$/);
     assert.match(ddl, /"_day" TIMESTAMP WITH TIME ZONE GENERATED ALWAYS AS date_trunc\('day', coalesce\("_src", 0::TIMESTAMP WITH TIME ZONE\)\)/);
     assert.match(ddl, /PRIMARY KEY \("_event_id", "_day"\)\n\) PARTITIONED BY \("_day"\)/);
     assert.match(historyInsertSql(hp), /ON CONFLICT \("_event_id", "_day"\) DO NOTHING$/);

@@ -14,13 +14,13 @@
 //   than one new partition with its row results out of order (rows of existing partitions first),
 //   which would pin a refused row on the wrong change; so history rows are sent one day per request.
 import type { Change, JsonValue, TableInfo } from '../../core/change.js';
-import { qualify, quoteIdent, quoteLiteral } from '../../core/identifiers.js';
+import { qualify, quoteIdent } from '../../core/identifiers.js';
 import { operationName, stateExtraColumns, type HistoryShape, type TableShape } from '../../core/table-shape.js';
 import { planColumn, type ColumnPlan, type CrateFeatures, type PlanOptions, type TablePlan } from './column-types.js';
 import { toJson } from './json-text.js';
 import { crateColumnName } from './names.js';
 import { columnValue, deleteArgs, rowImage, upsertArgs } from './row-values.js';
-import type { DdlOptions } from './sql.js';
+import { tableOptionsSql, type DdlOptions } from './sql.js';
 
 const TIMESTAMPTZ = 'TIMESTAMP WITH TIME ZONE';
 
@@ -141,9 +141,8 @@ export function createHistorySql(plan: HistoryPlan, opts: DdlOptions): string {
   const cols = plan.columns.map((c) => `${quoteIdent(c.target)} ${c.ddl}`);
   cols.splice(3, 0, `${day} ${TIMESTAMPTZ} GENERATED ALWAYS AS date_trunc('day', coalesce(${sourceTime}, 0::${TIMESTAMPTZ}))`);
   cols.push(`PRIMARY KEY (${quoteIdent(plan.keys[0].target)}, ${day})`);
-  const shards = opts.shards === undefined ? '' : ` CLUSTERED INTO ${opts.shards} SHARDS`;
-  return `CREATE TABLE IF NOT EXISTS ${qualify(plan.schema, plan.table)} (\n  ${cols.join(',\n  ')}\n) PARTITIONED BY (${day})${shards}` +
-    ` WITH (number_of_replicas = ${quoteLiteral(opts.replicas)}, column_policy = 'strict')`;
+  // Partitioned by day: the clause's settings hold for every partition CrateDB creates later.
+  return `CREATE TABLE IF NOT EXISTS ${qualify(plan.schema, plan.table)} (\n  ${cols.join(',\n  ')}\n) PARTITIONED BY (${day})${tableOptionsSql(opts)}`;
 }
 
 export function historyInsertSql(plan: HistoryPlan): string {

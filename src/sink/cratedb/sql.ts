@@ -13,11 +13,15 @@ export type DdlOptions = Pick<CrateOptions, 'shards' | 'replicas'> & Partial<Pic
 export function createTableSql(plan: TablePlan, opts: DdlOptions): string {
   const cols = plan.columns.map((c) => `${quoteIdent(c.target)} ${c.ddl}`);
   cols.push(`PRIMARY KEY (${plan.keys.map((k) => quoteIdent(k.target)).join(', ')})`);
+  return `CREATE TABLE IF NOT EXISTS ${qualify(plan.schema, plan.table)} (\n  ${cols.join(',\n  ')}\n)${tableOptionsSql(opts)}`;
+}
+
+/** The shards and settings every table pg2crate creates gets (the targets and the history tables). */
+export function tableOptionsSql(opts: DdlOptions): string {
   const shards = opts.shards === undefined ? '' : ` CLUSTERED INTO ${opts.shards} SHARDS`;
   // Without a refresh_interval the table keeps CrateDB's default (1 s).
   const refresh = opts.refreshIntervalMs === undefined ? '' : `, refresh_interval = ${opts.refreshIntervalMs}`;
-  return `CREATE TABLE IF NOT EXISTS ${qualify(plan.schema, plan.table)} (\n  ${cols.join(',\n  ')}\n)${shards}` +
-    ` WITH (number_of_replicas = ${quoteLiteral(opts.replicas)}${refresh}, column_policy = 'strict')`;
+  return `${shards} WITH (number_of_replicas = ${quoteLiteral(opts.replicas)}${refresh}, column_policy = 'strict')`;
 }
 
 /** ALTER TABLE … ADD COLUMN has no IF NOT EXISTS in CrateDB: check information_schema first. */
