@@ -1,7 +1,7 @@
 // The settings, one schema each (zod): where a setting comes from (an environment variable and a
 // key of the JSON file), how its raw value is checked and converted, its default, and the line the
 // README's configuration table gives it. config.ts reads them; `settingsTable()` renders the README
-// table, and test/unit/config-readme.test.ts fails when the README and this list disagree.
+// table, and test/unit/settings-readme.test.ts fails when the README and this list disagree.
 //
 // Messages follow the house rule: name the expected form, show the value given, never show a value
 // that may hold a secret (URLs, passwords, salts).
