@@ -41,6 +41,7 @@ import { PageKeys, type OutboxRow } from './page-keys.js';
 import { outboxSequenceSql, readOutboxSequence } from '../capture/outbox-bounds.js';
 import { createPool } from '../core/pg-pool.js';
 import { sleep } from '../core/sleep.js';
+import { parkLetters } from './park.js';
 
 interface Checkpoint {
   prev: string | null;
@@ -333,22 +334,8 @@ export class OutboxSource implements ChangeSource {
   }
 
   async #park(letters: DeadLetter[]): Promise<void> {
-    if (letters.length === 0) return;
-    // Letters are written before the page is confirmed. A page applied again after a failure in
-    // between (its confirm, or the page beside it) parks the same outbox events again; they are
-    // kept once. (A letter retried or discarded meanwhile is parked anew, as it should be.)
-    await this.#db.query(
-      `insert into ${this.#t.dead} (stream, event_id, table_id, op, data, error_code, error, attempts)
-       select $1, x.event_id, x.table_id, x.op, x.data, x.error_code, x.error, x.attempts
-         from jsonb_to_recordset($2::jsonb) as x(event_id bigint, table_id int, op "char", data jsonb, error_code text, error text, attempts int)
-        where not exists (select 1 from ${this.#t.dead} d where d.stream = $1 and d.event_id = x.event_id and d.table_id = x.table_id and d.op = x.op)`,
-      [
-        this.#opts.stream,
-        '[' + letters.map((l) => JSON.stringify({
-          event_id: l.change.id, table_id: l.change.tableId, op: l.change.op, data: null, error_code: l.code ?? null, error: l.message, attempts: l.attempts,
-        }).replace(/"data":null/, `"data":${l.change.raw ?? 'null'}`)).join(',') + ']',
-      ],
-    );
+    // Outbox event ids stay the same when a page is read again (park.ts).
+    await parkLetters(this.#db, this.#t.dead, this.#opts.stream, letters, 'event');
   }
 
   columnsChanged(tableId: number): Promise<void> {

@@ -56,6 +56,7 @@ import { rowChanges } from './row-changes.js';
 import { slotInfo } from './slot.js';
 import { WalStream } from './wal-stream.js';
 import { sameColumns } from '../page-keys.js';
+import { parkLetters } from '../park.js';
 import { createPool } from '../../core/pg-pool.js';
 
 /** The switch to trigger mode, run on the connection that holds the stream. */
@@ -457,26 +458,9 @@ export class PgoutputSource implements ChangeSource {
   }
 
   async park(letters: DeadLetter[]): Promise<void> {
-    if (letters.length === 0) return;
-    // The same rows the outbox source parks (event_id: the change's number in this stream). Those
-    // numbers start again with each stream: a change the slot sends again (its page applied, the
-    // acknowledgement lost to a crash or a failure beside it) comes under another one. So a letter
-    // is kept once by what it holds: a change of the same table, kind and image already parked is
-    // not parked again. (Two changes alike are one letter then; retry sends the key's current
-    // state either way.)
-    const dead = qualify(this.#opts.schema, 'dead_letters');
-    await this.#db!.query(
-      `insert into ${dead} (stream, event_id, table_id, op, data, error_code, error, attempts)
-       select $1, x.event_id, x.table_id, x.op, x.data, x.error_code, x.error, x.attempts
-         from jsonb_to_recordset($2::jsonb) as x(event_id bigint, table_id int, op "char", data jsonb, error_code text, error text, attempts int)
-        where not exists (select 1 from ${dead} d where d.stream = $1 and d.table_id = x.table_id and d.op = x.op and d.data is not distinct from x.data)`,
-      [
-        this.#opts.stream,
-        '[' + letters.map((l) => JSON.stringify({
-          event_id: l.change.id, table_id: l.change.tableId, op: l.change.op, data: null, error_code: l.code ?? null, error: l.message, attempts: l.attempts,
-        }).replace(/"data":null/, `"data":${l.change.raw ?? 'null'}`)).join(',') + ']',
-      ],
-    );
+    // event_id is the change's number in this stream, which starts again with each stream: a change
+    // the slot sends again comes under another one, so letters are told apart by image (park.ts).
+    await parkLetters(this.#db!, qualify(this.#opts.schema, 'dead_letters'), this.#opts.stream, letters, 'image');
   }
 
   async columnsChanged(tableId: number): Promise<void> {
