@@ -279,29 +279,27 @@ async function drainOnce(cluster: Cluster, pm: number, pageSize: number, events:
   const warmDeletable = Math.ceil(Math.ceil(warmup / 1000) / 3) * 100;
   let lastId = '0';
 
+  /** The all-insert workload: rows 1..n of `table`, in transactions of txnRows. */
+  const writeInserts = async (table: string, n: number): Promise<void> => {
+    for (let from = 1; from <= n; from += txnRows) {
+      await src.query(
+        `insert into ${table} select g, g % 1000, md5(g::text), (g % 100000) / 100.0, timestamptz '2024-01-01' + g * interval '1 second' from generate_series($1::int8, $2::int8) g`,
+        [from, Math.min(n, from + txnRows - 1)],
+      );
+    }
+  };
+
   /** The warm-up's events, into the warm tables only (the replay and the checks never look at them). */
   const writeWarmup = async (): Promise<void> => {
     if (mixed) await writeMixedBacklog(src, warmup, warmDeletable, WARM_MIXED_TABLES, WARM_UPDATABLE);
-    else {
-      for (let from = 1; from <= warmup; from += txnRows) {
-        await src.query(`insert into witems select g, g % 1000, md5(g::text), (g % 100000) / 100.0, now() from generate_series($1::int8, $2::int8) g`, [from, Math.min(warmup, from + txnRows - 1)]);
-      }
-    }
+    else await writeInserts('witems', warmup);
   };
 
   /** The backlog, written while the replicator waits as a standby; returns the seconds it took. */
   const writeBacklog = async (): Promise<number> => {
     const t0 = performance.now();
     if (mixed) await writeMixedBacklog(src, events, deletable);
-    else {
-      for (let from = 1; from <= events; from += txnRows) {
-        const to = Math.min(events, from + txnRows - 1);
-        await src.query(
-          `insert into items select g, g % 1000, md5(g::text), (g % 100000) / 100.0, timestamptz '2024-01-01' + g * interval '1 second' from generate_series($1::int8, $2::int8) g`,
-          [from, to],
-        );
-      }
-    }
+    else await writeInserts('items', events);
     const written = Number((await src.query<{ n: string }>('select count(*) as n from pg2crate.outbox where op <> $1', ['B'])).rows[0].n);
     if (written < events) throw new Error(`the backlog holds ${written} events, expected ${events}`);
     const seconds = (performance.now() - t0) / 1000;
