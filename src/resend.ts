@@ -17,9 +17,13 @@
 // types (jsonb_populate_recordset), i.e. exactly what the trigger writes for a delete, unless the key
 // exists in the source by then. No row lock can guard a row that does not exist: an insert of that key
 // that has already drawn its event id but commits after the repair's check can land in the same window
-// with a smaller id, and the delete would then win. verify --repair re-checks the repaired keys after
-// the replicator caught up and repairs what is still off (an 'U' for such a key is safe), so that
-// race costs a round, not a row.
+// with a smaller id, and the delete would then win. So resendRows, once its deletes are committed,
+// waits until every transaction open at that moment has ended (each one that drew an outbox id
+// before a delete's is among them: its xid was assigned before its first write) and then sends the
+// current state of the deleted keys again, FOR SHARE: a key whose row exists by then gets an 'U'
+// after everything such a transaction wrote. A transaction that begins later draws its ids after the
+// deletes'. The wait needs no replicator (dead-letter retries run from cron too); it lasts as long as
+// the longest transaction open at the time, and says so in the log while it waits.
 //
 // A shaped table (core/table-shape.ts) is repaired through its shape: the 'U' image is the capture's
 // (columns left out or hashed), only rows passing its predicate are re-sent, and a key whose row
@@ -32,6 +36,8 @@ import { keyInSetSql, keysJsonArray, type KeyJson } from './core/key-set.js';
 import { wakeupChannel } from './capture/names.js';
 import { TAKE_XID } from './capture/outbox-bounds.js';
 import { rowFilterSql, rowImageSql, sourceTimeSql } from './capture/row-image.js';
+import type { Logger } from './core/logger.js';
+import { sleep } from './core/sleep.js';
 
 const BATCH = 1000;
 
@@ -69,9 +75,10 @@ export interface ResendCounts {
 
 /**
  * Re-sends the current rows of `upsertKeys` and deletes for the `deleteKeys` gone from the source,
- * one transaction per batch of keys. Returns the events written.
+ * one transaction per batch of keys; then the deleted keys' current rows once more, after the
+ * transactions open at the deletes have ended (top of the file). Returns the events written.
  */
-export async function resendRows(pool: pg.Pool, schema: string, table: TableInfo, upsertKeys: readonly KeyJson[], deleteKeys: readonly KeyJson[]): Promise<ResendCounts> {
+export async function resendRows(pool: pg.Pool, schema: string, table: TableInfo, upsertKeys: readonly KeyJson[], deleteKeys: readonly KeyJson[], logger?: Logger): Promise<ResendCounts> {
   const sql = resendSql(schema, table);
   const out: ResendCounts = { upserts: 0, deletes: 0 };
   const run = async (stmt: string, keys: readonly KeyJson[]): Promise<number> => {
@@ -88,6 +95,45 @@ export async function resendRows(pool: pg.Pool, schema: string, table: TableInfo
     return n;
   };
   out.upserts = await run(sql.upsert, upsertKeys);
-  out.deletes = await run(sql.delete, deleteKeys);
+  const deleted: KeyJson[] = [];
+  for (let i = 0; i < deleteKeys.length; i += BATCH) {
+    const batch = deleteKeys.slice(i, i + BATCH);
+    const written = await withOutputSettings(pool, async (c) => {
+      await c.query(TAKE_XID);
+      const res = await c.query<{ k: string }>(`${sql.delete} returning data::text as k`, [keysJsonArray(batch)]);
+      await c.query(sql.notify);
+      return res.rows.length;
+    }, true);
+    out.deletes += written;
+    // The batch's keys are checked again as a whole: an 'U' goes only where a row exists, so a key
+    // that had its row all along costs one more event, not a wrong one.
+    if (written > 0) deleted.push(...batch);
+  }
+  if (deleted.length > 0) {
+    await waitForOpenTransactions(pool, logger, deleted.length);
+    out.upserts += await run(sql.upsert, deleted);
+  }
   return out;
+}
+
+/**
+ * Waits until every transaction open now has ended (committed or rolled back), polling
+ * pg_xact_status, which any role may call. Logs every 10 s while it waits, with the oldest xid.
+ */
+export async function waitForOpenTransactions(pool: pg.Pool, logger: Logger | undefined, keys: number): Promise<void> {
+  const open = (await pool.query<{ x: string }>(`select x::text as x from pg_catalog.pg_snapshot_xip(pg_catalog.pg_current_snapshot()) x`)).rows.map((r) => r.x);
+  let pending = open;
+  const began = Date.now();
+  let told = began;
+  while (pending.length > 0) {
+    pending = (await pool.query<{ x: string }>(
+      `select x::text as x from unnest($1::xid8[]) x where pg_catalog.pg_xact_status(x) = 'in progress'`, [pending])).rows.map((r) => r.x);
+    if (pending.length === 0) break;
+    if (Date.now() - told >= 10_000) {
+      told = Date.now();
+      logger?.warn({ transactions: pending.length, oldestXid: pending[0], waitedMs: told - began, keys },
+        'rows re-sent as deletes are checked again once the transactions open at the delete have ended; waiting for them');
+    }
+    await sleep(50);
+  }
 }

@@ -16,7 +16,7 @@ export async function deadLetters(ctx: CommandContext): Promise<DeadLetterRow[]>
 export async function retryDeadLetters(ctx: CommandContext, ids: number[] | 'all'): Promise<number> {
   const c = ctx.config;
   await assertSchemaCurrent(ctx.pool, c.schema);
-  return retry(ctx.pool, c.schema, c.stream, new RegistryCatalog(ctx.pool, c.schema), ids);
+  return retry(ctx.pool, c.schema, c.stream, new RegistryCatalog(ctx.pool, c.schema), ids, ctx.logger);
 }
 
 export async function discardDeadLetters(ctx: CommandContext, ids: number[] | 'all'): Promise<number> {

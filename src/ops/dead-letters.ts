@@ -3,6 +3,7 @@
 // delete when the row is gone), never the parked image: that may be older than what the target
 // holds by now, and replaying it would move the key backwards. Then the letters are removed.
 import type pg from 'pg';
+import type { Logger } from '../core/logger.js';
 import type { SourceCatalog, TableInfo } from '../core/change.js';
 import { keyOf, parseRow } from '../core/change.js';
 import { TableError } from '../core/errors.js';
@@ -46,7 +47,7 @@ export async function discardDeadLetters(db: pg.Pool, schema: string, stream: st
 }
 
 /** Re-sends the current source state of the letters' keys, then removes the letters. */
-export async function retryDeadLetters(db: pg.Pool, schema: string, stream: string, catalog: SourceCatalog, ids: number[] | 'all'): Promise<number> {
+export async function retryDeadLetters(db: pg.Pool, schema: string, stream: string, catalog: SourceCatalog, ids: number[] | 'all', logger?: Logger): Promise<number> {
   const f = idFilter(ids);
   const res = await db.query<{ id: string; table_id: number; data: string | null }>(
     `select d.id::text as id, d.table_id, d.data::text as data from ${qualify(schema, 'dead_letters')} d where d.stream = $1 and ${f.sql} order by d.id`,
@@ -88,7 +89,7 @@ export async function retryDeadLetters(db: pg.Pool, schema: string, stream: stri
   for (const [tableId, e] of byTable) {
     const table = await catalog.describe(tableId);
     const keys = [...e.keys].map(([text, json]) => ({ text, json }));
-    await resendRows(db, schema, table, keys, keys);
+    await resendRows(db, schema, table, keys, keys, logger);
     await db.query(`delete from ${qualify(schema, 'dead_letters')} where id = any($1::int8[])`, [e.ids]);
     retried += e.ids.length;
   }

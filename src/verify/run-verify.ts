@@ -66,7 +66,7 @@ export async function runVerify(o: RunVerifyOptions): Promise<VerifyResult> {
     const catchUp = o.catchUp;
     const report = await verifyTable({
       table, source, target, settings, logger: o.logger, signal: o.signal, waitForReplicator,
-      writeRepair: (upserts, deletes) => resendRows(pool, config.schema, table, upserts, deletes),
+      writeRepair: (upserts, deletes) => resendRows(pool, config.schema, table, upserts, deletes, o.logger),
       applyRepairHere: catchUp && (async () => {
         try {
           await catchUp();

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import { clusterForFile } from '../helpers/file-cluster.js';
 import { assertSameRows, initialLoadsDone, makeConfig, settle, startReplicator, testLogger, waitCaughtUp, waitFor } from '../helpers/replication.js';
 import { PgoutputSource } from '../../src/source/pgoutput/pgoutput-source.js';
@@ -9,6 +10,7 @@ import { needsServer } from '../helpers/server-version.js';
 import { Runner, sourceConnection } from '../../src/runner.js';
 import { deadLetters, retryDeadLetters } from '../../src/commands/dead-letters.js';
 import { status } from '../../src/commands/status.js';
+import { catchUp } from '../../src/commands/catch-up.js';
 
 const bed = clusterForFile();
 
@@ -157,4 +159,40 @@ test('with the halt policy a rejected row stops the replicator without applying 
   } finally {
     await again.stop();
   }
+});
+
+test('retry of a deleted key that an open transaction inserts again ends with that row, not deleted', async () => {
+  const { s, d, src, dst } = await setup();
+  const config = makeConfig({ DATABASE_URL: s, TARGET_DATABASE_URL: d, PG2CRATE_TABLES: 'public.t', PG2CRATE_REJECT_ATTEMPTS: '1', PG2CRATE_RETENTION_CRON: 'off' });
+  const rep = await startReplicator(config);
+  try {
+    await waitFor('the initial load', () => initialLoadsDone(src));
+    await src.query(`insert into t values (1, 'refused'), (2, 'ok')`);
+    await waitCaughtUp(src);
+    await src.query(`delete from t where id = 1`);
+    await waitCaughtUp(src);
+  } finally {
+    await rep.stop();
+  }
+  await dst.query(`alter table t drop constraint t_v_check`);
+  // Replicator stopped (cron mode): the retry's delete for key 1 and a writer's new row 1 can then
+  // fall into one window. The writer draws its event id first and commits after the retry's check.
+  const writer = new pg.Client({ connectionString: s });
+  await writer.connect();
+  const admin = new Runner(config, testLogger());
+  try {
+    assert.equal((await deadLetters(admin)).length, 1);
+    await writer.query('begin');
+    await writer.query(`insert into t values (1, 'new')`);
+    const retried = retryDeadLetters(admin, 'all');
+    await waitFor('the retry\'s delete', async () =>
+      (await src.query(`select count(*)::int as n from pg2crate.outbox where op = 'D'`)).rows[0].n === 2);
+    await writer.query('commit');
+    assert.equal(await retried, 1);
+    await catchUp(admin);
+  } finally {
+    await writer.end();
+    await admin.close();
+  }
+  assert.equal(await assertSameRows(src, dst, 'public.t', 'public.t', ['id']), 2);
 });
