@@ -264,6 +264,21 @@ const CAT = 'OPERATOR(pg_catalog.||)';
  * changes the slot does send (outbox-events.ts). Every name is qualified: the function of a plain
  * shape runs on the writer's search_path.
  */
+/**
+ * TRUNCATE removes every row of the partition, also rows committed after the transaction's
+ * snapshot. The deletes above are read under the snapshot of their statement: in READ COMMITTED one
+ * taken after TRUNCATE's lock, when every writer of the partition has ended; in REPEATABLE READ or
+ * SERIALIZABLE the transaction's own, older one, which misses such rows, and the target would keep
+ * them. So there the partition's truncate is refused with what to do instead. The root's truncate
+ * ('T': the whole table) does not depend on what the snapshot sees.
+ */
+const snapshotTruncateGuardSql = `if pg_catalog.current_setting('transaction_isolation') ${NE} 'read committed' then
+            raise exception 'pg2crate: TRUNCATE of partition % in a % transaction is refused: it would also remove rows committed after the transaction began, which pg2crate cannot see to delete them from the target',
+              tg_relid::pg_catalog.regclass, pg_catalog.upper(pg_catalog.current_setting('transaction_isolation'))
+              using errcode = 'object_not_in_prerequisite_state',
+                    hint = 'Truncate the partition in a READ COMMITTED transaction (the default), or DELETE its rows.';
+          end if;`;
+
 function partitionTruncateSql(schema: string, root: number, into: string, gen: string, id: string, keyObject: string, at: string, where: string): string {
   const listed = qualify(schema, 'truncating');
   const covered = `exists (select from ${listed} l, pg_catalog.pg_partition_ancestors(tg_relid) a
@@ -272,6 +287,7 @@ function partitionTruncateSql(schema: string, root: number, into: string, gen: s
   return `if tg_when ${EQ} 'BEFORE' then
       if not ${covered} then
         if tg_relid ${NE} ${root}::pg_catalog.oid then
+          ${snapshotTruncateGuardSql}
           select pg_catalog.quote_ident(n.nspname) ${CAT} '.' ${CAT} pg_catalog.quote_ident(c.relname) into pg2crate_capture.v_rel
             from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid ${EQ} c.relnamespace where c.oid ${EQ} tg_relid;
           execute ${quoteLiteral(deletes)} ${CAT} pg2crate_capture.v_rel ${CAT} ${quoteLiteral(` o${where}`)};

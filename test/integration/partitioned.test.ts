@@ -79,6 +79,29 @@ test('a TRUNCATE of one partition removes only its rows, of a sub-partitioned pa
   await same();
 });
 
+test('a TRUNCATE of one partition in a REPEATABLE READ or SERIALIZABLE transaction is refused, saying why and what to do', async () => {
+  const a = await src.connect();
+  try {
+    for (const level of ['repeatable read', 'serializable']) {
+      await a.query(`begin isolation level ${level}`);
+      await a.query('select 1'); // the transaction's snapshot
+      // committed after that snapshot: the truncate would remove it, and the capture could not see it
+      await src.query(`insert into public.m1 values (7, 'after the snapshot') on conflict (id) do update set v = excluded.v`);
+      await assert.rejects(a.query('truncate public.m1'), (err: { code?: string; message: string; hint?: string }) => {
+        assert.equal(err.code, '55000');
+        assert.match(err.message, new RegExp(`TRUNCATE of partition m1 in a ${level.toUpperCase()} transaction is refused`));
+        assert.match(err.hint ?? '', /READ COMMITTED/);
+        return true;
+      });
+      await a.query('rollback');
+    }
+  } finally {
+    a.release();
+  }
+  assert.equal((await src.query(`select count(*)::int as n from public.m1 where id = 7`)).rows[0].n, 1);
+  await same();
+});
+
 test('an application role with no grant on the pg2crate schema writes and truncates partitions, and both are captured', async () => {
   await src.query(`create role app; grant usage on schema public to app;
     grant select, insert, update, delete, truncate on public.m, public.m1, public.m2, public.m2a, public.m2b to app`);
