@@ -52,7 +52,26 @@ async function withRoot(db: Queryable, t: CaptureTarget): Promise<{ target: Capt
     `select attname::text as name, attnum from pg_attribute where attrelid = $1 and attnum > 0 and not attisdropped and attname = any($2::text[]) order by attnum`,
     [t.relid, listed],
   )).rows;
-  return { target: { ...t, ...(partitions ? { partitionRoot: t.relid } : {}), ...(guardedColumns ? { guardedColumns } : {}) }, partitions };
+  return { target: { ...t, ...(partitions ? { partitionRoot: t.relid } : {}), ...(guardedColumns ? { guardedColumns } : {}), keyEqualitySchemas: await keyEqualitySchemas(db, t) }, partitions };
+}
+
+/**
+ * The schema of each key column's `=`: pg_catalog's, unless the column's type (a domain's base type)
+ * has its own in another schema (citext's, in the schema of its extension). The capture function
+ * names it with that schema, so that nothing on the writer's search_path is used instead.
+ */
+async function keyEqualitySchemas(db: Queryable, t: CaptureTarget): Promise<string[]> {
+  const res = await db.query<{ nsp: string }>(
+    `select coalesce((select n.nspname::text from pg_operator o join pg_namespace n on n.oid = o.oprnamespace
+                       where o.oprname = '=' and o.oprleft = b.typ and o.oprright = b.typ and n.nspname <> 'pg_catalog'
+                       order by n.nspname limit 1), 'pg_catalog') as nsp
+       from unnest($2::text[]) with ordinality k(name, ord)
+       left join pg_attribute a on a.attrelid = $1 and a.attname = k.name and not a.attisdropped
+       left join lateral (select case when y.typtype = 'd' then y.typbasetype else y.oid end as typ from pg_type y where y.oid = a.atttypid) b on true
+      order by k.ord`,
+    [t.relid, t.keyColumns],
+  );
+  return res.rows.map((r) => r.nsp);
 }
 
 /** Creates (or replaces) the capture of a table and of all its partitions. */

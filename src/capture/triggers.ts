@@ -70,6 +70,11 @@ export interface CaptureTarget {
    * (capture-install.ts reads them from the catalog): needed when the shape excludes or hashes.
    */
   guardedColumns?: readonly GuardedColumn[];
+  /**
+   * Per key column, the schema of its type's `=` (capture-install.ts reads it from the catalog:
+   * citext's is not pg_catalog's); absent: pg_catalog for every key column.
+   */
+  keyEqualitySchemas?: readonly string[];
 }
 
 export interface GuardedColumn {
@@ -159,17 +164,21 @@ export function captureFunctionSql(schema: string, t: CaptureTarget): string {
   const saved = 'pg2crate_capture.v_saved';
   const op = (name: string) => `tg_op ${EQ} '${name}'`;
   const root = t.partitionRoot;
+  const nested = nestedWritesSql(schema, t, { into, gen, id, at: at.value, filtered, pass });
   const body = `
 #variable_conflict use_column
 <<pg2crate_capture>>
 declare
+  v_nested pg_catalog.text := pg_catalog.current_setting(${quoteLiteral(NESTED_SETTING)}, true);
   v_saved pg_catalog.text[];${guard ? `
   v_renamed pg_catalog.text;` : ''}${root !== undefined ? `
   v_rel pg_catalog.text;` : ''}
 begin${root !== undefined ? `
   ${detachedGuardSql(root)}` : ''}
   ${settingsGuardSql(saved, filtered)}
-  if ${op('INSERT')} then${guard}
+  if v_nested ${EQ} 'on' and tg_op ${NE} 'TRUNCATE' then${guard}
+    ${nested}
+  elsif ${op('INSERT')} then${guard}
     ${into} select ${gen}, ${id}, 'I', ${image.expr}${at.value} from pg2crate_new n${image.lateral}${filtered ? ` where ${pass}` : ''};
   elsif ${op('UPDATE')} then${guard}
     ${into}
@@ -183,6 +192,11 @@ begin${root !== undefined ? `
     ${partitionTruncateSql(schema, root, into, gen, id, keyObject('o'), at.value, filtered ? ` where ${pass}` : '')}` : `
     ${into} values (${gen}, ${id}, 'T', null${at.value});`}
   end if;
+  if pg_catalog.pg_trigger_depth() ${GT} 1 then
+    perform pg_catalog.set_config(${quoteLiteral(NESTED_SETTING)}, 'on', true);
+  elsif v_nested ${EQ} 'on' then
+    perform pg_catalog.set_config(${quoteLiteral(NESTED_SETTING)}, '', true);
+  end if;
   ${settingsRestoreSql(saved)}
   return null;
 end
@@ -193,6 +207,53 @@ end
 language plpgsql security definer
 ${pinned ? 'set search_path = pg_catalog, pg_temp\n' : ''}as ${q}${body}${q};
 revoke all on function ${fn}() from public;`;
+}
+
+// Writes made inside a captured statement by the application's own triggers. A statement's events
+// come from its transition tables when its AFTER STATEMENT trigger fires, which is after every
+// AFTER ROW trigger of the statement (and after the application's AFTER STATEMENT triggers whose
+// names sort first). When one of those writes rows of a captured table, that nested statement's
+// capture fires first and writes the newer images; the outer capture then wrote the older images
+// from its transition table after them, and the target kept the older row. So a capture that runs
+// inside another trigger (pg_trigger_depth() > 1) marks the transaction (a transaction-local
+// setting), and every capture that finds the mark writes, for each key its statement touched, the
+// row as it is now (read from the table, an 'U') or a delete where it is gone (or fails the
+// predicate); the outermost capture (depth 1) clears the mark. Its events come after the nested
+// ones, so the last event of each key is its current state. A capture without the mark, the usual
+// case, only reads the setting. The mark is also left by a nested write whose outer statement is
+// not captured; the next capture then takes this path once, which is correct, only slower. The
+// lookups use the key type's own `=`, named with its schema (keyEqualitySchemas), and read the whole
+// table through its root, where a nested write may have moved a row to another partition. An
+// UPDATE's old and new keys are one set (UNION: the type's default equality, as EXCEPT above); a
+// key written twice by one statement (a configured key without a unique index) is sent twice, the
+// same current state.
+export const NESTED_SETTING = 'pg2crate.nested_write';
+const GT = 'OPERATOR(pg_catalog.>)';
+
+function nestedWritesSql(schema: string, t: CaptureTarget, w: { into: string; gen: string; id: string; at: string; filtered: boolean; pass: string }): string {
+  const q = quoteIdent;
+  const list = (alias: string) => t.keyColumns.map((c) => `${alias}.${q(c)}`).join(', ');
+  const match = t.keyColumns.map((c, i) => {
+    const nsp = t.keyEqualitySchemas?.[i] ?? 'pg_catalog';
+    const eq = `t.${q(c)} OPERATOR(${nsp === 'pg_catalog' ? nsp : q(nsp)}.=) k.${q(c)}`;
+    // configured keys may hold NULLs, which match each other as a key (EXCEPT above does the same)
+    return t.keyOrigin === 'config' ? `(${eq} or (t.${q(c)} is null and k.${q(c)} is null))` : eq;
+  }).join(' and ');
+  const shape = t.shape ?? null;
+  const shaped = shape && shapesImage(shape) ? rowImageSql(schema, { id: t.tableId, relid: t.relid ?? 0, shape }, 't', true) : null;
+  const image = shaped ?? { expr: 'pg_catalog.to_jsonb(t.*)', lateral: '' };
+  const write = (keysFrom: string) => `${w.into}
+      select ${w.gen}, ${w.id}, case when l.found then 'U' else 'D' end, case when l.found then l.image else ${keyObjectSql(t.keyColumns, 'k')} end${w.at}
+        from (${keysFrom}) k
+        left join lateral (select true as found, ${image.expr} as image from ${qualify(t.sourceSchema, t.sourceTable)} t${image.lateral}
+                            where ${match}${w.filtered ? ` and ${w.pass}` : ''} limit 1) l on true;`;
+  return `if tg_op ${EQ} 'INSERT' then
+      ${write(`select ${list('n')} from pg2crate_new n`)}
+    elsif tg_op ${EQ} 'UPDATE' then
+      ${write(`select ${list('o')} from pg2crate_old o union select ${list('n')} from pg2crate_new n`)}
+    else
+      ${write(`select ${list('o')} from pg2crate_old o`)}
+    end if;`;
 }
 
 /**
@@ -347,15 +408,18 @@ export function createTriggersSql(schema: string, t: CaptureTarget, opts: Trigge
   const fn = qualify(schema, captureFunctionName(t.tableId));
   const trg = (op: 'i' | 'u' | 'd' | 't' | 'b') => quoteIdent(triggerName(schema, op));
   const partitioned = t.partitionRoot !== undefined;
+  const made: ['i' | 'u' | 'd' | 't' | 'b', string][] = [
+    ...(opts.dml === false ? [] : [
+      ['i', `create trigger ${trg('i')} after insert on ${table} referencing new table as pg2crate_new for each statement execute function ${fn}()`],
+      ['u', `create trigger ${trg('u')} after update on ${table} referencing old table as pg2crate_old new table as pg2crate_new for each statement execute function ${fn}()`],
+      ['d', `create trigger ${trg('d')} after delete on ${table} referencing old table as pg2crate_old for each statement execute function ${fn}()`],
+    ] as ['i' | 'u' | 'd', string][]),
+    ...(partitioned || opts.dml !== false ? [['t', `create trigger ${trg('t')} after truncate on ${table} for each statement execute function ${fn}()`] as ['t', string]] : []),
+    ...(partitioned ? [['b', `create trigger ${trg('b')} before truncate on ${table} for each statement execute function ${fn}()`] as ['b', string]] : []),
+  ];
   return [
     ...dropTriggersSql(schema, on.schema, on.table),
-    ...(opts.dml === false ? [] : [
-      `create trigger ${trg('i')} after insert on ${table} referencing new table as pg2crate_new for each statement execute function ${fn}()`,
-      `create trigger ${trg('u')} after update on ${table} referencing old table as pg2crate_old new table as pg2crate_new for each statement execute function ${fn}()`,
-      `create trigger ${trg('d')} after delete on ${table} referencing old table as pg2crate_old for each statement execute function ${fn}()`,
-    ]),
-    ...(partitioned || opts.dml !== false ? [`create trigger ${trg('t')} after truncate on ${table} for each statement execute function ${fn}()`] : []),
-    ...(partitioned ? [`create trigger ${trg('b')} before truncate on ${table} for each statement execute function ${fn}()`] : []),
+    ...made.map(([, sql]) => sql),
   ];
 }
 
