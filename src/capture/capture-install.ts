@@ -80,7 +80,7 @@ export async function installCapture(db: pg.ClientBase, schema: string, t: Captu
   const dml = mode === 'trigger';
   if (!partitions && !dml) return;
   await db.query(captureFunctionSql(schema, target));
-  for (const stmt of createTriggersSql(schema, target, { dml })) await db.query(stmt);
+  for (const stmt of createTriggersSql(schema, target, { dml, always: await owns(db, t.relid!) })) await db.query(stmt);
   if (!partitions) return;
   await db.query(guardFunctionSql(schema, target));
   for (const stmt of createGuardSql(schema, target)) await db.query(stmt);
@@ -106,13 +106,23 @@ export async function replaceCaptureFunctions(db: pg.ClientBase, schema: string,
 }
 
 /**
+ * Whether this role may ENABLE ALWAYS the triggers of a relation (ALTER TABLE takes its owner). With
+ * TRIGGER only, they stay plain ENABLE: writes of a session with `session_replication_role =
+ * replica` are then not captured (README, "Privileges and security").
+ */
+async function owns(db: Queryable, relid: number): Promise<boolean> {
+  const res = await db.query<{ owner: boolean }>(`select pg_has_role(relowner, 'USAGE') as owner from pg_class where oid = $1`, [relid]);
+  return res.rows[0]?.owner === true;
+}
+
+/**
  * The statement triggers on one partition, and on a leaf its guard clone disabled. Only a leaf's:
  * row triggers fire on leaves alone, and a partition created later under a sub-partitioned one
  * takes its parent's clone as it is, so that one stays enabled (ONLY: without it the change would
  * reach down to every partition below).
  */
 export async function capturePartition(db: pg.ClientBase, schema: string, root: CaptureTarget, p: Partition, dml: boolean): Promise<void> {
-  for (const stmt of createTriggersSql(schema, root, { on: p, dml })) await db.query(stmt);
+  for (const stmt of createTriggersSql(schema, root, { on: p, dml, always: await owns(db, p.relid) })) await db.query(stmt);
   if (p.leaf) await db.query(`alter table only ${qualify(p.schema, p.table)} disable trigger ${quoteIdent(triggerName(schema, 'g'))}`);
 }
 

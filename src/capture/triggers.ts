@@ -399,6 +399,12 @@ export interface TriggerOptions {
   on?: { schema: string; table: string };
   /** the insert, update and delete triggers; false in pgoutput mode, where a partitioned table keeps only its truncate triggers */
   dml?: boolean;
+  /**
+   * ENABLE ALWAYS: the triggers fire also in a session with `session_replication_role = replica`
+   * (a logical replication subscription's apply worker, a restore with triggers disabled), whose
+   * writes would otherwise not be captured. Takes the table's owner (capture-install.ts checks).
+   */
+  always?: boolean;
 }
 
 /** Statements that (re)create the triggers on the table or one of its partitions; run after captureFunctionSql in one transaction. */
@@ -420,6 +426,8 @@ export function createTriggersSql(schema: string, t: CaptureTarget, opts: Trigge
   return [
     ...dropTriggersSql(schema, on.schema, on.table),
     ...made.map(([, sql]) => sql),
+    // ONLY: the statement triggers of each partition are its own, made here, not clones to recurse to
+    ...(opts.always ? made.map(([op]) => `alter table only ${table} enable always trigger ${trg(op)}`) : []),
   ];
 }
 

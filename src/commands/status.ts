@@ -43,11 +43,13 @@ export function statusText(st: StreamStatus, slotWarnBytes: number): string[] {
   const warnings = [
     ...(st.strandedEvents > 0 ? [`WARNING: ${st.strandedEvents} event(s) lie below the windows' lower id bound and no window will apply them; run \`pg2crate verify --repair\` to bring the target in line, and please report this`] : []),
     ...(st.boundViolations > 0 ? [`window bound guard: kept a lower id bound ${st.boundViolations} time(s) that would have skipped events (the log names them); please report this`] : []),
+    ...st.tables.filter((t) => t.triggersDisabledOn.length > 0).map((t) =>
+      `WARNING: the capture triggers of ${t.name} are disabled on ${t.triggersDisabledOn.join(', ')}: writes there are not captured; enable them (\`pg2crate tables add ${t.name}\` makes them again), then \`pg2crate verify --repair ${t.name}\``),
     ...(st.slot?.warn ? [`WARNING: slot ${st.slot.name} retains more WAL than PG2CRATE_SLOT_WARN_MB (${slotWarnBytes / 1048576}); drain it or \`pg2crate slot drop\``] : []),
   ];
   const tables = st.tables.length === 0 ? ['no tables are captured (pg2crate tables add)'] : alignColumns([
     ['table', 'target', 'key', 'capture', 'initial load'],
-    ...st.tables.map((t) => [t.name, t.target, t.key.join(', '), t.captured ? 'yes' : 'NO (triggers missing)', loadText(t.load)]),
+    ...st.tables.map((t) => [t.name, t.target, t.key.join(', '), !t.captured ? 'NO (triggers missing)' : t.triggersDisabledOn.length > 0 ? `NO (triggers disabled on ${t.triggersDisabledOn.join(', ')})` : 'yes', loadText(t.load)]),
   ]);
   return [...head, ...warnings, '', ...tables];
 }

@@ -40,6 +40,12 @@ export interface TableStatus {
   key: string[];
   /** its capture triggers are installed */
   captured: boolean;
+  /**
+   * Relations (the table, its partitions) where a capture trigger is disabled (`ALTER TABLE …
+   * DISABLE TRIGGER`): their writes are not captured, and are missing from the target until the
+   * trigger is enabled again and `verify --repair` sends them.
+   */
+  triggersDisabledOn: string[];
   /** its latest initial load (copy): progress, and whether it reached the target; null when it never had one */
   load: (Omit<BackfillProgress, 'table'> & { applied: boolean }) | null;
 }
@@ -78,6 +84,8 @@ export async function readStatus(db: pg.Pool, schema: string, stream: string, lo
   const tables = await db.query(
     `select t.id, t.source_schema, t.source_table, t.target_schema, t.target_table, t.key_columns,
             exists (select 1 from pg_trigger g where g.tgrelid = t.relid and g.tgfoid = (select p.oid from pg_proc p where p.proname = 'capture_' || t.id and p.pronamespace = $1::regnamespace)) as captured,
+            (select coalesce(array_agg(distinct g.tgrelid::regclass::text order by g.tgrelid::regclass::text), '{}') from pg_trigger g
+              where g.tgenabled = 'D' and g.tgfoid = (select p.oid from pg_proc p where p.proname = 'capture_' || t.id and p.pronamespace = $1::regnamespace)) as disabled_on,
             b.table_id is not null as loaded
        from ${s('tables')} t left join ${s('backfills')} b on b.table_id = t.id order by t.id`,
     [quoteIdent(schema)],
@@ -117,7 +125,7 @@ export async function readStatus(db: pg.Pool, schema: string, stream: string, lo
     deadLetters: Number(dead.rows[0].n),
     tables: tables.rows.map((t) => {
       const name = `${t.source_schema}.${t.source_table}`;
-      return { name, target: `${t.target_schema}.${t.target_table}`, key: t.key_columns, captured: t.captured, load: loads.get(name) ?? null };
+      return { name, target: `${t.target_schema}.${t.target_table}`, key: t.key_columns, captured: t.captured, triggersDisabledOn: t.disabled_on as string[], load: loads.get(name) ?? null };
     }),
   };
 }
