@@ -366,7 +366,7 @@ end
  * Applied as text edits to the generated statements; each must change something, so that a
  * change in triggers.ts cannot turn a step of the ladder into a silent copy of the one above.
  */
-export type Removal = 'key-change' | 'secdef' | 'guard' | 'state' | 'routing';
+export type Removal = 'key-change' | 'secdef' | 'guard' | 'state' | 'routing' | 'nested';
 
 const REMOVALS: Record<Removal, [RegExp, string][]> = {
   'key-change': [
@@ -380,6 +380,12 @@ const REMOVALS: Record<Removal, [RegExp, string][]> = {
   ],
   'state': [[/\(select s\.gen from \S+ s where case when s\.idle then [^()]*\([^()]*\)[^()]* else true end\)/g, '0::pg_catalog.int2']],
   'routing': [[/insert into "pg2crate"\."outbox" \(/g, 'insert into "pg2crate"."outbox_0" (']],
+  // the check for writes of the application's triggers inside the statement (triggers.ts), and its mark
+  'nested': [
+    [/\n {2}v_nested pg_catalog\.text := [^\n]*;/, ''],
+    [/\n {2}if v_nested [\s\S]*?\n {4}end if;\n {2}elsif /, '\n  if '],
+    [/\n {2}if pg_catalog\.pg_trigger_depth\(\)[\s\S]*?\n {2}end if;/, ''],
+  ],
 };
 
 /** `statements` (a capture function and its triggers, as triggers.ts makes them) without the pieces named. */

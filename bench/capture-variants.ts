@@ -90,6 +90,7 @@ export const VARIANTS: Record<string, Variant> = {
   'no-keys-secdef-guard': { kind: 'current', without: ['key-change', 'secdef', 'guard'], note: 'ladder: no-keys-secdef without the settings guard' },
   'no-keys-secdef-guard-state': { kind: 'current', without: ['key-change', 'secdef', 'guard', 'state'], note: 'ladder: no-keys-secdef-guard, generation a constant (no state row read)' },
   'stmt-direct': { kind: 'current', without: ['key-change', 'secdef', 'guard', 'state', 'routing'], note: 'ladder: no-keys-secdef-guard-state into outbox_0 (statement trigger, image into a partition)' },
+  'no-nested': { kind: 'current', without: ['nested'], note: 'current without the check for writes of the application\'s triggers inside the statement (the setting read, the depth mark)' },
   'no-state': { kind: 'current', without: ['state'], note: 'current, generation a constant (no state row read, no NOTIFY): the state row alone' },
   'current-brin': { kind: 'current', outboxIndex: 'brin', note: 'current, the outbox indexed by a BRIN on id instead of a btree' },
   'current-noindex': { kind: 'current', outboxIndex: 'none', note: 'current, the outbox without an index on id' },
