@@ -98,16 +98,15 @@ export async function resendRows(pool: pg.Pool, schema: string, table: TableInfo
   const deleted: KeyJson[] = [];
   for (let i = 0; i < deleteKeys.length; i += BATCH) {
     const batch = deleteKeys.slice(i, i + BATCH);
+    // the key objects of the deletes written: the keys to check again
     const written = await withOutputSettings(pool, async (c) => {
       await c.query(TAKE_XID);
       const res = await c.query<{ k: string }>(`${sql.delete} returning data::text as k`, [keysJsonArray(batch)]);
       await c.query(sql.notify);
-      return res.rows.length;
+      return res.rows.map((r) => ({ json: r.k }));
     }, true);
-    out.deletes += written;
-    // The batch's keys are checked again as a whole: an 'U' goes only where a row exists, so a key
-    // that had its row all along costs one more event, not a wrong one.
-    if (written > 0) deleted.push(...batch);
+    out.deletes += written.length;
+    deleted.push(...written);
   }
   if (deleted.length > 0) {
     await waitForOpenTransactions(pool, logger, deleted.length);
