@@ -48,7 +48,13 @@ export const description = 'capture function shapes side by side (hand-installed
 
 /** The index on the outbox's id: the btree the migration makes, a BRIN instead, or none (issue 21's last lever for bulk writes). */
 type OutboxIndex = 'btree' | 'brin' | 'none';
-type Variant = { note: string } & ({ kind: 'none' } | { kind: 'pgq' } | { kind: 'current'; without?: Removal[]; outboxIndex?: OutboxIndex } | { kind: 'shape'; shape: Shape });
+/**
+ * The type of the outbox's data column: json, written by to_json, as the migrations make it since
+ * 000012_outbox_json; or jsonb, written by to_jsonb, as before it (`current-jsonb`, and the
+ * hand-written shapes of capture-shapes.ts, which write to_jsonb).
+ */
+type OutboxData = 'jsonb' | 'json';
+type Variant = { note: string } & ({ kind: 'none' } | { kind: 'pgq' } | { kind: 'current'; without?: Removal[]; outboxIndex?: OutboxIndex; data?: OutboxData } | { kind: 'shape'; shape: Shape });
 
 const S = (level: Shape['level'], settings: Shape['settings'], body: Shape['body'], keyChange: Shape['keyChange'], into: Shape['into'], sink?: Shape['sink']): Shape =>
   ({ level, settings, body, keyChange, into, sink });
@@ -94,6 +100,7 @@ export const VARIANTS: Record<string, Variant> = {
   'no-state': { kind: 'current', without: ['state'], note: 'current, generation a constant (no state row read, no NOTIFY): the state row alone' },
   'current-brin': { kind: 'current', outboxIndex: 'brin', note: 'current, the outbox indexed by a BRIN on id instead of a btree' },
   'current-noindex': { kind: 'current', outboxIndex: 'none', note: 'current, the outbox without an index on id' },
+  'current-jsonb': { kind: 'current', data: 'jsonb', note: 'current as before migration 000012: the image by to_jsonb (jsonb_build_object for keys) into an outbox whose data is jsonb' },
   'handmade': { kind: 'shape', shape: S('handmade', 'none', 'plpgsql', 'anti-join', 'parent'), note: 'ladder: the hand-written row-level outbox of bench/capture.ts' },
   'pgq': { kind: 'pgq', note: 'PgQ: its pgq.jsontriga row trigger into one queue, as bench/capture.ts installs it (needs the pgq extension)' },
   'guard': { kind: 'shape', shape: S('statement', 'guard', 'plpgsql', 'anti-join', 'parent'), note: 'b: SET search_path only; settings checked in the body, changed only when they differ' },
@@ -216,6 +223,7 @@ export async function run(args: BenchArgs): Promise<object> {
 
     // Every variant but those that say otherwise writes into the outbox with the migration's btree.
     let outboxIndex: OutboxIndex = 'btree';
+    let outboxData: OutboxData = 'json';
     const install = async (name: string, which: string[]) => {
       const v = VARIANTS[name];
       await db.query('begin');
@@ -227,6 +235,11 @@ export async function run(args: BenchArgs): Promise<object> {
         if (wanted === 'brin') await db.query('create index bench_outbox_id_brin on pg2crate.outbox using brin (id)');
         outboxIndex = wanted;
       }
+      const data = v.kind === 'current' ? v.data ?? 'json' : v.kind === 'shape' ? 'jsonb' : outboxData;
+      if (data !== outboxData) {
+        await db.query(`alter table pg2crate.outbox alter column data type ${data} using data::${data}`);
+        outboxData = data;
+      }
       for (const tn of which) {
         const t = tables.get(tn)!;
         const stmts = v.kind === 'none' ? removeShapeSql(t)
@@ -234,6 +247,7 @@ export async function run(args: BenchArgs): Promise<object> {
           : v.kind === 'current'
             ? [...removeShapeSql(t), ...withoutSql([captureFunctionSql('pg2crate', { tableId: t.id, sourceSchema: t.schema, sourceTable: t.table, keyColumns: t.keyColumns, keyOrigin: t.keyOrigin }),
               ...createTriggersSql('pg2crate', { tableId: t.id, sourceSchema: t.schema, sourceTable: t.table, keyColumns: t.keyColumns, keyOrigin: t.keyOrigin })], v.without ?? [])]
+              .map((sql) => (data === 'jsonb' ? sql.replaceAll('pg_catalog.to_json(', 'pg_catalog.to_jsonb(').replaceAll('pg_catalog.json_build_object(', 'pg_catalog.jsonb_build_object(') : sql))
             : installShapeSql(t, v.shape);
         for (const s of stmts) await db.query(s);
       }
@@ -253,7 +267,7 @@ export async function run(args: BenchArgs): Promise<object> {
       return r.tz === 'America/New_York' && r.ds === 'SQL, DMY' && r.is === 'iso_8601' && r.efd === '-3' && r.bo === 'escape';
     };
     const semEvents = async () => (await db.query<{ op: string; data: string | null; key: string | null }>(
-      `select op, data::text as data, (select jsonb_object_agg(k, o.data -> k) from unnest(array['id']) k)::text as key from pg2crate.outbox o where table_id = $1 order by id`, [semId])).rows;
+      `select op, data::jsonb::text as data, (select jsonb_object_agg(k, o.data -> k) from unnest(array['id']) k)::text as key from pg2crate.outbox o where table_id = $1 order by id`, [semId])).rows;
     const semRun = async (name: string) => {
       await install(name, ['sem']);
       const s = new pg.Client({ connectionString: url });

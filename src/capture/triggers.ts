@@ -8,7 +8,7 @@
 //
 // The function is SECURITY DEFINER (the application's roles need no grant on the outbox). Nothing
 // the caller plants on its search_path may reach it: the function of a plain table names every
-// function, operator and type schema-qualified (pg_catalog.to_jsonb, OPERATOR(pg_catalog.=),
+// function, operator and type schema-qualified (pg_catalog.to_json, OPERATOR(pg_catalog.=),
 // ::pg_catalog.text) and so runs on the caller's path, since a SET search_path clause costs every
 // call a parse, apply, namespace lookup and undo (issue 11: about a fifth of the function's CPU on
 // a one-row UPDATE). A shaped table's function (a predicate, column filters, hashing, source time)
@@ -50,7 +50,7 @@
 import { capturesSourceTime, shapesImage, type TableShape } from '../core/table-shape.js';
 import { displayName, qualify, quoteIdent, quoteLiteral } from '../core/identifiers.js';
 import { captureFunctionName, guardFunctionName, triggerName, wakeupChannel } from './names.js';
-import { rowFilterSql, rowImageSql, sourceTimeSql } from './row-image.js';
+import { rowFilterSql, rowImageSql, sourceTimeSql, type RowImageSql } from './row-image.js';
 
 export interface CaptureTarget {
   tableId: number;
@@ -88,9 +88,22 @@ function dollarTag(body: string): string {
   return `$pg2crate${n}$`;
 }
 
-/** The key of row `alias` as the jsonb object a delete event carries. */
+/** The key of row `alias` as the json object a delete event carries. */
 function keyObjectSql(keyColumns: readonly string[], alias: string): string {
-  return `pg_catalog.jsonb_build_object(${keyColumns.map((c) => `${quoteLiteral(c)}, ${alias}.${quoteIdent(c)}`).join(', ')})`;
+  return `pg_catalog.json_build_object(${keyColumns.map((c) => `${quoteLiteral(c)}, ${alias}.${quoteIdent(c)}`).join(', ')})`;
+}
+
+/**
+ * The image of row `alias.*` as the outbox's json. `alias.*`, not `alias`: a bare `n` means the
+ * table's column "n" when it has one, not the row. The outbox holds json text (migrations/000012):
+ * to_json writes it at once, with the same values as to_jsonb. A shaped image is built as jsonb
+ * (row-image.ts: its operators are jsonb's) and cast.
+ */
+function outboxImageSql(schema: string, t: CaptureTarget, alias: string): RowImageSql {
+  const shape = t.shape ?? null;
+  if (!shape || !shapesImage(shape)) return { expr: `pg_catalog.to_json(${alias}.*)`, lateral: '' };
+  const shaped = rowImageSql(schema, { id: t.tableId, relid: t.relid ?? 0, shape }, alias, true);
+  return { ...shaped, expr: `(${shaped.expr})::pg_catalog.json` };
 }
 
 /** The output settings every capture function writes under, in the order the guard saves them. */
@@ -150,8 +163,7 @@ export function captureFunctionSql(schema: string, t: CaptureTarget): string {
   const shape = t.shape ?? null;
   if (shape?.includeColumns && t.relid === undefined) throw new TypeError('a capture with includeColumns needs the table oid');
   const pinned = needsSearchPath(shape);
-  // `n.*`, not `n`: a bare `n` means the table's column "n" when it has one, not the row.
-  const image = pinned ? rowImageSql(schema, { id: t.tableId, relid: t.relid ?? 0, shape }, 'n', true) : { expr: 'pg_catalog.to_jsonb(n.*)', lateral: '' };
+  const image = outboxImageSql(schema, t, 'n');
   const filtered = shape?.where !== undefined;
   const pass = rowFilterSql(shape);
   const at = sourceTimeSql(shape);
@@ -239,9 +251,7 @@ function nestedWritesSql(schema: string, t: CaptureTarget, w: { into: string; ge
     // configured keys may hold NULLs, which match each other as a key (EXCEPT above does the same)
     return t.keyOrigin === 'config' ? `(${eq} or (t.${q(c)} is null and k.${q(c)} is null))` : eq;
   }).join(' and ');
-  const shape = t.shape ?? null;
-  const shaped = shape && shapesImage(shape) ? rowImageSql(schema, { id: t.tableId, relid: t.relid ?? 0, shape }, 't', true) : null;
-  const image = shaped ?? { expr: 'pg_catalog.to_jsonb(t.*)', lateral: '' };
+  const image = outboxImageSql(schema, t, 't');
   const write = (keysFrom: string) => `${w.into}
       select ${w.gen}, ${w.id}, case when l.found then 'U' else 'D' end, case when l.found then l.image else ${keyObjectSql(t.keyColumns, 'k')} end${w.at}
         from (${keysFrom}) k

@@ -90,6 +90,15 @@ export interface SourceCatalog {
   describe(tableId: number): Promise<TableInfo>;
 }
 
+/**
+ * A member named twice in one object keeps its last value, as JSON.parse and jsonb do. A row image
+ * is json text (migrations/000012), and a source column of type json keeps its text as written, a
+ * name twice included; lossless-json would throw on it.
+ */
+export function lastValue({ newValue }: { newValue: unknown }): unknown {
+  return newValue;
+}
+
 // A run of 16+ digits (with dots) may be a number a double cannot hold; only then parse losslessly.
 const MAYBE_UNSAFE_NUMBER = /\d[\d.]{15,}/;
 
@@ -99,7 +108,7 @@ function parseNumber(text: string): number | LosslessNumber {
 
 /** Parses a row's JSON text without rounding any number. */
 export function parseRow(text: string): Row {
-  const value = MAYBE_UNSAFE_NUMBER.test(text) ? losslessParse(text, null, parseNumber) : JSON.parse(text);
+  const value = MAYBE_UNSAFE_NUMBER.test(text) ? losslessParse(text, null, { parseNumber, onDuplicateKey: lastValue }) : JSON.parse(text);
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new TypeError('a change row must be a JSON object');
   }

@@ -101,7 +101,7 @@ describe('value types in a real CrateDB', { skip: skipWithoutCrate }, () => {
        E'quote '' "dq" \\\\ back\\nnewline\\ttab emoji 😀 ünïcødé', 'varchar', 'ab', true,
        '{1,NULL,3}', '{"a,b","c\\"d",NULL,"😀",""}', '{{1,2},{3,4}}',
        '{"big": 9223372036854775807, "nested": {"a": [1, "x", null, {"b": false}]}, "": "empty key", "_id": 7, "dot.key": 1.50}',
-       '{"b": 1, "a": 2}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff10',
+       '{"b": 1, "a": 2, "a": 3}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\\x00ff10',
        '10.0.0.1', '10.0.0.0/8', point(13.4050, 52.5200), B'0101', 'happy', row(1, 'a'), '[1,5)', 'not a system column', 42,
        array[point(1, 2), null], array['{"a": 1}', '[1]', '"s"', null]::jsonb[], array['2024-01-01 00:00:00.123456+00', null]::timestamptz[], '{1.5,NULL,2}', '{9007199254740993,NULL,-9223372036854775807}'),
       (2, -9223372036854775807, -0.0000000001, 'NaN', 32767, -2147483648, 'NaN', '-Infinity',

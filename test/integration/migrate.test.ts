@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { clusterForFile } from '../helpers/file-cluster.js';
 import { runCli } from '../helpers/child-replicator.js';
-import { makeConfig, testLogger } from '../helpers/replication.js';
+import { assertSameRows, makeConfig, settle, testLogger } from '../helpers/replication.js';
 import { Runner } from '../../src/runner.js';
 import { SchemaVersionError } from '../../src/core/errors.js';
-import { bundledMigrationNames } from '../../src/capture/migrate.js';
+import { bundledMigrationNames, migrate as migrateSchema } from '../../src/capture/migrate.js';
 import { migrate } from '../../src/commands/migrate.js';
 
 const bed = clusterForFile();
@@ -110,4 +110,39 @@ test('start on a database that was never migrated says to run `npm run migrate`'
   assert.match(lines[0], /not migrated.*npm run migrate/);
   // And it created nothing.
   assert.equal((await src.query(`select count(*)::int as n from pg_namespace where nspname = 'pg2crate'`)).rows[0].n, 0);
+});
+
+test('upgrading to the json outbox: events written as jsonb before it, by a capture function made before it, and after it all arrive', async () => {
+  const { srcUrl, dstUrl, src } = await database();
+  const env = { DATABASE_URL: srcUrl, TARGET_DATABASE_URL: dstUrl };
+  await migrate(runner(env));
+  // the table's initial load done first, so that only the stream can bring what follows
+  await settle(makeConfig({ PG2CRATE_TABLES: 'public.orders', ...env }), src);
+  // The database as a build before 000012_outbox_json left it: a jsonb outbox, and a capture
+  // function that writes to_jsonb images and jsonb_build_object keys.
+  const fn = (await src.query<{ def: string }>(`select pg_get_functiondef('pg2crate.capture_1'::regproc) as def`)).rows[0].def;
+  assert.match(fn, /pg_catalog\.to_json\(n\.\*\)/);
+  await src.query(`alter table pg2crate.outbox alter column data type jsonb using data::jsonb`);
+  await src.query(`delete from pg2crate.migrations where name = '000012_outbox_json'`);
+  await src.query(fn.replaceAll('pg_catalog.to_json(', 'pg_catalog.to_jsonb(').replaceAll('pg_catalog.json_build_object(', 'pg_catalog.jsonb_build_object('));
+  await src.query(`insert into orders select g, g * 1.5 from generate_series(1, 50) g`);
+  await src.query(`update orders set id = id + 1000 where id <= 10`); // key changes: deletes by key
+  await src.query(`delete from orders where id between 20 and 25`);
+  // the schema migrated, the old function still in place: it writes jsonb into the json column
+  const r = runner(env);
+  assert.deepEqual(await migrateSchema(r.pool, 'pg2crate'), ['000012_outbox_json']);
+  assert.equal((await src.query(`select format_type(atttypid, atttypmod) as t from pg_attribute where attrelid = 'pg2crate.outbox'::regclass and attname = 'data'`)).rows[0].t, 'json');
+  await src.query(`update orders set total = total + 1 where id > 40`);
+  await src.query(`insert into orders values (500, 1)`);
+  // migrate makes the configured table's function again: json from here on
+  await migrate(r);
+  assert.match((await src.query<{ def: string }>(`select pg_get_functiondef('pg2crate.capture_1'::regproc) as def`)).rows[0].def, /pg_catalog\.to_json\(n\.\*\)/);
+  await src.query(`update orders set id = id + 2000 where id between 30 and 35`);
+  await src.query(`delete from orders where id = 500`);
+  await src.query(`insert into orders values (501, 2)`);
+  const dst = bed.pool(dstUrl);
+  await settle(makeConfig({ PG2CRATE_TABLES: 'public.orders', ...env }), src);
+  assert.equal(await assertSameRows(src, dst, 'public.orders', 'public.orders', ['id']), 45);
+  assert.equal((await src.query(`select count(*)::int as n from pg2crate.dead_letters`)).rows[0].n, 0);
+  assert.equal((await src.query(`select count(*)::int as n from pg2crate.backfills`)).rows[0].n, 1, 'one initial load, before the events: the stream brought them');
 });

@@ -60,7 +60,7 @@ const targetPeople = () => tableRows(dst, 'public.people', ['id'], ['id', 'tenan
 async function outboxLeaks(): Promise<number> {
   const r = await src.query(
     `select count(*)::int as n from pg2crate.outbox o join pg2crate.tables t on t.id = o.table_id
-      where t.source_table = 'people' and (o.data ? 'ssn' or o.data::text like '%@example.com%' or o.data::text like '%ssn-%')`,
+      where t.source_table = 'people' and (o.data::jsonb ? 'ssn' or o.data::text like '%@example.com%' or o.data::text like '%ssn-%')`,
   );
   return r.rows[0].n;
 }

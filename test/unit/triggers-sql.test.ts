@@ -36,15 +36,15 @@ test('every name in the generated SQL is quoted: none is left where the parser w
   }
   assert.ok(fn.includes('"tool ""Zq0""; x"."outbox"'), 'the outbox is qualified by the quoted tool schema');
   assert.ok(fn.includes('"tool ""Zq0""; x"."state"'));
-  assert.ok(fn.includes(`'Zq4''s', o."Zq4's"`), 'key names go into jsonb_build_object as a literal and a quoted column');
+  assert.ok(fn.includes(`'Zq4''s', o."Zq4's"`), 'key names go into json_build_object as a literal and a quoted column');
   assert.ok(triggers.includes(`on "App Zq1; drop"."Zq2 ""Items"""`));
 });
 
 test('the row image is taken from the whole row (n.*), never from a bare alias a column could shadow', () => {
   const fn = captureFunctionSql(TOOL, TARGET);
-  assert.match(fn, /to_jsonb\(n\.\*\)/);
-  assert.doesNotMatch(fn, /to_jsonb\(n\)/);
-  assert.doesNotMatch(fn, /to_jsonb\(o\)/);
+  assert.match(fn, /to_json\(n\.\*\)/);
+  assert.match(fn, /to_json\(t\.\*\)/);
+  assert.doesNotMatch(fn, /to_jsonb?\((n|o|t)\)/);
 });
 
 test('the function is SECURITY DEFINER with no SET clause for a plain table, SET search_path for a shaped one, and nobody else may call it', () => {
@@ -137,7 +137,7 @@ test('the dollar-quote tag never occurs inside the body, whatever the names hold
 test('an update\'s deletes are the old keys EXCEPT the new ones: the key type\'s own equality (NULL matching NULL), never a nested loop', () => {
   const fn = captureFunctionSql('pg2crate', { ...TARGET, keyColumns: ['a', 'b'] });
   assert.ok(fn.includes('from (select o."a", o."b" from pg2crate_old o except select n."a", n."b" from pg2crate_new n) o'));
-  assert.ok(fn.includes(`pg_catalog.jsonb_build_object('a', o."a", 'b', o."b")`));
+  assert.ok(fn.includes(`pg_catalog.json_build_object('a', o."a", 'b', o."b")`));
   // The same for a configured key: set operations treat NULLs as equal, as IS NOT DISTINCT FROM does;
   // only the nested-write path's lookup of the current rows spells that out.
   const configured = captureFunctionSql('pg2crate', { ...TARGET, keyColumns: ['a', 'b'], keyOrigin: 'config' });

@@ -13,7 +13,7 @@
 // as text, points, numbers an OBJECT may not keep, a text near the size limit, escaped names) sends
 // the whole row down the parsing path, which gives the same values.
 import { LosslessNumber, parse as losslessParse } from 'lossless-json';
-import type { Change, JsonValue, Row } from '../../core/change.js';
+import { lastValue, type Change, type JsonValue, type Row } from '../../core/change.js';
 import { memberPositions } from '../../core/json-scan.js';
 import { MAX_INDEXED_TEXT_BYTES, type ColumnPlan, type TablePlan } from './column-types.js';
 import { toJson } from './json-text.js';
@@ -186,7 +186,7 @@ const exactNumber = (text: string) => new LosslessNumber(text);
 
 /** The row image to convert: parsed again from its raw text, every number exact, where the plan needs that. */
 export function rowImage(plan: TablePlan, change: Change): Row {
-  if (plan.exactNumbers && change.raw !== null) return losslessParse(change.raw, null, exactNumber) as Row;
+  if (plan.exactNumbers && change.raw !== null) return losslessParse(change.raw, null, { parseNumber: exactNumber, onDuplicateKey: lastValue }) as Row;
   if (change.row === null) throw new ValueRejected(`change ${change.id} carries no row`);
   return change.row;
 }

@@ -1,10 +1,12 @@
 // Postgres text output → the JSON text that to_jsonb() gives for the same value (pure, no I/O).
 //
 // pgoutput sends every column in its type's text output format. The trigger capture stores
-// to_jsonb(row)::text instead, and both modes must hand the drainer the same bytes: keys then
-// coalesce alike, and both sinks get identical input. The walsender session runs with the
-// trigger's settings (timezone UTC, extra_float_digits 1, datestyle ISO, intervalstyle postgres,
-// bytea_output hex), so the text is the trigger's text; what differs is only what to_jsonb does to it:
+// to_json(row)'s text (migrations/000012), the same values in json's spelling; the repairs and
+// retries written into the outbox, which reach a pgoutput stream beside its row changes, are
+// to_jsonb's text. So the conversion gives to_jsonb's text: keys then coalesce alike. The walsender
+// session runs with the trigger's settings (timezone UTC, extra_float_digits 1, datestyle ISO,
+// intervalstyle postgres, bytea_output hex), so the text is the trigger's text; what differs is
+// only what to_jsonb does to it:
 //   - numbers (int2/4/8, float4/8, numeric) become JSON numbers after a round trip through numeric
 //     (1e+100 → 100000…, 1.5e-07 → 0.00000015, -0 → 0); NaN and ±Infinity become strings;
 //   - booleans become true/false; json is parsed and written as jsonb writes it (keys ordered by
