@@ -119,7 +119,7 @@ export async function resendRows(pool: pg.Pool, schema: string, table: TableInfo
  * Waits until every transaction open now has ended (committed or rolled back), polling
  * pg_xact_status, which any role may call. Logs every 10 s while it waits, with the oldest xid.
  */
-export async function waitForOpenTransactions(pool: pg.Pool, logger: Logger | undefined, keys: number): Promise<void> {
+async function waitForOpenTransactions(pool: pg.Pool, logger: Logger | undefined, keys: number): Promise<void> {
   const open = (await pool.query<{ x: string }>(`select x::text as x from pg_catalog.pg_snapshot_xip(pg_catalog.pg_current_snapshot()) x`)).rows.map((r) => r.x);
   let pending = open;
   const began = Date.now();
