@@ -40,6 +40,8 @@ export const FULL = [
   'pgoutput-repair.test.ts', // pgoutput: verify --repair, dead letters, backfill, retention
   'pgoutput-refusals.test.ts', // what pgoutput mode refuses (and PostgreSQL 13 altogether)
   'shaped-pgoutput.test.ts', // publication column lists and row filters (15+), refused on 14
+  'nested-writes.test.ts', // the application's triggers writing inside a captured statement (pg_trigger_depth)
+  'replica-role.test.ts', // ENABLE ALWAYS under session_replication_role = replica; disabled triggers in status
 ];
 
 /**
@@ -60,6 +62,8 @@ export const CI = [
   'pgoutput-repair.test.ts',
   'pgoutput-refusals.test.ts',
   'shaped-pgoutput.test.ts',
+  'nested-writes.test.ts',
+  'replica-role.test.ts',
 ];
 
 /** One line of matrix-reporter.mjs. */
