@@ -321,21 +321,6 @@ const NE = 'OPERATOR(pg_catalog.<>)';
 const CAT = 'OPERATOR(pg_catalog.||)';
 
 /**
- * TRUNCATE of a partitioned table. A TRUNCATE of the root fires the truncate triggers of the root
- * and of every partition, root first; a TRUNCATE of one partition (or of a sub-partitioned
- * partition) fires only those of that subtree, and must remove only its rows from the target. So
- * BEFORE the truncate, a partition writes a delete ('P', read as 'D') for each of its rows, unless
- * an ancestor truncated in the same statement covers it: each relation that acts is listed in
- * pg2crate.truncating for its transaction, which the later ones in the statement read, and AFTER
- * the truncate the list is emptied (every BEFORE trigger of a statement runs before any AFTER one).
- * A table only this function writes, not a setting the writer could set itself to hide a truncate.
- * The root writes its one 'T' after the truncate, as a plain table does. 'P' rather than 'D'
- * because in pgoutput mode the slot does not send a partition's truncate
- * (publish_via_partition_root), so these deletes must be applied even in a transaction whose other
- * changes the slot does send (outbox-events.ts). Every name is qualified: the function of a plain
- * shape runs on the writer's search_path.
- */
-/**
  * TRUNCATE removes every row of the partition, also rows committed after the transaction's
  * snapshot. The deletes above are read under the snapshot of their statement: in READ COMMITTED one
  * taken after TRUNCATE's lock, when every writer of the partition has ended; in REPEATABLE READ or
@@ -350,6 +335,21 @@ const snapshotTruncateGuardSql = `if pg_catalog.current_setting('transaction_iso
                     hint = 'Truncate the partition in a READ COMMITTED transaction (the default), or DELETE its rows.';
           end if;`;
 
+/**
+ * TRUNCATE of a partitioned table. A TRUNCATE of the root fires the truncate triggers of the root
+ * and of every partition, root first; a TRUNCATE of one partition (or of a sub-partitioned
+ * partition) fires only those of that subtree, and must remove only its rows from the target. So
+ * BEFORE the truncate, a partition writes a delete ('P', read as 'D') for each of its rows, unless
+ * an ancestor truncated in the same statement covers it: each relation that acts is listed in
+ * pg2crate.truncating for its transaction, which the later ones in the statement read, and AFTER
+ * the truncate the list is emptied (every BEFORE trigger of a statement runs before any AFTER one).
+ * A table only this function writes, not a setting the writer could set itself to hide a truncate.
+ * The root writes its one 'T' after the truncate, as a plain table does. 'P' rather than 'D'
+ * because in pgoutput mode the slot does not send a partition's truncate
+ * (publish_via_partition_root), so these deletes must be applied even in a transaction whose other
+ * changes the slot does send (outbox-events.ts). Every name is qualified: the function of a plain
+ * shape runs on the writer's search_path.
+ */
 function partitionTruncateSql(schema: string, root: number, into: string, gen: string, id: string, keyObject: string, at: string, where: string): string {
   const listed = qualify(schema, 'truncating');
   const covered = `exists (select from ${listed} l, pg_catalog.pg_partition_ancestors(tg_relid) a
@@ -417,27 +417,28 @@ export interface TriggerOptions {
   always?: boolean;
 }
 
+type TriggerOp = 'i' | 'u' | 'd' | 't' | 'b';
+
 /** Statements that (re)create the triggers on the table or one of its partitions; run after captureFunctionSql in one transaction. */
 export function createTriggersSql(schema: string, t: CaptureTarget, opts: TriggerOptions = {}): string[] {
   const on = opts.on ?? { schema: t.sourceSchema, table: t.sourceTable };
   const table = qualify(on.schema, on.table);
   const fn = qualify(schema, captureFunctionName(t.tableId));
-  const trg = (op: 'i' | 'u' | 'd' | 't' | 'b') => quoteIdent(triggerName(schema, op));
+  const trg = (op: TriggerOp) => quoteIdent(triggerName(schema, op));
   const partitioned = t.partitionRoot !== undefined;
-  const made: ['i' | 'u' | 'd' | 't' | 'b', string][] = [
-    ...(opts.dml === false ? [] : [
-      ['i', `create trigger ${trg('i')} after insert on ${table} referencing new table as pg2crate_new for each statement execute function ${fn}()`],
-      ['u', `create trigger ${trg('u')} after update on ${table} referencing old table as pg2crate_old new table as pg2crate_new for each statement execute function ${fn}()`],
-      ['d', `create trigger ${trg('d')} after delete on ${table} referencing old table as pg2crate_old for each statement execute function ${fn}()`],
-    ] as ['i' | 'u' | 'd', string][]),
-    ...(partitioned || opts.dml !== false ? [['t', `create trigger ${trg('t')} after truncate on ${table} for each statement execute function ${fn}()`] as ['t', string]] : []),
-    ...(partitioned ? [['b', `create trigger ${trg('b')} before truncate on ${table} for each statement execute function ${fn}()`] as ['b', string]] : []),
-  ];
+  const create: Record<TriggerOp, string> = {
+    i: `create trigger ${trg('i')} after insert on ${table} referencing new table as pg2crate_new for each statement execute function ${fn}()`,
+    u: `create trigger ${trg('u')} after update on ${table} referencing old table as pg2crate_old new table as pg2crate_new for each statement execute function ${fn}()`,
+    d: `create trigger ${trg('d')} after delete on ${table} referencing old table as pg2crate_old for each statement execute function ${fn}()`,
+    t: `create trigger ${trg('t')} after truncate on ${table} for each statement execute function ${fn}()`,
+    b: `create trigger ${trg('b')} before truncate on ${table} for each statement execute function ${fn}()`,
+  };
+  const ops: TriggerOp[] = [...(opts.dml === false ? [] : ['i', 'u', 'd'] as const), ...(partitioned || opts.dml !== false ? ['t'] as const : []), ...(partitioned ? ['b'] as const : [])];
   return [
     ...dropTriggersSql(schema, on.schema, on.table),
-    ...made.map(([, sql]) => sql),
+    ...ops.map((op) => create[op]),
     // ONLY: the statement triggers of each partition are its own, made here, not clones to recurse to
-    ...(opts.always ? made.map(([op]) => `alter table only ${table} enable always trigger ${trg(op)}`) : []),
+    ...(opts.always ? ops.map((op) => `alter table only ${table} enable always trigger ${trg(op)}`) : []),
   ];
 }
 
