@@ -81,36 +81,29 @@ export interface ResendCounts {
 export async function resendRows(pool: pg.Pool, schema: string, table: TableInfo, upsertKeys: readonly KeyJson[], deleteKeys: readonly KeyJson[], logger?: Logger): Promise<ResendCounts> {
   const sql = resendSql(schema, table);
   const out: ResendCounts = { upserts: 0, deletes: 0 };
-  const run = async (stmt: string, keys: readonly KeyJson[]): Promise<number> => {
-    let n = 0;
+  // Each batch in a transaction of its own: the events written, and the rows the statement returns.
+  const run = async (stmt: string, keys: readonly KeyJson[]): Promise<{ events: number; rows: { k: string }[] }> => {
+    const done = { events: 0, rows: [] as { k: string }[] };
     for (let i = 0; i < keys.length; i += BATCH) {
-      n += await withOutputSettings(pool, async (c) => {
+      const res = await withOutputSettings(pool, async (c) => {
         // the xid before the first outbox id (outbox-bounds.ts): a delete event is this transaction's first write
         await c.query(TAKE_XID);
-        const res = await c.query(stmt, [keysJsonArray(keys.slice(i, i + BATCH))]);
+        const r = await c.query<{ k: string }>(stmt, [keysJsonArray(keys.slice(i, i + BATCH))]);
         await c.query(sql.notify);
-        return res.rowCount ?? 0;
+        return r;
       }, true);
+      done.events += res.rowCount ?? 0;
+      done.rows.push(...res.rows);
     }
-    return n;
+    return done;
   };
-  out.upserts = await run(sql.upsert, upsertKeys);
-  const deleted: KeyJson[] = [];
-  for (let i = 0; i < deleteKeys.length; i += BATCH) {
-    const batch = deleteKeys.slice(i, i + BATCH);
-    // the key objects of the deletes written: the keys to check again
-    const written = await withOutputSettings(pool, async (c) => {
-      await c.query(TAKE_XID);
-      const res = await c.query<{ k: string }>(`${sql.delete} returning data::text as k`, [keysJsonArray(batch)]);
-      await c.query(sql.notify);
-      return res.rows.map((r) => ({ json: r.k }));
-    }, true);
-    out.deletes += written.length;
-    deleted.push(...written);
-  }
+  out.upserts = (await run(sql.upsert, upsertKeys)).events;
+  // the key objects of the deletes written: the keys to check again
+  const deleted = (await run(`${sql.delete} returning data::text as k`, deleteKeys)).rows.map((r) => ({ json: r.k }));
+  out.deletes = deleted.length;
   if (deleted.length > 0) {
     await waitForOpenTransactions(pool, logger, deleted.length);
-    out.upserts += await run(sql.upsert, deleted);
+    out.upserts += (await run(sql.upsert, deleted)).events;
   }
   return out;
 }
