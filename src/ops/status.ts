@@ -83,11 +83,13 @@ export async function readStatus(db: pg.Pool, schema: string, stream: string, lo
   const dead = await db.query<{ n: string }>(`select count(*)::text as n from ${s('dead_letters')} where stream = $1`, [stream]);
   const tables = await db.query(
     `select t.id, t.source_schema, t.source_table, t.target_schema, t.target_table, t.key_columns,
-            exists (select 1 from pg_trigger g where g.tgrelid = t.relid and g.tgfoid = (select p.oid from pg_proc p where p.proname = 'capture_' || t.id and p.pronamespace = $1::regnamespace)) as captured,
+            exists (select 1 from pg_trigger g where g.tgrelid = t.relid and g.tgfoid = f.oid) as captured,
             (select coalesce(array_agg(distinct g.tgrelid::regclass::text order by g.tgrelid::regclass::text), '{}') from pg_trigger g
-              where g.tgenabled = 'D' and g.tgfoid = (select p.oid from pg_proc p where p.proname = 'capture_' || t.id and p.pronamespace = $1::regnamespace)) as disabled_on,
+              where g.tgenabled = 'D' and g.tgfoid = f.oid) as disabled_on,
             b.table_id is not null as loaded
-       from ${s('tables')} t left join ${s('backfills')} b on b.table_id = t.id order by t.id`,
+       from ${s('tables')} t left join ${s('backfills')} b on b.table_id = t.id
+       left join lateral (select p.oid from pg_proc p where p.proname = 'capture_' || t.id and p.pronamespace = $1::regnamespace) f on true
+      order by t.id`,
     [quoteIdent(schema)],
   );
   const loads = new Map((await backfillState(db, schema, stream, tables.rows.filter((t) => t.loaded).map((t) => Number(t.id)))).map(({ table, ...p }) => [table, p]));
