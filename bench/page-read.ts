@@ -1,16 +1,17 @@
 // What reading outbox pages costs Node and the source's backend, by the shape of the read.
 //
-// Issue 20 asks for Node CPU ≤ 6 ms per 1,000 mixed events while draining; the drain spends more,
-// and a CPU profile puts much of it in pg's work for each row of a page (a message, a field array, a
-// row array and a string per column). This measures that part alone, and the one way around it
-// tried: the same page sent as one text (string_agg over the drainer's own page query, a row per
-// line, columns split by tabs; jsonb's text holds neither raw character), which Node splits itself.
+// Issue 20 asks for Node CPU ≤ 6 ms per 1,000 mixed events while draining; a CPU profile put much
+// of it in pg's work for each row of a page read as a query (a message, a field array, a row array
+// and a string per column). This measures that part alone, in three shapes: the page query's rows
+// (the drainer before binary COPY), the same page sent as one text (string_agg over the page
+// query, a row per line, columns split by tabs), which Node splits itself, and the page as a
+// binary COPY of the page query (what the drainer reads now: src/source/copy-page.ts).
 //
 // One throwaway cluster; the drain bench's mixed backlog (3 tables of 10 columns, transactions of
 // 200 inserts, 700 updates and 100 deletes) captured into the outbox, no replicator running. Each
 // round reads the whole backlog page by page with each shape in turn (interleaved), on one
 // connection set up as the drainer's (enable_sort off), through the drainer's own page query
-// (src/source/outbox.ts pageSql). Both end with the same tuples (id, table_id, op, data,
+// (src/source/outbox.ts pageSql). All end with the same tuples (id, table_id, op, data,
 // source_time) per event, checked equal. Reported per 1,000 events: this process's CPU, the
 // backend's CPU (from /proc) and the wall time; min / median / max over the rounds.
 import pg from 'pg';
@@ -19,12 +20,13 @@ import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
 import { migrate } from '../src/commands/migrate.js';
 import { pageSql } from '../src/source/outbox.js';
+import { copyPageSql, readCopyRows } from '../src/source/copy-page.js';
 import { startCluster } from '../test/helpers/cluster.js';
 import { MIXED_TABLES, mixedTable, mixedValues, UPDATABLE, writeMixedBacklog } from './drain.js';
 import { fmtSpread, note, printTable, spread, type BenchArgs } from './report.js';
 import { processCpuSeconds } from './server-cpu.js';
 
-export const description = "Node's and the source backend's CPU to read outbox pages: one row per event (today) against the page as one text";
+export const description = "Node's and the source backend's CPU to read outbox pages: the page query's rows, the page as one text, the page as binary COPY (today)";
 
 type Tuple = [id: string, tableId: number, op: string, data: string | null, sourceTime: string | null];
 
@@ -48,7 +50,7 @@ interface Window {
 
 const SHAPES: Shape[] = [
   {
-    name: 'one row per event (today)',
+    name: 'one row per event',
     async read(db, from, w) {
       const res = await db.query<Tuple>({ rowMode: 'array', text: pageSql(OUTBOX), values: [from, w.upper, w.snapshot, null, w.pageSize] });
       return res.rows;
@@ -72,6 +74,12 @@ const SHAPES: Shape[] = [
         at = end + 1;
       }
       return out;
+    },
+  },
+  {
+    name: 'binary COPY of the page (today)',
+    read(db, from, w) {
+      return readCopyRows(db, copyPageSql(pageSql(OUTBOX), from, w.upper, w.snapshot, null, w.pageSize));
     },
   },
 ];

@@ -37,7 +37,8 @@ import { modeMismatch, readCaptureState } from '../capture/capture-state.js';
 import { streamLockText } from '../capture/names.js';
 import { RegistryCatalog } from '../capture/registry.js';
 import { noteColumns } from '../capture/column-watch.js';
-import { PageKeys, type OutboxRow } from './page-keys.js';
+import { PageKeys } from './page-keys.js';
+import { copyPageSql, readCopyRows } from './copy-page.js';
 import { outboxSequenceSql, readOutboxSequence } from '../capture/outbox-bounds.js';
 import { createPool } from '../core/pg-pool.js';
 import { sleep } from '../core/sleep.js';
@@ -97,6 +98,7 @@ export class OutboxSource implements ChangeSource {
   #catalogPool: pg.Pool;
   #cp: Checkpoint | null = null;
   readonly #pageKeys: PageKeys;
+  readonly #pageSql: string;
   /** the snapshot of the final window, once known; #finalDone once it is applied */
   #final: string | null = null;
   #finalDone = false;
@@ -112,6 +114,7 @@ export class OutboxSource implements ChangeSource {
     this.#catalogPool = createPool({ ...opts.connection, max: 2, application_name: 'pg2crate catalog' }, this.#log, 'catalog');
     this.catalog = new RegistryCatalog(this.#catalogPool, s);
     this.#pageKeys = new PageKeys(this.#t.tables);
+    this.#pageSql = pageSql(this.#t.outbox);
   }
 
   get #db(): pg.Client {
@@ -240,14 +243,15 @@ export class OutboxSource implements ChangeSource {
     const from = after ? after.position : cp.after;
     // The page must walk the id indexes in order and stop after `limit` rows; enable_sort is off on
     // this connection for that (see acquire()).
-    // Rows as arrays (id, table_id, op, data, source_time): no object per row for the driver to build.
-    const res = await this.#db.query<OutboxRow>({ rowMode: 'array', text: pageSql(this.#t.outbox), values: [from, cp.upper, cp.cur, cp.prev, limit] });
+    // The rows as binary COPY (copy-page.ts): no message, field array or row array per event for
+    // the driver to build.
+    const rows = await readCopyRows(this.#db, copyPageSql(this.#pageSql, from, cp.upper!, cp.cur!, cp.prev, limit));
     // The rows stay text: only the key and the member names are read (row-text.ts, page-keys.ts).
-    const keyed = await this.#pageKeys.read(this.#db, res.rows);
+    const keyed = await this.#pageKeys.read(this.#db, rows);
     const page: Page = {
       changes: keyed.changes,
-      position: res.rows.length > 0 ? res.rows[res.rows.length - 1][0] : from,
-      windowDone: res.rows.length < limit,
+      position: rows.length > 0 ? rows[rows.length - 1][0] : from,
+      windowDone: rows.length < limit,
     };
     if (keyed.rekeyed) page.rekeyed = keyed.rekeyed;
     if (keyed.unkeyed) page.unkeyed = true;
