@@ -11,7 +11,7 @@
 // 200 inserts, 700 updates and 100 deletes) captured into the outbox, no replicator running. Each
 // round reads the whole backlog page by page with each shape in turn (interleaved), on one
 // connection set up as the drainer's (enable_sort off), through the drainer's own page query
-// (src/source/outbox.ts pageSql). All end with the same tuples (id, table_id, op, data,
+// (src/source/copy-page.ts pageSql). All end with the same tuples (id, table_id, op, data,
 // source_time) per event, checked equal. Reported per 1,000 events: this process's CPU, the
 // backend's CPU (from /proc) and the wall time; min / median / max over the rounds.
 import pg from 'pg';
@@ -19,8 +19,7 @@ import { loadConfig } from '../src/core/config.js';
 import { createLogger } from '../src/core/logger.js';
 import { Runner } from '../src/runner.js';
 import { migrate } from '../src/commands/migrate.js';
-import { pageSql } from '../src/source/outbox.js';
-import { copyPageSql, readCopyRows } from '../src/source/copy-page.js';
+import { copyPageSql, pageSql, readCopyRows } from '../src/source/copy-page.js';
 import { startCluster } from '../test/helpers/cluster.js';
 import { MIXED_TABLES, mixedTable, mixedValues, UPDATABLE, writeMixedBacklog } from './drain.js';
 import { fmtSpread, note, printTable, spread, type BenchArgs } from './report.js';
@@ -79,7 +78,7 @@ const SHAPES: Shape[] = [
   {
     name: 'binary COPY of the page (today)',
     read(db, from, w) {
-      return readCopyRows(db, copyPageSql(pageSql(OUTBOX), from, w.upper, w.snapshot, null, w.pageSize));
+      return readCopyRows(db, copyPageSql(OUTBOX, from, w.upper, w.snapshot, null, w.pageSize));
     },
   },
 ];

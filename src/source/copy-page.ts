@@ -1,14 +1,18 @@
-// An outbox page read as binary COPY (pure parsing, plus the one call that runs the COPY).
+// The outbox's page query, and a page read as binary COPY (pure, but for the one call that runs it).
 //
 // A page read as a query's rows costs Node, for every event, pg's message object, its field array,
 // the row array and a string per column, all of which the collector copies while the page waits to
 // be applied. COPY (the page query) TO STDOUT in binary format arrives as a few large buffers that
 // pg-copy-streams hands over without parsing; this file cuts them into the same tuples
 // (id, table_id, op, data, source_time) and makes one string per text column, nothing else.
-// Binary, not text: a value travels as its length and its bytes, with no escapes to undo.
+// Binary, not text: a value travels as its length and its bytes, with no escapes to undo; text
+// values arrive in the client encoding (UTF8, as pg sets it), as a query's do.
 //
-// COPY takes no parameters, so the page's bounds are written into its text; they come from the
+// COPY takes no parameters, so the page's inputs are written into its text; they come from the
 // checkpoint (digits, and snapshots as pg_snapshot prints them) and are checked to be exactly that.
+// The query is built with them in place, never by replacing text (a schema name may hold `$1`).
+// While the COPY runs, pg-copy-streams drops NOTICE messages on its connection; the drainer's
+// connection waits for none (wake-ups come on the listener's own connection).
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import type { Op } from '../core/change.js';
@@ -30,16 +34,44 @@ function snapshot(name: string, v: string | null): string {
   return `'${v}'`;
 }
 
+/** The page query's five inputs, as SQL expressions. */
+export interface PageParams {
+  after: string;
+  upper: string;
+  snapshot: string;
+  prev: string;
+  limit: string;
+}
+
+const PLACEHOLDERS: PageParams = { after: '$1', upper: '$2', snapshot: '$3', prev: '$4', limit: '$5' };
+
 /**
- * The page query `pageSql` (outbox.ts, with $1 … $5) as a binary COPY of its rows, its parameters
- * written in as literals.
+ * A page of the outbox: the events after id `after` up to `upper` committed in the window's
+ * snapshot and not in `prev` (the window before), at most `limit` of them in id order, one row each
+ * as (id, table_id, op, data, source_time). Without `p`, the inputs are the parameters $1 … $5 in
+ * that order. bench/page-read.ts measures this read in other shapes.
  */
-export function copyPageSql(pageQuery: string, after: string, upper: string, cur: string, prev: string | null, limit: number): string {
-  const lits = [digits('after', after), digits('upper', upper), snapshot('window snapshot', cur), snapshot('previous snapshot', prev), digits('limit', limit)];
-  // Replace from $5 down, so that $1 never matches the start of $10 (there is none, but stay safe).
-  let text = pageQuery;
-  for (let i = lits.length; i >= 1; i--) text = text.replaceAll(`$${i}`, lits[i - 1]);
-  return `copy (${text}) to stdout (format binary)`;
+export function pageSql(outbox: string, p: PageParams = PLACEHOLDERS): string {
+  // Order by the column, not the text alias of the same name (that would sort "10" before "9").
+  // source_time as ISO 8601 in UTC, whatever the session's time zone.
+  // 'P': a delete written by a partition's truncate (triggers.ts), a delete like any other here.
+  return `select o.id::text as id, o.table_id, case when o.op = 'P' then 'D' else o.op end as op, o.data::text as data,
+              to_char(o.source_time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as source_time
+         from ${outbox} o
+        where o.id > ${p.after} and o.id <= ${p.upper}
+          and pg_visible_in_snapshot(o.xid, ${p.snapshot}::pg_snapshot)
+          and (${p.prev}::pg_snapshot is null or not pg_visible_in_snapshot(o.xid, ${p.prev}::pg_snapshot))
+        order by o.id
+        limit ${p.limit}`;
+}
+
+/** The page of `outbox` (qualified) as a binary COPY of its rows, its inputs written in as literals. */
+export function copyPageSql(outbox: string, after: string, upper: string, cur: string, prev: string | null, limit: number): string {
+  const p: PageParams = {
+    after: digits('after', after), upper: digits('upper', upper), snapshot: snapshot('window snapshot', cur),
+    prev: snapshot('previous snapshot', prev), limit: digits('limit', limit),
+  };
+  return `copy (${pageSql(outbox, p)}) to stdout (format binary)`;
 }
 
 /**
@@ -48,33 +80,54 @@ export function copyPageSql(pageQuery: string, after: string, upper: string, cur
  */
 export class CopyRows {
   readonly rows: OutboxRow[] = [];
+  /**
+   * Bytes received and not cut into rows yet: [0, #restLen) of #rest. It grows by doubling, so a
+   * row that arrives in many chunks is copied a bounded number of times, not once per chunk.
+   */
   #rest: Buffer | null = null;
+  #restLen = 0;
   #header = false;
   #done = false;
 
   push(chunk: Buffer): void {
-    let buf = chunk;
-    if (this.#rest !== null) {
-      buf = Buffer.concat([this.#rest, chunk]);
-      this.#rest = null;
+    if (this.#restLen === 0) {
+      const at = this.#cut(chunk);
+      if (at < chunk.length) this.#keep(chunk.subarray(at));
+      return;
     }
+    this.#keep(chunk);
+    const rest = this.#rest!;
+    const at = this.#cut(rest.subarray(0, this.#restLen));
+    if (at > 0) {
+      rest.copyWithin(0, at, this.#restLen);
+      this.#restLen -= at;
+    }
+  }
+
+  #keep(bytes: Buffer): void {
+    const need = this.#restLen + bytes.length;
+    if (this.#rest === null || this.#rest.length < need) {
+      const next = Buffer.allocUnsafe(Math.max(need, 2 * (this.#rest?.length ?? 0), 64 * 1024));
+      this.#rest?.copy(next, 0, 0, this.#restLen);
+      this.#rest = next;
+    }
+    bytes.copy(this.#rest, this.#restLen);
+    this.#restLen = need;
+  }
+
+  /** Cuts the header and every whole row at the start of `buf` into rows; returns how many bytes that took. */
+  #cut(buf: Buffer): number {
     let at = 0;
     if (!this.#header) {
-      if (buf.length < 19) {
-        this.#rest = buf;
-        return;
-      }
+      if (buf.length < 19) return 0;
       if (!buf.subarray(0, 11).equals(SIGNATURE)) throw new Error('outbox page: not binary COPY output (bad signature)');
       const ext = buf.readUInt32BE(15);
-      if (buf.length < 19 + ext) {
-        this.#rest = buf;
-        return;
-      }
+      if (buf.length < 19 + ext) return 0;
       at = 19 + ext;
       this.#header = true;
     }
     const n = buf.length;
-    while (at + 2 <= n) {
+    while (at + 2 <= n && !this.#done) {
       const fields = buf.readInt16BE(at);
       if (fields === -1) {
         this.#done = true;
@@ -111,12 +164,12 @@ export class CopyRows {
       this.rows.push([id, tableId, op, data, sourceTime]);
       at = p;
     }
-    if (at < n) this.#rest = buf.subarray(at);
+    return at;
   }
 
-  /** The rows, once the output has ended; an error if it ended inside a row or before its trailer. */
+/** The rows, once the output has ended; an error if it ended inside a row or before its trailer. */
   end(): OutboxRow[] {
-    if (!this.#done || this.#rest !== null) throw new Error('outbox page: binary COPY output ended before its trailer');
+    if (!this.#done || this.#restLen > 0) throw new Error('outbox page: binary COPY output ended before its trailer');
     return this.rows;
   }
 }

@@ -70,25 +70,6 @@ export interface FinalWindow {
   reached(db: pg.ClientBase): Promise<void>;
 }
 
-/**
- * A page of the outbox: the events after id $1 up to $2 committed in window snapshot $3 and not in
- * $4 (the window before), at most $5 of them in id order, one row each as (id, table_id, op, data,
- * source_time). bench/page-read.ts measures this read against other shapes of it.
- */
-export function pageSql(outbox: string): string {
-  // Order by the column, not the text alias of the same name (that would sort "10" before "9").
-  // source_time as ISO 8601 in UTC, whatever the session's time zone.
-  // 'P': a delete written by a partition's truncate (triggers.ts), a delete like any other here.
-  return `select o.id::text as id, o.table_id, case when o.op = 'P' then 'D' else o.op end as op, o.data::text as data,
-              to_char(o.source_time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as source_time
-         from ${outbox} o
-        where o.id > $1 and o.id <= $2
-          and pg_visible_in_snapshot(o.xid, $3::pg_snapshot)
-          and ($4::pg_snapshot is null or not pg_visible_in_snapshot(o.xid, $4::pg_snapshot))
-        order by o.id
-        limit $5`;
-}
-
 export class OutboxSource implements ChangeSource {
   readonly catalog: SourceCatalog;
   readonly #opts: OutboxOptions;
@@ -98,7 +79,6 @@ export class OutboxSource implements ChangeSource {
   #catalogPool: pg.Pool;
   #cp: Checkpoint | null = null;
   readonly #pageKeys: PageKeys;
-  readonly #pageSql: string;
   /** the snapshot of the final window, once known; #finalDone once it is applied */
   #final: string | null = null;
   #finalDone = false;
@@ -114,7 +94,6 @@ export class OutboxSource implements ChangeSource {
     this.#catalogPool = createPool({ ...opts.connection, max: 2, application_name: 'pg2crate catalog' }, this.#log, 'catalog');
     this.catalog = new RegistryCatalog(this.#catalogPool, s);
     this.#pageKeys = new PageKeys(this.#t.tables);
-    this.#pageSql = pageSql(this.#t.outbox);
   }
 
   get #db(): pg.Client {
@@ -245,7 +224,7 @@ export class OutboxSource implements ChangeSource {
     // this connection for that (see acquire()).
     // The rows as binary COPY (copy-page.ts): no message, field array or row array per event for
     // the driver to build.
-    const rows = await readCopyRows(this.#db, copyPageSql(this.#pageSql, from, cp.upper!, cp.cur!, cp.prev, limit));
+    const rows = await readCopyRows(this.#db, copyPageSql(this.#t.outbox, from, cp.upper!, cp.cur!, cp.prev, limit));
     // The rows stay text: only the key and the member names are read (row-text.ts, page-keys.ts).
     const keyed = await this.#pageKeys.read(this.#db, rows);
     const page: Page = {

@@ -4,7 +4,7 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { copyPageSql, readCopyRows } from '../../src/source/copy-page.js';
+import { copyPageSql, pageSql, readCopyRows } from '../../src/source/copy-page.js';
 import { clusterForFile } from '../helpers/file-cluster.js';
 
 const bed = clusterForFile();
@@ -45,15 +45,15 @@ test('a binary COPY of rows gives exactly the rows the query gives, values of ev
 });
 
 test('the page query as COPY reads the outbox page by page as the query did', async () => {
-  await src.query(`create schema p; create table p.outbox (id bigint primary key, xid xid8 not null default pg_current_xact_id(), table_id integer not null, op "char" not null, data json, source_time timestamptz)`);
-  await src.query(`insert into p.outbox (id, table_id, op, data, source_time) select g, 1, 'I', json_build_object('id', g), now() from generate_series(1, 1234) g`);
-  const { pageSql } = await import('../../src/source/outbox.js');
+  // a schema whose name holds `$1`: the page's inputs are written in, not substituted into the text
+  await src.query(`create schema "p$1"; create table "p$1".outbox (id bigint primary key, xid xid8 not null default pg_current_xact_id(), table_id integer not null, op "char" not null, data json, source_time timestamptz)`);
+  await src.query(`insert into "p$1".outbox (id, table_id, op, data, source_time) select g, 1, 'I', json_build_object('id', g), now() from generate_series(1, 1234) g`);
   const db = await client();
   const snap = (await db.query<{ s: string }>('select pg_current_snapshot()::text as s')).rows[0].s;
   const ids: string[] = [];
   for (let after = '0'; ;) {
-    const page = await readCopyRows(db, copyPageSql(pageSql('p.outbox'), after, '1234', snap, null, 500));
-    const query = await db.query({ rowMode: 'array', text: pageSql('p.outbox'), values: [after, '1234', snap, null, 500] });
+    const page = await readCopyRows(db, copyPageSql('"p$1".outbox', after, '1234', snap, null, 500));
+    const query = await db.query({ rowMode: 'array', text: pageSql('"p$1".outbox'), values: [after, '1234', snap, null, 500] });
     assert.deepEqual(page, query.rows);
     ids.push(...page.map((r) => r[0]));
     if (page.length < 500) break;

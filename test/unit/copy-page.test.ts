@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CopyRows, copyPageSql } from '../../src/source/copy-page.js';
-import { pageSql } from '../../src/source/outbox.js';
 import type { OutboxRow } from '../../src/source/page-keys.js';
 
 /** Binary COPY output of `rows`, as Postgres writes it (header with an extension area of `ext` bytes). */
@@ -54,6 +53,34 @@ test('binary COPY output cut anywhere gives the rows it holds', () => {
   assert.deepEqual(p.end(), ROWS);
 });
 
+test('a row that arrives in many chunks is copied a bounded number of times, not once per chunk', () => {
+  const big: OutboxRow[] = [['1', 1, 'I', `{"v": "${'x'.repeat(8 * 1024 * 1024)}"}`, null], ['2', 1, 'D', '{"id": 2}', null]];
+  const out = copyOutput(big);
+  let copied = 0;
+  const { copy } = Buffer.prototype;
+  const { concat } = Buffer;
+  Buffer.prototype.copy = function (this: Buffer, ...args: Parameters<Buffer['copy']>) {
+    const n = copy.apply(this, args);
+    copied += n;
+    return n;
+  };
+  Buffer.concat = (list: readonly Uint8Array[], total?: number) => {
+    const b = concat(list, total);
+    copied += b.length;
+    return b;
+  };
+  try {
+    const p = new CopyRows();
+    for (let i = 0; i < out.length; i += 16 * 1024) p.push(out.subarray(i, i + 16 * 1024));
+    assert.deepEqual(p.end(), big);
+  } finally {
+    Buffer.prototype.copy = copy;
+    Buffer.concat = concat;
+  }
+  // every byte kept once, plus the copies of each doubling (together less than the final size)
+  assert.ok(copied <= 3 * out.length, `${copied} bytes copied for ${out.length} bytes of output`);
+});
+
 test('an empty page is its header and trailer', () => {
   const p = new CopyRows();
   p.push(copyOutput([]));
@@ -71,7 +98,7 @@ test('output that is not binary COPY, or ends early, is an error', () => {
 });
 
 test('the page COPY writes its bounds in as literals, and refuses anything else', () => {
-  const sql = copyPageSql(pageSql('s.outbox'), '10', '20', '100:105:101,103', null, 5000);
+  const sql = copyPageSql('s.outbox', '10', '20', '100:105:101,103', null, 5000);
   assert.match(sql, /^copy \(select /);
   assert.match(sql, /\) to stdout \(format binary\)$/);
   assert.match(sql, /o\.id > 10 and o\.id <= 20/);
@@ -79,8 +106,10 @@ test('the page COPY writes its bounds in as literals, and refuses anything else'
   assert.match(sql, /\(null::pg_snapshot is null/);
   assert.match(sql, /limit 5000/);
   assert.doesNotMatch(sql, /\$\d/);
-  assert.match(copyPageSql(pageSql('s.outbox'), '0', '1', '5:5:', '3:4:', 1), /'3:4:'::pg_snapshot/);
-  assert.throws(() => copyPageSql(pageSql('s.outbox'), '1 or true', '2', '1:1:', null, 1), /after must be a non-negative integer/);
-  assert.throws(() => copyPageSql(pageSql('s.outbox'), '1', '2', "1:1:'; drop table x; --", null, 1), /not a pg_snapshot text/);
-  assert.throws(() => copyPageSql(pageSql('s.outbox'), '1', '2', '1:1:', null, -1), /limit must be/);
+  // a name holding `$1` stays as it is
+  assert.match(copyPageSql('"repl$1".outbox', '1', '2', '1:1:', null, 1), /from "repl\$1"\.outbox o/);
+  assert.match(copyPageSql('s.outbox', '0', '1', '5:5:', '3:4:', 1), /'3:4:'::pg_snapshot/);
+  assert.throws(() => copyPageSql('s.outbox', '1 or true', '2', '1:1:', null, 1), /after must be a non-negative integer/);
+  assert.throws(() => copyPageSql('s.outbox', '1', '2', "1:1:'; drop table x; --", null, 1), /not a pg_snapshot text/);
+  assert.throws(() => copyPageSql('s.outbox', '1', '2', '1:1:', null, -1), /limit must be/);
 });
