@@ -78,11 +78,14 @@ describe('dead letters with a real CrateDB', { skip: skipWithoutCrate }, () => {
       c.release();
     }
     await waitCaughtUp(src);
-    const letters = await src.query<{ id: number; code: string | null; error: string }>(
-      `select (data->>'id')::int as id, error_code as code, error from pg2crate.dead_letters order by 1`,
+    const letters = await src.query<{ id: number; code: string | null; error: string; same: boolean }>(
+      `select (d.data->>'id')::int as id, d.error_code as code, d.error, d.data::jsonb = to_jsonb(v.*) as same
+         from pg2crate.dead_letters d left join vals v on v.id = (d.data->>'id')::int order by 1`,
     );
     assert.deepEqual(letters.rows.map((r) => r.id), Object.keys(BAD).map(Number));
     for (const r of letters.rows) assert.match(r.error, BAD[r.id].reason, `dead letter of row ${r.id}`);
+    // each holds the row's image, whole
+    for (const r of letters.rows) assert.equal(r.same, true, `the dead letter of row ${r.id} holds the row's image`);
     assert.equal(await crateCount(crate, schema, 'vals'), 100 - Object.keys(BAD).length);
     const good = Object.keys(BAD).join(', ');
     await src.query(`create view good_vals as select * from vals where id not in (${good})`);
