@@ -1,7 +1,9 @@
 // Re-sending rows: the one way a row's current state (or its absence) is written into the outbox
 // again, for the replicator to apply through the normal stream, never by writing to the target
-// here. verify --repair, the direct load's fix-up, dead-letter retries and the partition watch all
-// call it; it sits below them (it needs only capture/ and core/).
+// here. verify --repair and dead-letter retries call resendRows; the direct load's fix-up and the
+// partition watch write its statements (resendSql) inside transactions of their own, and guard
+// their deletes themselves (the fix-up) or with recheckDeletes (the watch). It sits below them (it
+// needs only capture/ and core/).
 //
 // Missing and different keys get an 'U' event with the source row's current image, written by
 //   insert into outbox (table_id, op, data) select id, 'U', to_jsonb(t.*) from T t where <key in set> for share of t
@@ -23,7 +25,8 @@
 // current state of the deleted keys again, FOR SHARE: a key whose row exists by then gets an 'U'
 // after everything such a transaction wrote. A transaction that begins later draws its ids after the
 // deletes'. The wait needs no replicator (dead-letter retries run from cron too); it lasts as long as
-// the longest transaction open at the time, and says so in the log while it waits.
+// the longest transaction open at the time, and says so in the log while it waits. A caller that
+// writes deletes in its own transaction calls recheckDeletes once that transaction has committed.
 //
 // A shaped table (core/table-shape.ts) is repaired through its shape: the 'U' image is the capture's
 // (columns left out or hashed), only rows passing its predicate are re-sent, and a key whose row
@@ -101,11 +104,19 @@ export async function resendRows(pool: pg.Pool, schema: string, table: TableInfo
   // the key objects of the deletes written: the keys to check again
   const deleted = (await run(`${sql.delete} returning data::text as k`, deleteKeys)).rows.map((r) => ({ json: r.k }));
   out.deletes = deleted.length;
-  if (deleted.length > 0) {
-    await waitForOpenTransactions(pool, logger, deleted.length);
-    out.upserts += (await run(sql.upsert, deleted)).events;
-  }
+  if (deleted.length > 0) out.upserts += await recheckDeletes(pool, schema, table, deleted, logger);
   return out;
+}
+
+/**
+ * The check after deletes written by a caller's own transaction, once it has committed: waits until
+ * every transaction open now has ended, then sends the current rows of `deleted` (the key objects
+ * the deletes wrote) FOR SHARE (the top of the file). Returns the events written.
+ */
+export async function recheckDeletes(pool: pg.Pool, schema: string, table: TableInfo, deleted: readonly KeyJson[], logger?: Logger): Promise<number> {
+  if (deleted.length === 0) return 0;
+  await waitForOpenTransactions(pool, logger, deleted.length);
+  return (await resendRows(pool, schema, table, deleted, [], logger)).upserts;
 }
 
 /**

@@ -100,7 +100,8 @@ export async function sendChunkAgain(ctx: DirectLoadContext, info: TableInfo, ch
  * the others. A delete written for a missing row cannot lock anything, so an insert of that key
  * that drew its event id earlier but committed after the check could be applied before the delete
  * in the same window; once that window is applied, those keys are read again and re-sent FOR SHARE
- * where a row exists by then (an insert that commits later lands in a later window than the delete).
+ * where a row exists by then. That read's snapshot is later than the applied window's: an insert it
+ * sees gets an upsert after the delete; one it does not see was not in that window and lands later.
  */
 async function sendAgain(ctx: DirectLoadContext, info: TableInfo, next: () => Promise<string[]>): Promise<{ xid: string | null; gone: number } | false> {
   const sql = resendSql(ctx.schema, info);

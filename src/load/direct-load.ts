@@ -19,8 +19,9 @@
 // last state. A delete written for a missing row cannot lock anything, so an insert of that key
 // that drew its event id earlier but committed after the check could be applied before the delete
 // in the same window; once the fix-up's window is applied, those keys are read again and re-sent
-// FOR SHARE where a row exists by then, which closes that race for good (an insert that commits
-// later lands in a later window than the delete).
+// FOR SHARE where a row exists by then, which closes that race for good: the second read's snapshot
+// is later than that window's, so an insert it sees gets an upsert after the delete, and an insert
+// it does not see was not in that window either and lands in a later one.
 //
 // Chunks that keep what they find. In general a chunk is written as upserts: the target may hold
 // rows older than S0 (a table that existed before, a table copied again after a change of shape or

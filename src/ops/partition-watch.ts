@@ -13,7 +13,10 @@
 //      through its name are captured like any other;
 //   3. take the recorded keys, and for each send the table's current row through the outbox (or a
 //      delete when there is none), read FOR SHARE as repair does (verify/repair.ts), so it lands
-//      after every earlier change of that key;
+//      after every earlier change of that key; a delete locks no row, and the lock of step 1 does
+//      not hold back a writer of the key through another partition (a configured key without the
+//      partition key), so after the commit the deleted keys are sent again once the transactions
+//      open by then have ended (resend.ts recheckDeletes);
 //   4. a partition holding rows whose keys were never recorded came with them (ATTACH): the table is
 //      copied again (an initial load), since nothing ever sent those rows.
 // A table that carries the capture's triggers but left the tree (DETACH) has them dropped; its rows
@@ -25,7 +28,9 @@ import type pg from 'pg';
 import { qualify, quoteIdent } from '../core/identifiers.js';
 import type { Logger } from '../core/logger.js';
 import { OUTPUT_SETTINGS, withOutputSettings } from '../core/pg-session.js';
-import { resendSql } from '../resend.js';
+import { recheckDeletes, resendSql } from '../resend.js';
+import type { TableInfo } from '../core/change.js';
+import type { KeyJson } from '../core/key-set.js';
 import { scheduleBackfill } from '../capture/backfill-request.js';
 import { capturePartition, type Partition } from '../capture/capture-install.js';
 import { readCaptureState } from '../capture/capture-state.js';
@@ -167,6 +172,7 @@ async function reachPartition(pool: pg.Pool, opts: PartitionWatchOptions, p: Can
   const s = opts.schema;
   const client = await pool.connect();
   let broken = false;
+  let sent: { keys: number; reloaded: boolean; deleted: KeyJson[]; info: TableInfo | null };
   try {
     await client.query(`begin; set local lock_timeout = ${LOCK_TIMEOUT_MS}; ${OUTPUT_SETTINGS}`);
     await client.query(TAKE_XID);
@@ -190,20 +196,24 @@ async function reachPartition(pool: pg.Pool, opts: PartitionWatchOptions, p: Can
     const { mode } = await readCaptureState(client, s, opts.stream);
     await capturePartition(client, s, { ...captureTargetOf(table), partitionRoot: table.relid }, p, mode !== 'pgoutput');
     const reloaded = p.leaf && (await cameWithRows(client, s, table, p));
-    const keys = await sendRecordedKeys(client, s, table, `relid = ${p.relid}`);
+    const { keys, deleted, info } = await sendRecordedKeys(client, s, table, `relid = ${p.relid}`);
     if (reloaded) await scheduleBackfill(client, s, table.id, true);
     await client.query('commit');
     opts.logger.info(
       { table: `${table.sourceSchema}.${table.sourceTable}`, partition: `${p.schema}.${p.table}`, keysSent: keys, reload: reloaded },
       reloaded ? 'new partition came with rows: captured it and copying the table again' : 'new partition captured',
     );
-    return { keys, reloaded };
+    sent = { keys, reloaded, deleted, info };
   } catch (err) {
     broken = await client.query('rollback').then(() => false, () => true);
     throw err;
   } finally {
     client.release(broken);
   }
+  // A delete guards no row: a writer of the key that drew its outbox id before it and had not
+  // committed would be applied first in the same window (resend.ts). Sent again once it has ended.
+  if (sent.info) await recheckDeletes(pool, s, sent.info, sent.deleted, opts.logger);
+  return { keys: sent.keys, reloaded: sent.reloaded };
 }
 
 /** Whether the partition holds a row whose key the guard never recorded (it was attached with rows). */
@@ -220,23 +230,27 @@ async function cameWithRows(db: pg.ClientBase, schema: string, t: RegisteredTabl
   return res.rows.length > 0;
 }
 
-/** Removes the recorded keys that match `where` and sends each key's current state. Returns how many keys. */
-async function sendRecordedKeys(db: pg.ClientBase, schema: string, t: RegisteredTable, where: string): Promise<number> {
+/**
+ * Removes the recorded keys that match `where` and sends each key's current state. Returns how many
+ * keys, and the key objects of the deletes written, for recheckDeletes once the transaction commits.
+ */
+async function sendRecordedKeys(db: pg.ClientBase, schema: string, t: RegisteredTable, where: string): Promise<{ keys: number; deleted: KeyJson[]; info: TableInfo | null }> {
   const res = await db.query<{ k: string }>(
     `with gone as (delete from ${qualify(schema, 'partition_writes')} where table_id = $1 and ${where} returning key)
      select distinct key::text as k from gone`,
     [t.id],
   );
-  if (res.rows.length === 0) return 0;
+  if (res.rows.length === 0) return { keys: 0, deleted: [], info: null };
+  const deleted: KeyJson[] = [];
   const info = await new RegistryCatalog(db, schema).describe(t.id);
   const sql = resendSql(schema, info);
   for (let i = 0; i < res.rows.length; i += KEYS_PER_STATEMENT) {
     const keys = `[${res.rows.slice(i, i + KEYS_PER_STATEMENT).map((r) => r.k).join(',')}]`;
     await db.query(sql.upsert, [keys]);
-    await db.query(sql.delete, [keys]);
+    deleted.push(...(await db.query<{ k: string }>(`${sql.delete} returning data::text as k`, [keys])).rows.map((r) => ({ json: r.k })));
   }
   await db.query(sql.notify);
-  return res.rows.length;
+  return { keys: res.rows.length, deleted, info };
 }
 
 /** Drops the capture's triggers from relations that left their table's partition tree. */
@@ -272,10 +286,13 @@ async function sendOrphanKeys(pool: pg.Pool, opts: PartitionWatchOptions): Promi
     const table = (await listTables(pool, s)).find((t) => t.id === o.table_id);
     if (!table) continue;
     // the xid before the first outbox id (outbox-bounds.ts)
-    n += await withOutputSettings(pool, async (client) => {
+    const sent = await withOutputSettings(pool, async (client) => {
       await client.query(TAKE_XID);
       return sendRecordedKeys(client, s, table, `relid not in (select p.relid::oid from pg_partition_tree(${Number(table.relid)}::oid) p)`);
     }, true);
+    n += sent.keys;
+    // as in reachPartition: the deleted keys sent again once the writers open now have ended
+    if (sent.info) await recheckDeletes(pool, s, sent.info, sent.deleted, opts.logger);
   }
   // keys of tables no longer registered have nobody to send them to
   await pool.query(`delete from ${qualify(s, 'partition_writes')} w where not exists (select 1 from ${qualify(s, 'tables')} t where t.id = w.table_id)`);
